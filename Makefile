@@ -1,0 +1,53 @@
+# Everything a fresh machine needs is installed by these targets, into ignored folders:
+#   .venv/          Python packages pinned in requirements.lock
+#   node_modules/   Anvil, solcjs and OpenZeppelin Contracts pinned in package-lock.json
+#   .build/         the solc shim for py-solc-x, Kubo built from its Go module, compiled contracts
+# Reruns only redo what changed.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SOLC_VERSION := 0.8.28
+SOLC_SHIM := .build/solcx/solc-v$(SOLC_VERSION)
+PYTEST_ARGS ?=
+
+export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
+export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
+
+.PHONY: all install compile kubo test demo bench audit clean
+
+all: compile
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet --require-virtualenv -r requirements.lock
+	$(BIN)/python -m pip install --quiet --require-virtualenv --no-deps --no-build-isolation -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# py-solc-x treats any executable named solc-v<version> in SOLCX_BINARY_PATH as an installed
+# compiler; this one runs the npm solcjs build, so no compiler download is ever needed.
+$(SOLC_SHIM): tools/solcjs-shim.js node_modules/.installed
+	mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec node "%s/tools/solcjs-shim.js" "$$@"\n' "$(CURDIR)" > $@
+	chmod +x $@
+
+install: $(BIN)/.installed node_modules/.installed $(SOLC_SHIM)
+
+compile: install
+	$(BIN)/ape compile
+
+kubo:
+	tools/build-kubo.sh
+
+test: compile kubo
+	$(BIN)/ape test $(PYTEST_ARGS)
+
+clean:
+	rm -rf .build/__local__.json .build/ape-data .pytest_cache .hypothesis

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title IConsentManager
+/// @notice A patient's permissions over their records: who may read or amend which categories
+/// (scopes) and until when. Grants and revocations are made directly or by an EIP-712 signature
+/// that anyone may relay, so a patient can consent from any wallet without holding gas.
+/// Break-glass emergency access needs two distinct providers, lasts at most one hour and is
+/// always evented. `requestAccess` is the on-chain fact that a read happened.
+interface IConsentManager {
+    /// @notice What a grant allows. Amend implies read.
+    enum Access {
+        None,
+        Read,
+        Amend
+    }
+
+    /// @notice One grant from a patient to a grantee, packed in one storage slot.
+    struct Grant {
+        uint64 scopes;
+        uint64 expiresAt;
+        Access access;
+    }
+
+    /// @notice A break-glass request and, once confirmed by a second provider, its expiry.
+    struct BreakGlass {
+        uint64 requestedAt;
+        uint64 expiresAt;
+        uint8 reason;
+    }
+
+    /// @notice The caller may not read this record now.
+    error ConsentUnauthorized(address caller, bytes32 recordId);
+    /// @notice The grantee is not an active member, is the patient, or lacks the role for amend.
+    error ConsentInvalidGrantee(address grantee);
+    /// @notice Scopes are empty, access is None, or the expiry is not in the future.
+    error ConsentInvalidTerms(uint64 scopes, Access access, uint64 expiresAt);
+    /// @notice There is no grant to revoke.
+    error ConsentNoGrant(address patient, address grantee);
+    /// @notice The signed message's deadline has passed.
+    error ConsentSignatureExpired(uint256 deadline);
+    /// @notice The signature was not made by the patient over these exact terms, this chain,
+    /// this contract and the patient's current nonce.
+    error ConsentInvalidSignature(address patient);
+    /// @notice Only active providers may open or confirm break-glass access.
+    error ConsentBreakGlassNotProvider(address caller);
+    /// @notice The confirming provider must differ from the requesting one.
+    error ConsentBreakGlassSameProvider(address provider);
+    /// @notice There is no pending break-glass request to confirm, or it went stale.
+    error ConsentBreakGlassNotPending(address patient, address requester);
+    /// @notice Reason codes start at 1.
+    error ConsentBreakGlassInvalidReason(uint8 reason);
+    /// @notice The record was erased; nobody can read it any more.
+    error ConsentRecordErased(bytes32 recordId);
+    /// @notice The caller is not the deployer, or the contract was already wired.
+    error ConsentWiringForbidden(address caller);
+
+    /// @notice A patient granted (or changed) access.
+    event AccessGranted(
+        address indexed patient, address indexed grantee, uint64 scopes, Access access, uint64 expiresAt
+    );
+    /// @notice A patient revoked a grant.
+    event AccessRevoked(address indexed patient, address indexed grantee);
+    /// @notice A permitted reader asked for a record: the on-chain fact of a read.
+    event AccessRequested(bytes32 indexed recordId, address indexed patient, address indexed reader, bool emergency);
+    /// @notice A provider asked for emergency access to a patient's records.
+    event BreakGlassRequested(address indexed patient, address indexed requester, uint8 reason);
+    /// @notice A second provider confirmed emergency access; it lasts until `expiresAt`.
+    event BreakGlassActivated(
+        address indexed patient, address indexed requester, address indexed approver, uint8 reason, uint64 expiresAt
+    );
+
+    /// @notice Grant `grantee` access to the caller's records in `scopes` until `expiresAt`.
+    /// @dev Replaces any earlier grant to the same grantee. Granting the same terms twice is a
+    /// no-op that emits nothing.
+    /// Requirements:
+    /// - `grantee` is an active member other than the caller; for Amend, a provider or lab;
+    /// - `scopes` is non-zero, `access` is not None, `expiresAt` is in the future.
+    /// Emits an {AccessGranted} event.
+    /// @param grantee Who receives access.
+    /// @param scopes Category bitmask.
+    /// @param access Read or Amend.
+    /// @param expiresAt Unix time when the grant ends.
+    function grant(address grantee, uint64 scopes, Access access, uint64 expiresAt) external;
+
+    /// @notice Same as {grant}, for `patient`, authorised by the patient's EIP-712 signature over
+    /// `Grant(address patient,address grantee,uint64 scopes,uint8 access,uint64 expiresAt,uint256 nonce,uint256 deadline)`
+    /// with the patient's current nonce. Anyone may relay it.
+    /// @dev Uses the patient's nonce even when the terms are unchanged, so no signature works twice.
+    /// Requirements: as {grant}; `deadline` not passed; the signature is the patient's.
+    /// Emits an {AccessGranted} event when the terms change.
+    /// @param patient The signer.
+    /// @param grantee Who receives access.
+    /// @param scopes Category bitmask.
+    /// @param access Read or Amend.
+    /// @param expiresAt Unix time when the grant ends.
+    /// @param deadline Unix time after which the signature is void.
+    /// @param signature 65-byte ECDSA signature.
+    function grantBySig(
+        address patient,
+        address grantee,
+        uint64 scopes,
+        Access access,
+        uint64 expiresAt,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    /// @notice Revoke the caller's grant to `grantee`, effective at once.
+    /// Requirements: a grant to `grantee` exists (expired grants can still be revoked).
+    /// Emits an {AccessRevoked} event.
+    /// @param grantee Whose access ends.
+    function revoke(address grantee) external;
+
+    /// @notice Same as {revoke}, authorised by the patient's EIP-712 signature over
+    /// `Revoke(address patient,address grantee,uint256 nonce,uint256 deadline)`.
+    /// Requirements: as {revoke}; `deadline` not passed; the signature is the patient's.
+    /// Emits an {AccessRevoked} event.
+    /// @param patient The signer.
+    /// @param grantee Whose access ends.
+    /// @param deadline Unix time after which the signature is void.
+    /// @param signature 65-byte ECDSA signature.
+    function revokeBySig(address patient, address grantee, uint256 deadline, bytes calldata signature) external;
+
+    /// @notice Ask for emergency read access to all of `patient`'s records.
+    /// @dev Access starts only when a second, distinct provider confirms within
+    /// `BREAK_GLASS_CONFIRM_WINDOW`. Asking again replaces a pending or active request.
+    /// Requirements: caller is an active provider; `reason` is non-zero.
+    /// Emits a {BreakGlassRequested} event.
+    /// @param patient Whose records.
+    /// @param reason A reason code (1 = unconscious patient, 2 = life-threatening emergency, 3 = other, documented off chain).
+    function openBreakGlass(address patient, uint8 reason) external;
+
+    /// @notice Confirm another provider's pending break-glass request; access lasts `BREAK_GLASS_WINDOW`.
+    /// Requirements: caller is an active provider other than `requester`; the request is pending
+    /// and younger than `BREAK_GLASS_CONFIRM_WINDOW`.
+    /// Emits a {BreakGlassActivated} event.
+    /// @param patient Whose records.
+    /// @param requester The provider who asked.
+    function confirmBreakGlass(address patient, address requester) external;
+
+    /// @notice Record that the caller reads `recordId` now. Reverts when the caller may not read it.
+    /// @dev Custodians release key fragments only after seeing this event.
+    /// Requirements: the record exists and is not tombstoned; the caller is the patient, holds a
+    /// valid grant covering the record's scope, or has active break-glass access.
+    /// Emits an {AccessRequested} event.
+    /// @param recordId The record to read.
+    function requestAccess(bytes32 recordId) external;
+
+    /// @notice Whether `reader` may read `patient`'s records in all of `scopes` now.
+    /// @param patient The patient.
+    /// @param reader The reader.
+    /// @param scopes Category bitmask.
+    /// @return True for the patient, an active member with an unexpired grant covering the
+    /// scopes, or an active provider with confirmed, unexpired break-glass access.
+    function canRead(address patient, address reader, uint64 scopes) external view returns (bool);
+
+    /// @notice Whether `author` may write `patient`'s records in all of `scopes` now.
+    /// @param patient The patient.
+    /// @param author The author.
+    /// @param scopes Category bitmask.
+    /// @return True for the patient, or an active provider or lab with an unexpired amend grant
+    /// covering the scopes.
+    function canAmend(address patient, address author, uint64 scopes) external view returns (bool);
+
+    /// @notice The stored grant from `patient` to `grantee` (zero when none).
+    function getGrant(address patient, address grantee) external view returns (Grant memory);
+
+    /// @notice The stored break-glass state of `requester` for `patient` (zero when none).
+    function getBreakGlass(address patient, address requester) external view returns (BreakGlass memory);
+}

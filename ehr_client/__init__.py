@@ -1,0 +1,1 @@
+"""Patient-controlled, encrypted health records anchored on a permissioned EVM chain."""

@@ -1,0 +1,99 @@
+"""Every error the client raises on purpose.
+
+One root, `EHRError`; each subclass also inherits the builtin it resembles so callers can catch
+either. Messages say what happened and what to do next, and never contain health data.
+"""
+
+from __future__ import annotations
+
+
+class EHRError(Exception):
+    """Root of every error raised by ehr_client on purpose."""
+
+
+class ConfigError(EHRError, ValueError):
+    """The client is misconfigured (missing deployment file, bad RPC URL, unknown network)."""
+
+
+class InvalidRecord(EHRError, ValueError):
+    """The input is not a valid record (malformed FHIR, unknown category, empty file)."""
+
+
+class DecryptionError(EHRError):
+    """Ciphertext could not be decrypted.
+
+    Deliberately opaque: tampered bytes, a wrong key, truncation and reordering all raise this
+    same error with the same message, so a caller learns nothing about which check failed.
+    """
+
+    def __init__(self, message: str = "decryption failed: the data was altered or the key is wrong") -> None:
+        super().__init__(message)
+
+
+class IntegrityError(EHRError):
+    """Stored bytes do not match the hash anchored on chain; nothing is returned."""
+
+
+class AccessDenied(EHRError, PermissionError):
+    """The caller has no valid permission (no grant, expired, revoked, not a member, suspended)."""
+
+
+class RecordErased(EHRError, LookupError):
+    """The record was erased (crypto-shredded and tombstoned); its content is gone for good."""
+
+
+class RecordNotFound(EHRError, LookupError):
+    """No record with this id exists on chain."""
+
+
+class StorageError(EHRError):
+    """Root of blob-store failures."""
+
+
+class StorageUnavailable(StorageError, ConnectionError):
+    """The storage node is down, unreachable or timing out."""
+
+
+class BlobNotFound(StorageError, LookupError):
+    """The store is up but does not hold the requested blob."""
+
+
+class ChainError(EHRError):
+    """Root of failures talking to the chain."""
+
+
+class ChainUnavailable(ChainError, ConnectionError):
+    """The JSON-RPC endpoint is down or unreachable."""
+
+
+class TransactionReverted(ChainError):
+    """A transaction or call reverted; `error_name` and `error_args` carry the decoded custom error."""
+
+    def __init__(self, message: str, *, error_name: str | None = None, error_args: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.error_name = error_name
+        self.error_args = dict(error_args or {})
+
+
+class SignatureError(EHRError, ValueError):
+    """A signed message is invalid: wrong signer, expired deadline, used nonce, other chain."""
+
+
+class KeystoreError(EHRError):
+    """Root of keystore failures."""
+
+
+class WrongPassword(KeystoreError, PermissionError):
+    """The keystore password is wrong."""
+
+
+class CorruptKeystore(KeystoreError, ValueError):
+    """The keystore file is unreadable or was altered."""
+
+
+class KeyNotFound(KeystoreError, LookupError):
+    """No key with this name or type in the keystore or on chain."""
+
+
+class KeyRevoked(KeystoreError):
+    """The key was revoked on chain and must not be used to encrypt to its owner."""

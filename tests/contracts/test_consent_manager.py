@@ -1,0 +1,278 @@
+import ape
+import pytest
+
+from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
+from tests.constants import ACCESS_AMEND, ACCESS_READ, CONDITION_SCOPE, DAY, LAB_SCOPE, MENTAL_SCOPE
+
+HOUR = 3600
+
+
+def test_grant_then_can_read_in_scope_only(network, consent, patient, doctor, chain):
+    expires = chain.pending_timestamp + DAY
+    tx = consent.grant(doctor, LAB_SCOPE | CONDITION_SCOPE, ACCESS_READ, expires, sender=patient)
+    event = tx.events.filter(consent.AccessGranted)[0]
+    assert (event.patient, event.grantee, event.scopes, event.access, event.expiresAt) == (
+        patient.address, doctor.address, LAB_SCOPE | CONDITION_SCOPE, ACCESS_READ, expires
+    )
+    assert consent.canRead(patient, doctor, LAB_SCOPE)
+    assert consent.canRead(patient, doctor, LAB_SCOPE | CONDITION_SCOPE)
+    assert not consent.canRead(patient, doctor, MENTAL_SCOPE)
+    assert not consent.canRead(patient, doctor, LAB_SCOPE | MENTAL_SCOPE)
+    assert not consent.canRead(patient, doctor, 0)
+    assert not consent.canAmend(patient, doctor, LAB_SCOPE)
+
+
+def test_patient_can_always_read_and_amend_own(network, consent, patient):
+    assert consent.canRead(patient, patient, MENTAL_SCOPE)
+    assert consent.canAmend(patient, patient, MENTAL_SCOPE)
+
+
+def test_granting_same_terms_twice_emits_nothing(network, consent, patient, doctor, chain):
+    expires = chain.pending_timestamp + DAY
+    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
+    tx = consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
+    assert not tx.events.filter(consent.AccessGranted)
+
+
+def test_expired_grant_denies(network, consent, patient, doctor, grant, chain):
+    grant(doctor, ttl=HOUR)
+    assert consent.canRead(patient, doctor, LAB_SCOPE)
+    chain.pending_timestamp += HOUR + 1
+    chain.mine()
+    assert not consent.canRead(patient, doctor, LAB_SCOPE)
+
+
+def test_revoked_grant_denies(network, consent, patient, doctor, grant):
+    grant(doctor)
+    tx = consent.revoke(doctor, sender=patient)
+    event = tx.events.filter(consent.AccessRevoked)[0]
+    assert (event.patient, event.grantee) == (patient.address, doctor.address)
+    assert not consent.canRead(patient, doctor, LAB_SCOPE)
+    assert consent.getGrant(patient, doctor).access == 0
+    with ape.reverts(consent.ConsentNoGrant, patient=patient.address, grantee=doctor.address):
+        consent.revoke(doctor, sender=patient)
+
+
+def test_suspended_member_loses_read_access(network, consent, consortium, governor, patient, doctor, grant):
+    grant(doctor)
+    consortium.suspend(doctor, sender=governor)
+    assert not consent.canRead(patient, doctor, LAB_SCOPE)
+
+
+@pytest.mark.parametrize(
+    "scopes, access, ttl",
+    [(0, ACCESS_READ, DAY), (LAB_SCOPE, 0, DAY), (LAB_SCOPE, ACCESS_READ, 0)],
+)
+def test_grant_rejects_invalid_terms(network, consent, patient, doctor, chain, scopes, access, ttl):
+    expires = chain.pending_timestamp + ttl if ttl else 1
+    with ape.reverts(consent.ConsentInvalidTerms, scopes=scopes, access=access, expiresAt=expires):
+        consent.grant(doctor, scopes, access, expires, sender=patient)
+
+
+def test_grant_rejects_non_member_self_suspended_and_amend_for_insurer(
+    network, consent, consortium, governor, patient, stranger, insurer, doctor, chain
+):
+    expires = chain.pending_timestamp + DAY
+    for grantee in (stranger, patient):
+        with ape.reverts(consent.ConsentInvalidGrantee, grantee=grantee.address):
+            consent.grant(grantee, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
+    with ape.reverts(consent.ConsentInvalidGrantee, grantee=insurer.address):
+        consent.grant(insurer, LAB_SCOPE, ACCESS_AMEND, expires, sender=patient)
+    consent.grant(insurer, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
+    consortium.suspend(doctor, sender=governor)
+    with ape.reverts(consent.ConsentInvalidGrantee, grantee=doctor.address):
+        consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
+
+
+def test_amend_grant_implies_read(network, consent, patient, lab, grant):
+    grant(lab, access=ACCESS_AMEND)
+    assert consent.canAmend(patient, lab, LAB_SCOPE)
+    assert consent.canRead(patient, lab, LAB_SCOPE)
+
+
+# --- EIP-712 signed consent -------------------------------------------------------------------
+
+
+def _signed_grant(consent, chain, patient, grantee, *, scopes=LAB_SCOPE, access=ACCESS_READ, chain_id=None,
+                  contract=None, nonce=None, deadline=None, expires=None):
+    expires = expires or chain.pending_timestamp + DAY
+    deadline = deadline if deadline is not None else chain.pending_timestamp + HOUR
+    domain = Domain(chain_id or chain.chain_id, (contract or consent).address)
+    typed = grant_typed_data(
+        domain, patient=patient.address, grantee=grantee.address, scopes=scopes, access=access,
+        expires_at=expires, nonce=consent.nonces(patient) if nonce is None else nonce, deadline=deadline,
+    )
+    return (patient.address, grantee.address, scopes, access, expires, deadline,
+            sign_typed_data(patient.private_key, typed))
+
+
+def test_grant_by_signature_relayed_by_hospital(network, consent, patient, doctor, hospital, chain):
+    args = _signed_grant(consent, chain, patient, doctor)
+    tx = consent.grantBySig(*args, sender=hospital)
+    assert tx.events.filter(consent.AccessGranted)[0].patient == patient.address
+    assert consent.canRead(patient, doctor, LAB_SCOPE)
+    assert consent.nonces(patient) == 1
+
+
+def test_signature_replayed_twice_reverts(network, consent, patient, doctor, hospital, chain):
+    args = _signed_grant(consent, chain, patient, doctor)
+    consent.grantBySig(*args, sender=hospital)
+    consent.revoke(doctor, sender=patient)
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.grantBySig(*args, sender=hospital)
+    assert not consent.canRead(patient, doctor, LAB_SCOPE)
+
+
+def test_signature_for_other_chain_id_reverts(network, consent, patient, doctor, hospital, chain):
+    args = _signed_grant(consent, chain, patient, doctor, chain_id=chain.chain_id + 1)
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.grantBySig(*args, sender=hospital)
+
+
+def test_signature_for_other_deployment_reverts(network, project, consent, consortium, records, governor, patient,
+                                                doctor, hospital, chain):
+    other = governor.deploy(project.ConsentManager, consortium.address, records.address)
+    args = _signed_grant(consent, chain, patient, doctor, contract=consent)
+    with ape.reverts(other.ConsentInvalidSignature, patient=patient.address):
+        other.grantBySig(*args, sender=hospital)
+
+
+def test_signature_with_stale_nonce_reverts(network, consent, patient, doctor, hospital, chain):
+    args = _signed_grant(consent, chain, patient, doctor, nonce=5)
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.grantBySig(*args, sender=hospital)
+
+
+def test_signature_past_deadline_reverts(network, consent, patient, doctor, hospital, chain):
+    deadline = chain.pending_timestamp + 60
+    args = _signed_grant(consent, chain, patient, doctor, deadline=deadline)
+    chain.pending_timestamp = deadline + 1
+    with ape.reverts(consent.ConsentSignatureExpired, deadline=deadline):
+        consent.grantBySig(*args, sender=hospital)
+
+
+def test_relayer_cannot_alter_signed_terms(network, consent, patient, doctor, hospital, stranger, chain):
+    p, g, scopes, access, expires, deadline, sig = _signed_grant(consent, chain, patient, doctor)
+    altered = [
+        (p, g, scopes | MENTAL_SCOPE, access, expires, deadline, sig),
+        (p, g, scopes, ACCESS_AMEND, expires, deadline, sig),
+        (p, g, scopes, access, expires + DAY, deadline, sig),
+        (p, hospital.address, scopes, access, expires, deadline, sig),
+        (stranger.address, g, scopes, access, expires, deadline, sig),
+    ]
+    for args in altered:
+        with ape.reverts(consent.ConsentInvalidSignature):
+            consent.grantBySig(*args, sender=hospital)
+
+
+def test_revoke_by_signature(network, consent, patient, doctor, hospital, grant, chain):
+    grant(doctor)
+    deadline = chain.pending_timestamp + HOUR
+    typed = revoke_typed_data(Domain(chain.chain_id, consent.address), patient=patient.address,
+                              grantee=doctor.address, nonce=consent.nonces(patient), deadline=deadline)
+    signature = sign_typed_data(patient.private_key, typed)
+    tx = consent.revokeBySig(patient, doctor, deadline, signature, sender=hospital)
+    assert tx.events.filter(consent.AccessRevoked)[0].grantee == doctor.address
+    assert not consent.canRead(patient, doctor, LAB_SCOPE)
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.revokeBySig(patient, doctor, deadline, signature, sender=hospital)
+
+
+def test_member_cannot_grant_on_patients_behalf(network, consent, patient, doctor, hospital, chain):
+    # the hospital signs a grant naming the patient: the signature is not the patient's
+    expires, deadline = chain.pending_timestamp + DAY, chain.pending_timestamp + HOUR
+    typed = grant_typed_data(Domain(chain.chain_id, consent.address), patient=patient.address,
+                             grantee=doctor.address, scopes=LAB_SCOPE, access=ACCESS_READ, expires_at=expires,
+                             nonce=0, deadline=deadline)
+    forged = sign_typed_data(hospital.private_key, typed)
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.grantBySig(patient, doctor, LAB_SCOPE, ACCESS_READ, expires, deadline, forged, sender=hospital)
+
+
+# --- break-glass ----------------------------------------------------------------------------------
+
+
+def test_break_glass_needs_two_distinct_providers_and_expires(network, consent, patient, doctor, hospital, chain):
+    tx = consent.openBreakGlass(patient, 1, sender=doctor)
+    assert tx.events.filter(consent.BreakGlassRequested)[0].reason == 1
+    assert not consent.canRead(patient, doctor, MENTAL_SCOPE)
+
+    with ape.reverts(consent.ConsentBreakGlassSameProvider, provider=doctor.address):
+        consent.confirmBreakGlass(patient, doctor, sender=doctor)
+
+    tx = consent.confirmBreakGlass(patient, doctor, sender=hospital)
+    activated = tx.events.filter(consent.BreakGlassActivated)[0]
+    assert (activated.requester, activated.approver) == (doctor.address, hospital.address)
+    assert consent.canRead(patient, doctor, MENTAL_SCOPE | LAB_SCOPE)
+    assert not consent.canAmend(patient, doctor, LAB_SCOPE)
+
+    chain.pending_timestamp = activated.expiresAt + 1
+    chain.mine()
+    assert not consent.canRead(patient, doctor, LAB_SCOPE)
+
+
+def test_break_glass_rules(network, consent, patient, doctor, hospital, lab, chain):
+    with ape.reverts(consent.ConsentBreakGlassNotProvider, caller=lab.address):
+        consent.openBreakGlass(patient, 1, sender=lab)
+    with ape.reverts(consent.ConsentBreakGlassInvalidReason, reason=0):
+        consent.openBreakGlass(patient, 0, sender=doctor)
+    with ape.reverts(consent.ConsentBreakGlassNotPending, patient=patient.address, requester=doctor.address):
+        consent.confirmBreakGlass(patient, doctor, sender=hospital)
+    consent.openBreakGlass(patient, 2, sender=doctor)
+    with ape.reverts(consent.ConsentBreakGlassNotProvider, caller=lab.address):
+        consent.confirmBreakGlass(patient, doctor, sender=lab)
+    chain.pending_timestamp += 15 * 60 + 1
+    with ape.reverts(consent.ConsentBreakGlassNotPending, patient=patient.address, requester=doctor.address):
+        consent.confirmBreakGlass(patient, doctor, sender=hospital)
+
+
+def test_break_glass_closes_when_requester_suspended(network, consent, consortium, governor, patient, doctor, hospital):
+    consent.openBreakGlass(patient, 1, sender=doctor)
+    consent.confirmBreakGlass(patient, doctor, sender=hospital)
+    consortium.suspend(doctor, sender=governor)
+    assert not consent.canRead(patient, doctor, LAB_SCOPE)
+
+
+# --- requestAccess: the on-chain fact of a read --------------------------------------------------
+
+
+def test_request_access_emits_for_grantee_and_patient(network, consent, patient, doctor, grant, add_record):
+    record_id = add_record(scope=LAB_SCOPE)
+    grant(doctor, scopes=LAB_SCOPE)
+    tx = consent.requestAccess(record_id, sender=doctor)
+    event = tx.events.filter(consent.AccessRequested)[0]
+    assert (event.recordId, event.patient, event.reader, event.emergency) == (record_id, patient.address, doctor.address, 0)
+    tx = consent.requestAccess(record_id, sender=patient)
+    assert tx.events.filter(consent.AccessRequested)[0].reader == patient.address
+
+
+def test_request_access_reverts_without_grant_outside_scope_and_after_revoke(
+    network, consent, patient, doctor, stranger, grant, add_record
+):
+    lab_record = add_record(scope=LAB_SCOPE)
+    mental_record = add_record(scope=MENTAL_SCOPE)
+    with ape.reverts(consent.ConsentUnauthorized, caller=stranger.address, recordId=lab_record):
+        consent.requestAccess(lab_record, sender=stranger)
+    grant(doctor, scopes=LAB_SCOPE)
+    with ape.reverts(consent.ConsentUnauthorized, caller=doctor.address, recordId=mental_record):
+        consent.requestAccess(mental_record, sender=doctor)
+    consent.revoke(doctor, sender=patient)
+    with ape.reverts(consent.ConsentUnauthorized, caller=doctor.address, recordId=lab_record):
+        consent.requestAccess(lab_record, sender=doctor)
+
+
+def test_request_access_under_break_glass_is_flagged(network, consent, patient, doctor, hospital, add_record):
+    record_id = add_record(scope=MENTAL_SCOPE)
+    consent.openBreakGlass(patient, 1, sender=doctor)
+    consent.confirmBreakGlass(patient, doctor, sender=hospital)
+    tx = consent.requestAccess(record_id, sender=doctor)
+    assert tx.events.filter(consent.AccessRequested)[0].emergency
+
+
+def test_request_access_to_erased_or_unknown_record_reverts(network, consent, records, patient, add_record):
+    record_id = add_record()
+    records.tombstone(record_id, sender=patient)
+    with ape.reverts(consent.ConsentRecordErased, recordId=record_id):
+        consent.requestAccess(record_id, sender=patient)
+    with ape.reverts(records.RecordNotFound, recordId=(77).to_bytes(32, "big")):
+        consent.requestAccess((77).to_bytes(32, "big"), sender=patient)
