@@ -41,7 +41,7 @@ $(SOLC_SHIM): tools/solcjs-shim.js node_modules/.installed
 install: $(BIN)/.installed node_modules/.installed $(SOLC_SHIM)
 
 compile: install
-	$(BIN)/ape compile
+	$(BIN)/ape compile --force  # ape does not rebuild contracts whose imports changed
 
 kubo:
 	tools/build-kubo.sh

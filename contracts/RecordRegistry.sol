@@ -4,34 +4,25 @@ pragma solidity ^0.8.24;
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
 import {IConsentManager} from "./interfaces/IConsentManager.sol";
+import {ConsentManager} from "./ConsentManager.sol";
 import {IConsortium} from "./interfaces/IConsortium.sol";
 
 /// @title RecordRegistry
 /// @notice Anchors hashes and pointers of encrypted records. See {IRecordRegistry}.
 contract RecordRegistry is IRecordRegistry {
     IConsortium private immutable _consortium;
-    address private immutable _deployer;
-    IConsentManager private _consent;
+    IConsentManager private immutable _consent;
 
     mapping(address patient => bool) private _patients;
     mapping(bytes32 recordId => Record) private _records;
     mapping(bytes32 root => Batch) private _batches;
 
+    /// @dev The registry and its consent manager refer to each other; creating the consent
+    /// manager here lets both hold the other's address as an immutable, with no wiring step.
     /// @param consortium_ The membership contract.
     constructor(IConsortium consortium_) {
         _consortium = consortium_;
-        _deployer = msg.sender;
-    }
-
-    /// @notice Wire the consent manager, once, from the deploying account.
-    /// @dev The two contracts refer to each other, so one of them is wired after deployment.
-    /// Requirements: caller is the deployer; not wired yet; `consent` is non-zero.
-    /// @param consent The ConsentManager deployed for this registry.
-    function setConsentManager(IConsentManager consent) external {
-        if (msg.sender != _deployer || address(_consent) != address(0) || address(consent) == address(0)) {
-            revert RecordWiringForbidden(msg.sender);
-        }
-        _consent = consent;
+        _consent = new ConsentManager(consortium_, this);
     }
 
     /// @inheritdoc IRecordRegistry
@@ -153,7 +144,7 @@ contract RecordRegistry is IRecordRegistry {
     ) private {
         if (contentHash == bytes32(0) || cid.length == 0) revert RecordInvalidContent(recordId);
         if (recordId == bytes32(0) || _records[recordId].status != Status.None) revert RecordIdUnavailable(recordId);
-        _records[recordId] = Record({contentHash: contentHash, patient: patient, scope: scope, status: Status.Active});
+        _records[recordId] = Record({patient: patient, scope: scope, status: Status.Active});
         emit RecordAdded(recordId, patient, msg.sender, contentHash, scope, previousId, cid);
     }
 }

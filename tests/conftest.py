@@ -86,10 +86,8 @@ def records(project: Any, governor: Any, consortium: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def consent(project: Any, governor: Any, consortium: Any, records: Any) -> Any:
-    contract = governor.deploy(project.ConsentManager, consortium.address, records.address)
-    records.setConsentManager(contract.address, sender=governor)
-    return contract
+def consent(project: Any, records: Any) -> Any:
+    return project.ConsentManager.at(records.consentManager())
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,12 @@ interface IConsentManager {
         Amend
     }
 
-    /// @notice One grant from a patient to a grantee, packed in one storage slot.
+    /// @notice One grant from a patient to a grantee and the pair's signature nonce, in one slot.
     struct Grant {
         uint64 scopes;
         uint64 expiresAt;
         Access access;
+        uint64 nonce;
     }
 
     /// @notice A break-glass request and, once confirmed by a second provider, its expiry.
@@ -40,7 +41,7 @@ interface IConsentManager {
     /// @notice The signed message's deadline has passed.
     error ConsentSignatureExpired(uint256 deadline);
     /// @notice The signature was not made by the patient over these exact terms, this chain,
-    /// this contract and the patient's current nonce.
+    /// this contract and the current nonce of the (patient, grantee) pair.
     error ConsentInvalidSignature(address patient);
     /// @notice Only active providers may open or confirm break-glass access.
     error ConsentBreakGlassNotProvider(address caller);
@@ -52,8 +53,6 @@ interface IConsentManager {
     error ConsentBreakGlassInvalidReason(uint8 reason);
     /// @notice The record was erased; nobody can read it any more.
     error ConsentRecordErased(bytes32 recordId);
-    /// @notice The caller is not the deployer, or the contract was already wired.
-    error ConsentWiringForbidden(address caller);
 
     /// @notice A patient granted (or changed) access.
     event AccessGranted(
@@ -85,8 +84,8 @@ interface IConsentManager {
 
     /// @notice Same as {grant}, for `patient`, authorised by the patient's EIP-712 signature over
     /// `Grant(address patient,address grantee,uint64 scopes,uint8 access,uint64 expiresAt,uint256 nonce,uint256 deadline)`
-    /// with the patient's current nonce. Anyone may relay it.
-    /// @dev Uses the patient's nonce even when the terms are unchanged, so no signature works twice.
+    /// with the current `nonces(patient, grantee)`. Anyone may relay it.
+    /// @dev Consumes the nonce even when the terms are unchanged, so no signature works twice.
     /// Requirements: as {grant}; `deadline` not passed; the signature is the patient's.
     /// Emits an {AccessGranted} event when the terms change.
     /// @param patient The signer.
@@ -162,6 +161,12 @@ interface IConsentManager {
     /// @return True for the patient, or an active provider or lab with an unexpired amend grant
     /// covering the scopes.
     function canAmend(address patient, address author, uint64 scopes) external view returns (bool);
+
+    /// @notice The nonce the next signed grant or revocation for this pair must carry.
+    /// @param patient The signer.
+    /// @param grantee The grantee.
+    /// @return The current nonce.
+    function nonces(address patient, address grantee) external view returns (uint256);
 
     /// @notice The stored grant from `patient` to `grantee` (zero when none).
     function getGrant(address patient, address grantee) external view returns (Grant memory);

@@ -2,9 +2,10 @@
 pragma solidity ^0.8.24;
 
 /// @title IRecordRegistry
-/// @notice Anchors a patient's encrypted records: for each record, the sha256 of its ciphertext,
-/// its category scope and its status live in state; its author, storage pointer (CID) and previous
-/// version are in the {RecordAdded} event. No health data and no identifier is ever stored: a
+/// @notice Anchors a patient's encrypted records. What on-chain logic needs (patient, scope, status)
+/// lives in one storage slot per record version; what only readers need (sha256 of the
+/// ciphertext, storage pointer, author, previous version) is in the {RecordAdded} event, which is
+/// as tamper-evident as state and far cheaper. No health data and no identifier is ever stored: a
 /// patient is an address (a pseudonym). Amendments form a chain and never overwrite. Batches of
 /// records can be anchored under one Merkle root.
 interface IRecordRegistry {
@@ -16,9 +17,8 @@ interface IRecordRegistry {
         Tombstoned
     }
 
-    /// @notice A record version as stored.
+    /// @notice A record version as stored (one slot).
     struct Record {
-        bytes32 contentHash;
         address patient;
         uint64 scope;
         Status status;
@@ -31,8 +31,6 @@ interface IRecordRegistry {
         uint64 anchoredAt;
     }
 
-    /// @notice The caller is not the deployer, or the registry is already wired.
-    error RecordWiringForbidden(address caller);
     /// @notice The patient address has not registered.
     error RecordPatientNotRegistered(address patient);
     /// @notice The caller may not write records of this patient in this scope.
@@ -167,7 +165,7 @@ interface IRecordRegistry {
     /// @return True when registered.
     function isPatient(address patient) external view returns (bool);
 
-    /// @notice The consent manager this registry asks about write permission.
+    /// @notice The consent manager this registry created and asks about write permission.
     function consentManager() external view returns (address);
 
     /// @notice The consortium this registry asks about membership.

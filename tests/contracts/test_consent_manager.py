@@ -100,7 +100,7 @@ def _signed_grant(consent, chain, patient, grantee, *, scopes=LAB_SCOPE, access=
     domain = Domain(chain_id or chain.chain_id, (contract or consent).address)
     typed = grant_typed_data(
         domain, patient=patient.address, grantee=grantee.address, scopes=scopes, access=access,
-        expires_at=expires, nonce=consent.nonces(patient) if nonce is None else nonce, deadline=deadline,
+        expires_at=expires, nonce=consent.nonces(patient, grantee) if nonce is None else nonce, deadline=deadline,
     )
     return (patient.address, grantee.address, scopes, access, expires, deadline,
             sign_typed_data(patient.private_key, typed))
@@ -111,7 +111,7 @@ def test_grant_by_signature_relayed_by_hospital(network, consent, patient, docto
     tx = consent.grantBySig(*args, sender=hospital)
     assert tx.events.filter(consent.AccessGranted)[0].patient == patient.address
     assert consent.canRead(patient, doctor, LAB_SCOPE)
-    assert consent.nonces(patient) == 1
+    assert consent.nonces(patient, doctor) == 1
 
 
 def test_signature_replayed_twice_reverts(network, consent, patient, doctor, hospital, chain):
@@ -131,7 +131,8 @@ def test_signature_for_other_chain_id_reverts(network, consent, patient, doctor,
 
 def test_signature_for_other_deployment_reverts(network, project, consent, consortium, records, governor, patient,
                                                 doctor, hospital, chain):
-    other = governor.deploy(project.ConsentManager, consortium.address, records.address)
+    other_registry = governor.deploy(project.RecordRegistry, consortium.address)
+    other = project.ConsentManager.at(other_registry.consentManager())
     args = _signed_grant(consent, chain, patient, doctor, contract=consent)
     with ape.reverts(other.ConsentInvalidSignature, patient=patient.address):
         other.grantBySig(*args, sender=hospital)
@@ -169,7 +170,7 @@ def test_revoke_by_signature(network, consent, patient, doctor, hospital, grant,
     grant(doctor)
     deadline = chain.pending_timestamp + HOUR
     typed = revoke_typed_data(Domain(chain.chain_id, consent.address), patient=patient.address,
-                              grantee=doctor.address, nonce=consent.nonces(patient), deadline=deadline)
+                              grantee=doctor.address, nonce=consent.nonces(patient, doctor), deadline=deadline)
     signature = sign_typed_data(patient.private_key, typed)
     tx = consent.revokeBySig(patient, doctor, deadline, signature, sender=hospital)
     assert tx.events.filter(consent.AccessRevoked)[0].grantee == doctor.address
@@ -276,3 +277,16 @@ def test_request_access_to_erased_or_unknown_record_reverts(network, consent, re
         consent.requestAccess(record_id, sender=patient)
     with ape.reverts(records.RecordNotFound, recordId=(77).to_bytes(32, "big")):
         consent.requestAccess((77).to_bytes(32, "big"), sender=patient)
+
+
+def test_revocation_keeps_nonce_so_old_signatures_stay_dead(network, consent, patient, doctor, hospital, chain):
+    first = _signed_grant(consent, chain, patient, doctor)
+    consent.grantBySig(*first, sender=hospital)
+    consent.revoke(doctor, sender=patient)
+    assert consent.nonces(patient, doctor) == 1
+    assert consent.getGrant(patient, doctor).access == 0
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.grantBySig(*first, sender=hospital)
+    fresh = _signed_grant(consent, chain, patient, doctor)
+    consent.grantBySig(*fresh, sender=hospital)
+    assert consent.canRead(patient, doctor, LAB_SCOPE)
