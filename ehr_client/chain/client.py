@@ -1,0 +1,336 @@
+"""web3.py bindings for a deployed suite: calls, transactions, events, and typed failures.
+
+Transactions are signed locally (eth-account) and sent raw, so any JSON-RPC node works and no key
+ever leaves the process. Nonces are handed out under a lock per sender and resynchronised from
+the node when it disagrees, so threads of one process can send concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+
+from ehr_client.chain.abi import load_artifact
+from ehr_client.chain.deployment import Deployment
+from ehr_client.chain.reverts import revert_error
+from ehr_client.errors import ChainUnavailable, ConfigError, TransactionReverted
+
+T = TypeVar("T")
+
+LOG_PAGE_BLOCKS = 5_000
+_GAS_MARGIN = 1.2
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """A mined, successful transaction."""
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    logs: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One decoded contract event with where and when it happened."""
+
+    contract: str
+    name: str
+    args: dict[str, Any]
+    block_number: int
+    log_index: int
+    tx_hash: str
+    timestamp: int
+
+
+class _SenderLocks:
+    """One lock per sender, held from reading the nonce until the node has the transaction.
+
+    The node's pending count is then always the next free nonce for this process; a clash with
+    another process using the same key shows up as a nonce error and is retried.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def __call__(self, address: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(address, threading.Lock())
+
+
+def _revert_data(exc: ContractLogicError) -> bytes | None:
+    data = exc.data
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        return bytes.fromhex(data[2:])
+    return None
+
+
+class ChainClient:
+    """The four contracts of one deployment, reached through one JSON-RPC endpoint."""
+
+    def __init__(self, rpc_url: str, deployment: Deployment, *, timeout: float = 30.0) -> None:
+        self.rpc_url = rpc_url
+        self.deployment = deployment
+        self.timeout = timeout
+        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        self._sender_lock = _SenderLocks()
+        chain_id = self._rpc(lambda: self.w3.eth.chain_id)
+        if chain_id != deployment.chain_id:
+            raise ConfigError(
+                f"the node at {rpc_url} serves chain {chain_id}, but the deployment file is for chain "
+                f"{deployment.chain_id}; point --rpc at the right node or pick the matching --network"
+            )
+        self.contracts: dict[str, Contract] = {
+            name: self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name)["abi"])
+            for name, address in deployment.contracts.items()
+        }
+
+    @property
+    def consortium(self) -> Contract:
+        return self.contracts["Consortium"]
+
+    @property
+    def keys(self) -> Contract:
+        return self.contracts["KeyRegistry"]
+
+    @property
+    def records(self) -> Contract:
+        return self.contracts["RecordRegistry"]
+
+    @property
+    def consent(self) -> Contract:
+        return self.contracts["ConsentManager"]
+
+    @property
+    def chain_id(self) -> int:
+        return self.deployment.chain_id
+
+    def _rpc(self, request: Callable[[], T]) -> T:
+        try:
+            return request()
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ChainUnavailable(
+                f"cannot reach the chain node at {self.rpc_url} ({type(exc).__name__}); "
+                "start it (`ehr node up`) or fix --rpc"
+            ) from None
+
+    def call(self, fn: ContractFunction, *, action: str, block: int | str = "latest") -> Any:
+        """A view call; reverts become typed errors."""
+        try:
+            return self._rpc(lambda: fn.call(block_identifier=block))
+        except ContractLogicError as exc:
+            raise revert_error(_revert_data(exc), action=action) from None
+
+    def transact(self, account: LocalAccount, fn: ContractFunction, *, action: str) -> TxResult:
+        """Sign and send `fn` from `account`, wait for it to be mined, and return the receipt.
+
+        A revert is raised as a typed error before anything is sent when the node predicts it,
+        and after mining otherwise; in both cases nothing took effect.
+        """
+        sender = account.address
+        try:
+            gas = self._rpc(lambda: fn.estimate_gas({"from": sender}))
+        except ContractLogicError as exc:
+            raise revert_error(_revert_data(exc), action=action) from None
+
+        for attempt in range(3):
+            with self._sender_lock(sender):
+                nonce = self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "pending"))
+                tx = self._rpc(
+                    lambda: fn.build_transaction(
+                        {"from": sender, "nonce": nonce, "gas": int(gas * _GAS_MARGIN), "chainId": self.chain_id}
+                    )
+                )
+                signed = account.sign_transaction(tx)
+                try:
+                    tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+                    break
+                except Web3RPCError as exc:
+                    if "nonce" in str(exc).lower() and attempt < 2:
+                        continue
+                    raise TransactionReverted(f"{action} failed: the node refused the transaction ({exc})") from None
+        return self._await(tx_hash, fn, sender, action=action)
+
+    def _await(self, tx_hash: HexBytes, fn: ContractFunction, sender: str, *, action: str) -> TxResult:
+        try:
+            receipt = self._rpc(
+                lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout, poll_latency=0.02)
+            )
+        except TimeExhausted:
+            raise ChainUnavailable(
+                f"{action}: transaction {tx_hash.to_0x_hex()} was not mined within {self.timeout:.0f}s; "
+                "check that the node is producing blocks, then look the hash up before retrying"
+            ) from None
+        if receipt["status"] != 1:
+            block = receipt["blockNumber"]
+            try:
+                fn.call({"from": sender}, block_identifier=block - 1)
+            except ContractLogicError as exc:
+                raise revert_error(_revert_data(exc), action=action) from None
+            raise TransactionReverted(f"{action} failed: transaction {tx_hash.to_0x_hex()} reverted")
+        return TxResult(
+            tx_hash=tx_hash.to_0x_hex(),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            logs=tuple(receipt["logs"]),
+        )
+
+    def events_in(self, result: TxResult, contract: str, event: str) -> list[dict[str, Any]]:
+        """Decoded `event`s of `contract` emitted by one mined transaction."""
+        decoder = self.contracts[contract].events[event]()
+        address = self.contracts[contract].address
+        topic = HexBytes(decoder.topic)
+        decoded = []
+        for log in result.logs:
+            if log["address"] == address and log["topics"] and HexBytes(log["topics"][0]) == topic:
+                decoded.append(dict(decoder.process_log(log)["args"]))
+        return decoded
+
+    def get_events(
+        self,
+        contract: str,
+        event: str,
+        *,
+        filters: dict[str, Any] | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+    ) -> list[EventRecord]:
+        """Every `event` matching `filters` (indexed arguments), oldest first, paged by block range."""
+        start = self.deployment.deploy_block if from_block is None else from_block
+        end = self._rpc(lambda: self.w3.eth.block_number) if to_block is None else to_block
+        logs: list[Any] = []
+        handle = self.contracts[contract].events[event]
+        for page_start, page_end in iter_pages(start, end):
+            logs.extend(
+                self._rpc(
+                    lambda s=page_start, e=page_end: handle.get_logs(
+                        from_block=s, to_block=e, argument_filters=filters or {}
+                    )
+                )
+            )
+        times = self.block_timestamps({log["blockNumber"] for log in logs})
+        return [
+            EventRecord(
+                contract=contract,
+                name=event,
+                args=dict(log["args"]),
+                block_number=int(log["blockNumber"]),
+                log_index=int(log["logIndex"]),
+                tx_hash=log["transactionHash"].to_0x_hex(),
+                timestamp=times[log["blockNumber"]],
+            )
+            for log in logs
+        ]
+
+    def block_timestamps(self, numbers: set[int]) -> dict[int, int]:
+        """Timestamps of many blocks in one batched round trip."""
+        ordered = sorted(numbers)
+        if not ordered:
+            return {}
+
+        def fetch() -> list[Any]:
+            with self.w3.batch_requests() as batch:
+                for number in ordered:
+                    batch.add(self.w3.eth.get_block(number))
+                return list(batch.execute())
+
+        blocks = self._rpc(fetch)
+        return {number: int(block["timestamp"]) for number, block in zip(ordered, blocks, strict=True)}
+
+    def batch_call(self, calls: Sequence[ContractFunction], *, action: str) -> list[Any]:
+        """Many view calls in one JSON-RPC batch (one round trip)."""
+        if not calls:
+            return []
+
+        def fetch() -> list[Any]:
+            with self.w3.batch_requests() as batch:
+                for fn in calls:
+                    batch.add(fn)
+                return list(batch.execute())
+
+        try:
+            return self._rpc(fetch)
+        except ContractLogicError as exc:
+            raise revert_error(_revert_data(exc), action=action) from None
+
+    def now(self) -> int:
+        """The latest block's timestamp: the chain's idea of the current time."""
+        return int(self._rpc(lambda: self.w3.eth.get_block("latest"))["timestamp"])
+
+
+def iter_pages(start: int, end: int, size: int = LOG_PAGE_BLOCKS) -> Iterator[tuple[int, int]]:
+    """Inclusive block ranges of at most `size` blocks covering start..end."""
+    for page_start in range(start, end + 1, size):
+        yield page_start, min(page_start + size - 1, end)
+
+
+def deploy_suite(
+    rpc_url: str,
+    account: LocalAccount,
+    *,
+    network: str,
+    governors: Sequence[str],
+    threshold: int,
+    timeout: float = 30.0,
+) -> Deployment:
+    """Deploy Consortium, KeyRegistry and RecordRegistry (which creates ConsentManager)."""
+    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    try:
+        chain_id = w3.eth.chain_id
+        deploy_block = w3.eth.block_number + 1
+    except (requests.ConnectionError, requests.Timeout):
+        raise ChainUnavailable(f"cannot reach the chain node at {rpc_url}; start it or fix --rpc") from None
+
+    def create(name: str, *args: Any) -> str:
+        artifact = load_artifact(name)
+        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        constructor = factory.constructor(*args)
+        try:
+            gas = constructor.estimate_gas({"from": account.address})
+        except ContractLogicError as exc:
+            raise revert_error(_revert_data(exc), action=f"deploy {name}") from None
+        tx = constructor.build_transaction(
+            {
+                "from": account.address,
+                "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+                "gas": int(gas * _GAS_MARGIN),
+                "chainId": chain_id,
+            }
+        )
+        tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.02)
+        if receipt["status"] != 1 or not receipt["contractAddress"]:
+            raise TransactionReverted(f"deploying {name} reverted (transaction {tx_hash.to_0x_hex()})")
+        return str(receipt["contractAddress"])
+
+    checksummed = [Web3.to_checksum_address(g) for g in governors]
+    consortium = create("Consortium", checksummed, threshold)
+    keys = create("KeyRegistry")
+    records = create("RecordRegistry", consortium)
+    registry = w3.eth.contract(address=Web3.to_checksum_address(records), abi=load_artifact("RecordRegistry")["abi"])
+    consent = str(registry.functions.consentManager().call())
+    return Deployment(
+        network=network,
+        chain_id=chain_id,
+        deploy_block=deploy_block,
+        deployer=account.address,
+        contracts={"Consortium": consortium, "KeyRegistry": keys, "RecordRegistry": records, "ConsentManager": consent},
+        governors=checksummed,
+        threshold=threshold,
+    )
+
+

@@ -1,0 +1,652 @@
+"""`EHRClient`: the high-level API apps and the CLI use.
+
+One write: validate -> canonical bytes -> AES-256-GCM under a fresh data key -> package (keyring
+for patient and author + envelope) to the store -> sha256 + CID + scope anchored on chain.
+One read: `canRead` view -> `requestAccess` transaction (the on-chain fact of the read) -> fetch by
+CID -> sha256 checked against the chain -> data key from the keyring or a key share -> decrypt ->
+validate. Nothing is fetched before the chain says yes, and nothing is returned that failed a check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from ehr_client.chain.client import ChainClient, EventRecord, TxResult
+from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
+from ehr_client.crypto import (
+    HashedChunks,
+    generate_data_key,
+    generate_x25519_keypair,
+    iter_decrypt,
+    iter_encrypt,
+    record_associated_data,
+    unwrap_data_key,
+    wrap_data_key,
+    x25519_public_key,
+)
+from ehr_client.errors import (
+    AccessDenied,
+    BlobNotFound,
+    DecryptionError,
+    IntegrityError,
+    InvalidRecord,
+    KeyNotFound,
+    RecordErased,
+    RecordNotFound,
+    TransactionReverted,
+)
+from ehr_client.journal import Journal, PendingWrite
+from ehr_client.keys import Keystore
+from ehr_client.package import PackageHeader, Wrap, max_header_size, parse_header
+from ehr_client.records import Scope, load_opaque, validate_fhir
+from ehr_client.sharing import KeyShare, ShareEntry
+from ehr_client.storage import BlobStore, Cid, cid_from_bytes, cid_to_bytes
+
+log = logging.getLogger("ehr_client")
+
+X25519_KEY_TYPE = 1
+ACCESS = {"read": 1, "amend": 2}
+STATUS = {0: "none", 1: "active", 2: "superseded", 3: "tombstoned"}
+FHIR_MEDIA_TYPE = "application/fhir+json"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the client acts as: a wallet (signs transactions and consent) and X25519 keys by version."""
+
+    account: LocalAccount
+    x25519: Mapping[int, bytes] = field(repr=False)
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    @property
+    def current_key(self) -> tuple[int, bytes]:
+        if not self.x25519:
+            raise KeyNotFound("this identity has no X25519 key; run `ehr keys new` first")
+        version = max(self.x25519)
+        return version, self.x25519[version]
+
+    @classmethod
+    def generate(cls) -> Identity:
+        """A fresh wallet and X25519 key, held in memory only (tests, demos)."""
+        return cls(Account.create(), {1: generate_x25519_keypair().private_key})
+
+    @classmethod
+    def from_private_keys(cls, wallet_key: bytes | str, x25519_keys: Mapping[int, bytes]) -> Identity:
+        return cls(Account.from_key(wallet_key), dict(x25519_keys))
+
+    @classmethod
+    def from_keystore(cls, keystore: Keystore, wallet: str, password: str) -> Identity:
+        """Unlock the wallet and every X25519 key version (old versions open old records)."""
+        account = keystore.load_wallet(wallet, password)
+        keys = {
+            info.version: keystore.load_encryption_key("x25519", password, version=info.version).secret
+            for info in keystore.list()
+            if info.kind == "x25519"
+        }
+        return cls(account, keys)
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """What the chain says about one record version."""
+
+    record_id: bytes
+    patient: str
+    author: str
+    scope: int
+    status: str
+    content_hash: bytes
+    cid: Cid
+    previous_id: bytes | None
+    block_number: int
+    timestamp: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """A stored and anchored record. `tx` is None when a retry found an earlier anchor mined."""
+
+    record_id: bytes
+    cid: Cid
+    content_hash: bytes
+    tx: TxResult | None
+    reused_pending: bool = False
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    info: RecordInfo
+    media_type: str
+    data: bytes = field(repr=False)
+
+    def resource(self) -> dict[str, Any]:
+        """The FHIR resource as a dict (FHIR records only)."""
+        if self.media_type != FHIR_MEDIA_TYPE:
+            raise InvalidRecord(f"record is {self.media_type}, not FHIR JSON")
+        resource: dict[str, Any] = json.loads(self.data)
+        return resource
+
+
+@dataclass(frozen=True)
+class SignedConsent:
+    """A patient's signed grant or revocation, ready for anyone to relay; carries the key share."""
+
+    typed_data: dict[str, Any]
+    signature: bytes
+    key_share: Cid | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"typedData": self.typed_data, "signature": "0x" + self.signature.hex(), "keyShare": self.key_share},
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SignedConsent:
+        try:
+            doc = json.loads(text)
+            return cls(doc["typedData"], bytes.fromhex(doc["signature"].removeprefix("0x")), doc.get("keyShare"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InvalidRecord("not a signed consent document (expected typedData, signature, keyShare)") from None
+
+
+@dataclass(frozen=True)
+class GrantResult:
+    tx: TxResult | None
+    key_share: Cid | None
+    shared_records: int
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    record_id: bytes
+    ok: bool
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One on-chain fact about a patient's records, with block time and transaction."""
+
+    timestamp: int
+    block_number: int
+    log_index: int
+    tx_hash: str
+    event: str
+    actor: str
+    record_id: bytes | None
+    detail: str
+
+
+def _hex(record_id: bytes) -> str:
+    return "0x" + record_id.hex()
+
+
+class EHRClient:
+    """Encrypt, store, anchor, share, read and verify a patient's records."""
+
+    def __init__(self, chain: ChainClient, store: BlobStore, identity: Identity, *, state_dir: Path) -> None:
+        self.chain = chain
+        self.store = store
+        self.identity = identity
+        self.state_dir = Path(state_dir)
+        self.journal = Journal(self.state_dir, hashlib.sha256(b"ehr-journal" + identity.current_key[1]).digest())
+
+    @property
+    def address(self) -> str:
+        return self.identity.address
+
+    def _domain(self) -> Domain:
+        return Domain(self.chain.chain_id, self.chain.consent.address)
+
+    # --- identity and keys -----------------------------------------------------------------
+
+    def register_patient(self) -> TxResult:
+        return self.chain.transact(self.identity.account, self.chain.records.functions.registerPatient(),
+                                   action="register patient")
+
+    def publish_key(self) -> int:
+        """Publish this identity's current X25519 public key; returns its on-chain version."""
+        _, private = self.identity.current_key
+        fn = self.chain.keys.functions.publishKey(X25519_KEY_TYPE, x25519_public_key(private))
+        result = self.chain.transact(self.identity.account, fn, action="publish encryption key")
+        return int(self.chain.events_in(result, "KeyRegistry", "KeyPublished")[0]["version"])
+
+    def encryption_key_of(self, account: str) -> tuple[int, bytes]:
+        """The current, non-revoked X25519 key a reader published."""
+        try:
+            version, key = self.chain.call(
+                self.chain.keys.functions.currentKey(to_checksum_address(account), X25519_KEY_TYPE),
+                action="look up encryption key",
+            )
+        except TransactionReverted:
+            raise KeyNotFound(
+                f"{account} has no active encryption key on chain; they must publish one (`ehr keys publish`)"
+            ) from None
+        return int(version), bytes(key)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def add_record(
+        self,
+        patient: str,
+        source: Mapping[str, Any] | str | bytes | os.PathLike[str],
+        *,
+        category: str | None = None,
+        scope: int | None = None,
+    ) -> WriteResult:
+        """Validate, encrypt, store and anchor a new record for `patient`.
+
+        `source` is a FHIR resource (dict, JSON text or bytes, or a path to a JSON file), or with
+        `category` ("pdf", "dicom", "genomic", ...) an opaque file (bytes or path) streamed in
+        bounded memory.
+        """
+        return self._write(to_checksum_address(patient), source, category=category, scope=scope, previous=None)
+
+    def amend_record(
+        self,
+        previous_id: bytes,
+        source: Mapping[str, Any] | str | bytes | os.PathLike[str],
+        *,
+        category: str | None = None,
+    ) -> WriteResult:
+        """Anchor a new version of a record; the old version stays readable as history."""
+        previous = self.get_record(previous_id)
+        if previous.status != "active":
+            raise InvalidRecord(f"record {_hex(previous_id)} is {previous.status}; amend its latest active version")
+        return self._write(previous.patient, source, category=category, scope=previous.scope, previous=previous)
+
+    def _prepare(
+        self, source: Mapping[str, Any] | str | bytes | os.PathLike[str], category: str | None, scope: int | None
+    ) -> tuple[int, str, bytes | BinaryIO, bytes]:
+        """(scope, media type, plaintext source, sha256 of the plaintext)."""
+        if category is None:
+            validated = validate_fhir(source)  # type: ignore[arg-type]
+            record_scope = int(validated.scope) if scope is None else scope
+            return record_scope, FHIR_MEDIA_TYPE, validated.canonical, hashlib.sha256(validated.canonical).digest()
+        if isinstance(source, Mapping) or isinstance(source, str):
+            raise InvalidRecord("an opaque file record takes bytes or a path, not JSON")
+        opaque = load_opaque(source, category, scope=Scope(scope) if scope is not None else None)
+        digest = hashlib.sha256()
+        with opaque.open() as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return int(opaque.scope), opaque.media_type, opaque.data if opaque.data is not None else opaque.open(), \
+            digest.digest()
+
+    def _write(
+        self,
+        patient: str,
+        source: Mapping[str, Any] | str | bytes | os.PathLike[str],
+        *,
+        category: str | None,
+        scope: int | None,
+        previous: RecordInfo | None,
+    ) -> WriteResult:
+        record_scope, media_type, plaintext, plain_hash = self._prepare(source, category, scope)
+        if not self.chain.call(self.chain.records.functions.isPatient(patient), action="check patient"):
+            raise InvalidRecord(f"{patient} is not a registered patient; they must run `ehr patient register`")
+        if not self.chain.call(
+            self.chain.consent.functions.canAmend(patient, self.address, record_scope), action="check write permission"
+        ):
+            raise AccessDenied(
+                f"{self.address} may not write records of {patient} in scope {Scope(record_scope)!r}: "
+                "an amend grant from the patient and an active provider/lab membership are needed"
+            )
+        previous_id = previous.record_id if previous else None
+        fingerprint = self.journal.fingerprint(
+            bytes.fromhex(patient[2:]), record_scope.to_bytes(8, "big"), previous_id or b"", plain_hash
+        )
+        pending = self.journal.get(fingerprint)
+        if pending is not None and self.store.has(Cid(pending.cid)):
+            log.info("reusing stored, unanchored record %s", pending.record_id)
+            record_id = bytes.fromhex(pending.record_id[2:])
+            cid, content_hash = Cid(pending.cid), bytes.fromhex(pending.content_hash[2:])
+            reused = True
+            if self._anchored(record_id):
+                self.journal.done(fingerprint)
+                return WriteResult(record_id, cid, content_hash, None, reused)
+        else:
+            record_id = secrets.token_bytes(32)
+            version = self._version_after(previous)
+            cid, content_hash = self._store_package(patient, record_id, version, media_type, plaintext)
+            self.journal.put(
+                fingerprint,
+                PendingWrite(_hex(record_id), patient, cid, _hex(content_hash), record_scope,
+                             _hex(previous_id) if previous_id else None),
+            )
+            reused = False
+        tx = self._anchor(record_id, patient, content_hash, record_scope, cid, previous_id)
+        self.journal.done(fingerprint)
+        log.info("anchored record %s in tx %s", _hex(record_id), tx.tx_hash)
+        return WriteResult(record_id, cid, content_hash, tx, reused)
+
+    def _anchored(self, record_id: bytes) -> bool:
+        try:
+            self.chain.call(self.chain.records.functions.getRecord(record_id), action="look up record")
+        except RecordNotFound:
+            return False
+        return True
+
+    def _version_after(self, previous: RecordInfo | None) -> int:
+        if previous is None:
+            return 1
+        header = self._read_header(previous.cid)
+        return header.version + 1
+
+    def _store_package(
+        self, patient: str, record_id: bytes, version: int, media_type: str, plaintext: bytes | BinaryIO
+    ) -> tuple[Cid, bytes]:
+        readers = {patient, self.address}
+        data_key = generate_data_key()
+        aad = record_associated_data(record_id, version)
+        wraps = []
+        for reader in sorted(readers):
+            if reader == self.address:
+                key_version, private = self.identity.current_key
+                public = x25519_public_key(private)
+            else:
+                key_version, public = self.encryption_key_of(reader)
+            wraps.append(Wrap(bytes.fromhex(reader[2:]), key_version, wrap_data_key(data_key, public, associated_data=aad)))
+        header = PackageHeader(version, media_type, tuple(wraps)).to_bytes()
+
+        def package() -> Iterator[bytes]:
+            yield header
+            yield from iter_encrypt(plaintext, data_key, record_id=record_id, version=version)
+
+        chunks = HashedChunks(package())
+        if isinstance(plaintext, bytes):
+            blob = b"".join(chunks)
+            cid = self.store.put(blob)
+        else:
+            try:
+                cid = self.store.put_stream(chunks)
+            finally:
+                plaintext.close()
+        return cid, chunks.sha256
+
+    def _anchor(
+        self, record_id: bytes, patient: str, content_hash: bytes, scope: int, cid: Cid, previous_id: bytes | None
+    ) -> TxResult:
+        records = self.chain.records.functions
+        fn = (
+            records.amendRecord(previous_id, record_id, content_hash, cid_to_bytes(cid))
+            if previous_id
+            else records.addRecord(record_id, patient, content_hash, scope, cid_to_bytes(cid))
+        )
+        return self.chain.transact(self.identity.account, fn, action="anchor record")
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def get_record(self, record_id: bytes) -> RecordInfo:
+        """Chain state and the anchoring event of one record version."""
+        state = self.chain.call(self.chain.records.functions.getRecord(record_id), action="look up record")
+        events = self.chain.get_events("RecordRegistry", "RecordAdded", filters={"recordId": record_id})
+        if not events:
+            raise RecordNotFound(f"record {_hex(record_id)} has no anchoring event; is the deployment file right?")
+        return self._record_info(events[0], state)
+
+    def _record_info(self, event: EventRecord, state: Any) -> RecordInfo:
+        args = event.args
+        previous = bytes(args["previousId"])
+        return RecordInfo(
+            record_id=bytes(args["recordId"]),
+            patient=str(args["patient"]),
+            author=str(args["author"]),
+            scope=int(args["scope"]),
+            status=STATUS[int(state[2])],
+            content_hash=bytes(args["contentHash"]),
+            cid=cid_from_bytes(bytes(args["cid"])),
+            previous_id=previous if any(previous) else None,
+            block_number=event.block_number,
+            timestamp=event.timestamp,
+            tx_hash=event.tx_hash,
+        )
+
+    def list_records(self, patient: str) -> list[RecordInfo]:
+        """Every record version of `patient`, oldest first (one log query, one batched call)."""
+        events = self.chain.get_events("RecordRegistry", "RecordAdded", filters={"patient": to_checksum_address(patient)})
+        states = self.chain.batch_call(
+            [self.chain.records.functions.getRecord(bytes(e.args["recordId"])) for e in events], action="list records"
+        )
+        return [self._record_info(event, state) for event, state in zip(events, states, strict=True)]
+
+    def read_record(self, record_id: bytes, *, key_share: Cid | None = None) -> ReadResult:
+        """Check permission, record the access on chain, fetch, verify and decrypt one record."""
+        info = self.get_record(record_id)
+        if info.status == "tombstoned":
+            raise RecordErased(f"record {_hex(record_id)} was erased at the patient's request")
+        if not self.chain.call(
+            self.chain.consent.functions.canRead(info.patient, self.address, info.scope), action="check read permission"
+        ):
+            raise AccessDenied(
+                f"{self.address} may not read record {_hex(record_id)}: no valid grant covers its scope "
+                "(never granted, expired, revoked, or membership suspended); ask the patient for consent"
+            )
+        self.chain.transact(self.identity.account, self.chain.consent.functions.requestAccess(record_id),
+                            action="request access")
+        blob = self.store.get(info.cid)
+        if hashlib.sha256(blob).digest() != info.content_hash:
+            raise IntegrityError(
+                f"the stored data of record {_hex(record_id)} does not match the hash anchored on chain; "
+                "it was altered or replaced: nothing was decrypted"
+            )
+        header, offset = parse_header(blob)
+        data_key = self._data_key(info, header, key_share)
+        data = b"".join(iter_decrypt(memoryview(blob)[offset:], data_key, record_id=record_id, version=header.version))
+        if header.media_type == FHIR_MEDIA_TYPE:
+            validate_fhir(data)
+        return ReadResult(info, header.media_type, data)
+
+    def _data_key(self, info: RecordInfo, header: PackageHeader, key_share: Cid | None) -> bytes:
+        aad = record_associated_data(info.record_id, header.version)
+        me = bytes.fromhex(self.address[2:])
+        for wrap in header.wrap_for(me):
+            private = self.identity.x25519.get(wrap.key_version)
+            if private is not None:
+                return unwrap_data_key(wrap.wrapped, private, associated_data=aad)
+        if key_share is None:
+            raise KeyNotFound(
+                f"record {_hex(info.record_id)} was not sealed to {self.address} when written; pass the key "
+                "share the patient sent with the grant (--key-share)"
+            )
+        share = KeyShare.from_bytes(self.store.get(key_share))
+        entry = share.entry_for(info.record_id)
+        if entry is None or to_checksum_address(share.grantee) != self.address or entry.version != header.version:
+            raise KeyNotFound(f"the key share does not cover record {_hex(info.record_id)} for {self.address}")
+        private = self.identity.x25519.get(entry.key_version)
+        if private is None:
+            raise KeyNotFound(f"the key share is sealed to key version {entry.key_version}, which this keystore lacks")
+        return unwrap_data_key(entry.wrapped, private, associated_data=aad)
+
+    def _read_header(self, cid: Cid) -> PackageHeader:
+        limit = max_header_size()
+        buffer = bytearray()
+        for chunk in self.store.iter_get(cid):
+            buffer += chunk
+            if len(buffer) >= limit:
+                break
+        header, _ = parse_header(bytes(buffer))
+        return header
+
+    # --- verifying ---------------------------------------------------------------------------
+
+    def verify_record(self, record_id: bytes) -> VerifyResult:
+        """Whether the stored bytes still match the chain (no decryption, no access request)."""
+        info = self.get_record(record_id)
+        return self._verify(info)
+
+    def _verify(self, info: RecordInfo) -> VerifyResult:
+        if info.status == "tombstoned":
+            return VerifyResult(info.record_id, True, "erased")
+        digest = hashlib.sha256()
+        try:
+            for chunk in self.store.iter_get(info.cid):
+                digest.update(chunk)
+        except BlobNotFound:
+            return VerifyResult(info.record_id, False, "missing from the store")
+        except IntegrityError:
+            return VerifyResult(info.record_id, False, "stored bytes do not match their CID")
+        if digest.digest() != info.content_hash:
+            return VerifyResult(info.record_id, False, "hash differs from the chain")
+        return VerifyResult(info.record_id, True)
+
+    def verify_all(self, patient: str) -> list[VerifyResult]:
+        return [self._verify(info) for info in self.list_records(patient)]
+
+    # --- consent -----------------------------------------------------------------------------
+
+    def grant(
+        self, grantee: str, scopes: int, *, access: str = "read", expires_at: int, share_keys: bool = True
+    ) -> GrantResult:
+        """Grant `grantee` access to the caller's records in `scopes`, and share their keys."""
+        grantee = to_checksum_address(grantee)
+        fn = self.chain.consent.functions.grant(grantee, scopes, ACCESS[access], expires_at)
+        tx = self.chain.transact(self.identity.account, fn, action="grant access")
+        share, count = self.share_keys(grantee, scopes) if share_keys else (None, 0)
+        return GrantResult(tx, share, count)
+
+    def sign_grant(
+        self, grantee: str, scopes: int, *, access: str = "read", expires_at: int, deadline: int,
+        share_keys: bool = True,
+    ) -> SignedConsent:
+        """The patient's EIP-712 signature over a grant, for a relayer to submit; no gas needed."""
+        grantee = to_checksum_address(grantee)
+        nonce = self.chain.call(self.chain.consent.functions.nonces(self.address, grantee), action="read nonce")
+        typed = grant_typed_data(
+            self._domain(), patient=self.address, grantee=grantee, scopes=scopes, access=ACCESS[access],
+            expires_at=expires_at, nonce=int(nonce), deadline=deadline,
+        )
+        share = self.share_keys(grantee, scopes)[0] if share_keys else None
+        return SignedConsent(typed, sign_typed_data(self.identity.account.key, typed), share)
+
+    def relay_grant(self, signed: SignedConsent) -> TxResult:
+        """Submit a patient's signed grant (anyone may; the relayer cannot alter it)."""
+        m = signed.typed_data.get("message", {})
+        if signed.typed_data.get("primaryType") != "Grant":
+            raise InvalidRecord("this signed consent is not a grant")
+        fn = self.chain.consent.functions.grantBySig(
+            to_checksum_address(m["patient"]), to_checksum_address(m["grantee"]), int(m["scopes"]), int(m["access"]),
+            int(m["expiresAt"]), int(m["deadline"]), signed.signature,
+        )
+        return self.chain.transact(self.identity.account, fn, action="relay signed grant")
+
+    def revoke(self, grantee: str) -> TxResult:
+        fn = self.chain.consent.functions.revoke(to_checksum_address(grantee))
+        return self.chain.transact(self.identity.account, fn, action="revoke access")
+
+    def sign_revoke(self, grantee: str, *, deadline: int) -> SignedConsent:
+        grantee = to_checksum_address(grantee)
+        nonce = self.chain.call(self.chain.consent.functions.nonces(self.address, grantee), action="read nonce")
+        typed = revoke_typed_data(self._domain(), patient=self.address, grantee=grantee, nonce=int(nonce),
+                                  deadline=deadline)
+        return SignedConsent(typed, sign_typed_data(self.identity.account.key, typed))
+
+    def relay_revoke(self, signed: SignedConsent) -> TxResult:
+        m = signed.typed_data.get("message", {})
+        if signed.typed_data.get("primaryType") != "Revoke":
+            raise InvalidRecord("this signed consent is not a revocation")
+        fn = self.chain.consent.functions.revokeBySig(
+            to_checksum_address(m["patient"]), to_checksum_address(m["grantee"]), int(m["deadline"]), signed.signature
+        )
+        return self.chain.transact(self.identity.account, fn, action="relay signed revocation")
+
+    def share_keys(self, grantee: str, scopes: int) -> tuple[Cid | None, int]:
+        """Seal the data keys of the caller's active records within `scopes` to `grantee`."""
+        records = [
+            r for r in self.list_records(self.address)
+            if r.status == "active" and r.scope & scopes == r.scope
+        ]
+        if not records:
+            return None, 0
+        key_version, public = self.encryption_key_of(grantee)
+        me = bytes.fromhex(self.address[2:])
+        entries = []
+        for info in records:
+            header = self._read_header(info.cid)
+            aad = record_associated_data(info.record_id, header.version)
+            own = next((w for w in header.wrap_for(me) if w.key_version in self.identity.x25519), None)
+            if own is None:
+                continue
+            data_key = unwrap_data_key(own.wrapped, self.identity.x25519[own.key_version], associated_data=aad)
+            entries.append(
+                ShareEntry(info.record_id, header.version, key_version,
+                           wrap_data_key(data_key, public, associated_data=aad))
+            )
+        share = KeyShare(self.address, to_checksum_address(grantee), tuple(entries))
+        return self.store.put(share.to_bytes()), len(entries)
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    def audit_trail(self, patient: str) -> list[AuditEntry]:
+        """Every grant, revocation, write, erasure, access request and break-glass for `patient`."""
+        patient = to_checksum_address(patient)
+        queries = [
+            ("RecordRegistry", "PatientRegistered", "patient"),
+            ("RecordRegistry", "RecordAdded", "patient"),
+            ("RecordRegistry", "RecordTombstoned", "patient"),
+            ("ConsentManager", "AccessGranted", "patient"),
+            ("ConsentManager", "AccessRevoked", "patient"),
+            ("ConsentManager", "AccessRequested", "patient"),
+            ("ConsentManager", "BreakGlassRequested", "patient"),
+            ("ConsentManager", "BreakGlassActivated", "patient"),
+        ]
+        entries = []
+        for contract, event, key in queries:
+            for e in self.chain.get_events(contract, event, filters={key: patient}):
+                entries.append(_audit_entry(e))
+        entries.sort(key=lambda a: (a.block_number, a.log_index))
+        return entries
+
+
+def _audit_entry(e: EventRecord) -> AuditEntry:
+    a = e.args
+    record = bytes(a["recordId"]) if "recordId" in a else None
+    if e.name == "PatientRegistered":
+        actor, detail = a["patient"], "registered as patient"
+    elif e.name == "RecordAdded":
+        previous = bytes(a["previousId"])
+        actor = a["author"]
+        detail = f"wrote record (scope {Scope(int(a['scope']))!r})" + (" amending " + _hex(previous)[:10] if any(previous) else "")
+    elif e.name == "RecordTombstoned":
+        actor, detail = a["patient"], "erased record"
+    elif e.name == "AccessGranted":
+        access = {1: "read", 2: "amend"}.get(int(a["access"]), "?")
+        actor, detail = a["patient"], f"granted {access} on {Scope(int(a['scopes']))!r} to {a['grantee']} until {a['expiresAt']}"
+    elif e.name == "AccessRevoked":
+        actor, detail = a["patient"], f"revoked access of {a['grantee']}"
+    elif e.name == "AccessRequested":
+        actor, detail = a["reader"], "opened record" + (" under BREAK-GLASS" if a["emergency"] else "")
+    elif e.name == "BreakGlassRequested":
+        actor, detail = a["requester"], f"requested break-glass access (reason {a['reason']})"
+    else:
+        actor, detail = a["requester"], f"break-glass confirmed by {a['approver']} until {a['expiresAt']}"
+    return AuditEntry(e.timestamp, e.block_number, e.log_index, e.tx_hash, e.name, str(actor), record, detail)
+
+
+def plaintext_stream(data: bytes) -> BinaryIO:
+    """A binary file over `data` (helper for callers that want the streaming path)."""
+    return io.BytesIO(data)
+
+
+__all__ = [
+    "AuditEntry", "EHRClient", "GrantResult", "Identity", "ReadResult", "RecordInfo", "SignedConsent",
+    "VerifyResult", "WriteResult", "DecryptionError",
+]

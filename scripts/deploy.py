@@ -1,0 +1,60 @@
+"""Deploy the suite with Ape and write deployments/<network>.json.
+
+    ape run deploy --network ethereum:local:foundry --account ALIAS \
+        --governor 0x... --governor 0x... --threshold 2
+
+Refuses to overwrite the file of a deployment that is still live on that chain unless --force.
+"""
+
+from pathlib import Path
+
+import click
+from ape import chain, project
+from ape.cli import ConnectedProviderCommand, account_option
+
+from ehr_client.chain.deployment import Deployment, deployment_path
+
+
+def _is_live(path: Path, network_name: str) -> bool:
+    if not path.exists():
+        return False
+    previous = Deployment.load(path)
+    if previous.chain_id != chain.chain_id:
+        return False
+    return all(chain.provider.get_code(address) for address in previous.contracts.values())
+
+
+@click.command(cls=ConnectedProviderCommand)
+@account_option()
+@click.option("--governor", "governors", multiple=True, help="A governor address (repeat); default: the deployer")
+@click.option("--threshold", type=int, default=None, help="Approvals a proposal needs (default: majority)")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Deployment file to write")
+@click.option("--force", is_flag=True, help="Overwrite the file of a deployment that is still live")
+def cli(ecosystem, network, account, governors, threshold, out, force):
+    network_name = f"{ecosystem.name}:{network.name}"
+    path = out or deployment_path(network_name)
+    if not force and _is_live(path, network_name):
+        raise click.ClickException(f"{path} describes a live deployment on chain {chain.chain_id}; pass --force")
+
+    governor_list = list(governors) or [account.address]
+    threshold = threshold or len(governor_list) // 2 + 1
+    deploy_block = chain.blocks.head.number + 1
+    consortium = account.deploy(project.Consortium, governor_list, threshold)
+    keys = account.deploy(project.KeyRegistry)
+    records = account.deploy(project.RecordRegistry, consortium.address)
+    deployment = Deployment(
+        network=network_name,
+        chain_id=chain.chain_id,
+        deploy_block=deploy_block,
+        deployer=account.address,
+        contracts={
+            "Consortium": consortium.address,
+            "KeyRegistry": keys.address,
+            "RecordRegistry": records.address,
+            "ConsentManager": records.consentManager(),
+        },
+        governors=governor_list,
+        threshold=threshold,
+    )
+    deployment.save(path)
+    click.echo(f"deployed to chain {chain.chain_id}; wrote {path}")
