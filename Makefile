@@ -40,8 +40,10 @@ $(SOLC_SHIM): tools/solcjs-shim.js node_modules/.installed
 
 install: $(BIN)/.installed node_modules/.installed $(SOLC_SHIM)
 
+# --force: ape does not rebuild a contract when only a file it imports changed.
 compile: install
-	$(BIN)/ape compile --force  # ape does not rebuild contracts whose imports changed
+	$(BIN)/ape compile --force
+	$(BIN)/python scripts/export_abi.py
 
 kubo:
 	tools/build-kubo.sh

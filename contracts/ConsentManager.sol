@@ -117,13 +117,32 @@ contract ConsentManager is IConsentManager, EIP712 {
     function requestAccess(bytes32 recordId) external {
         IRecordRegistry.Record memory record = _records.getRecord(recordId);
         if (record.status == IRecordRegistry.Status.Tombstoned) revert ConsentRecordErased(recordId);
-        address patient = record.patient;
+        _recordAccess(recordId, record.patient, record.scope);
+    }
+
+    /// @inheritdoc IConsentManager
+    function requestBatchedAccess(
+        bytes32 root,
+        bytes32[] calldata proof,
+        bytes32 recordId,
+        address patient,
+        bytes32 contentHash,
+        uint64 scope
+    ) external {
+        if (!_records.verifyBatchedRecord(root, proof, recordId, patient, contentHash, scope)) {
+            revert ConsentUnknownBatchedRecord(root, recordId);
+        }
+        if (_records.recordStatus(recordId) == IRecordRegistry.Status.Tombstoned) revert ConsentRecordErased(recordId);
+        _recordAccess(recordId, patient, scope);
+    }
+
+    function _recordAccess(bytes32 recordId, address patient, uint64 scope) private {
         if (msg.sender == patient) {
             emit AccessRequested(recordId, patient, msg.sender, false);
             return;
         }
         bool member = _consortium.isActiveMember(msg.sender);
-        if (member && _grantCovers(_grants[patient][msg.sender], record.scope, Access.Read)) {
+        if (member && _grantCovers(_grants[patient][msg.sender], scope, Access.Read)) {
             emit AccessRequested(recordId, patient, msg.sender, false);
         } else if (member && _breakGlassActive(patient, msg.sender)) {
             emit AccessRequested(recordId, patient, msg.sender, true);

@@ -68,6 +68,19 @@ contract RecordRegistry is IRecordRegistry {
     }
 
     /// @inheritdoc IRecordRegistry
+    function tombstoneBatched(bytes32 root, bytes32[] calldata proof, bytes32 recordId, bytes32 contentHash, uint64 scope)
+        external
+    {
+        if (!_inBatch(root, proof, batchLeaf(recordId, msg.sender, contentHash, scope))) {
+            revert RecordInvalidProof(root, recordId);
+        }
+        Status status = _records[recordId].status;
+        if (status != Status.None) revert RecordNotActive(recordId, status);
+        _records[recordId] = Record({patient: msg.sender, scope: scope, status: Status.Tombstoned});
+        emit RecordTombstoned(recordId, msg.sender);
+    }
+
+    /// @inheritdoc IRecordRegistry
     function anchorBatch(bytes32 root, uint32 leafCount, bytes32 manifestHash, bytes calldata manifestCid) external {
         (IConsortium.Role role, bool suspended,) = _consortium.memberOf(msg.sender);
         if (suspended || (role != IConsortium.Role.Provider && role != IConsortium.Role.Lab)) {
@@ -90,8 +103,7 @@ contract RecordRegistry is IRecordRegistry {
         bytes32 contentHash,
         uint64 scope
     ) external view returns (bool) {
-        if (_batches[root].anchoredAt == 0) return false;
-        return MerkleProof.verifyCalldata(proof, root, batchLeaf(recordId, patient, contentHash, scope));
+        return _inBatch(root, proof, batchLeaf(recordId, patient, contentHash, scope));
     }
 
     /// @inheritdoc IRecordRegistry
@@ -101,6 +113,11 @@ contract RecordRegistry is IRecordRegistry {
         returns (bytes32)
     {
         return keccak256(bytes.concat(keccak256(abi.encode(recordId, patient, contentHash, scope))));
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function recordStatus(bytes32 recordId) external view returns (Status) {
+        return _records[recordId].status;
     }
 
     /// @inheritdoc IRecordRegistry
@@ -127,6 +144,10 @@ contract RecordRegistry is IRecordRegistry {
     /// @inheritdoc IRecordRegistry
     function consortium() external view returns (address) {
         return address(_consortium);
+    }
+
+    function _inBatch(bytes32 root, bytes32[] calldata proof, bytes32 leaf) private view returns (bool) {
+        return _batches[root].anchoredAt != 0 && MerkleProof.verifyCalldata(proof, root, leaf);
     }
 
     function _checkAuthor(address patient, uint64 scope) private view {

@@ -26,3 +26,7 @@ def main() -> None:
         if not target.exists() or target.read_text() != text:
             target.write_text(text)
             print(f"wrote {target.relative_to(OUT.parent.parent)}")
+
+
+if __name__ == "__main__":
+    main()

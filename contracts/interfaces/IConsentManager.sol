@@ -51,6 +51,8 @@ interface IConsentManager {
     error ConsentBreakGlassNotPending(address patient, address requester);
     /// @notice Reason codes start at 1.
     error ConsentBreakGlassInvalidReason(uint8 reason);
+    /// @notice The proof does not place this leaf in an anchored batch.
+    error ConsentUnknownBatchedRecord(bytes32 root, bytes32 recordId);
     /// @notice The record was erased; nobody can read it any more.
     error ConsentRecordErased(bytes32 recordId);
 
@@ -145,6 +147,25 @@ interface IConsentManager {
     /// Emits an {AccessRequested} event.
     /// @param recordId The record to read.
     function requestAccess(bytes32 recordId) external;
+
+    /// @notice Same as {requestAccess} for a record anchored in a batch, identified by its leaf.
+    /// Requirements: the proof places the leaf in an anchored batch; the record was not
+    /// tombstoned; the caller may read `patient`'s records in `scope`.
+    /// Emits an {AccessRequested} event.
+    /// @param root The batch root.
+    /// @param proof The Merkle proof of the leaf.
+    /// @param recordId The record's id.
+    /// @param patient The record's patient.
+    /// @param contentHash sha256 of the record's ciphertext.
+    /// @param scope The record's scope.
+    function requestBatchedAccess(
+        bytes32 root,
+        bytes32[] calldata proof,
+        bytes32 recordId,
+        address patient,
+        bytes32 contentHash,
+        uint64 scope
+    ) external;
 
     /// @notice Whether `reader` may read `patient`'s records in all of `scopes` now.
     /// @param patient The patient.

@@ -45,6 +45,8 @@ interface IRecordRegistry {
     error RecordInvalidContent(bytes32 recordId);
     /// @notice Only the patient may tombstone a record.
     error RecordNotPatient(address caller, bytes32 recordId);
+    /// @notice The proof does not place this leaf in an anchored batch.
+    error RecordInvalidProof(bytes32 root, bytes32 recordId);
     /// @notice The batch root is zero or already anchored, or its leaf count is zero.
     error RecordInvalidBatch(bytes32 root);
     /// @notice The caller is not an active provider or lab and may not anchor batches.
@@ -127,6 +129,19 @@ interface IRecordRegistry {
     /// @param manifestCid The storage pointer of the batch manifest.
     function anchorBatch(bytes32 root, uint32 leafCount, bytes32 manifestHash, bytes calldata manifestCid) external;
 
+    /// @notice Erase a record that was anchored in a batch. Irreversible.
+    /// @dev Gives the batched record a stored state (Tombstoned) so later reads are refused.
+    /// Requirements: caller is the leaf's patient; the proof places the leaf in an anchored batch;
+    /// the record id has no stored state yet.
+    /// Emits a {RecordTombstoned} event.
+    /// @param root The batch root.
+    /// @param proof The Merkle proof of the leaf.
+    /// @param recordId The record's id.
+    /// @param contentHash sha256 of the record's ciphertext.
+    /// @param scope The record's scope.
+    function tombstoneBatched(bytes32 root, bytes32[] calldata proof, bytes32 recordId, bytes32 contentHash, uint64 scope)
+        external;
+
     /// @notice Whether a record leaf is part of an anchored batch.
     /// @param root The batch root.
     /// @param proof The Merkle proof of the leaf.
@@ -149,6 +164,12 @@ interface IRecordRegistry {
         external
         pure
         returns (bytes32);
+
+    /// @notice The stored status of a record id (None for unknown and for batched records that
+    /// were never tombstoned). Never reverts.
+    /// @param recordId The record id.
+    /// @return The status.
+    function recordStatus(bytes32 recordId) external view returns (Status);
 
     /// @notice A record version. Reverts with {RecordNotFound} for unknown ids.
     /// @param recordId The version to read.

@@ -290,3 +290,19 @@ def test_revocation_keeps_nonce_so_old_signatures_stay_dead(network, consent, pa
     fresh = _signed_grant(consent, chain, patient, doctor)
     consent.grantBySig(*fresh, sender=hospital)
     assert consent.canRead(patient, doctor, LAB_SCOPE)
+
+
+def test_request_batched_access_checks_proof_and_grant(network, records, consent, hospital, patient, doctor, grant):
+    from ehr_client.chain.merkle import MerkleTree, record_leaf
+
+    leaves = [((i + 1).to_bytes(32, "big"), patient.address, (i + 9).to_bytes(32, "big"), LAB_SCOPE) for i in range(3)]
+    tree = MerkleTree([record_leaf(*leaf) for leaf in leaves])
+    records.anchorBatch(tree.root, 3, b"\x05" * 32, b"\x01\x55", sender=hospital)
+    with ape.reverts(consent.ConsentUnauthorized, caller=doctor.address, recordId=leaves[0][0]):
+        consent.requestBatchedAccess(tree.root, tree.proof(0), *leaves[0], sender=doctor)
+    grant(doctor, scopes=LAB_SCOPE)
+    tx = consent.requestBatchedAccess(tree.root, tree.proof(0), *leaves[0], sender=doctor)
+    event = tx.events.filter(consent.AccessRequested)[0]
+    assert (event.recordId, event.patient, event.reader) == (leaves[0][0], patient.address, doctor.address)
+    with ape.reverts(consent.ConsentUnknownBatchedRecord, root=tree.root, recordId=leaves[0][0]):
+        consent.requestBatchedAccess(tree.root, tree.proof(1), *leaves[0], sender=doctor)

@@ -175,3 +175,20 @@ def test_batch_rules(network, records, hospital, insurer, stranger, patient):
 def test_registry_and_consent_manager_point_at_each_other(records, consent, consortium):
     assert consent.address == records.consentManager()
     assert records.consortium() == consortium.address
+
+
+def test_patient_tombstones_a_batched_record(network, records, consent, hospital, patient, stranger):
+    leaves, tree = _batch(patient, 4)
+    records.anchorBatch(tree.root, 4, HASH, CID, sender=hospital)
+    record_id, owner, content_hash, scope = leaves[1]
+    with ape.reverts(records.RecordInvalidProof, root=tree.root, recordId=record_id):
+        records.tombstoneBatched(tree.root, tree.proof(1), record_id, content_hash, scope, sender=stranger)
+    with ape.reverts(records.RecordInvalidProof, root=tree.root, recordId=record_id):
+        records.tombstoneBatched(tree.root, tree.proof(1), record_id, b"\x01" * 32, scope, sender=patient)
+    tx = records.tombstoneBatched(tree.root, tree.proof(1), record_id, content_hash, scope, sender=patient)
+    assert tx.events.filter(records.RecordTombstoned)[0].recordId == record_id
+    assert records.recordStatus(record_id) == 3
+    with ape.reverts(records.RecordNotActive, recordId=record_id, status=3):
+        records.tombstoneBatched(tree.root, tree.proof(1), record_id, content_hash, scope, sender=patient)
+    with ape.reverts(consent.ConsentRecordErased, recordId=record_id):
+        consent.requestBatchedAccess(tree.root, tree.proof(1), *leaves[1], sender=patient)
