@@ -1,0 +1,17 @@
+"""Content-addressed blob storage: a local directory store and an IPFS (Kubo) store."""
+
+from ehr_client.storage.base import BlobStore
+from ehr_client.storage.cid import Cid, cid_for_bytes, cid_from_bytes, cid_to_bytes, parse_cid
+from ehr_client.storage.ipfs import IpfsStore
+from ehr_client.storage.local import LocalStore
+
+__all__ = [
+    "BlobStore",
+    "Cid",
+    "IpfsStore",
+    "LocalStore",
+    "cid_for_bytes",
+    "cid_from_bytes",
+    "cid_to_bytes",
+    "parse_cid",
+]

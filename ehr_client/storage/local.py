@@ -1,0 +1,176 @@
+"""`LocalStore`: the embedded default blob store, a content-addressed directory.
+
+Layout: `<root>/<shard>/<cid>` where `<shard>` is the two characters before the CID's last one
+(as Kubo's flatfs does: every raw CIDv1 starts with the same eight characters, so a prefix would
+not spread files). Writes go to a temporary file (in the blob's own directory for `put`, in
+`<root>/.incoming` for `put_stream`, whose CID is known only at the end) that is fsynced and
+renamed into place, then the directory is fsynced: a blob is either absent or complete.
+Reads check that the bytes hash to the CID.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ehr_client.errors import BlobNotFound, StorageUnavailable
+from ehr_client.storage._verify import check_bytes, verified_chunks
+from ehr_client.storage.cid import RAW, Cid, CidHasher, cid_for_bytes, decode_cid
+
+_INCOMING = ".incoming"
+_TEMP_PREFIX = ".tmp-"
+_READ_CHUNK = 1 << 20
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class LocalStore:
+    """A `BlobStore` in a local directory (created if missing)."""
+
+    def __init__(self, root: Path | str, *, chunk_size: int = _READ_CHUNK) -> None:
+        self.root = Path(root)
+        self._chunk_size = chunk_size
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self.root / _INCOMING).mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def path_for(self, cid: Cid) -> Path:
+        decode_cid(cid)
+        return self.root / cid[-3:-1] / cid
+
+    def put(self, data: bytes) -> Cid:
+        return self._store((data,), self.path_for(cid_for_bytes(data)).parent)
+
+    def put_stream(self, chunks: Iterable[bytes]) -> Cid:
+        return self._store(chunks, self.root / _INCOMING)
+
+    def get(self, cid: Cid) -> bytes:
+        with self._open(cid) as f:
+            try:
+                data = f.read()
+            except OSError as exc:
+                raise self._read_error(cid, exc) from exc
+        return check_bytes(cid, data, repr(self))
+
+    def iter_get(self, cid: Cid) -> Iterator[bytes]:
+        f = self._open(cid)
+        return verified_chunks(cid, self._read_chunks(cid, f), repr(self))
+
+    def has(self, cid: Cid) -> bool:
+        if decode_cid(cid).codec != RAW:
+            return False
+        return self.path_for(cid).is_file()
+
+    def remove(self, cid: Cid) -> None:
+        path = self.path_for(cid)
+        try:
+            path.unlink()
+            _fsync_dir(path.parent)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"cannot delete blob {cid} from {self!r}: {exc.strerror}; check the directory's permissions"
+            ) from exc
+
+    def size(self, cid: Cid) -> int:
+        self._require_raw(cid)
+        try:
+            return self.path_for(cid).stat().st_size
+        except FileNotFoundError:
+            raise self._not_found(cid) from None
+        except OSError as exc:
+            raise self._read_error(cid, exc) from exc
+
+    def _store(self, chunks: Iterable[bytes], tmp_dir: Path) -> Cid:
+        tmp: Path | None = None
+        try:
+            tmp_dir.mkdir(mode=0o700, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=tmp_dir)
+            tmp = Path(name)
+            hasher = CidHasher()
+            try:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    _write_all(fd, chunk)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            cid = hasher.cid()
+            final = self.path_for(cid)
+            final.parent.mkdir(mode=0o700, exist_ok=True)
+            os.replace(tmp, final)
+            tmp = None
+            _fsync_dir(final.parent)
+            return cid
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+    def _open(self, cid: Cid) -> BinaryIO:
+        self._require_raw(cid)
+        try:
+            return open(self.path_for(cid), "rb")
+        except FileNotFoundError:
+            raise self._not_found(cid) from None
+        except OSError as exc:
+            raise self._read_error(cid, exc) from exc
+
+    def _read_chunks(self, cid: Cid, f: BinaryIO) -> Iterator[bytes]:
+        with f:
+            while True:
+                try:
+                    chunk = f.read(self._chunk_size)
+                except OSError as exc:
+                    raise self._read_error(cid, exc) from exc
+                if not chunk:
+                    return
+                yield chunk
+
+    def _require_raw(self, cid: Cid) -> None:
+        if decode_cid(cid).codec != RAW:
+            raise BlobNotFound(
+                f"blob {cid} is not a raw-codec CID; {self!r} holds only blobs it stored itself (raw CIDv1)"
+            )
+
+    def _not_found(self, cid: Cid) -> BlobNotFound:
+        return BlobNotFound(f"blob {cid} is not in {self!r}; it was never stored here or was removed")
+
+    def _read_error(self, cid: Cid, exc: OSError) -> StorageUnavailable:
+        return StorageUnavailable(f"cannot read blob {cid} from {self!r}: {exc.strerror or exc}")
+
+    def _write_error(self, exc: OSError) -> StorageUnavailable:
+        if exc.errno in _DISK_FULL:
+            return StorageUnavailable(
+                f"disk full: cannot store the blob in {self!r} ({exc.strerror}); nothing was written. "
+                "Free some space or move the store to a larger disk, then retry"
+            )
+        return StorageUnavailable(
+            f"cannot write to {self!r}: {exc.strerror or exc}; nothing was written. "
+            "Check that the directory exists and is writable"
+        )
+
+
+def _write_all(fd: int, chunk: bytes) -> None:
+    view = memoryview(chunk)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
