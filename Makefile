@@ -48,8 +48,12 @@ compile: install
 kubo:
 	tools/build-kubo.sh
 
+# EHR_REQUIRE_KUBO=1: IPFS tests fail rather than skip when Kubo is missing.
 test: compile kubo
-	$(BIN)/ape test $(PYTEST_ARGS)
+	EHR_REQUIRE_KUBO=1 $(BIN)/ape test $(PYTEST_ARGS)
+
+demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo)
+	$(BIN)/ehr demo $(DEMO_ARGS)
 
 clean:
 	rm -rf .build/__local__.json .build/ape-data .pytest_cache .hypothesis

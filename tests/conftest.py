@@ -13,6 +13,8 @@ import pytest
 
 from tests.constants import ACCESS_READ, ACTION, DAY, LAB_SCOPE, ROLE
 
+pytest_plugins = ["tests.kubo_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def governors(accounts: Any) -> list[Any]:
