@@ -51,7 +51,7 @@ from ehr_client.errors import (
 from ehr_client.journal import Journal, PendingWrite
 from ehr_client.keys import Keystore
 from ehr_client.package import PackageHeader, Wrap, max_header_size, parse_header
-from ehr_client.records import Scope, load_opaque, validate_fhir
+from ehr_client.records import Scope, describe, load_opaque, validate_fhir
 from ehr_client.sharing import KeyShare, ShareEntry
 from ehr_client.storage import BlobStore, Cid, cid_from_bytes, cid_to_bytes
 
@@ -195,6 +195,10 @@ class AuditEntry:
     detail: str
 
 
+def _scopes(bits: int) -> str:
+    return ",".join(describe(int(bits)))
+
+
 def _hex(record_id: bytes) -> str:
     return "0x" + record_id.hex()
 
@@ -307,7 +311,7 @@ class EHRClient:
             self.chain.consent.functions.canAmend(patient, self.address, record_scope), action="check write permission"
         ):
             raise AccessDenied(
-                f"{self.address} may not write records of {patient} in scope {Scope(record_scope)!r}: "
+                f"{self.address} may not write records of {patient} in scope {_scopes(record_scope)}: "
                 "an amend grant from the patient and an active provider/lab membership are needed"
             )
         previous_id = previous.record_id if previous else None
@@ -624,12 +628,12 @@ def _audit_entry(e: EventRecord) -> AuditEntry:
     elif e.name == "RecordAdded":
         previous = bytes(a["previousId"])
         actor = a["author"]
-        detail = f"wrote record (scope {Scope(int(a['scope']))!r})" + (" amending " + _hex(previous)[:10] if any(previous) else "")
+        detail = f"wrote record ({_scopes(a['scope'])})" + (" amending " + _hex(previous)[:10] if any(previous) else "")
     elif e.name == "RecordTombstoned":
         actor, detail = a["patient"], "erased record"
     elif e.name == "AccessGranted":
         access = {1: "read", 2: "amend"}.get(int(a["access"]), "?")
-        actor, detail = a["patient"], f"granted {access} on {Scope(int(a['scopes']))!r} to {a['grantee']} until {a['expiresAt']}"
+        actor, detail = a["patient"], f"granted {access} on {_scopes(a['scopes'])} to {a['grantee']} until {a['expiresAt']}"
     elif e.name == "AccessRevoked":
         actor, detail = a["patient"], f"revoked access of {a['grantee']}"
     elif e.name == "AccessRequested":

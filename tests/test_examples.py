@@ -1,0 +1,16 @@
+"""The README's runnable example keeps working."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_example_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True,
+                            text=True, timeout=180, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "doctor read 2345-7 verified against the chain" in result.stdout
+    assert "after revoke:" in result.stdout and "may not read record" in result.stdout
+    assert "AccessRequested" in result.stdout and "AccessRevoked" in result.stdout
