@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 
 from ehr_client.errors import ChainUnavailable, ConfigError
+from ehr_client.processes import stop_group
 
 ANVIL_BIN_ENV = "EHR_ANVIL_BIN"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -80,11 +80,11 @@ class AnvilNode:
         raise ChainUnavailable(f"Anvil did not start within {timeout:.0f}s; see {self.log_path}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the node and its process group (the npm launcher and the native binary)."""
+        """Stop the node (its whole process group) and reap it."""
         process, self._process, self.port = self._process, None, None
         if process is None or process.poll() is not None:
             return
-        stop_process_group(process.pid, timeout=timeout)
+        stop_group(process.pid, timeout=timeout)
         process.wait(timeout=timeout)
 
     def __enter__(self) -> AnvilNode:
@@ -93,22 +93,3 @@ class AnvilNode:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-
-
-def stop_process_group(pid: int, *, timeout: float = 10.0) -> None:
-    """SIGTERM the process group led by `pid`, then SIGKILL what is left after `timeout`."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -111,7 +111,8 @@ class KuboDaemon:
 
     Ports 0 (the default) let the kernel choose free ports; the real ones are read back from the
     daemon's output and exposed as `api_url` and `gateway_url`. The repo is created and
-    initialised if it holds no Kubo config yet; an existing repo is reused.
+    initialised if it holds no Kubo config yet; an existing repo is reused. `detach=True` starts
+    the daemon in a session of its own, so it outlives the process that started it (`ehr node up`).
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class KuboDaemon:
         gateway_port: int = 0,
         offline: bool = True,
         startup_timeout: float = 30.0,
+        detach: bool = False,
     ) -> None:
         self.repo = Path(repo)
         self.binary = binary if binary is not None else find_kubo_binary()
@@ -130,6 +132,7 @@ class KuboDaemon:
         self.gateway_port = gateway_port
         self.offline = offline
         self.startup_timeout = startup_timeout
+        self.detach = detach
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._log_start = 0
@@ -238,7 +241,8 @@ class KuboDaemon:
         self._log = open(self.log_path, "ab")
         self._log_start = self._log.tell()
         self._process = subprocess.Popen(
-            args, env=self._env(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+            args, env=self._env(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=self.detach,
         )
 
     def _wait_until_ready(self) -> None:

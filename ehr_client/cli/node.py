@@ -1,0 +1,152 @@
+"""`ehr node up|down|status`: a local Anvil (and, with --ipfs, a Kubo daemon) that outlives the CLI.
+
+State lives in `<home>/node/`: `anvil.pid` + `anvil.json` (pid, rpc url), `anvil.log`, the chain
+state `anvil-state.json` (Anvil dumps it on exit and reloads it on the next `up`, so deployments
+survive a restart; `--fresh` discards it), and for Kubo `kubo.pid` + `kubo.json`, `ipfs/` (repo,
+with its daemon.log). Later commands take their default --rpc and --ipfs-api from these files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import requests
+import typer
+from rich.table import Table
+
+from ehr_client import processes as _procs
+from ehr_client.cli._context import app_context, read_node_state
+from ehr_client.cli._output import JsonFlag, err, out, print_json
+from ehr_client.errors import ConfigError
+from ehr_client.node import AnvilNode
+from ehr_client.storage.kubo import KuboDaemon, find_kubo_binary
+
+app = typer.Typer(help="Run a local Anvil (and Kubo) in the background.", no_args_is_help=True)
+
+_MARKERS = {"anvil": "anvil", "kubo": "ipfs"}
+
+
+def _write_state(node_dir: Path, name: str, state: dict[str, Any]) -> None:
+    (node_dir / f"{name}.pid").write_text(f"{state['pid']}\n")
+    tmp = node_dir / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, node_dir / f"{name}.json")
+
+
+def _clear_state(node_dir: Path, name: str) -> None:
+    for suffix in ("pid", "json"):
+        (node_dir / f"{name}.{suffix}").unlink(missing_ok=True)
+
+
+def _pid(node_dir: Path, name: str) -> int | None:
+    state = read_node_state(node_dir, name)
+    if state and isinstance(state.get("pid"), int):
+        return int(state["pid"])
+    try:
+        return int((node_dir / f"{name}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _url(node_dir: Path, name: str) -> str:
+    state = read_node_state(node_dir, name) or {}
+    return str(state.get("rpc_url") or state.get("api_url") or "?")
+
+
+def running(node_dir: Path, name: str) -> int | None:
+    """The pid of our `name` process if it still runs."""
+    pid = _pid(node_dir, name)
+    return pid if pid is not None and _procs.alive(pid, marker=_MARKERS[name]) else None
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    ipfs: Annotated[bool, typer.Option("--ipfs", help="Also start a Kubo daemon (loopback only, offline).")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Discard the saved chain state: start from block 0.")] = False,
+) -> None:
+    """Start the local node(s) in the background; idempotent."""
+    node_dir = app_context(ctx).settings.node_dir
+    node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    binary = find_kubo_binary() if ipfs else None  # fail before starting anything
+    pid = running(node_dir, "anvil")
+    if pid is not None:
+        if fresh:
+            raise ConfigError("the node is running; `ehr node down` first to start it --fresh")
+        out().print(f"anvil already running (pid {pid}) at {_url(node_dir, 'anvil')}")
+    else:
+        chain_state = node_dir / "anvil-state.json"
+        if fresh:
+            chain_state.unlink(missing_ok=True)
+        node = AnvilNode(log_path=node_dir / "anvil.log", state_path=chain_state).start()
+        _write_state(node_dir, "anvil", {"pid": node.pid, "rpc_url": node.rpc_url, "chain_id": node.chain_id,
+                                         "log": str(node.log_path), "state": str(chain_state)})
+        out().print(f"anvil up (pid {node.pid}) at {node.rpc_url}; log {node.log_path}")
+    if binary is None:
+        return
+    pid = running(node_dir, "kubo")
+    if pid is not None:
+        out().print(f"kubo already running (pid {pid}) at {_url(node_dir, 'kubo')}")
+        return
+    daemon = KuboDaemon(node_dir / "ipfs", binary=binary, detach=True).start()
+    _write_state(node_dir, "kubo", {"pid": daemon.pid, "api_url": daemon.api_url, "gateway_url": daemon.gateway_url,
+                                    "repo": str(daemon.repo), "log": str(daemon.log_path)})
+    out().print(f"kubo up (pid {daemon.pid}) at {daemon.api_url}; log {daemon.log_path}")
+
+
+@app.command("down")
+def down(ctx: typer.Context) -> None:
+    """Stop the background node(s) and remove their pidfiles (the chain state is kept)."""
+    node_dir = app_context(ctx).settings.node_dir
+    stopped = False
+    for name in ("kubo", "anvil"):
+        pid = running(node_dir, name)
+        if pid is not None:
+            if name == "anvil":
+                _procs.stop_group(pid)  # the npm launcher and the native binary
+            else:
+                _procs.stop_process(pid)
+            out().print(f"{name} stopped (pid {pid})")
+            stopped = True
+        _clear_state(node_dir, name)
+    if not stopped:
+        err().print("nothing was running")
+
+
+def _chain_facts(rpc_url: str) -> dict[str, Any]:
+    try:
+        response = requests.post(rpc_url, json=[
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+            {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": []},
+        ], timeout=3)
+        answers = {item["id"]: int(item["result"], 16) for item in response.json()}
+        return {"responding": True, "chainId": answers[1], "blockNumber": answers[2]}
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return {"responding": False}
+
+
+@app.command("status")
+def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
+    """Show whether the background node(s) run, where, and (for Anvil) the chain height."""
+    node_dir = app_context(ctx).settings.node_dir
+    report: dict[str, Any] = {}
+    for name in ("anvil", "kubo"):
+        state = read_node_state(node_dir, name) or {}
+        pid = running(node_dir, name)
+        entry: dict[str, Any] = {"running": pid is not None, "pid": pid,
+                                 "url": state.get("rpc_url") or state.get("api_url"), "log": state.get("log")}
+        if name == "anvil" and pid is not None and entry["url"]:
+            entry.update(_chain_facts(str(entry["url"])))
+        report[name] = entry
+    if json_:
+        print_json(report)
+        return
+    table = Table("service", "state", "pid", "url", "detail")
+    for name, entry in report.items():
+        detail = f"chain {entry['chainId']}, block {entry['blockNumber']}" if entry.get("responding") else ""
+        table.add_row(name, "[green]running[/]" if entry["running"] else "stopped", str(entry["pid"] or "-"),
+                      str(entry["url"] or "-"), detail)
+    out().print(table)
