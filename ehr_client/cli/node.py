@@ -1,4 +1,4 @@
-"""`ehr node up|down|status`: a local Anvil (and, with --ipfs, a Kubo daemon) that outlives the CLI.
+"""`ehr node up|down|status|fund`: a local Anvil (and, with --ipfs, a Kubo daemon) that outlives the CLI.
 
 State lives in `<home>/node/`: `anvil.pid` + `anvil.json` (pid, rpc url), `anvil.log`, the chain
 state `anvil-state.json` (Anvil dumps it on exit and reloads it on the next `up`, so deployments
@@ -18,9 +18,10 @@ import typer
 from rich.table import Table
 
 from ehr_client import processes as _procs
+from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context, read_node_state
 from ehr_client.cli._output import JsonFlag, err, out, print_json
-from ehr_client.errors import ConfigError
+from ehr_client.errors import ChainUnavailable, ConfigError
 from ehr_client.node import AnvilNode
 from ehr_client.storage.kubo import KuboDaemon, find_kubo_binary
 
@@ -114,6 +115,28 @@ def down(ctx: typer.Context) -> None:
         _clear_state(node_dir, name)
     if not stopped:
         err().print("nothing was running")
+
+
+@app.command("fund")
+def fund(
+    ctx: typer.Context,
+    accounts: Annotated[list[str], typer.Argument(help="Addresses or wallet names under --home.")],
+    eth: Annotated[int, typer.Option("--eth", min=1, help="Balance to set, in ether.")] = 100,
+) -> None:
+    """Give accounts gas money on a LOCAL development node (Anvil's anvil_setBalance)."""
+    context = app_context(ctx)
+    rpc_url = context.rpc_url
+    for text in accounts:
+        account = _parse.address(context, text)
+        try:
+            response = requests.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance",
+                                                    "params": [account, hex(eth * 10**18)]}, timeout=5)
+            answer = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise ChainUnavailable(f"cannot reach the node at {rpc_url} ({type(exc).__name__}); `ehr node up`") from None
+        if "error" in answer:
+            raise ConfigError(f"{rpc_url} refused anvil_setBalance: fund is for local Anvil nodes only")
+        out().print(f"{text}: {account} now holds {eth} ETH on {rpc_url}")
 
 
 def _chain_facts(rpc_url: str) -> dict[str, Any]:

@@ -106,3 +106,12 @@ def test_deploy_refuses_to_replace_a_live_deployment_without_force(cli: Cli, wor
 def test_import_refuses_without_a_key_when_not_interactive(cli: Cli) -> None:
     result = cli("keys", "import", wallet="nokey", expect=1)
     assert "--key-file" in result.stderr
+
+
+def test_fund_gives_a_new_wallet_gas_on_the_local_node(cli: Cli, world: dict[str, str], anvil) -> None:
+    cli("keys", "new", wallet="newcomer")
+    funded = cli("node", "fund", "newcomer", "--eth", "3")
+    assert "now holds 3 ETH" in funded.stdout
+    cli("patient", "register", wallet="newcomer")
+    bad = cli("node", "fund", "nobody-here", expect=2)
+    assert "neither an address" in bad.stderr
