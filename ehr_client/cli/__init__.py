@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ehr_client.cli import audit, consent, consortium, deploy, keys, node, patient, records
+from ehr_client.cli import audit, consent, consortium, deploy, keys, node, patient, records, storage
 from ehr_client.cli._context import WALLET_NAME, AppContext, Settings, StoreKind
 from ehr_client.cli._errors import ErrorReportingGroup, report
 from ehr_client.errors import EHRError
@@ -85,6 +85,7 @@ app.add_typer(consortium.app, name="consortium")
 app.add_typer(patient.app, name="patient")
 app.add_typer(records.app, name="record")
 app.add_typer(node.app, name="node")
+app.add_typer(storage.app, name="storage")
 app.command("deploy")(deploy.deploy)
 app.command("grant")(consent.grant)
 app.command("revoke")(consent.revoke)

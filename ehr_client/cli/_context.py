@@ -32,7 +32,9 @@ from ehr_client.client import EHRClient, Identity
 from ehr_client.errors import ChainUnavailable, ConfigError, EHRError
 from ehr_client.keys import DEFAULT_SCRYPT_N, Keystore
 from ehr_client.storage import BlobStore, IpfsStore, LocalStore
+from ehr_client.storage.fragmented import FragmentedStore
 from ehr_client.storage.ipfs import DEFAULT_API_URL
+from ehr_client.storage.nodes import load_storage_config, storage_config_path
 
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 WALLET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # what Keystore accepts as a wallet name
@@ -43,6 +45,7 @@ PASSWORD_ENV = "EHR_PASSWORD"
 class StoreKind(str, enum.Enum):
     local = "local"
     ipfs = "ipfs"
+    fragmented = "fragmented"
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,9 @@ class AppContext:
         if self._store is None:
             if self.settings.store is StoreKind.ipfs:
                 self._store = IpfsStore(self.ipfs_api)
+            elif self.settings.store is StoreKind.fragmented:
+                config = load_storage_config(storage_config_path(home=self.settings.home_dir))
+                self._store = FragmentedStore.from_config(config)
             else:
                 self._store = LocalStore(self.store_dir)
         return self._store
@@ -237,7 +243,7 @@ class AppContext:
         return EHRClient(self.chain(), self.store(), Identity.generate(), state_dir=self.journal_dir)
 
     def close(self) -> None:
-        if isinstance(self._store, IpfsStore):
+        if isinstance(self._store, (IpfsStore, FragmentedStore)):
             self._store.close()
 
 
