@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from eth_utils import is_address, to_checksum_address
 
+from ehr_client._json import load_untrusted
 from ehr_client.crypto import WRAPPED_KEY_SIZE
 from ehr_client.errors import InvalidRecord
 
@@ -54,7 +55,7 @@ class KeyShare:
     def from_bytes(cls, data: bytes) -> KeyShare:
         """Parse an untrusted share; anything malformed raises InvalidRecord."""
         try:
-            doc = json.loads(data)
+            doc = load_untrusted(data, max_depth=4, max_bytes=64 * 1024 * 1024)
             if doc.get("format") != FORMAT or not is_address(doc["patient"]) or not is_address(doc["grantee"]):
                 raise ValueError("not a key share")
             raw_entries = doc["entries"]

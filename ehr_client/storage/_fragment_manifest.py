@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ehr_client._json import nesting_within
 from ehr_client.errors import InvalidRecord
 from ehr_client.storage._fragment_codec import MAX_FRAGMENTS, NONCE_SIZE, Layout
 from ehr_client.storage.cid import Cid, decode_cid
@@ -35,9 +36,6 @@ NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _NONCE_HEX = re.compile(rf"[0-9a-f]{{{2 * NONCE_SIZE}}}")
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
 _MAX_DEPTH = 3
 _TOP_KEYS = frozenset({"format", "size", "sha256", "k", "n", "segment_size", "padding", "nonce", "fragments"})
 _FRAGMENT_KEYS = frozenset({"index", "node", "cid", "sha256", "size"})
@@ -104,7 +102,7 @@ class Manifest:
     def from_bytes(cls, data: bytes) -> Manifest:
         if len(data) > MAX_MANIFEST_BYTES:
             raise InvalidManifest(f"not a fragment manifest: {len(data)} bytes, more than {MAX_MANIFEST_BYTES}")
-        if not _shallow(bytes(data)):
+        if not nesting_within(bytes(data), _MAX_DEPTH):
             raise InvalidManifest("not a fragment manifest: JSON nested deeper than a manifest is")
         try:
             raw = json.loads(bytes(data).decode("utf-8"), object_pairs_hook=_no_duplicates,
@@ -115,18 +113,6 @@ class Manifest:
         if manifest.to_bytes() != bytes(data):
             raise InvalidManifest("not a fragment manifest: the JSON is not in canonical form")
         return manifest
-
-
-def _shallow(data: bytes) -> bool:
-    """Whether the JSON's brackets nest at most `_MAX_DEPTH` deep (False for unbalanced ones too).
-
-    json's C parser recurses once per level; with the recursion limit that py_ecc raises to
-    100,000 in this process, a deeply nested document overflows the C stack instead of raising.
-    """
-    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", data))
-    for _ in range(_MAX_DEPTH):
-        brackets = _INNERMOST_PAIR.sub(b"", brackets)
-    return not brackets
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
