@@ -33,6 +33,7 @@ from ehr_client.chain.client import ChainClient, TxResult, deploy_suite
 from ehr_client.cli import _governance as gov
 from ehr_client import processes as _procs
 from ehr_client.cli._output import short
+from ehr_client.audit import MonitorConfig, WorkingHours, most_severe, scan_alerts
 from ehr_client.cli.audit import audit_table
 from ehr_client.client import EHRClient, Identity, SignedConsent
 from ehr_client.crypto import generate_x25519_keypair
@@ -236,8 +237,25 @@ def _story(say: _Narrator, rpc_url: str, store: BlobStore, workdir: Path) -> Non
     say.ok("patient revokes the doctor's access", patient.revoke(doctor.address))
     _expect_refusal(say, labels, "doctor", lambda: doctor.read_record(observation.record_id, key_share=relayed.key_share))
 
+    say.step("The revoked doctor's modified client sends the access request anyway")
+    attempt = chain.consent.functions.requestAccess(observation.record_id).build_transaction({
+        "from": doctor.address, "gas": 200_000, "chainId": chain.chain_id,
+        "nonce": chain.w3.eth.get_transaction_count(doctor.address, "pending")})
+    sent = chain.w3.eth.send_raw_transaction(ids["doctor"].account.sign_transaction(attempt).raw_transaction)
+    receipt = chain.w3.eth.wait_for_transaction_receipt(sent)
+    if receipt["status"] != 0:
+        raise EHRError("the chain accepted an access request after revocation: consent enforcement is broken")
+    say.refused("doctor", AccessDenied(f"the chain reverted it (tx {short(sent.to_0x_hex())}); "
+                                       "reverts leave no event, but the monitor reads receipts"), labels)
+
     say.step("Audit trail: who did what, when")
     say.console.print(audit_table(patient.audit_trail(patient.address), names=labels))
+    alerts = scan_alerts(chain, state_dir=workdir / "audit",
+                         config=MonitorConfig(working_hours=WorkingHours(enabled=False)))
+    alert = most_severe(alerts)
+    if alert is None:
+        raise EHRError("the monitor raised no alert for the reverted access request")
+    say.console.print(f"[bold red]monitor alert[/] ({len(alerts)} in all): {escape(alert.summary())}")
     say.console.print(f"\n[bold green]Done.[/] {say.tx_count} transactions shown, {say.gas_total:,} gas in total.")
 
 

@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ehr_client.cli import audit, consent, consortium, deploy, keys, node, patient, records, storage
+from ehr_client.cli import audit_ext, consent, consortium, deploy, keys, node, patient, records, storage
 from ehr_client.cli._context import WALLET_NAME, AppContext, Settings, StoreKind
 from ehr_client.cli._errors import ErrorReportingGroup, report
 from ehr_client.errors import EHRError
@@ -90,7 +90,8 @@ app.command("deploy")(deploy.deploy)
 app.command("grant")(consent.grant)
 app.command("revoke")(consent.revoke)
 app.command("relay")(consent.relay)
-app.command("audit")(audit.audit)
+app.add_typer(audit_ext.app, name="audit")
+app.command("monitor")(audit_ext.monitor)
 
 
 @app.command("demo")

@@ -32,7 +32,7 @@ def test_signed_grant_relayed_then_signed_revocation(
     assert denied.stderr.startswith("error: ") and "may not read" in denied.stderr
 
     trail = cli.json("audit", "patient")
-    events = [(e["event"], e["actor"]) for e in trail]
+    events = [(e["name"], e["actor"]) for e in trail]
     assert ("AccessGranted", world["patient"]) in events
     assert ("AccessRequested", world["doctor"]) in events
     assert events[-1] == ("AccessRevoked", world["patient"])
