@@ -15,11 +15,13 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
+import umbral_pre
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
@@ -50,7 +52,7 @@ from ehr_client.errors import (
 )
 from ehr_client.journal import Journal, PendingWrite
 from ehr_client.keys import Keystore
-from ehr_client.package import PackageHeader, Wrap, max_header_size, parse_header
+from ehr_client.package import PackageHeader, UmbralSeal, Wrap, max_header_size, parse_header
 from ehr_client.records import Scope, describe, load_opaque, validate_fhir
 from ehr_client.sharing import KeyShare, ShareEntry
 from ehr_client.storage import BlobStore, Cid, cid_from_bytes, cid_to_bytes
@@ -58,6 +60,8 @@ from ehr_client.storage import BlobStore, Cid, cid_from_bytes, cid_to_bytes
 log = logging.getLogger("ehr_client")
 
 X25519_KEY_TYPE = 1
+UMBRAL_KEY_TYPE = 3
+UMBRAL_KEY_CACHE_SECONDS = 10.0
 ACCESS = {"read": 1, "amend": 2}
 STATUS = {0: "none", 1: "active", 2: "superseded", 3: "tombstoned"}
 FHIR_MEDIA_TYPE = "application/fhir+json"
@@ -69,10 +73,26 @@ class Identity:
 
     account: LocalAccount
     x25519: Mapping[int, bytes] = field(repr=False)
+    umbral: Mapping[int, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def address(self) -> str:
         return str(self.account.address)
+
+    @property
+    def current_umbral_key(self) -> tuple[int, bytes]:
+        """(local version, secret) of the newest Umbral key (proxy re-encryption)."""
+        if not self.umbral:
+            raise KeyNotFound("this identity has no Umbral key; create one (`ehr custodian umbral-key`) first")
+        version = max(self.umbral)
+        return version, self.umbral[version]
+
+    def umbral_secret_for(self, public_key: bytes) -> bytes | None:
+        """The Umbral secret whose public key is `public_key`, if this identity holds it."""
+        for secret in self.umbral.values():
+            if umbral_public_key(secret) == bytes(public_key):
+                return secret
+        return None
 
     @property
     def current_key(self) -> tuple[int, bytes]:
@@ -83,23 +103,32 @@ class Identity:
 
     @classmethod
     def generate(cls) -> Identity:
-        """A fresh wallet and X25519 key, held in memory only (tests, demos)."""
-        return cls(Account.create(), {1: generate_x25519_keypair().private_key})
+        """A fresh wallet, X25519 key and Umbral key, held in memory only (tests, demos)."""
+        return cls(Account.create(), {1: generate_x25519_keypair().private_key},
+                   {1: bytes(umbral_pre.SecretKey.random().to_be_bytes())})
 
     @classmethod
-    def from_private_keys(cls, wallet_key: bytes | str, x25519_keys: Mapping[int, bytes]) -> Identity:
-        return cls(Account.from_key(wallet_key), dict(x25519_keys))
+    def from_private_keys(
+        cls, wallet_key: bytes | str, x25519_keys: Mapping[int, bytes], umbral_keys: Mapping[int, bytes] | None = None
+    ) -> Identity:
+        return cls(Account.from_key(wallet_key), dict(x25519_keys), dict(umbral_keys or {}))
 
     @classmethod
     def from_keystore(cls, keystore: Keystore, wallet: str, password: str) -> Identity:
-        """Unlock the wallet and every X25519 key version (old versions open old records)."""
+        """Unlock the wallet and every X25519 and Umbral key version (old versions open old records)."""
         account = keystore.load_wallet(wallet, password)
+        infos = keystore.list()
         keys = {
             info.version: keystore.load_encryption_key("x25519", password, version=info.version).secret
-            for info in keystore.list()
+            for info in infos
             if info.kind == "x25519"
         }
-        return cls(account, keys)
+        umbral = {
+            info.version: keystore.load_encryption_key("umbral", password, version=info.version).secret
+            for info in infos
+            if info.kind == "umbral"
+        }
+        return cls(account, keys, umbral)
 
 
 @dataclass(frozen=True)
@@ -174,6 +203,16 @@ class GrantResult:
     shared_records: int
 
 
+class KeyRelease(Protocol):
+    """Where a reader without a wrap in the keyring gets a record's data key (audited release).
+
+    Called after the access request was mined; `access` is that transaction, which custodians
+    look up on chain.
+    """
+
+    def data_key(self, info: RecordInfo, header: PackageHeader, access: TxResult) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     record_id: bytes
@@ -212,6 +251,7 @@ class EHRClient:
         self.identity = identity
         self.state_dir = Path(state_dir)
         self.journal = Journal(self.state_dir, hashlib.sha256(b"ehr-journal" + identity.current_key[1]).digest())
+        self._umbral_keys: dict[str, tuple[float, tuple[int, bytes] | None]] = {}
 
     @property
     def address(self) -> str:
@@ -232,6 +272,43 @@ class EHRClient:
         fn = self.chain.keys.functions.publishKey(X25519_KEY_TYPE, x25519_public_key(private))
         result = self.chain.transact(self.identity.account, fn, action="publish encryption key")
         return int(self.chain.events_in(result, "KeyRegistry", "KeyPublished")[0]["version"])
+
+    def publish_umbral_key(self) -> int:
+        """Publish this identity's newest Umbral public key (KeyType.Umbral); returns its on-chain version.
+
+        Records written for this account from then on carry the data key encrypted to it, so it
+        can delegate reading through key custodians. A no-op when it is already the current key.
+        """
+        public = umbral_public_key(self.identity.current_umbral_key[1])
+        current = self.umbral_key_of(self.address)
+        if current is not None and current[1] == public:
+            return current[0]
+        fn = self.chain.keys.functions.publishKey(UMBRAL_KEY_TYPE, public)
+        result = self.chain.transact(self.identity.account, fn, action="publish Umbral key")
+        self._umbral_keys.pop(self.address, None)
+        return int(self.chain.events_in(result, "KeyRegistry", "KeyPublished")[0]["version"])
+
+    def umbral_key_of(self, account: str) -> tuple[int, bytes] | None:
+        """(on-chain version, compressed public key) of `account`'s current Umbral key, or None."""
+        try:
+            version, key = self.chain.call(
+                self.chain.keys.functions.currentKey(to_checksum_address(account), UMBRAL_KEY_TYPE),
+                action="look up Umbral key",
+            )
+        except TransactionReverted:
+            return None
+        return int(version), bytes(key)
+
+    def umbral_key_at(self, account: str, version: int) -> bytes:
+        """A published Umbral key version of `account`, revoked or not (old records name old versions)."""
+        try:
+            key = self.chain.call(
+                self.chain.keys.functions.keyAt(to_checksum_address(account), UMBRAL_KEY_TYPE, version),
+                action="look up Umbral key version",
+            )
+        except TransactionReverted:
+            raise KeyNotFound(f"{account} never published Umbral key version {version}") from None
+        return bytes(key[0])
 
     def encryption_key_of(self, account: str) -> tuple[int, bytes]:
         """The current, non-revoked X25519 key a reader published."""
@@ -303,8 +380,9 @@ class EHRClient:
         category: str | None,
         scope: int | None,
         previous: RecordInfo | None,
+        prepared: tuple[int, str, bytes | BinaryIO, bytes] | None = None,
     ) -> WriteResult:
-        record_scope, media_type, plaintext, plain_hash = self._prepare(source, category, scope)
+        record_scope, media_type, plaintext, plain_hash = prepared or self._prepare(source, category, scope)
         if not self.chain.call(self.chain.records.functions.isPatient(patient), action="check patient"):
             raise InvalidRecord(f"{patient} is not a registered patient; they must run `ehr patient register`")
         if not self.chain.call(
@@ -369,7 +447,8 @@ class EHRClient:
             else:
                 key_version, public = self.encryption_key_of(reader)
             wraps.append(Wrap(bytes.fromhex(reader[2:]), key_version, wrap_data_key(data_key, public, associated_data=aad)))
-        header = PackageHeader(version, media_type, tuple(wraps)).to_bytes()
+        umbral = self._umbral_seal(patient, record_id, version, data_key)
+        header = PackageHeader(version, media_type, tuple(wraps), umbral).to_bytes()
 
         def package() -> Iterator[bytes]:
             yield header
@@ -385,6 +464,21 @@ class EHRClient:
             finally:
                 plaintext.close()
         return cid, chunks.sha256
+
+    def _umbral_seal(self, patient: str, record_id: bytes, version: int, data_key: bytes) -> UmbralSeal | None:
+        """The data key encrypted to the patient's Umbral key, when the patient published one.
+
+        The key lookup is cached for a few seconds, so a batch of writes costs one call.
+        """
+        cached = self._umbral_keys.get(patient)
+        if cached is not None and time.monotonic() - cached[0] < UMBRAL_KEY_CACHE_SECONDS:
+            published = cached[1]
+        else:
+            published = self.umbral_key_of(patient)
+            self._umbral_keys[patient] = (time.monotonic(), published)
+        if published is None:
+            return None
+        return UmbralSeal.create(published[1], published[0], record_id, version, data_key)
 
     def _anchor(
         self, record_id: bytes, patient: str, content_hash: bytes, scope: int, cid: Cid, previous_id: bytes | None
@@ -432,8 +526,14 @@ class EHRClient:
         )
         return [self._record_info(event, state) for event, state in zip(events, states, strict=True)]
 
-    def read_record(self, record_id: bytes, *, key_share: Cid | None = None) -> ReadResult:
-        """Check permission, record the access on chain, fetch, verify and decrypt one record."""
+    def read_record(
+        self, record_id: bytes, *, key_share: Cid | None = None, key_release: KeyRelease | None = None
+    ) -> ReadResult:
+        """Check permission, record the access on chain, fetch, verify and decrypt one record.
+
+        The data key comes from this reader's wrap in the keyring, else from `key_release`
+        (custodians, after the access request), else from the key share.
+        """
         info = self.get_record(record_id)
         if info.status == "tombstoned":
             raise RecordErased(f"record {_hex(record_id)} was erased at the patient's request")
@@ -444,8 +544,8 @@ class EHRClient:
                 f"{self.address} may not read record {_hex(record_id)}: no valid grant covers its scope "
                 "(never granted, expired, revoked, or membership suspended); ask the patient for consent"
             )
-        self.chain.transact(self.identity.account, self.chain.consent.functions.requestAccess(record_id),
-                            action="request access")
+        access = self.chain.transact(self.identity.account, self.chain.consent.functions.requestAccess(record_id),
+                                     action="request access")
         blob = self.store.get(info.cid)
         if hashlib.sha256(blob).digest() != info.content_hash:
             raise IntegrityError(
@@ -453,19 +553,33 @@ class EHRClient:
                 "it was altered or replaced: nothing was decrypted"
             )
         header, offset = parse_header(blob)
-        data_key = self._data_key(info, header, key_share)
+        own = self._own_data_key(info, header)
+        if own is not None:
+            data_key = own
+        elif key_release is not None:
+            data_key = key_release.data_key(info, header, access)
+        else:
+            data_key = self._data_key(info, header, key_share)
         data = b"".join(iter_decrypt(memoryview(blob)[offset:], data_key, record_id=record_id, version=header.version))
         if header.media_type == FHIR_MEDIA_TYPE:
             validate_fhir(data)
         return ReadResult(info, header.media_type, data)
 
-    def _data_key(self, info: RecordInfo, header: PackageHeader, key_share: Cid | None) -> bytes:
+    def _own_data_key(self, info: RecordInfo, header: PackageHeader) -> bytes | None:
+        """The data key from this reader's wrap in the keyring, if it has one."""
         aad = record_associated_data(info.record_id, header.version)
         me = bytes.fromhex(self.address[2:])
         for wrap in header.wrap_for(me):
             private = self.identity.x25519.get(wrap.key_version)
             if private is not None:
                 return unwrap_data_key(wrap.wrapped, private, associated_data=aad)
+        return None
+
+    def _data_key(self, info: RecordInfo, header: PackageHeader, key_share: Cid | None) -> bytes:
+        aad = record_associated_data(info.record_id, header.version)
+        own = self._own_data_key(info, header)
+        if own is not None:
+            return own
         if key_share is None:
             raise KeyNotFound(
                 f"record {_hex(info.record_id)} was not sealed to {self.address} when written; pass the key "
@@ -480,6 +594,10 @@ class EHRClient:
             raise KeyNotFound(f"the key share is sealed to key version {entry.key_version}, which this keystore lacks")
         return unwrap_data_key(entry.wrapped, private, associated_data=aad)
 
+    def read_header(self, cid: Cid) -> PackageHeader:
+        """The package header (keyring, media type, Umbral capsule) of a stored record; no decryption."""
+        return self._read_header(cid)
+
     def _read_header(self, cid: Cid) -> PackageHeader:
         limit = max_header_size()
         buffer = bytearray()
@@ -489,6 +607,33 @@ class EHRClient:
                 break
         header, _ = parse_header(bytes(buffer))
         return header
+
+    def reencrypt_record(self, record_id: bytes) -> WriteResult:
+        """Key rotation: anchor the same content as a new version under a fresh data key.
+
+        Needs a wrap in the record's keyring (the patient, or the author) and write permission.
+        The new version is sealed to the patient and this writer only; sharing it again is the
+        caller's job (`ehr_client.audited` re-issues custodian fragments). The old blob stays until
+        the caller removes it. Holds the plaintext in memory.
+        """
+        info = self.get_record(record_id)
+        if info.status != "active":
+            raise InvalidRecord(f"record {_hex(record_id)} is {info.status}; rotate its latest active version")
+        blob = self.store.get(info.cid)
+        if hashlib.sha256(blob).digest() != info.content_hash:
+            raise IntegrityError(
+                f"the stored data of record {_hex(record_id)} does not match the hash anchored on chain; "
+                "it was altered or replaced: nothing was rotated"
+            )
+        header, offset = parse_header(blob)
+        data_key = self._own_data_key(info, header)
+        if data_key is None:
+            raise KeyNotFound(
+                f"record {_hex(record_id)} is not sealed to {self.address}; only its patient or author can rotate it"
+            )
+        data = b"".join(iter_decrypt(memoryview(blob)[offset:], data_key, record_id=record_id, version=header.version))
+        prepared = (info.scope, header.media_type, data, hashlib.sha256(data).digest())
+        return self._write(info.patient, data, category=None, scope=info.scope, previous=info, prepared=prepared)
 
     # --- verifying ---------------------------------------------------------------------------
 
@@ -645,12 +790,17 @@ def _audit_entry(e: EventRecord) -> AuditEntry:
     return AuditEntry(e.timestamp, e.block_number, e.log_index, e.tx_hash, e.name, str(actor), record, detail)
 
 
+def umbral_public_key(secret: bytes) -> bytes:
+    """The compressed (33-byte) public key of an Umbral secret key."""
+    return bytes(umbral_pre.SecretKey.from_be_bytes(secret).public_key().to_compressed_bytes())
+
+
 def plaintext_stream(data: bytes) -> BinaryIO:
     """A binary file over `data` (helper for callers that want the streaming path)."""
     return io.BytesIO(data)
 
 
 __all__ = [
-    "AuditEntry", "EHRClient", "GrantResult", "Identity", "ReadResult", "RecordInfo", "SignedConsent",
+    "AuditEntry", "EHRClient", "GrantResult", "Identity", "KeyRelease", "ReadResult", "RecordInfo", "SignedConsent",
     "VerifyResult", "WriteResult", "DecryptionError",
 ]

@@ -31,8 +31,8 @@ from rich.panel import Panel
 
 from ehr_client.chain.client import ChainClient, TxResult, deploy_suite
 from ehr_client.cli import _governance as gov
-from ehr_client import processes as _procs
 from ehr_client.cli._output import short
+from ehr_client.custodian.demo_story import run_audited_story
 from ehr_client.audit import MonitorConfig, WorkingHours, most_severe, scan_alerts
 from ehr_client.cli.audit import audit_table
 from ehr_client.client import EHRClient, Identity, SignedConsent
@@ -120,8 +120,8 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
-def run_demo(*, ipfs: bool = False, console: Console | None = None) -> None:
-    """Start a node (and Kubo), tell the story, and always stop what was started."""
+def run_demo(*, ipfs: bool = False, audited: bool = True, console: Console | None = None) -> None:
+    """Start a node (and Kubo), tell the story (and the audited-release story), always stop what was started."""
     if console is None:
         console = Console(highlight=False)
         if not console.is_terminal:
@@ -144,7 +144,11 @@ def run_demo(*, ipfs: bool = False, console: Console | None = None) -> None:
         else:
             store = LocalStore(workdir / "store")
             console.print(f"  embedded LocalStore in {store.root}")
-        _story(_Narrator(console), node.rpc_url, store, workdir)
+        chain, ids = _story(_Narrator(console), node.rpc_url, store, workdir)
+        if audited:
+            console.rule("[bold]Second story: audited key release through custodians")
+            custodians = {f"custodian-{i}": dev_identity(6 + i) for i in (1, 2, 3)}
+            run_audited_story(console, chain, store, {**ids, **custodians}, workdir=workdir)
     finally:
         if isinstance(store, IpfsStore):
             store.close()
@@ -153,14 +157,13 @@ def run_demo(*, ipfs: bool = False, console: Console | None = None) -> None:
             console.print("  kubo stopped")
         if node is not None and node.pid is not None:
             pid = node.pid
-            _procs.stop_group(pid)
             node.stop()
             console.print(f"  anvil stopped (pid {pid})")
         shutil.rmtree(workdir, ignore_errors=True)
         restore_signal()
 
 
-def _story(say: _Narrator, rpc_url: str, store: BlobStore, workdir: Path) -> None:
+def _story(say: _Narrator, rpc_url: str, store: BlobStore, workdir: Path) -> tuple[ChainClient, dict[str, Identity]]:
     ids = {name: dev_identity(index) for index, name in enumerate(CAST)}
     labels = {identity.address: name for name, identity in ids.items()}
 
@@ -257,6 +260,7 @@ def _story(say: _Narrator, rpc_url: str, store: BlobStore, workdir: Path) -> Non
         raise EHRError("the monitor raised no alert for the reverted access request")
     say.console.print(f"[bold red]monitor alert[/] ({len(alerts)} in all): {escape(alert.summary())}")
     say.console.print(f"\n[bold green]Done.[/] {say.tx_count} transactions shown, {say.gas_total:,} gas in total.")
+    return chain, ids
 
 
 def _expect_refusal(say: _Narrator, labels: dict[str, str], who: str, attempt: Callable[[], object]) -> None:

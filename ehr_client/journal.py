@@ -65,6 +65,20 @@ class Journal:
     def done(self, fingerprint: str) -> None:
         (self._dir / f"{fingerprint}.json").unlink(missing_ok=True)
 
+    def forget(self, record_ids: set[str]) -> int:
+        """Drop the entries of these records (hex ids), e.g. after erasure; returns how many."""
+        removed = 0
+        if self._dir.exists():
+            for path in sorted(self._dir.glob("*.json")):
+                try:
+                    record_id = json.loads(path.read_text()).get("record_id")
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if record_id in record_ids:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def pending(self) -> list[PendingWrite]:
         if not self._dir.exists():
             return []

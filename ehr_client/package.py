@@ -2,7 +2,13 @@
 
     magic "EHRP" | format 1 | version u64 | media-type length u8 | media type (ASCII)
     | wrap count u8 | per wrap: reader address (20) | key version u32 | wrapped data key (93)
+    | [format 2 only] Umbral section: key version u32 | capsule length u16 | capsule
+      | ciphertext length u16 | ciphertext
     | envelope (ehr_client.crypto stream format)
+
+Format 2 adds the Umbral section: the data key (bound to record id and version) encrypted to the
+patient's Umbral public key, so key custodians can re-encrypt it to a grantee (audited release,
+`ehr_client.audited`). A header without it is written as format 1, byte for byte as before.
 
 The chain anchors the sha256 of all of it, so a changed keyring is as detectable as a changed
 ciphertext. The keyring holds the data key sealed for the readers known at write time (patient
@@ -12,17 +18,103 @@ data: the media type says only "FHIR JSON" or "PDF".
 
 from __future__ import annotations
 
+import hmac
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ehr_client.crypto import WRAPPED_KEY_SIZE
+import umbral_pre
+
+from ehr_client.crypto import DATA_KEY_SIZE, WRAPPED_KEY_SIZE
 from ehr_client.errors import DecryptionError
 
 MAGIC = b"EHRP"
 FORMAT = 1
+FORMAT_UMBRAL = 2
 MAX_WRAPS = 32
+MAX_UMBRAL_FIELD = 1024
 _FIXED = struct.Struct(">4sBQB")
 _WRAP = struct.Struct(f">20sI{WRAPPED_KEY_SIZE}s")
+_UMBRAL_VERSION = struct.Struct(">I")
+_LENGTH = struct.Struct(">H")
+_UMBRAL_BINDING = b"ehr-umbral-data-key/v1"
+UMBRAL_ERRORS: tuple[type[Exception], ...] = (
+    ValueError, TypeError, umbral_pre.VerificationError,  # type: ignore[attr-defined]  # missing from its stubs
+)
+"""What umbral-pre raises for malformed or unverifiable capsules, fragments and keys."""
+
+
+@dataclass(frozen=True)
+class UmbralSeal:
+    """The data key encrypted to the patient's Umbral key (on-chain version `key_version`).
+
+    The plaintext is `record id || version || data key`, so a capsule copied into another record's
+    header opens to a key that is refused.
+    """
+
+    key_version: int
+    capsule: bytes
+    ciphertext: bytes
+
+    @classmethod
+    def create(cls, public_key: bytes, key_version: int, record_id: bytes, version: int, data_key: bytes) -> UmbralSeal:
+        capsule, ciphertext = umbral_pre.encrypt(
+            umbral_pre.PublicKey.from_compressed_bytes(public_key), _umbral_plaintext(record_id, version, data_key)
+        )
+        return cls(key_version, bytes(capsule), bytes(ciphertext))
+
+    def open_original(self, secret_key: bytes, record_id: bytes, version: int) -> bytes:
+        """The data key, with the patient's own Umbral secret key. Any failure: DecryptionError."""
+        try:
+            plaintext = umbral_pre.decrypt_original(
+                umbral_pre.SecretKey.from_be_bytes(secret_key), umbral_pre.Capsule.from_bytes(self.capsule),
+                self.ciphertext,
+            )
+        except (ValueError, TypeError):
+            raise DecryptionError() from None
+        return _data_key_from(plaintext, record_id, version)
+
+    def open_reencrypted(
+        self,
+        receiving_secret: bytes,
+        delegating_public: bytes,
+        cfrags: Sequence[umbral_pre.VerifiedCapsuleFrag],
+        record_id: bytes,
+        version: int,
+    ) -> bytes:
+        """The data key from verified re-encryption fragments. Any failure: DecryptionError."""
+        try:
+            plaintext = umbral_pre.decrypt_reencrypted(
+                umbral_pre.SecretKey.from_be_bytes(receiving_secret),
+                umbral_pre.PublicKey.from_compressed_bytes(delegating_public),
+                umbral_pre.Capsule.from_bytes(self.capsule),
+                list(cfrags),
+                self.ciphertext,
+            )
+        except (ValueError, TypeError):
+            raise DecryptionError() from None
+        if plaintext is None:
+            raise DecryptionError()
+        return _data_key_from(plaintext, record_id, version)
+
+    def to_bytes(self) -> bytes:
+        if len(self.capsule) > MAX_UMBRAL_FIELD or len(self.ciphertext) > MAX_UMBRAL_FIELD:
+            raise ValueError("Umbral capsule or ciphertext too long")
+        return b"".join([
+            _UMBRAL_VERSION.pack(self.key_version), _LENGTH.pack(len(self.capsule)), self.capsule,
+            _LENGTH.pack(len(self.ciphertext)), self.ciphertext,
+        ])
+
+
+def _umbral_plaintext(record_id: bytes, version: int, data_key: bytes) -> bytes:
+    return _UMBRAL_BINDING + record_id + version.to_bytes(8, "big") + bytes(data_key)
+
+
+def _data_key_from(plaintext: bytes, record_id: bytes, version: int) -> bytes:
+    prefix = _UMBRAL_BINDING + record_id + version.to_bytes(8, "big")
+    if len(plaintext) != len(prefix) + DATA_KEY_SIZE or not hmac.compare_digest(plaintext[: len(prefix)], prefix):
+        raise DecryptionError()
+    return bytes(plaintext[len(prefix) :])
 
 
 @dataclass(frozen=True)
@@ -39,13 +131,17 @@ class PackageHeader:
     version: int
     media_type: str
     wraps: tuple[Wrap, ...]
+    umbral: UmbralSeal | None = None
 
     def to_bytes(self) -> bytes:
         media = self.media_type.encode("ascii")
         if len(media) > 255 or len(self.wraps) > MAX_WRAPS:
             raise ValueError("media type longer than 255 bytes or more than 32 readers")
-        parts = [_FIXED.pack(MAGIC, FORMAT, self.version, len(media)), media, bytes([len(self.wraps)])]
+        fmt = FORMAT if self.umbral is None else FORMAT_UMBRAL
+        parts = [_FIXED.pack(MAGIC, fmt, self.version, len(media)), media, bytes([len(self.wraps)])]
         parts += [_WRAP.pack(w.reader, w.key_version, w.wrapped) for w in self.wraps]
+        if self.umbral is not None:
+            parts.append(self.umbral.to_bytes())
         return b"".join(parts)
 
     def wrap_for(self, reader: bytes) -> list[Wrap]:
@@ -56,7 +152,7 @@ def parse_header(data: bytes) -> tuple[PackageHeader, int]:
     """The header and the offset where the envelope starts. Garbage raises DecryptionError."""
     try:
         magic, fmt, version, media_len = _FIXED.unpack_from(data, 0)
-        if magic != MAGIC or fmt != FORMAT:
+        if magic != MAGIC or fmt not in (FORMAT, FORMAT_UMBRAL):
             raise DecryptionError()
         offset = _FIXED.size
         media = data[offset : offset + media_len]
@@ -70,10 +166,29 @@ def parse_header(data: bytes) -> tuple[PackageHeader, int]:
             reader, key_version, wrapped = _WRAP.unpack_from(data, offset)
             wraps.append(Wrap(reader, key_version, wrapped))
             offset += _WRAP.size
-        return PackageHeader(version, media.decode("ascii"), tuple(wraps)), offset
+        umbral = None
+        if fmt == FORMAT_UMBRAL:
+            umbral, offset = _parse_umbral(data, offset)
+        return PackageHeader(version, media.decode("ascii"), tuple(wraps), umbral), offset
     except (struct.error, IndexError, UnicodeDecodeError):
         raise DecryptionError() from None
 
 
+def _parse_umbral(data: bytes, offset: int) -> tuple[UmbralSeal, int]:
+    (key_version,) = _UMBRAL_VERSION.unpack_from(data, offset)
+    offset += _UMBRAL_VERSION.size
+    fields = []
+    for _ in range(2):
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += _LENGTH.size
+        value = bytes(data[offset : offset + length])
+        if length > MAX_UMBRAL_FIELD or len(value) != length:
+            raise DecryptionError()
+        fields.append(value)
+        offset += length
+    return UmbralSeal(key_version, fields[0], fields[1]), offset
+
+
 def max_header_size() -> int:
-    return _FIXED.size + 255 + 1 + MAX_WRAPS * _WRAP.size
+    umbral = _UMBRAL_VERSION.size + 2 * (_LENGTH.size + MAX_UMBRAL_FIELD)
+    return _FIXED.size + 255 + 1 + MAX_WRAPS * _WRAP.size + umbral

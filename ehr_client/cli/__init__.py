@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ehr_client.cli import audit_ext, consent, consortium, deploy, keys, node, patient, records, storage
+from ehr_client.cli import audit_ext, consent, consortium, custodian, deploy, keys, node, patient, records, storage
 from ehr_client.cli._context import WALLET_NAME, AppContext, Settings, StoreKind
 from ehr_client.cli._errors import ErrorReportingGroup, report
 from ehr_client.errors import EHRError
@@ -86,6 +86,9 @@ app.add_typer(patient.app, name="patient")
 app.add_typer(records.app, name="record")
 app.add_typer(node.app, name="node")
 app.add_typer(storage.app, name="storage")
+app.add_typer(custodian.app, name="custodian")
+records.app.command("rotate")(custodian.rotate)
+records.app.command("erase")(custodian.erase)
 app.command("deploy")(deploy.deploy)
 app.command("grant")(consent.grant)
 app.command("revoke")(consent.revoke)
@@ -98,11 +101,13 @@ app.command("monitor")(audit_ext.monitor)
 def _demo(
     ipfs: Annotated[bool, typer.Option("--ipfs", help="Use a Kubo daemon (IpfsStore) instead of the embedded "
                                                       "LocalStore; also EHR_DEMO_STORE=ipfs.")] = False,
+    audited: Annotated[bool, typer.Option("--audited/--no-audited", help="Also tell the second story: audited "
+                                          "key release through three custodians, revocation, erasure.")] = True,
 ) -> None:
     """Run the whole story on a throwaway local chain: consortium, records, signed consent, audit."""
     from ehr_client.demo import run_demo, store_from_env
 
-    run_demo(ipfs=ipfs or store_from_env())
+    run_demo(ipfs=ipfs or store_from_env(), audited=audited)
 
 
 def main() -> None:

@@ -1,0 +1,249 @@
+"""Talking to custodians over HTTP, and knowing which ones to believe.
+
+`CustodianClient` speaks to one URL. `CustodianSet.connect` asks each URL who it is and keeps it
+only if the chain agrees: the address is an active key custodian and the X25519 key it reports
+is the one it published. What is sealed to a custodian is sealed to its on-chain key, so a wrong
+URL can refuse service but never learn a fragment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from ehr_client.chain.client import ChainClient
+from ehr_client.client import X25519_KEY_TYPE
+from ehr_client.custodian import messages
+from ehr_client.custodian.checks import KEY_CUSTODIAN_ROLE
+from ehr_client.custodian.core import fragments_digest
+from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable
+from ehr_client.custodian.messages import CustodianDomain
+from ehr_client.errors import SignatureError, TransactionReverted
+
+
+@dataclass(frozen=True)
+class CustodianInfo:
+    url: str
+    address: str
+    x25519_version: int
+    x25519_public: bytes
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """A custodian's signed statement that it destroyed the record's fragments."""
+
+    custodian: str
+    patient: str
+    record_id: bytes
+    destroyed: int
+    remaining: int
+    erased_at: int
+    message: dict[str, Any] = field(repr=False)
+    signature: str = field(repr=False)
+
+    def signer(self, domain: CustodianDomain) -> str:
+        """The address that signed this receipt (recovered, not read from the receipt)."""
+        return messages.recover(domain, "ErasureReceipt", messages.normalize("ErasureReceipt", self.message),
+                                self.signature)
+
+    def verify(self, domain: CustodianDomain) -> None:
+        """Raises SignatureError unless the named custodian signed exactly this receipt."""
+        try:
+            signer = self.signer(domain)
+        except CustodianRefused:
+            signer = None
+        if signer != self.custodian:
+            raise SignatureError(f"the erasure receipt is not signed by custodian {self.custodian}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": self.message, "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ErasureReceipt:
+        try:
+            m = messages.normalize("ErasureReceipt", dict(doc["message"]))
+            return cls(m["custodian"], m["patient"], bytes.fromhex(m["recordId"][2:]), m["destroyed"], m["remaining"],
+                       m["erasedAt"], dict(doc["message"]), str(doc["signature"]))
+        except (KeyError, TypeError, CustodianRefused):
+            raise SignatureError("not an erasure receipt (expected a signed ErasureReceipt message)") from None
+
+
+@dataclass(frozen=True)
+class CfragAnswer:
+    cfrag: bytes
+    threshold: int
+    shares: int
+    receiving_key: bytes
+    delegating_key: bytes
+    delegation: bytes
+
+
+def _signed(account: LocalAccount, domain: CustodianDomain, kind: str, message: dict[str, Any],
+            now: float | None) -> dict[str, Any]:
+    full = {**message, "issuedAt": int(time.time() if now is None else now), "nonce": messages.new_nonce()}
+    return {"message": full, "signature": messages.sign(account.key, domain, kind, full)}
+
+
+class CustodianClient:
+    """One custodian endpoint. Network failures raise CustodianUnavailable; refusals CustodianRefused."""
+
+    def __init__(self, url: str, domain: CustodianDomain, *, address: str | None = None, timeout: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        self.domain = domain
+        self.address = address
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise CustodianUnavailable(
+                f"custodian {self.address or self.url} is unreachable ({type(exc).__name__}); try again or use others"
+            ) from None
+        try:
+            doc = response.json()
+        except ValueError:
+            doc = {}
+        if response.status_code in (400, 403) and isinstance(doc, dict) and "reason" in doc:
+            raise CustodianRefused(str(doc["reason"]), str(doc.get("message", "")), custodian=self.address or self.url)
+        if response.status_code != 200:
+            raise CustodianUnavailable(
+                f"custodian {self.address or self.url} failed (HTTP {response.status_code}); try again or use others"
+            )
+        return doc
+
+    def info(self) -> CustodianInfo:
+        doc = self._call("GET", "/v1/info")
+        try:
+            return CustodianInfo(self.url, to_checksum_address(doc["custodian"]), int(doc["x25519Version"]),
+                                 bytes.fromhex(str(doc["x25519PublicKey"]).removeprefix("0x")))
+        except (KeyError, TypeError, ValueError):
+            raise CustodianUnavailable(f"{self.url} does not answer like a key custodian") from None
+
+    def enroll(self, account: LocalAccount, *, now: float | None = None) -> str:
+        body = _signed(account, self.domain, "Enroll", {"custodian": self._to(), "grantee": account.address}, now)
+        return str(self._call("POST", "/v1/enroll", body)["provisioningUri"])
+
+    def open_session(self, account: LocalAccount, code: str, *, now: float | None = None) -> Session:
+        body = _signed(account, self.domain, "OpenSession", {"custodian": self._to(), "grantee": account.address}, now)
+        doc = self._call("POST", "/v1/sessions", {**body, "code": code})
+        return Session(str(doc["session"]), int(doc["expiresAt"]))
+
+    def deposit(self, account: LocalAccount, grantee: str, items: list[dict[str, Any]], *,
+                now: float | None = None) -> int:
+        message = {"custodian": self._to(), "patient": account.address, "grantee": to_checksum_address(grantee),
+                   "fragments": fragments_digest(items)}
+        body = _signed(account, self.domain, "Deposit", message, now)
+        return int(self._call("POST", "/v1/fragments", {**body, "fragments": items})["stored"])
+
+    def request_cfrag(self, account: LocalAccount, record_id: bytes, access_tx: str, session: Session, *,
+                      now: float | None = None) -> CfragAnswer:
+        token = bytes.fromhex(session.token.removeprefix("0x"))
+        message = {"custodian": self._to(), "grantee": account.address, "recordId": "0x" + record_id.hex(),
+                   "accessTx": access_tx, "session": "0x" + hashlib.sha256(token).hexdigest()}
+        body = _signed(account, self.domain, "KeyRequest", message, now)
+        doc = self._call("POST", "/v1/cfrags", {**body, "session": session.token})
+        try:
+            return CfragAnswer(bytes.fromhex(doc["cfrag"][2:]), int(doc["threshold"]), int(doc["shares"]),
+                               bytes.fromhex(doc["receivingKey"][2:]), bytes.fromhex(doc["delegatingKey"][2:]),
+                               bytes.fromhex(doc["delegation"][2:]))
+        except (KeyError, TypeError, ValueError):
+            raise CustodianUnavailable(f"custodian {self.address or self.url} sent a malformed answer") from None
+
+    def destroy(self, account: LocalAccount, record_id: bytes, *, now: float | None = None) -> ErasureReceipt:
+        message = {"custodian": self._to(), "patient": account.address, "recordId": "0x" + record_id.hex()}
+        doc = self._call("POST", "/v1/destroy", _signed(account, self.domain, "Destroy", message, now))
+        return ErasureReceipt.from_json(doc)
+
+    def audit(self, account: LocalAccount, *, now: float | None = None) -> list[dict[str, Any]]:
+        message = {"custodian": self._to(), "patient": account.address}
+        doc = self._call("POST", "/v1/audit", _signed(account, self.domain, "AuditQuery", message, now))
+        return list(doc["releases"])
+
+    def _to(self) -> str:
+        if self.address is None:
+            self.address = self.info().address
+        return self.address
+
+
+@dataclass
+class CustodianSet:
+    """The custodians a client works with: verified on chain when they answered, by address."""
+
+    chain: ChainClient
+    domain: CustodianDomain
+    clients: list[CustodianClient]
+    infos: dict[str, CustodianInfo]
+
+    @classmethod
+    def connect(cls, chain: ChainClient, urls: Sequence[str], *, timeout: float = 5.0) -> CustodianSet:
+        """Ask each URL who it is; keep what the chain confirms. Down custodians are kept (by URL)
+        and asked again later; a URL whose answer the chain contradicts raises SignatureError."""
+        domain = CustodianDomain(chain.chain_id, chain.consent.address)
+        clients, infos = [], {}
+        for url in urls:
+            client = CustodianClient(url, domain, timeout=timeout)
+            clients.append(client)
+            try:
+                info = client.info()
+            except CustodianUnavailable:
+                continue
+            verify_custodian(chain, info)
+            client.address = info.address
+            infos[info.address] = info
+        return cls(chain, domain, clients, infos)
+
+    def refresh(self, client: CustodianClient) -> CustodianInfo:
+        """Identify a custodian (again); the chain is asked only when its answer changed."""
+        info = client.info()
+        if self.infos.get(info.address) != info:
+            verify_custodian(self.chain, info)
+        client.address = info.address
+        self.infos[info.address] = info
+        return info
+
+    def reachable(self) -> list[tuple[CustodianClient, CustodianInfo]]:
+        """Custodians that answer now, identified and verified."""
+        found = []
+        for client in self.clients:
+            try:
+                info = self.refresh(client)
+            except CustodianUnavailable:
+                continue
+            found.append((client, info))
+        return found
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def verify_custodian(chain: ChainClient, info: CustodianInfo) -> None:
+    """Raises SignatureError unless `info` names an active key custodian and its published X25519 key."""
+    if not chain.call(chain.consortium.functions.hasActiveRole(info.address, KEY_CUSTODIAN_ROLE),
+                      action="check custodian membership"):
+        raise SignatureError(f"{info.url} claims to be {info.address}, which is not an active key custodian")
+    try:
+        version, key = chain.call(chain.keys.functions.currentKey(info.address, X25519_KEY_TYPE),
+                                  action="look up custodian key")
+    except TransactionReverted:
+        raise SignatureError(f"custodian {info.address} has published no X25519 key") from None
+    if bytes(key) != info.x25519_public or int(version) != info.x25519_version:
+        raise SignatureError(f"{info.url} reports a key that {info.address} has not published; do not use it")

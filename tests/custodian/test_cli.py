@@ -1,0 +1,63 @@
+"""`ehr custodian enroll` and the `record erase` command function, driven through Typer in process."""
+
+import json
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from ehr_client.cli import custodian as custodian_cli
+from ehr_client.cli._context import AppContext, Settings
+from ehr_client.cli._errors import EXIT_DENIED, ErrorReportingGroup
+from ehr_client.custodian.messages import CustodianDomain
+from ehr_client.custodian.remote import ErasureReceipt
+from ehr_client.keys import Keystore
+from ehr_client.records import Scope
+from tests.constants import DAY
+from tests.custodian.conftest import PASSWORD, fragments
+
+
+def _cli(env, home: Path, wallet: str) -> tuple[typer.Typer, dict[str, str]]:
+    """A root like `ehr`'s, for one wallet, with the custodian commands under test."""
+    keystore = Keystore(home / "keys" / wallet, scrypt_n=2**4)
+    keystore.import_wallet(wallet, bytes(env.identities[wallet].account.key), PASSWORD)
+    keystore.generate_encryption_key("x25519", password=PASSWORD)
+    root = typer.Typer(cls=ErrorReportingGroup)
+
+    @root.callback()
+    def _root(ctx: typer.Context) -> None:
+        ctx.obj = AppContext(Settings(network="custodian-test", rpc=env.chain.rpc_url, home=home, wallet=wallet,
+                                      store_dir=env.store.root))
+
+    root.add_typer(custodian_cli.app, name="custodian")
+    root.command("erase")(custodian_cli.erase)
+    variables = {"EHR_PASSWORD": PASSWORD, "EHR_DEPLOYMENTS_DIR": str(env.state.parent / "deployments"),
+                 "EHR_CUSTODIANS": ",".join(env.urls)}
+    return root, variables
+
+
+def test_enroll_refuses_a_non_member_with_one_line_and_exit_code(env, running, tmp_path):
+    root, variables = _cli(env, tmp_path, "stranger")
+
+    result = CliRunner().invoke(root, ["custodian", "enroll"], env=variables)
+
+    assert result.exit_code == EXIT_DENIED
+    assert result.output.count("error:") == 1 and "not an active consortium member" in result.output
+
+
+def test_erase_command_prints_verifiable_receipts(env, running, fhir_record, tmp_path):
+    record_id = fhir_record()
+    env.sharing("patient").grant(env.clients["doctor"].address, int(Scope.LAB), expires_at=env.chain.now() + DAY)
+    root, variables = _cli(env, tmp_path, "patient")
+
+    result = CliRunner().invoke(root, ["erase", "0x" + record_id.hex(), "--yes", "--json"], env=variables)
+
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    domain = CustodianDomain(env.chain.chain_id, env.chain.consent.address)
+    receipts = [ErasureReceipt.from_json(r) for r in doc["receipts"]]
+    assert len(receipts) == 3 and doc["custodiansUnreachable"] == []
+    for receipt in receipts:
+        receipt.verify(domain)
+        assert receipt.record_id == record_id and receipt.remaining == 0
+    assert fragments(env, record_id) == [0, 0, 0]
