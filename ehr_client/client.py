@@ -26,6 +26,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from ehr_client._json import load_untrusted
 from ehr_client.chain.client import ChainClient, EventRecord, TxResult
 from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
 from ehr_client.crypto import (
@@ -190,7 +191,7 @@ class SignedConsent:
     @classmethod
     def from_json(cls, text: str) -> SignedConsent:
         try:
-            doc = json.loads(text)
+            doc = load_untrusted(text, max_depth=8, max_bytes=1024 * 1024)
             return cls(doc["typedData"], bytes.fromhex(doc["signature"].removeprefix("0x")), doc.get("keyShare"))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise InvalidRecord("not a signed consent document (expected typedData, signature, keyShare)") from None
@@ -570,10 +571,24 @@ class EHRClient:
         aad = record_associated_data(info.record_id, header.version)
         me = bytes.fromhex(self.address[2:])
         for wrap in header.wrap_for(me):
-            private = self.identity.x25519.get(wrap.key_version)
-            if private is not None:
-                return unwrap_data_key(wrap.wrapped, private, associated_data=aad)
+            return self._unwrap(wrap.wrapped, wrap.key_version, aad)
         return None
+
+    def _unwrap(self, wrapped: bytes, key_version: int, aad: bytes) -> bytes:
+        """Open a key sealed to this identity: the key of the labelled version first, then the others.
+
+        The label is the on-chain version when someone else sealed it and the keystore version when
+        we did; the two can drift (a key published twice), so the label is a hint, not a lookup.
+        """
+        keys = self.identity.x25519
+        ordered = [keys[key_version]] if key_version in keys else []
+        ordered += [private for version, private in sorted(keys.items(), reverse=True) if version != key_version]
+        for private in ordered:
+            try:
+                return unwrap_data_key(wrapped, private, associated_data=aad)
+            except DecryptionError:
+                continue
+        raise DecryptionError()
 
     def _data_key(self, info: RecordInfo, header: PackageHeader, key_share: Cid | None) -> bytes:
         aad = record_associated_data(info.record_id, header.version)
@@ -589,10 +604,7 @@ class EHRClient:
         entry = share.entry_for(info.record_id)
         if entry is None or to_checksum_address(share.grantee) != self.address or entry.version != header.version:
             raise KeyNotFound(f"the key share does not cover record {_hex(info.record_id)} for {self.address}")
-        private = self.identity.x25519.get(entry.key_version)
-        if private is None:
-            raise KeyNotFound(f"the key share is sealed to key version {entry.key_version}, which this keystore lacks")
-        return unwrap_data_key(entry.wrapped, private, associated_data=aad)
+        return self._unwrap(entry.wrapped, entry.key_version, aad)
 
     def read_header(self, cid: Cid) -> PackageHeader:
         """The package header (keyring, media type, Umbral capsule) of a stored record; no decryption."""
@@ -731,10 +743,10 @@ class EHRClient:
         for info in records:
             header = self._read_header(info.cid)
             aad = record_associated_data(info.record_id, header.version)
-            own = next((w for w in header.wrap_for(me) if w.key_version in self.identity.x25519), None)
+            own = next(iter(header.wrap_for(me)), None)
             if own is None:
                 continue
-            data_key = unwrap_data_key(own.wrapped, self.identity.x25519[own.key_version], associated_data=aad)
+            data_key = self._unwrap(own.wrapped, own.key_version, aad)
             entries.append(
                 ShareEntry(info.record_id, header.version, key_version,
                            wrap_data_key(data_key, public, associated_data=aad))
@@ -745,50 +757,13 @@ class EHRClient:
     # --- audit ----------------------------------------------------------------------------------
 
     def audit_trail(self, patient: str) -> list[AuditEntry]:
-        """Every grant, revocation, write, erasure, access request and break-glass for `patient`."""
-        patient = to_checksum_address(patient)
-        queries = [
-            ("RecordRegistry", "PatientRegistered", "patient"),
-            ("RecordRegistry", "RecordAdded", "patient"),
-            ("RecordRegistry", "RecordTombstoned", "patient"),
-            ("ConsentManager", "AccessGranted", "patient"),
-            ("ConsentManager", "AccessRevoked", "patient"),
-            ("ConsentManager", "AccessRequested", "patient"),
-            ("ConsentManager", "BreakGlassRequested", "patient"),
-            ("ConsentManager", "BreakGlassActivated", "patient"),
-        ]
-        entries = []
-        for contract, event, key in queries:
-            for e in self.chain.get_events(contract, event, filters={key: patient}):
-                entries.append(_audit_entry(e))
-        entries.sort(key=lambda a: (a.block_number, a.log_index))
-        return entries
+        """Every fact about `patient`'s records and consent (writes, amendments, erasures, grants,
+        revocations, reads, break-glass), from the local audit index, brought up to date first."""
+        from ehr_client.audit import AuditIndex
 
-
-def _audit_entry(e: EventRecord) -> AuditEntry:
-    a = e.args
-    record = bytes(a["recordId"]) if "recordId" in a else None
-    if e.name == "PatientRegistered":
-        actor, detail = a["patient"], "registered as patient"
-    elif e.name == "RecordAdded":
-        previous = bytes(a["previousId"])
-        actor = a["author"]
-        detail = f"wrote record ({_scopes(a['scope'])})" + (" amending " + _hex(previous)[:10] if any(previous) else "")
-    elif e.name == "RecordTombstoned":
-        actor, detail = a["patient"], "erased record"
-    elif e.name == "AccessGranted":
-        access = {1: "read", 2: "amend"}.get(int(a["access"]), "?")
-        actor, detail = a["patient"], f"granted {access} on {_scopes(a['scopes'])} to {a['grantee']} until {a['expiresAt']}"
-    elif e.name == "AccessRevoked":
-        actor, detail = a["patient"], f"revoked access of {a['grantee']}"
-    elif e.name == "AccessRequested":
-        actor, detail = a["reader"], "opened record" + (" under BREAK-GLASS" if a["emergency"] else "")
-    elif e.name == "BreakGlassRequested":
-        actor, detail = a["requester"], f"requested break-glass access (reason {a['reason']})"
-    else:
-        actor, detail = a["requester"], f"break-glass confirmed by {a['approver']} until {a['expiresAt']}"
-    return AuditEntry(e.timestamp, e.block_number, e.log_index, e.tx_hash, e.name, str(actor), record, detail)
-
+        with AuditIndex.open(self.chain, self.state_dir / "audit") as index:
+            index.sync()
+            return [row.to_audit_entry() for row in index.trail(patient=patient)]
 
 def umbral_public_key(secret: bytes) -> bytes:
     """The compressed (33-byte) public key of an Umbral secret key."""

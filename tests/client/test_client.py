@@ -223,3 +223,16 @@ def test_anchor_timeout_then_retry_reuses_the_stored_blob(people, observation, s
     assert [p for p in store.root.rglob("*") if p.is_file()] == blobs
     assert [r.record_id for r in patient.list_records(patient.address)] == [retried.record_id]
     assert patient.journal.pending() == []
+
+
+def test_reads_survive_drift_between_keystore_and_on_chain_key_versions(people, client_for, suite, ids, store,
+                                                                        tmp_path, observation):
+    from ehr_client.client import EHRClient, Identity
+
+    patient = people["patient"]
+    written = _lab_writes(people, observation)
+    doctor_id = ids["doctor"]
+    relabelled = Identity(doctor_id.account, {5: doctor_id.x25519[1]})  # same key, local version 5, on chain 1
+    doctor = EHRClient(suite, store, relabelled, state_dir=tmp_path / "relabelled")
+    share = patient.grant(doctor.address, LAB, expires_at=patient.chain.now() + DAY).key_share
+    assert doctor.read_record(written.record_id, key_share=share).data == canonicalize(observation)
