@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo test demo bench audit clean
+.PHONY: all install compile kubo test demo bench clean
 
 all: compile
 
@@ -54,6 +54,10 @@ test: compile kubo
 
 demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo)
 	$(BIN)/ehr demo $(DEMO_ARGS)
+
+# Gas, throughput, crypto, memory and read latency on a fresh Anvil; writes bench/results/latest.json.
+bench: install
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf .build/__local__.json .build/ape-data .pytest_cache .hypothesis

@@ -435,8 +435,14 @@ class EHRClient:
         return header.version + 1
 
     def _store_package(
-        self, patient: str, record_id: bytes, version: int, media_type: str, plaintext: bytes | BinaryIO
+        self, patient: str, record_id: bytes, version: int, media_type: str, plaintext: bytes | BinaryIO, *,
+        patient_key: tuple[int, bytes] | None = None,
     ) -> tuple[Cid, bytes]:
+        """Encrypt and store one record version; returns its CID and the sha256 to anchor.
+
+        `patient_key` is the patient's on-chain X25519 key (version, public key) when the caller
+        already looked it up (a batch looks it up once, not once per record).
+        """
         readers = {patient, self.address}
         data_key = generate_data_key()
         aad = record_associated_data(record_id, version)
@@ -446,7 +452,7 @@ class EHRClient:
                 key_version, private = self.identity.current_key
                 public = x25519_public_key(private)
             else:
-                key_version, public = self.encryption_key_of(reader)
+                key_version, public = patient_key or self.encryption_key_of(reader)
             wraps.append(Wrap(bytes.fromhex(reader[2:]), key_version, wrap_data_key(data_key, public, associated_data=aad)))
         umbral = self._umbral_seal(patient, record_id, version, data_key)
         header = PackageHeader(version, media_type, tuple(wraps), umbral).to_bytes()
@@ -730,29 +736,11 @@ class EHRClient:
         return self.chain.transact(self.identity.account, fn, action="relay signed revocation")
 
     def share_keys(self, grantee: str, scopes: int) -> tuple[Cid | None, int]:
-        """Seal the data keys of the caller's active records within `scopes` to `grantee`."""
-        records = [
-            r for r in self.list_records(self.address)
-            if r.status == "active" and r.scope & scopes == r.scope
-        ]
-        if not records:
-            return None, 0
-        key_version, public = self.encryption_key_of(grantee)
-        me = bytes.fromhex(self.address[2:])
-        entries = []
-        for info in records:
-            header = self._read_header(info.cid)
-            aad = record_associated_data(info.record_id, header.version)
-            own = next(iter(header.wrap_for(me)), None)
-            if own is None:
-                continue
-            data_key = self._unwrap(own.wrapped, own.key_version, aad)
-            entries.append(
-                ShareEntry(info.record_id, header.version, key_version,
-                           wrap_data_key(data_key, public, associated_data=aad))
-            )
-        share = KeyShare(self.address, to_checksum_address(grantee), tuple(entries))
-        return self.store.put(share.to_bytes()), len(entries)
+        """Seal the data keys of the caller's active records within `scopes` (single and batched) to
+        `grantee`, store the key share, and return its CID and how many records it covers."""
+        from ehr_client.batch import share_keys
+
+        return share_keys(self, grantee, scopes)
 
     # --- audit ----------------------------------------------------------------------------------
 

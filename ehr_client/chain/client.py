@@ -87,7 +87,7 @@ class ChainClient:
         self.deployment = deployment
         self.timeout = timeout
         self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
-        self._sender_lock = _SenderLocks()
+        self.sender_lock = _SenderLocks()
         chain_id = self._rpc(lambda: self.w3.eth.chain_id)
         if chain_id != deployment.chain_id:
             raise ConfigError(
@@ -148,7 +148,7 @@ class ChainClient:
             raise revert_error(_revert_data(exc), action=action) from None
 
         for attempt in range(3):
-            with self._sender_lock(sender):
+            with self.sender_lock(sender):
                 nonce = self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "pending"))
                 tx = self._rpc(
                     lambda: fn.build_transaction(

@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ehr_client.cli import audit_ext, consent, consortium, custodian, deploy, keys, node, patient, records, storage
+from ehr_client.cli import audit_ext, batch, consent, consortium, custodian, deploy, keys, node, patient, records, storage
 from ehr_client.cli._context import WALLET_NAME, AppContext, Settings, StoreKind
 from ehr_client.cli._errors import ErrorReportingGroup, report
 from ehr_client.errors import EHRError
@@ -87,6 +87,7 @@ app.add_typer(records.app, name="record")
 app.add_typer(node.app, name="node")
 app.add_typer(storage.app, name="storage")
 app.add_typer(custodian.app, name="custodian")
+records.app.command("import")(batch.import_records)
 records.app.command("rotate")(custodian.rotate)
 records.app.command("erase")(custodian.erase)
 app.command("deploy")(deploy.deploy)

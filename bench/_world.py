@@ -1,0 +1,91 @@
+"""A fresh Anvil with the suite deployed and a small consortium, owned by the benchmark run.
+
+Accounts come from Anvil's development mnemonic (funded on every fresh node). Every client uses
+the one LocalStore of the run (as a consortium shares its store) and a state directory of its own,
+all under one temporary folder removed at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from eth_account import Account
+
+from ehr_client.chain.client import ChainClient, deploy_suite
+from ehr_client.client import EHRClient, Identity
+from ehr_client.crypto import generate_x25519_keypair
+from ehr_client.node import DEV_MNEMONIC, AnvilNode
+from ehr_client.storage import LocalStore
+
+ROLES = {"provider": 1, "insurer": 2, "lab": 3}
+ADMIT, DAY = 0, 86_400
+CAST = ("gov_a", "gov_b", "gov_c", "hospital", "doctor", "lab", "patient", "patient2", "fresh_grantee",
+        "second_grantee", "memory_patient")
+MEMBERS = {"hospital": "provider", "doctor": "provider", "lab": "lab", "fresh_grantee": "provider",
+           "second_grantee": "provider"}
+
+
+def dev_identity(index: int) -> Identity:
+    Account.enable_unaudited_hdwallet_features()
+    account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return Identity(account, {1: generate_x25519_keypair().private_key})
+
+
+class World:
+    """Start with `with World() as world:`; `client(name, tag)` gives an EHRClient with its own store."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="ehr-bench-"))
+        self.node = AnvilNode(log_path=self.root / "anvil.log", accounts=len(CAST))
+        self.ids = {name: dev_identity(i) for i, name in enumerate(CAST)}
+        self._chain: ChainClient | None = None
+
+    def __enter__(self) -> World:
+        try:
+            self.node.start()
+            governors = [self.ids[g].address for g in ("gov_a", "gov_b", "gov_c")]
+            deployment = deploy_suite(self.node.rpc_url, self.ids["gov_a"].account, network="bench",
+                                      governors=governors, threshold=2)
+            self._chain = ChainClient(self.node.rpc_url, deployment, timeout=60)
+            self._admit_members()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _admit_members(self) -> None:
+        consortium = self.chain.consortium.functions
+        for name, role in MEMBERS.items():
+            proposed = self.chain.transact(self.ids["gov_a"].account, consortium.propose(
+                ADMIT, self.ids[name].address, ROLES[role], DAY), action="propose")
+            proposal = self.chain.events_in(proposed, "Consortium", "ProposalCreated")[0]["proposalId"]
+            self.chain.transact(self.ids["gov_b"].account, consortium.approve(proposal), action="approve")
+            self.chain.transact(self.ids["gov_b"].account, consortium.execute(proposal), action="execute")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.node.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def chain(self) -> ChainClient:
+        if self._chain is None:
+            raise RuntimeError("the benchmark world is not started; use `with World() as world:`")
+        return self._chain
+
+    @property
+    def rpc_url(self) -> str:
+        return self.node.rpc_url
+
+    def client(self, name: str, tag: str = "main") -> EHRClient:
+        """`name`'s client on the consortium's one store, with the state directory of `tag`."""
+        return EHRClient(self.chain, LocalStore(self.root / "store"), self.ids[name],
+                         state_dir=self.root / "state" / tag / name)
+
+    def scratch(self, name: str) -> Path:
+        path = self.root / "scratch" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,127 @@
+"""Targets, the printed table and `bench/results/latest.json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float
+    limit: float
+    at_most: bool
+    limit_text: str
+
+    @property
+    def passed(self) -> bool:
+        return self.value <= self.limit if self.at_most else self.value >= self.limit
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "limit": self.limit,
+                "rule": ("<= " if self.at_most else ">= ") + self.limit_text, "pass": self.passed}
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    gas, tp, crypto = results["gas"], results["throughput"], results["crypto"]
+    found = [
+        Target("gas.grant", gas["grant"], 55_000, True, "55,000"),
+        Target("gas.grant_by_signature", gas["grant_by_signature"], 65_000, True, "65,000"),
+        Target("gas.revoke", gas["revoke"], 30_000, True, "30,000"),
+        Target("gas.add_record", gas["add_record"], 80_000, True, "80,000"),
+        Target("gas.anchor_per_record[256]", gas["anchor_per_record"]["256"], 600, True, "600"),
+        Target("throughput.records_per_s_batched", tp["records_per_s_batched"], 20 * tp["records_per_s_single"], False,
+               "20 x records_per_s_single"),
+        Target("crypto.envelope_MBps", crypto["envelope_MBps"], 0.7 * crypto["aes_gcm_raw_MBps"], False,
+               "0.7 x aes_gcm_raw_MBps"),
+    ]
+    if "memory" in results:
+        found.append(Target("memory.encrypt_1GiB_peak_rss_MiB", results["memory"]["encrypt_1GiB_peak_rss_MiB"], 200,
+                            True, "200 MiB"))
+    return found
+
+
+def _fmt(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer() and value >= 100:
+        return f"{int(value):,}"
+    return f"{value:,.1f}" if value >= 10 else f"{value:,.2f}"
+
+
+def table(results: dict[str, Any], checks: list[Target]) -> Table:
+    by_name = {t.name: t for t in checks}
+    out = Table(title="EHR benchmark", title_justify="left")
+    for column in ("section", "metric", "value", "target", ""):
+        out.add_column(column, justify="right" if column in ("value",) else "left")
+
+    def row(section: str, metric: str, value: float, target: str | None = None, unit: str = "") -> None:
+        check = by_name.get(target) if target else None
+        status = "" if check is None else ("[green]PASS[/]" if check.passed else "[red]MISS[/]")
+        rule = "" if check is None else ("<= " if check.at_most else ">= ") + check.limit_text
+        out.add_row(section, metric, _fmt(value) + unit, rule, status)
+
+    gas = results["gas"]
+    for key in ("register_patient", "add_record", "add_record_by_patient", "amend_record", "grant",
+                "grant_by_signature", "grant_by_signature_regrant", "revoke", "revoke_after_signed_grant",
+                "request_access"):
+        row("gas", key, gas[key], f"gas.{key}")
+    for size, per in gas["anchor_per_record"].items():
+        row("gas", f"anchor_per_record[{size}] ({gas['anchor_batch_total'][size]:,} / {size})", per,
+            f"gas.anchor_per_record[{size}]")
+    tp = results["throughput"]
+    row("throughput", f"records/s single ({tp['records']} records)", tp["records_per_s_single"])
+    row("throughput", f"records/s batched (batches of {tp['batch_size']})", tp["records_per_s_batched"],
+        "throughput.records_per_s_batched")
+    row("throughput", "ratio batched / single", tp["ratio"], unit=" x")
+    row("throughput", "ms per record single / batched",
+        tp["ms_per_record_single"], unit=f" / {tp['ms_per_record_batched']:.2f} ms")
+    for step, ms in tp["local_steps_ms_per_record"].items():
+        row("throughput", f"  local step alone: {step}", ms, unit=" ms")
+    crypto = results["crypto"]
+    row("crypto", "AES-256-GCM raw, 1 MiB pieces", crypto["aes_gcm_raw_MBps"], unit=" MB/s")
+    row("crypto", "envelope (keyring + STREAM)", crypto["envelope_MBps"], "crypto.envelope_MBps", " MB/s")
+    row("crypto", "envelope + sha256 (as stored)", crypto["envelope_plus_sha256_MBps"], unit=" MB/s")
+    if "memory" in results:
+        mem = results["memory"]
+        row("memory", f"peak RSS (VmHWM), {mem['file_GiB']:g} GiB file, full add_record",
+            mem["encrypt_1GiB_peak_rss_MiB"],
+            "memory.encrypt_1GiB_peak_rss_MiB", " MiB")
+        row("memory", "RSS just before the write (imports, client)", mem["rss_before_write_MiB"], unit=" MiB")
+        row("memory", "peak RSS before the write", mem["peak_before_write_MiB"], unit=" MiB")
+        row("memory", "ru_maxrss from wait4 (counts the parent's pages at fork)", mem["ru_maxrss_MiB_from_wait4"],
+            unit=" MiB")
+    rd = results["read"]
+    row("read", f"full read p50 ({rd['reads']} reads)", rd["p50_ms"], unit=" ms")
+    row("read", "full read p95", rd["p95_ms"], unit=" ms")
+    row("read", f"batched record read p50 ({rd['batched_reads']} reads)", rd["batched_p50_ms"], unit=" ms")
+    row("read", "batched record read p95", rd["batched_p95_ms"], unit=" ms")
+    return out
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(results, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def print_report(results: dict[str, Any], checks: list[Target]) -> None:
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
+    console.print(table(results, checks))
+    missed = [t.name for t in checks if not t.passed]
+    console.print(f"targets: {len(checks) - len(missed)} of {len(checks)} met" + (f"; missed: {', '.join(missed)}"
+                                                                                   if missed else ""))

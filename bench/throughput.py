@@ -1,0 +1,92 @@
+"""Write throughput: the same records through the full write path, one transaction each versus batched.
+
+Full path either way: FHIR validation, canonical bytes, AES-256-GCM under a fresh data key sealed to
+patient and author, the blob into a LocalStore (fsynced), and the anchor mined on the benchmark's
+Anvil. Single: `EHRClient.add_record` per record. Batched: `BatchWriter.write` over all of them.
+
+Both paths do the same local work per record, so batching can only remove the chain part:
+ratio = (local + chain) / (local + anchors / records). The breakdown measures the local steps on
+their own (FHIR validation, one 1 KB blob into a LocalStore, one journal line) to show that bound.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._records import observation
+from bench._world import DAY, World
+from ehr_client._batch_journal import BatchJournal, StoredEntry
+from ehr_client.batch import BatchItem, BatchWriter
+from ehr_client.records import Scope, validate_fhir
+from ehr_client.storage import Cid, LocalStore
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    records: int
+    batch_size: int
+    single_seconds: float
+    batched_seconds: float
+    batches: int
+    local_ms: dict[str, float]
+
+    @property
+    def single_per_s(self) -> float:
+        return self.records / self.single_seconds
+
+    @property
+    def batched_per_s(self) -> float:
+        return self.records / self.batched_seconds
+
+
+def measure(world: World, *, records: int, batch_size: int) -> ThroughputResult:
+    patient = world.client("patient2", "throughput-single")
+    patient.register_patient()
+    patient.publish_key()
+    lab_single = world.client("lab", "throughput-single")
+    lab_batched = world.client("lab", "throughput-batched")
+    patient.grant(lab_single.address, int(Scope.LAB), access="amend", expires_at=patient.chain.now() + DAY,
+                  share_keys=False)
+    resources = [observation(i) for i in range(records)]
+
+    start = time.perf_counter()
+    for resource in resources:
+        lab_single.add_record(patient.address, resource)
+    single = time.perf_counter() - start
+
+    start = time.perf_counter()
+    summary = BatchWriter(lab_batched, batch_size=batch_size).write(
+        BatchItem(patient.address, resource) for resource in resources)
+    batched = time.perf_counter() - start
+    if len(summary.records) != records:
+        raise RuntimeError(f"the batched write anchored {len(summary.records)} of {records} records")
+    return ThroughputResult(records, batch_size, single, batched, len(summary.batches), local_steps(lab_single.address))
+
+
+def _per_call_ms(step: Callable[[int], object], count: int) -> float:
+    start = time.perf_counter()
+    for i in range(count):
+        step(i)
+    return (time.perf_counter() - start) * 1000 / count
+
+
+def local_steps(author: str, count: int = 200) -> dict[str, float]:
+    """Milliseconds per record of the local steps every write does, measured on their own."""
+    resources = [observation(10_000 + i) for i in range(count)]
+    with tempfile.TemporaryDirectory(prefix="ehr-bench-steps-", dir=os.environ.get("TMPDIR")) as tmp:
+        store = LocalStore(Path(tmp) / "store")
+        blobs = [secrets.token_bytes(1_300) for _ in range(count)]
+        steps = {
+            "fhir_validation": _per_call_ms(lambda i: validate_fhir(resources[i]), count),
+            "store_1KB_blob_fsync": _per_call_ms(lambda i: store.put(blobs[i]), count),
+        }
+        with BatchJournal(Path(tmp) / "state", author).open() as (journal, state):
+            entry = StoredEntry("00" * 32, b"\x01" * 32, author, b"\x02" * 32, 2, Cid(store.put(b"x")))
+            steps["journal_line_fsync"] = _per_call_ms(lambda i: journal.stored(state, entry), count)
+    return {key: round(value, 3) for key, value in steps.items()}

@@ -1,0 +1,75 @@
+"""`ehr record import DIR`: every FHIR *.json file of a folder as a record of one patient, anchored in
+batches (one transaction per batch) with a progress bar. An interrupted import resumes when run again.
+
+Registered by the CLI on the `record` sub-app: `records.app.command("import")(batch.import_records)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ehr_client.batch import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, BatchProgress, ImportResult, import_directory
+from ehr_client.cli import _parse
+from ehr_client.cli._context import app_context
+from ehr_client.cli._output import JsonFlag, err, hexid, out, print_json, tx_line
+
+
+def _describe(p: BatchProgress) -> str:
+    resumed = f", {p.reused + p.skipped} from the interrupted run" if p.reused or p.skipped else ""
+    return f"encrypting + storing ({p.anchored} anchored in {p.batches} batch{'es' if p.batches != 1 else ''}{resumed})"
+
+
+def _report(result: ImportResult, patient: str, json_: bool) -> None:
+    summary = result.summary
+    if json_:
+        print_json({
+            "patient": patient,
+            "stored": summary.stored,
+            "reused": summary.reused,
+            "skipped": summary.skipped,
+            "records": [
+                {"file": path.name, "recordId": hexid(leaf.record_id), "cid": leaf.cid,
+                 "contentHash": hexid(leaf.content_hash), "scope": leaf.scope}
+                for path, leaf in zip(result.files, summary.records, strict=True)
+            ],
+            "batches": [
+                {"root": hexid(b.root), "records": len(b.leaves), "manifestCid": b.manifest_cid,
+                 "manifestHash": hexid(b.manifest_hash), "txHash": b.tx.tx_hash if b.tx else None,
+                 "gasUsed": b.tx.gas_used if b.tx else None}
+                for b in summary.batches
+            ],
+        })
+        return
+    out().print(f"imported {len(result.files)} files for {patient}: {summary.stored} stored now, "
+                f"{summary.reused} stored by an interrupted run, {summary.skipped} anchored by an interrupted run")
+    for batch in summary.batches:
+        out().print(f"  batch {hexid(batch.root)}: {len(batch.leaves)} records, {tx_line(batch.tx)}")
+
+
+def import_records(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, readable=True,
+                                              help="Folder of FHIR *.json files, one resource per file.")],
+    patient: Annotated[str, typer.Option("--patient", help="The patient's address or local wallet name.")],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE,
+                                            help="Records anchored per transaction.")] = DEFAULT_BATCH_SIZE,
+    json_: JsonFlag = False,
+) -> None:
+    """Validate every file, then encrypt, store and anchor them in batches for PATIENT (providers and labs)."""
+    app_ = app_context(ctx)
+    address = _parse.address(app_, patient)
+    client = app_.client()
+    console = err()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("validating", total=None)
+
+        def progress(p: BatchProgress) -> None:
+            bar.update(task, completed=p.processed, total=p.total, description=_describe(p))
+
+        result = import_directory(client, address, directory, batch_size=batch_size, progress=progress)
+    _report(result, address, json_)

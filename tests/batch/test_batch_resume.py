@@ -1,0 +1,159 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ehr_client.batch import BatchItem, BatchWriter, import_directory, list_batched_records, read_batched_record
+from ehr_client.errors import AccessDenied, ChainUnavailable, ConfigError
+from ehr_client.records import canonicalize
+from tests.batch.conftest import observation
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _blobs(store):
+    return sorted(p for p in store.root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+class _Stalled:
+    """Blocks are not mined (automine off) and the client gives up after 1 s, as on a stalled node."""
+
+    def __init__(self, client):
+        self.client, self.w3 = client, client.chain.w3
+
+    def __enter__(self):
+        self.client.chain.timeout = 1
+        self.w3.provider.make_request("evm_setAutomine", [False])
+        return self
+
+    def __exit__(self, *exc):
+        self.w3.provider.make_request("evm_setAutomine", [True])
+        self.client.chain.timeout = 30
+
+
+def _anchored_roots(client):
+    return [bytes(e.args["root"]) for e in client.chain.get_events("RecordRegistry", "BatchAnchored")]
+
+
+def test_anchor_timeout_then_rerun_reanchors_the_stored_batch_without_duplicates(people, writer_lab, store):
+    patient = people["patient"]
+    items = [BatchItem(patient.address, observation(i)) for i in range(5)]
+    writer = BatchWriter(writer_lab, batch_size=8)
+    with _Stalled(writer_lab):
+        with pytest.raises(ChainUnavailable, match="not mined"):
+            writer.write(items)
+        stored = _blobs(store)
+        assert len(stored) == 5 + 1  # the records and the manifest, nothing anchored yet
+        writer_lab.chain.w3.provider.make_request("anvil_dropAllTransactions", [])
+    assert len(writer.pending()) == 5 and _anchored_roots(writer_lab) == []
+
+    summary = writer.write(items)
+
+    assert (summary.stored, summary.reused, summary.skipped) == (0, 5, 0)
+    assert len(summary.batches) == 1 and summary.batches[0].tx is not None
+    assert _blobs(store) == stored
+    located = list_batched_records(patient, patient.address)
+    assert [r.record_id for r in located] == [r.record_id for r in summary.records]
+    assert read_batched_record(patient, located[4]).data == canonicalize(observation(4))
+    assert writer.pending() == [] and not writer.journal.path.exists()
+
+
+def test_anchor_mined_after_the_timeout_is_found_and_not_sent_again(people, writer_lab, store):
+    patient = people["patient"]
+    writer = BatchWriter(writer_lab)
+    with _Stalled(writer_lab):
+        with pytest.raises(ChainUnavailable):
+            writer.write([BatchItem(patient.address, observation(i)) for i in range(3)])
+        writer_lab.chain.w3.provider.make_request("evm_mine", [])
+    assert len(_anchored_roots(writer_lab)) == 1
+
+    summary = writer.resume()
+
+    assert len(summary.batches) == 1 and summary.batches[0].tx is None
+    assert summary.batches[0].root == _anchored_roots(writer_lab)[0] and len(_anchored_roots(writer_lab)) == 1
+    assert len(list_batched_records(patient, patient.address)) == 3 and len(_blobs(store)) == 4
+
+
+def test_grant_revoked_before_the_resumed_anchor_anchors_nothing_until_discarded(people, writer_lab, store):
+    patient = people["patient"]
+    writer = BatchWriter(writer_lab)
+    with _Stalled(writer_lab):
+        with pytest.raises(ChainUnavailable):
+            writer.write([BatchItem(patient.address, observation(i)) for i in range(3)])
+        writer_lab.chain.w3.provider.make_request("anvil_dropAllTransactions", [])
+    patient.revoke(writer_lab.address)
+
+    with pytest.raises(AccessDenied, match="lost the right to write"):
+        writer.resume()
+    assert _anchored_roots(writer_lab) == [] and len(writer.pending()) == 3
+
+    assert writer.discard() == 3
+    assert _blobs(store) == [] and writer.pending() == []
+
+
+def _kill_mid_import(tmp_path, suite, ids, patient, directory, *, batch_size, kill_after_stored):
+    config = tmp_path / "killed-import.json"
+    config.touch(mode=0o600)
+    config.write_text(json.dumps({
+        "rpc": suite.rpc_url, "deployment": suite.deployment.to_json(), "wallet": ids["lab"].account.key.hex(),
+        "x25519": ids["lab"].x25519[1].hex(), "store": str(tmp_path / "store"),
+        "state": str(tmp_path / "state" / "lab"), "patient": patient, "directory": str(directory),
+        "batch_size": batch_size, "kill_after_stored": kill_after_stored,
+    }))
+    done = subprocess.run([sys.executable, "-m", "tests.batch._killed_import", str(config)], cwd=REPO,
+                          capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+
+
+def test_process_killed_mid_import_resumes_without_duplicates_or_orphans(
+    people, writer_lab, store, suite, ids, fhir_dir, tmp_path
+):
+    patient = people["patient"]
+    directory = fhir_dir(14)
+    # batch 1 (8 records) is anchored, then 3 records of batch 2 are stored when the process dies
+    _kill_mid_import(tmp_path, suite, ids, patient.address, directory, batch_size=8, kill_after_stored=11)
+    assert len(_anchored_roots(writer_lab)) == 1
+    assert len(_blobs(store)) == 11 + 1
+
+    result = import_directory(writer_lab, patient.address, directory, batch_size=8)
+
+    summary = result.summary
+    assert (summary.skipped, summary.reused, summary.stored) == (8, 3, 3)
+    assert len(_anchored_roots(writer_lab)) == 2 and [len(b.leaves) for b in summary.batches] == [6]
+    located = list_batched_records(patient, patient.address)
+    assert len(located) == 14 and len({r.record_id for r in located}) == 14
+    assert [r.record_id for r in located] == [r.record_id for r in summary.records]
+    referenced = {r.cid for r in located} | {b.manifest_cid for b in summary.batches}
+    on_disk = {p.name for p in _blobs(store)}
+    assert len(on_disk) == 14 + 2 and referenced <= on_disk  # every blob is a record or a manifest
+    assert read_batched_record(patient, located[13]).data == canonicalize(observation(13))
+    assert not writer_lab.state_dir.joinpath("batch", "journal.jsonl").exists()
+    assert os.listdir(writer_lab.state_dir / "batch") == ["lock"]
+
+
+def test_torn_last_journal_line_is_cut_off_and_the_write_resumes(people, writer_lab, store):
+    patient = people["patient"]
+    items = [BatchItem(patient.address, observation(i)) for i in range(3)]
+    writer = BatchWriter(writer_lab)
+    with _Stalled(writer_lab):
+        with pytest.raises(ChainUnavailable):
+            writer.write(items)
+        writer_lab.chain.w3.provider.make_request("anvil_dropAllTransactions", [])
+    with writer.journal.path.open("a") as journal:
+        journal.write('{"op":"stored","fp":"ab')  # a crash in the middle of an append
+
+    summary = writer.write(items)
+
+    assert (summary.stored, summary.reused) == (0, 3) and len(_anchored_roots(writer_lab)) == 1
+
+
+def test_damaged_journal_is_refused_with_what_to_do(writer_lab):
+    writer = BatchWriter(writer_lab)
+    writer.journal.dir.mkdir(parents=True)
+    writer.journal.path.write_text(f'{{"op":"start","author":"{writer_lab.address}"}}\nnot json\n{{"op":"anchored"}}\n')
+    with pytest.raises(ConfigError, match="damaged at line 2.*move it aside"):
+        writer.pending()
