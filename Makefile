@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo test demo bench clean
+.PHONY: all install compile kubo test demo bench slither clean
 
 all: compile
 
@@ -25,6 +25,7 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
 	$(BIN)/python -m pip install --quiet --require-virtualenv -r requirements.lock
 	$(BIN)/python -m pip install --quiet --require-virtualenv --no-deps --no-build-isolation -e .
+	rm -f $(BIN)/solc  # slither's solc-select launcher downloads compilers when run; we use .build/solcx
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -54,6 +55,10 @@ test: compile kubo
 
 demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo)
 	$(BIN)/ehr demo $(DEMO_ARGS)
+
+# Static analysis alone (make test runs it too, in tests/security/test_static_analysis.py).
+slither: compile
+	$(BIN)/python tools/slither/run.py
 
 # Gas, throughput, crypto, memory and read latency on a fresh Anvil; writes bench/results/latest.json.
 bench: install

@@ -13,8 +13,9 @@ import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
 /// @dev Signature nonces are kept per (patient, grantee) inside the grant's own storage slot rather
 /// than in OpenZeppelin `Nonces` (one counter per owner in a slot of its own): a signed consent is
 /// then one SSTORE instead of two, which saves 5,000 gas on every signed grant and 22,100 on a
-/// patient's first. Replay protection is the same: every signature binds the pair's current
-/// nonce, which is consumed before the signature is checked, and a revocation keeps the nonce.
+/// patient's first. Every signature binds the pair's current nonce, and every grant, revocation
+/// or cancellation for the pair moves it on, so no signature works twice or outlives a later
+/// decision of the patient; a revocation keeps the nonce in the slot.
 contract ConsentManager is IConsentManager, EIP712 {
     /// @notice How long confirmed break-glass access lasts.
     uint64 public constant BREAK_GLASS_WINDOW = 1 hours;
@@ -42,7 +43,7 @@ contract ConsentManager is IConsentManager, EIP712 {
 
     /// @inheritdoc IConsentManager
     function grant(address grantee, uint64 scopes, Access access, uint64 expiresAt) external {
-        _grant(msg.sender, grantee, scopes, access, expiresAt);
+        _grant(msg.sender, grantee, scopes, access, expiresAt, false);
     }
 
     /// @inheritdoc IConsentManager
@@ -56,16 +57,11 @@ contract ConsentManager is IConsentManager, EIP712 {
         bytes calldata signature
     ) external {
         if (block.timestamp > deadline) revert ConsentSignatureExpired(deadline);
-        Grant storage current = _grants[patient][grantee];
-        uint64 nonce = current.nonce;
+        uint64 nonce = _grants[patient][grantee].nonce;
         bytes32 structHash =
             keccak256(abi.encode(GRANT_TYPEHASH, patient, grantee, scopes, access, expiresAt, nonce, deadline));
         _checkSigner(patient, structHash, signature);
-        // A uint64 nonce that grows by one per signature cannot overflow in practice (2^64 signatures).
-        unchecked {
-            current.nonce = nonce + 1;
-        }
-        _grant(patient, grantee, scopes, access, expiresAt);
+        _grant(patient, grantee, scopes, access, expiresAt, true);
     }
 
     /// @inheritdoc IConsentManager
@@ -76,14 +72,17 @@ contract ConsentManager is IConsentManager, EIP712 {
     /// @inheritdoc IConsentManager
     function revokeBySig(address patient, address grantee, uint256 deadline, bytes calldata signature) external {
         if (block.timestamp > deadline) revert ConsentSignatureExpired(deadline);
-        Grant storage current = _grants[patient][grantee];
-        uint64 nonce = current.nonce;
+        uint64 nonce = _grants[patient][grantee].nonce;
         _checkSigner(patient, keccak256(abi.encode(REVOKE_TYPEHASH, patient, grantee, nonce, deadline)), signature);
-        // See grantBySig: the nonce cannot overflow in practice.
-        unchecked {
-            current.nonce = nonce + 1;
-        }
         _revoke(patient, grantee);
+    }
+
+    /// @inheritdoc IConsentManager
+    function cancelSignatures(address grantee) external {
+        Grant storage current = _grants[msg.sender][grantee];
+        uint64 nonce = _nextNonce(current.nonce);
+        current.nonce = nonce;
+        emit SignaturesCancelled(msg.sender, grantee, nonce);
     }
 
     /// @inheritdoc IConsentManager
@@ -186,7 +185,9 @@ contract ConsentManager is IConsentManager, EIP712 {
         return _domainSeparatorV4();
     }
 
-    function _grant(address patient, address grantee, uint64 scopes, Access access, uint64 expiresAt) private {
+    function _grant(address patient, address grantee, uint64 scopes, Access access, uint64 expiresAt, bool signed)
+        private
+    {
         if (scopes == 0 || access == Access.None || expiresAt <= block.timestamp) {
             revert ConsentInvalidTerms(scopes, access, expiresAt);
         }
@@ -198,23 +199,28 @@ contract ConsentManager is IConsentManager, EIP712 {
         ) revert ConsentInvalidGrantee(grantee);
 
         Grant storage current = _grants[patient][grantee];
-        if (current.scopes == scopes && current.access == access && current.expiresAt == expiresAt) return;
-        current.scopes = scopes;
-        current.expiresAt = expiresAt;
-        current.access = access;
-        emit AccessGranted(patient, grantee, scopes, access, expiresAt);
+        bool unchanged = current.scopes == scopes && current.access == access && current.expiresAt == expiresAt;
+        if (unchanged && !signed) return;
+        // Every change, and every signature used, moves the pair's nonce on: a grant or revocation
+        // the patient signed earlier and never relayed cannot undo a later decision.
+        _grants[patient][grantee] =
+            Grant({scopes: scopes, expiresAt: expiresAt, access: access, nonce: _nextNonce(current.nonce)});
+        if (!unchanged) emit AccessGranted(patient, grantee, scopes, access, expiresAt);
     }
 
     function _revoke(address patient, address grantee) private {
         Grant storage current = _grants[patient][grantee];
         if (current.access == Access.None) revert ConsentNoGrant(patient, grantee);
-        uint64 nonce = current.nonce;
-        if (nonce == 0) {
-            delete _grants[patient][grantee];
-        } else {
-            _grants[patient][grantee] = Grant({scopes: 0, expiresAt: 0, access: Access.None, nonce: nonce});
-        }
+        _grants[patient][grantee] =
+            Grant({scopes: 0, expiresAt: 0, access: Access.None, nonce: _nextNonce(current.nonce)});
         emit AccessRevoked(patient, grantee);
+    }
+
+    function _nextNonce(uint64 nonce) private pure returns (uint64) {
+        // One step per consent action of one patient for one grantee: 2^64 of them cannot happen.
+        unchecked {
+            return nonce + 1;
+        }
     }
 
     function _checkSigner(address patient, bytes32 structHash, bytes calldata signature) private view {

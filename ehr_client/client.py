@@ -66,6 +66,10 @@ UMBRAL_KEY_CACHE_SECONDS = 10.0
 ACCESS = {"read": 1, "amend": 2}
 STATUS = {0: "none", 1: "active", 2: "superseded", 3: "tombstoned"}
 FHIR_MEDIA_TYPE = "application/fhir+json"
+_CONSENT_FIELDS = {
+    "Grant": {"patient", "grantee", "scopes", "access", "expiresAt", "nonce", "deadline"},
+    "Revoke": {"patient", "grantee", "nonce", "deadline"},
+}
 
 
 @dataclass(frozen=True)
@@ -190,12 +194,24 @@ class SignedConsent:
 
     @classmethod
     def from_json(cls, text: str) -> SignedConsent:
+        """Parse a consent document from a relayer or a file; anything but a grant or revocation
+        with all its fields and a 65-byte signature raises InvalidRecord."""
         try:
             doc = load_untrusted(text, max_depth=8, max_bytes=1024 * 1024)
-            return cls(doc["typedData"], bytes.fromhex(doc["signature"].removeprefix("0x")), doc.get("keyShare"))
+            typed, message = doc["typedData"], doc["typedData"]["message"]
+            fields = _CONSENT_FIELDS[typed["primaryType"]]
+            if not isinstance(message, dict) or not fields <= message.keys() or not isinstance(typed["domain"], dict):
+                raise ValueError("incomplete consent message")
+            signature = bytes.fromhex(str(doc["signature"]).removeprefix("0x"))
+            share = doc.get("keyShare")
+            if len(signature) != 65 or not (share is None or isinstance(share, str)):
+                raise ValueError("bad signature or key share")
+            return cls(typed, signature, share)
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise InvalidRecord("not a signed consent document (expected typedData, signature, keyShare)") from None
-
+            raise InvalidRecord(
+                "not a signed consent document (expected typedData of a Grant or Revoke, a 65-byte signature, "
+                "keyShare); ask the patient to sign again"
+            ) from None
 
 @dataclass(frozen=True)
 class GrantResult:
@@ -685,9 +701,10 @@ class EHRClient:
     ) -> GrantResult:
         """Grant `grantee` access to the caller's records in `scopes`, and share their keys."""
         grantee = to_checksum_address(grantee)
+        # The share first: a grantee without a usable key fails the call before anything is granted.
+        share, count = self.share_keys(grantee, scopes) if share_keys else (None, 0)
         fn = self.chain.consent.functions.grant(grantee, scopes, ACCESS[access], expires_at)
         tx = self.chain.transact(self.identity.account, fn, action="grant access")
-        share, count = self.share_keys(grantee, scopes) if share_keys else (None, 0)
         return GrantResult(tx, share, count)
 
     def sign_grant(

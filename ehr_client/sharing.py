@@ -70,7 +70,7 @@ class KeyShare:
                     raise ValueError("bad entry")
                 entries.append(ShareEntry(record_id, version, key_version, wrapped))
             return cls(to_checksum_address(doc["patient"]), to_checksum_address(doc["grantee"]), tuple(entries))
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, OverflowError):
             raise InvalidRecord("the key share is malformed; ask the patient to share the keys again") from None
 
     def entry_for(self, record_id: bytes) -> ShareEntry | None:

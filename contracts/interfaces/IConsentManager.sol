@@ -62,6 +62,8 @@ interface IConsentManager {
     );
     /// @notice A patient revoked a grant.
     event AccessRevoked(address indexed patient, address indexed grantee);
+    /// @notice A patient voided every signature for this grantee not yet relayed.
+    event SignaturesCancelled(address indexed patient, address indexed grantee, uint64 nonce);
     /// @notice A permitted reader asked for a record: the on-chain fact of a read.
     event AccessRequested(bytes32 indexed recordId, address indexed patient, address indexed reader, bool emergency);
     /// @notice A provider asked for emergency access to a patient's records.
@@ -72,8 +74,8 @@ interface IConsentManager {
     );
 
     /// @notice Grant `grantee` access to the caller's records in `scopes` until `expiresAt`.
-    /// @dev Replaces any earlier grant to the same grantee. Granting the same terms twice is a
-    /// no-op that emits nothing.
+    /// @dev Replaces any earlier grant to the same grantee and voids the patient's unrelayed
+    /// signatures for this grantee. Granting the same terms twice is a no-op that emits nothing.
     /// Requirements:
     /// - `grantee` is an active member other than the caller; for Amend, a provider or lab;
     /// - `scopes` is non-zero, `access` is not None, `expiresAt` is in the future.
@@ -107,7 +109,8 @@ interface IConsentManager {
         bytes calldata signature
     ) external;
 
-    /// @notice Revoke the caller's grant to `grantee`, effective at once.
+    /// @notice Revoke the caller's grant to `grantee`, effective at once; also voids the caller's
+    /// unrelayed signatures for this grantee.
     /// Requirements: a grant to `grantee` exists (expired grants can still be revoked).
     /// Emits an {AccessRevoked} event.
     /// @param grantee Whose access ends.
@@ -122,6 +125,14 @@ interface IConsentManager {
     /// @param deadline Unix time after which the signature is void.
     /// @param signature 65-byte ECDSA signature.
     function revokeBySig(address patient, address grantee, uint256 deadline, bytes calldata signature) external;
+
+    /// @notice Void every grant or revocation the caller signed for `grantee` and has not yet seen
+    /// relayed, by moving the pair's nonce on.
+    /// @dev Grants and revocations move the nonce too; this is for signatures given out while no
+    /// grant exists (nothing to revoke).
+    /// Emits a {SignaturesCancelled} event.
+    /// @param grantee The grantee the signatures name.
+    function cancelSignatures(address grantee) external;
 
     /// @notice Ask for emergency read access to all of `patient`'s records.
     /// @dev Access starts only when a second, distinct provider confirms within

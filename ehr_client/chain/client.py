@@ -7,7 +7,9 @@ the node when it disagrees, so threads of one process can send concurrently.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +31,13 @@ T = TypeVar("T")
 
 LOG_PAGE_BLOCKS = 5_000
 _GAS_MARGIN = 1.2
+_NONCE_RETRIES = 10
+_NONCE_CLASHES = ("nonce", "replacement transaction underpriced", "already known")
+
+
+def _is_nonce_clash(exc: Exception) -> bool:
+    message = str(exc).lower()
+    return any(marker in message for marker in _NONCE_CLASHES)
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,7 @@ class ChainClient:
         except ContractLogicError as exc:
             raise revert_error(_revert_data(exc), action=action) from None
 
-        for attempt in range(3):
+        for attempt in range(_NONCE_RETRIES):
             with self.sender_lock(sender):
                 nonce = self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "pending"))
                 tx = self._rpc(
@@ -160,9 +169,15 @@ class ChainClient:
                     tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
                     break
                 except Web3RPCError as exc:
-                    if "nonce" in str(exc).lower() and attempt < 2:
-                        continue
-                    raise TransactionReverted(f"{action} failed: the node refused the transaction ({exc})") from None
+                    if not _is_nonce_clash(exc):
+                        raise TransactionReverted(f"{action} failed: the node refused the transaction ({exc})") from None
+            # Another process sending from the same account took this nonce: back off, outside the lock.
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        else:
+            raise ChainUnavailable(
+                f"{action}: {_NONCE_RETRIES} attempts lost the race for the next nonce of {sender} to other "
+                "senders using the same account; nothing was sent, retry later"
+            )
         return self._await(tx_hash, fn, sender, action=action)
 
     def _await(self, tx_hash: HexBytes, fn: ContractFunction, sender: str, *, action: str) -> TxResult:

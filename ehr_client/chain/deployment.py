@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ehr_client._json import load_untrusted
 from ehr_client.chain.abi import CONTRACT_NAMES, abi_hash
 from ehr_client.errors import ConfigError
 
@@ -55,7 +56,7 @@ class Deployment:
     @classmethod
     def from_json(cls, text: str, *, source: str = "deployment") -> Deployment:
         try:
-            data: dict[str, Any] = json.loads(text)
+            data: dict[str, Any] = load_untrusted(text, max_depth=4, max_bytes=1 << 20)
             deployment = cls(
                 network=str(data["network"]),
                 chain_id=int(data["chainId"]),
@@ -67,7 +68,7 @@ class Deployment:
                 compiler=str(data["compiler"]),
                 abi_hash=str(data["abiHash"]),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise ConfigError(f"{source} is not a valid deployment file ({exc}); redeploy or restore it") from None
         missing = [name for name in CONTRACT_NAMES if name not in deployment.contracts]
         if missing:

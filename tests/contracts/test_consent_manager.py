@@ -283,7 +283,7 @@ def test_revocation_keeps_nonce_so_old_signatures_stay_dead(network, consent, pa
     first = _signed_grant(consent, chain, patient, doctor)
     consent.grantBySig(*first, sender=hospital)
     consent.revoke(doctor, sender=patient)
-    assert consent.nonces(patient, doctor) == 1
+    assert consent.nonces(patient, doctor) == 2  # one for the signed grant, one for the revocation
     assert consent.getGrant(patient, doctor).access == 0
     with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
         consent.grantBySig(*first, sender=hospital)
@@ -306,3 +306,37 @@ def test_request_batched_access_checks_proof_and_grant(network, records, consent
     assert (event.recordId, event.patient, event.reader) == (leaves[0][0], patient.address, doctor.address)
     with ape.reverts(consent.ConsentUnknownBatchedRecord, root=tree.root, recordId=leaves[0][0]):
         consent.requestBatchedAccess(tree.root, tree.proof(1), *leaves[0], sender=doctor)
+
+
+def test_direct_revoke_voids_a_signed_grant_not_yet_relayed(network, consent, patient, doctor, hospital, grant, chain):
+    grant(doctor)
+    signed = _signed_grant(consent, chain, patient, doctor, scopes=LAB_SCOPE | MENTAL_SCOPE)
+    consent.revoke(doctor, sender=patient)
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.grantBySig(*signed, sender=hospital)
+    assert not consent.canRead(patient, doctor, LAB_SCOPE)
+
+
+def test_direct_grant_voids_an_earlier_signed_grant(network, consent, patient, doctor, hospital, chain):
+    signed = _signed_grant(consent, chain, patient, doctor, scopes=LAB_SCOPE | MENTAL_SCOPE)
+    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, chain.pending_timestamp + DAY, sender=patient)
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.grantBySig(*signed, sender=hospital)
+    assert not consent.canRead(patient, doctor, MENTAL_SCOPE)
+
+
+def test_cancel_signatures_voids_them_when_there_is_no_grant(network, consent, patient, doctor, hospital, chain):
+    signed = _signed_grant(consent, chain, patient, doctor)
+    tx = consent.cancelSignatures(doctor, sender=patient)
+    event = tx.events.filter(consent.SignaturesCancelled)[0]
+    assert (event.patient, event.grantee, event.nonce) == (patient.address, doctor.address, 1)
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.grantBySig(*signed, sender=hospital)
+
+
+def test_signed_grant_with_unchanged_terms_still_uses_its_nonce(network, consent, patient, doctor, chain):
+    signed = _signed_grant(consent, chain, patient, doctor)
+    consent.grantBySig(*signed, sender=patient)
+    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, signed[4], sender=patient)  # same terms: no-op
+    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
+        consent.grantBySig(*signed, sender=patient)
