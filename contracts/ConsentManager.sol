@@ -199,12 +199,16 @@ contract ConsentManager is IConsentManager, EIP712 {
         ) revert ConsentInvalidGrantee(grantee);
 
         Grant storage current = _grants[patient][grantee];
-        bool unchanged = current.scopes == scopes && current.access == access && current.expiresAt == expiresAt;
+        Grant memory previous = current;
+        bool unchanged =
+            previous.scopes == scopes && previous.access == access && previous.expiresAt == expiresAt;
         if (unchanged && !signed) return;
         // Every change, and every signature used, moves the pair's nonce on: a grant or revocation
         // the patient signed earlier and never relayed cannot undo a later decision.
-        _grants[patient][grantee] =
-            Grant({scopes: scopes, expiresAt: expiresAt, access: access, nonce: _nextNonce(current.nonce)});
+        current.scopes = scopes;
+        current.expiresAt = expiresAt;
+        current.access = access;
+        current.nonce = _nextNonce(previous.nonce);
         if (!unchanged) emit AccessGranted(patient, grantee, scopes, access, expiresAt);
     }
 
