@@ -353,12 +353,7 @@ def _share_entries(client: EHRClient, key_share: Cid | None) -> tuple[KeyShare, 
 def _open(
     client: EHRClient, info: RecordInfo, share: tuple[KeyShare, dict[bytes, ShareEntry]] | None
 ) -> ReadResult:
-    blob = client.store.get(info.cid)
-    if hashlib.sha256(blob).digest() != info.content_hash:
-        raise IntegrityError(
-            f"the stored data of record {_hex(info.record_id)} does not match the hash anchored on chain; "
-            "it was altered or replaced: nothing was decrypted"
-        )
+    blob = client.fetch_verified(info, doing="decrypted")
     header, offset = parse_header(blob)
     data_key = _data_key(client, info, header, share)
     data = b"".join(iter_decrypt(memoryview(blob)[offset:], data_key, record_id=info.record_id,

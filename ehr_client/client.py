@@ -569,12 +569,7 @@ class EHRClient:
             )
         access = self.chain.transact(self.identity.account, self.chain.consent.functions.requestAccess(record_id),
                                      action="request access")
-        blob = self.store.get(info.cid)
-        if hashlib.sha256(blob).digest() != info.content_hash:
-            raise IntegrityError(
-                f"the stored data of record {_hex(record_id)} does not match the hash anchored on chain; "
-                "it was altered or replaced: nothing was decrypted"
-            )
+        blob = self.fetch_verified(info, doing="decrypted")
         header, offset = parse_header(blob)
         own = self._own_data_key(info, header)
         if own is not None:
@@ -587,6 +582,16 @@ class EHRClient:
         if header.media_type == FHIR_MEDIA_TYPE:
             validate_fhir(data)
         return ReadResult(info, header.media_type, data)
+
+    def fetch_verified(self, info: RecordInfo, *, doing: str) -> bytes:
+        """The stored bytes of a record, only if their sha256 is the one anchored on chain."""
+        blob = self.store.get(info.cid)
+        if hashlib.sha256(blob).digest() != info.content_hash:
+            raise IntegrityError(
+                f"the stored data of record {_hex(info.record_id)} does not match the hash anchored on chain; "
+                f"it was altered or replaced: nothing was {doing}"
+            )
+        return blob
 
     def _own_data_key(self, info: RecordInfo, header: PackageHeader) -> bytes | None:
         """The data key from this reader's wrap in the keyring, if it has one."""
@@ -653,12 +658,7 @@ class EHRClient:
         info = self.get_record(record_id)
         if info.status != "active":
             raise InvalidRecord(f"record {_hex(record_id)} is {info.status}; rotate its latest active version")
-        blob = self.store.get(info.cid)
-        if hashlib.sha256(blob).digest() != info.content_hash:
-            raise IntegrityError(
-                f"the stored data of record {_hex(record_id)} does not match the hash anchored on chain; "
-                "it was altered or replaced: nothing was rotated"
-            )
+        blob = self.fetch_verified(info, doing="rotated")
         header, offset = parse_header(blob)
         data_key = self._own_data_key(info, header)
         if data_key is None:
