@@ -701,9 +701,11 @@ class EHRClient:
     ) -> GrantResult:
         """Grant `grantee` access to the caller's records in `scopes`, and share their keys."""
         grantee = to_checksum_address(grantee)
-        # The share first: a grantee without a usable key fails the call before anything is granted.
-        share, count = self.share_keys(grantee, scopes) if share_keys else (None, 0)
         fn = self.chain.consent.functions.grant(grantee, scopes, ACCESS[access], expires_at)
+        # Terms the chain would refuse fail first; then the share, so a grantee without a usable
+        # key fails the call before anything is granted.
+        self.chain.simulate(self.address, fn, action="grant access")
+        share, count = self.share_keys(grantee, scopes) if share_keys else (None, 0)
         tx = self.chain.transact(self.identity.account, fn, action="grant access")
         return GrantResult(tx, share, count)
 

@@ -144,6 +144,14 @@ class ChainClient:
         except ContractLogicError as exc:
             raise revert_error(_revert_data(exc), action=action) from None
 
+    def simulate(self, sender: str, fn: ContractFunction, *, action: str) -> int:
+        """Run `fn` as `sender` without sending it; returns the gas it needs, or raises the typed
+        error its revert would be. Use it to fail before side effects that precede a transaction."""
+        try:
+            return int(self._rpc(lambda: fn.estimate_gas({"from": sender})))
+        except ContractLogicError as exc:
+            raise revert_error(_revert_data(exc), action=action) from None
+
     def transact(self, account: LocalAccount, fn: ContractFunction, *, action: str) -> TxResult:
         """Sign and send `fn` from `account`, wait for it to be mined, and return the receipt.
 
@@ -151,10 +159,7 @@ class ChainClient:
         and after mining otherwise; in both cases nothing took effect.
         """
         sender = account.address
-        try:
-            gas = self._rpc(lambda: fn.estimate_gas({"from": sender}))
-        except ContractLogicError as exc:
-            raise revert_error(_revert_data(exc), action=action) from None
+        gas = self.simulate(sender, fn, action=action)
 
         for attempt in range(_NONCE_RETRIES):
             with self.sender_lock(sender):
