@@ -17,6 +17,21 @@ _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
 
 
+def reject_constant(name: str) -> Any:
+    """`parse_constant` hook: NaN and Infinity are not JSON numbers."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook`: a member name twice in one object is an error, not last-one-wins."""
+    result: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in result:
+            raise ValueError(f"member name {key!r} appears twice in one object; keep one")
+        result[key] = item
+    return result
+
+
 def nesting_within(data: bytes, max_depth: int) -> bool:
     """Whether the brackets of `data` nest at most `max_depth` deep (False if unbalanced)."""
     brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", data))

@@ -71,29 +71,33 @@ def _status(report: HealthReport) -> str:
     return DEGRADED if report.recoverable else UNRECOVERABLE
 
 
-def _check_one(store: FragmentedStore, info: RecordInfo) -> _Row:
+def _guarded(info: RecordInfo, work: Callable[[], _Row]) -> _Row:
+    """Run a check or repair of one record, turning what can go wrong with it into a row."""
     if info.status == "tombstoned":
         return _Row(info, ERASED)
     try:
-        report = store.check(info.cid)
+        return work()
     except InvalidManifest:
         return _Row(info, NOT_FRAGMENTED, error="its CID names a plain blob, not a fragment manifest")
     except (StorageUnavailable, BlobNotFound) as exc:
         return _Row(info, UNRECOVERABLE, error=str(exc))
-    return _Row(info, _status(report), report=report, problems=report.problems)
+
+
+def _check_one(store: FragmentedStore, info: RecordInfo) -> _Row:
+    def work() -> _Row:
+        report = store.check(info.cid)
+        return _Row(info, _status(report), report=report, problems=report.problems)
+
+    return _guarded(info, work)
 
 
 def _repair_one(store: FragmentedStore, info: RecordInfo) -> _Row:
-    if info.status == "tombstoned":
-        return _Row(info, ERASED)
-    try:
+    def work() -> _Row:
         result = store.repair(info.cid)
-    except InvalidManifest:
-        return _Row(info, NOT_FRAGMENTED, error="its CID names a plain blob, not a fragment manifest")
-    except (StorageUnavailable, BlobNotFound) as exc:
-        return _Row(info, UNRECOVERABLE, error=str(exc))
-    problems = [f"fragment {i} not restored: {why}" for i, why in result.not_restored] + result.after.problems
-    return _Row(info, _status(result.after), report=result.after, repair=result, problems=problems)
+        problems = [f"fragment {i} not restored: {why}" for i, why in result.not_restored] + result.after.problems
+        return _Row(info, _status(result.after), report=result.after, repair=result, problems=problems)
+
+    return _guarded(info, work)
 
 
 @contextmanager

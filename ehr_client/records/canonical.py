@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeAlias
 
+from ehr_client._json import object_without_duplicates, reject_constant
 from ehr_client.errors import InvalidRecord
 
 __all__ = ["JsonValue", "MAX_DEPTH", "canonicalize", "parse_json"]
@@ -59,8 +60,8 @@ def parse_json(data: str | bytes) -> JsonValue:
         value: JsonValue = json.loads(
             text,
             parse_float=Decimal,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_object_without_duplicates,
+            parse_constant=reject_constant,
+            object_pairs_hook=object_without_duplicates,
         )
     except json.JSONDecodeError as exc:
         raise InvalidRecord(f"the record is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
@@ -150,19 +151,6 @@ def _decimal_text(value: Decimal) -> str:
     if not value.is_finite():
         raise InvalidRecord("the record contains NaN or Infinity, which JSON cannot hold")
     return str(value.copy_abs() if value.is_zero() else value)
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _object_without_duplicates(pairs: list[tuple[str, JsonValue]]) -> dict[str, JsonValue]:
-    result: dict[str, JsonValue] = {}
-    for key, item in pairs:
-        if key in result:
-            raise ValueError(f"member name {key!r} appears twice in one object; keep one")
-        result[key] = item
-    return result
 
 
 def _check_depth(value: JsonValue) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ehr_client._json import nesting_within
+from ehr_client._json import nesting_within, object_without_duplicates, reject_constant
 from ehr_client.errors import InvalidRecord
 from ehr_client.storage._fragment_codec import MAX_FRAGMENTS, NONCE_SIZE, Layout
 from ehr_client.storage.cid import Cid, decode_cid
@@ -105,27 +105,14 @@ class Manifest:
         if not nesting_within(bytes(data), _MAX_DEPTH):
             raise InvalidManifest("not a fragment manifest: JSON nested deeper than a manifest is")
         try:
-            raw = json.loads(bytes(data).decode("utf-8"), object_pairs_hook=_no_duplicates,
-                             parse_constant=_reject_constant)
+            raw = json.loads(bytes(data).decode("utf-8"), object_pairs_hook=object_without_duplicates,
+                             parse_constant=reject_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise InvalidManifest(f"not a fragment manifest: not canonical JSON ({type(exc).__name__})") from None
         manifest = _from_json(raw)
         if manifest.to_bytes() != bytes(data):
             raise InvalidManifest("not a fragment manifest: the JSON is not in canonical form")
         return manifest
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _bad(problem: str) -> InvalidManifest:
