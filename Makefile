@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo test demo bench slither clean
+.PHONY: all install compile kubo lint test test-fast demo bench slither clean
 
 all: compile
 
@@ -49,9 +49,18 @@ compile: install
 kubo:
 	tools/build-kubo.sh
 
+# The declared layers (pyproject's [tool.importlinter]) and the types are gates, like the tests.
+lint: install
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy ehr_client
+
 # EHR_REQUIRE_KUBO=1: IPFS tests fail rather than skip when Kubo is missing.
-test: compile kubo
+test: compile kubo lint
 	EHR_REQUIRE_KUBO=1 $(BIN)/ape test $(PYTEST_ARGS)
+
+# The quick loop: contracts, client and record model only (no custodians, CLI world, faults or fuzzing).
+test-fast: compile kubo
+	EHR_REQUIRE_KUBO=1 $(BIN)/ape test tests/contracts tests/client tests/batch tests/crypto tests/records -x $(PYTEST_ARGS)
 
 demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo)
 	$(BIN)/ehr demo $(DEMO_ARGS)

@@ -120,19 +120,10 @@ contract ConsentManager is IConsentManager, EIP712 {
     }
 
     /// @inheritdoc IConsentManager
-    function requestBatchedAccess(
-        bytes32 root,
-        bytes32[] calldata proof,
-        bytes32 recordId,
-        address patient,
-        bytes32 contentHash,
-        uint64 scope
-    ) external {
-        if (!_records.verifyBatchedRecord(root, proof, recordId, patient, contentHash, scope)) {
-            revert ConsentUnknownBatchedRecord(root, recordId);
-        }
-        if (_records.recordStatus(recordId) == IRecordRegistry.Status.Tombstoned) revert ConsentRecordErased(recordId);
-        _recordAccess(recordId, patient, scope);
+    function requestBatchedAccess(IRecordRegistry.BatchedRecord calldata record) external {
+        (bytes32 recordId, IRecordRegistry.Record memory state) = _records.resolveBatchedRecord(record);
+        if (state.status == IRecordRegistry.Status.Tombstoned) revert ConsentRecordErased(recordId);
+        _recordAccess(recordId, state.patient, state.scope);
     }
 
     function _recordAccess(bytes32 recordId, address patient, uint64 scope) private {

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
 import {IConsentManager} from "./interfaces/IConsentManager.sol";
 import {ConsentManager} from "./ConsentManager.sol";
@@ -9,13 +8,24 @@ import {IConsortium} from "./interfaces/IConsortium.sol";
 
 /// @title RecordRegistry
 /// @notice Anchors hashes and pointers of encrypted records. See {IRecordRegistry}.
+/// @dev Gas: a batch stores one slot (the commitment to root, patient, scopes and leaf count) and
+/// checks the author's right once for the union of its scopes, so anchoring stays a fixed cost per
+/// batch. A batched record gets a slot of its own only when it is amended or tombstoned. Leaves
+/// sit at fixed positions (not OpenZeppelin's sorted-pair tree), so one position holds one leaf
+/// and a batched id can never stand for two different records.
 contract RecordRegistry is IRecordRegistry {
+    uint8 private constant _SINGLE = 1;
+    uint8 private constant _BATCHED = 2;
+    uint8 private constant _BATCH = 3;
+    /// @dev A manifest and `leafCount` are bounded by this (2^16 leaves, depth 16).
+    uint32 private constant _MAX_LEAVES = 1 << 16;
+
     IConsortium private immutable _consortium;
     IConsentManager private immutable _consent;
 
     mapping(address patient => bool) private _patients;
     mapping(bytes32 recordId => Record) private _records;
-    mapping(bytes32 root => Batch) private _batches;
+    mapping(bytes32 batchId => bytes32 commitment) private _batches;
 
     /// @dev The registry and its consent manager refer to each other; creating the consent
     /// manager here lets both hold the other's address as an immutable, with no wiring step.
@@ -33,9 +43,11 @@ contract RecordRegistry is IRecordRegistry {
     }
 
     /// @inheritdoc IRecordRegistry
-    function addRecord(bytes32 recordId, address patient, bytes32 contentHash, uint64 scope, bytes calldata cid)
+    function addRecord(bytes32 salt, address patient, bytes32 contentHash, uint64 scope, bytes calldata cid)
         external
+        returns (bytes32 recordId)
     {
+        recordId = recordIdOf(msg.sender, salt);
         if (!_patients[patient]) revert RecordPatientNotRegistered(patient);
         if (scope == 0) revert RecordInvalidContent(recordId);
         _checkAuthor(patient, scope);
@@ -43,76 +55,84 @@ contract RecordRegistry is IRecordRegistry {
     }
 
     /// @inheritdoc IRecordRegistry
-    function amendRecord(bytes32 previousId, bytes32 recordId, bytes32 contentHash, bytes calldata cid) external {
+    function amendRecord(bytes32 previousId, bytes32 salt, bytes32 contentHash, bytes calldata cid)
+        external
+        returns (bytes32 recordId)
+    {
         Record storage previous = _records[previousId];
-        Status status = previous.status;
-        if (status == Status.None) revert RecordNotFound(previousId);
-        if (status != Status.Active) revert RecordNotActive(previousId, status);
-        address patient = previous.patient;
-        uint64 scope = previous.scope;
-        _checkAuthor(patient, scope);
-        previous.status = Status.Superseded;
-        _store(recordId, patient, contentHash, scope, cid, previousId);
-        emit RecordAmended(previousId, recordId, msg.sender);
+        if (previous.status == Status.None) revert RecordNotFound(previousId);
+        recordId = _amend(previousId, previous, salt, contentHash, cid);
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function amendBatchedRecord(BatchedRecord calldata previous, bytes32 salt, bytes32 contentHash, bytes calldata cid)
+        external
+        returns (bytes32 recordId)
+    {
+        (bytes32 previousId, Record storage stored) = _materialize(previous);
+        recordId = _amend(previousId, stored, salt, contentHash, cid);
     }
 
     /// @inheritdoc IRecordRegistry
     function tombstone(bytes32 recordId) external {
         Record storage record = _records[recordId];
-        Status status = record.status;
-        if (status == Status.None) revert RecordNotFound(recordId);
-        if (record.patient != msg.sender) revert RecordNotPatient(msg.sender, recordId);
-        if (status == Status.Tombstoned) revert RecordNotActive(recordId, status);
-        record.status = Status.Tombstoned;
-        emit RecordTombstoned(recordId, msg.sender);
+        if (record.status == Status.None) revert RecordNotFound(recordId);
+        _tombstone(recordId, record);
     }
 
     /// @inheritdoc IRecordRegistry
-    function tombstoneBatched(bytes32 root, bytes32[] calldata proof, bytes32 recordId, bytes32 contentHash, uint64 scope)
-        external
-    {
-        if (!_inBatch(root, proof, batchLeaf(recordId, msg.sender, contentHash, scope))) {
-            revert RecordInvalidProof(root, recordId);
-        }
-        Status status = _records[recordId].status;
-        if (status != Status.None) revert RecordNotActive(recordId, status);
-        _records[recordId] = Record({patient: msg.sender, scope: scope, status: Status.Tombstoned});
-        emit RecordTombstoned(recordId, msg.sender);
+    function tombstoneBatchedRecord(BatchedRecord calldata record) external {
+        (bytes32 recordId, Record storage stored) = _materialize(record);
+        _tombstone(recordId, stored);
     }
 
     /// @inheritdoc IRecordRegistry
-    function anchorBatch(bytes32 root, uint32 leafCount, bytes32 manifestHash, bytes calldata manifestCid) external {
-        (IConsortium.Role role, bool suspended,) = _consortium.memberOf(msg.sender);
-        if (suspended || (role != IConsortium.Role.Provider && role != IConsortium.Role.Lab)) {
-            revert RecordUnauthorizedBatchAuthor(msg.sender);
-        }
-        if (root == bytes32(0) || leafCount == 0 || manifestHash == bytes32(0) || manifestCid.length == 0) {
-            revert RecordInvalidBatch(root);
-        }
-        if (_batches[root].anchoredAt != 0) revert RecordInvalidBatch(root);
-        _batches[root] = Batch({author: msg.sender, leafCount: leafCount, anchoredAt: uint64(block.timestamp)});
-        emit BatchAnchored(root, msg.sender, leafCount, manifestHash, manifestCid);
-    }
-
-    /// @inheritdoc IRecordRegistry
-    function verifyBatchedRecord(
-        bytes32 root,
-        bytes32[] calldata proof,
-        bytes32 recordId,
+    function anchorBatch(
+        bytes32 batchKey,
         address patient,
-        bytes32 contentHash,
-        uint64 scope
-    ) external view returns (bool) {
-        return _inBatch(root, proof, batchLeaf(recordId, patient, contentHash, scope));
+        uint64 scopes,
+        bytes32 root,
+        uint32 leafCount,
+        bytes32 manifestHash,
+        bytes calldata manifestCid
+    ) external returns (bytes32 batchId) {
+        batchId = batchIdOf(msg.sender, batchKey);
+        if (!_patients[patient]) revert RecordPatientNotRegistered(patient);
+        if (
+            root == bytes32(0) || scopes == 0 || leafCount == 0 || leafCount > _MAX_LEAVES
+                || manifestHash == bytes32(0) || manifestCid.length == 0 || _batches[batchId] != bytes32(0)
+        ) revert RecordInvalidBatch(batchId);
+        _checkAuthor(patient, scopes);
+        _batches[batchId] = keccak256(abi.encode(root, patient, scopes, leafCount));
+        emit BatchAnchored(batchId, msg.sender, patient, batchKey, root, scopes, leafCount, manifestHash, manifestCid);
     }
 
     /// @inheritdoc IRecordRegistry
-    function batchLeaf(bytes32 recordId, address patient, bytes32 contentHash, uint64 scope)
-        public
-        pure
-        returns (bytes32)
+    function resolveBatchedRecord(BatchedRecord calldata record)
+        external
+        view
+        returns (bytes32 recordId, Record memory state)
     {
-        return keccak256(bytes.concat(keccak256(abi.encode(recordId, patient, contentHash, scope))));
+        recordId = _verifyBatched(record);
+        state = _records[recordId];
+        if (state.status == Status.None) {
+            state = Record({patient: record.patient, scope: record.scope, status: Status.Active});
+        }
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function recordIdOf(address author, bytes32 salt) public pure returns (bytes32) {
+        return keccak256(abi.encode(_SINGLE, author, salt));
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function batchedRecordIdOf(address author, bytes32 batchKey, uint32 index) public pure returns (bytes32) {
+        return keccak256(abi.encode(_BATCHED, author, batchKey, index));
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function batchIdOf(address author, bytes32 batchKey) public pure returns (bytes32) {
+        return keccak256(abi.encode(_BATCH, author, batchKey));
     }
 
     /// @inheritdoc IRecordRegistry
@@ -127,8 +147,8 @@ contract RecordRegistry is IRecordRegistry {
     }
 
     /// @inheritdoc IRecordRegistry
-    function getBatch(bytes32 root) external view returns (Batch memory) {
-        return _batches[root];
+    function batchCommitment(bytes32 batchId) external view returns (bytes32) {
+        return _batches[batchId];
     }
 
     /// @inheritdoc IRecordRegistry
@@ -146,8 +166,67 @@ contract RecordRegistry is IRecordRegistry {
         return address(_consortium);
     }
 
-    function _inBatch(bytes32 root, bytes32[] calldata proof, bytes32 leaf) private view returns (bool) {
-        return _batches[root].anchoredAt != 0 && MerkleProof.verifyCalldata(proof, root, leaf);
+    /// @dev The id of a proven batched record; reverts unless the leaf sits at `record.index` of an
+    /// anchored batch whose commitment matches, with a scope inside the batch's scopes.
+    function _verifyBatched(BatchedRecord calldata record) private view returns (bytes32 recordId) {
+        bytes32 batchId = batchIdOf(record.author, record.batchKey);
+        bytes32 commitment = keccak256(abi.encode(record.root, record.patient, record.scopes, record.leafCount));
+        uint64 scope = record.scope;
+        if (
+            _batches[batchId] != commitment || commitment == bytes32(0) || record.index >= record.leafCount
+                || scope == 0 || (scope & record.scopes) != scope
+                || _rootOf(record) != record.root
+        ) revert RecordInvalidProof(batchId, record.index);
+        recordId = batchedRecordIdOf(record.author, record.batchKey, record.index);
+    }
+
+    /// @dev The root a positional Merkle path leads to. The path must have exactly the tree's
+    /// depth, so an inner node can never pass for a leaf (leaves are also double-hashed).
+    function _rootOf(BatchedRecord calldata record) private pure returns (bytes32 node) {
+        uint256 depth;
+        // leafCount <= 2^16 (checked at anchoring), so the shift stays far below 2^256.
+        while ((uint256(1) << depth) < record.leafCount) ++depth;
+        if (record.proof.length != depth) return bytes32(0);
+        node = keccak256(
+            bytes.concat(keccak256(abi.encode(record.index, record.scope, record.contentHash, record.cidHash)))
+        );
+        uint256 position = record.index;
+        for (uint256 i = 0; i < depth; ++i) {
+            bytes32 sibling = record.proof[i];
+            node = position & 1 == 0 ? keccak256(abi.encode(node, sibling)) : keccak256(abi.encode(sibling, node));
+            position >>= 1;
+        }
+    }
+
+    /// @dev The stored slot of a proven batched record, created Active on first use.
+    function _materialize(BatchedRecord calldata record) private returns (bytes32 recordId, Record storage stored) {
+        recordId = _verifyBatched(record);
+        stored = _records[recordId];
+        if (stored.status == Status.None) {
+            stored.patient = record.patient;
+            stored.scope = record.scope;
+            stored.status = Status.Active;
+        }
+    }
+
+    function _amend(bytes32 previousId, Record storage previous, bytes32 salt, bytes32 contentHash, bytes calldata cid)
+        private
+        returns (bytes32 recordId)
+    {
+        if (previous.status != Status.Active) revert RecordNotActive(previousId, previous.status);
+        Record memory kept = previous;
+        _checkAuthor(kept.patient, kept.scope);
+        previous.status = Status.Superseded;
+        recordId = recordIdOf(msg.sender, salt);
+        _store(recordId, kept.patient, contentHash, kept.scope, cid, previousId);
+        emit RecordAmended(previousId, recordId, msg.sender);
+    }
+
+    function _tombstone(bytes32 recordId, Record storage record) private {
+        if (record.patient != msg.sender) revert RecordNotPatient(msg.sender, recordId);
+        if (record.status == Status.Tombstoned) revert RecordNotActive(recordId, Status.Tombstoned);
+        record.status = Status.Tombstoned;
+        emit RecordTombstoned(recordId, msg.sender);
     }
 
     function _checkAuthor(address patient, uint64 scope) private view {
@@ -164,7 +243,7 @@ contract RecordRegistry is IRecordRegistry {
         bytes32 previousId
     ) private {
         if (contentHash == bytes32(0) || cid.length == 0) revert RecordInvalidContent(recordId);
-        if (recordId == bytes32(0) || _records[recordId].status != Status.None) revert RecordIdUnavailable(recordId);
+        if (_records[recordId].status != Status.None) revert RecordIdUnavailable(recordId);
         _records[recordId] = Record({patient: patient, scope: scope, status: Status.Active});
         emit RecordAdded(recordId, patient, msg.sender, contentHash, scope, previousId, cid);
     }

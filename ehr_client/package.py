@@ -1,14 +1,19 @@
 """The bytes stored for one record version: a small keyring header, then the encrypted envelope.
 
-    magic "EHRP" | format 1 | version u64 | media-type length u8 | media type (ASCII)
+    magic "EHRP" | format u8 | version u64 | media-type length u8 | media type (ASCII)
+    | [format 3, 4] binding: record id (32) | patient (20) | scope u64 | author (20)
     | wrap count u8 | per wrap: reader address (20) | key version u32 | wrapped data key (93)
-    | [format 2 only] Umbral section: key version u32 | capsule length u16 | capsule
+    | [format 2, 4] Umbral section: key version u32 | capsule length u16 | capsule
       | ciphertext length u16 | ciphertext
     | envelope (ehr_client.crypto stream format)
 
-Format 2 adds the Umbral section: the data key (bound to record id and version) encrypted to the
-patient's Umbral public key, so key custodians can re-encrypt it to a grantee (audited release,
-`ehr_client.audited`). A header without it is written as format 1, byte for byte as before.
+The binding is the record's on-chain identity (`RecordBinding`). The client writes formats 3 and 4
+only; the envelope, every wrapped key and the Umbral capsule are sealed with associated data that
+covers record id, version, patient, scope and author, so a blob re-listed under another id,
+patient, scope or author does not decrypt, and a reader compares the header with the chain before
+it tries. Formats 1 and 2 (no binding) still parse, and the client refuses them.
+The Umbral section holds the data key encrypted to the patient's Umbral public key, so key
+custodians can re-encrypt it to a grantee (audited release, `ehr_client.sharing.audited`).
 
 The chain anchors the sha256 of all of it, so a changed keyring is as detectable as a changed
 ciphertext. The keyring holds the data key sealed for the readers known at write time (patient
@@ -25,15 +30,20 @@ from dataclasses import dataclass
 
 import umbral_pre
 
-from ehr_client.crypto import DATA_KEY_SIZE, WRAPPED_KEY_SIZE
+from ehr_client.crypto import DATA_KEY_SIZE, WRAPPED_KEY_SIZE, record_associated_data
 from ehr_client.errors import DecryptionError
 
 MAGIC = b"EHRP"
 FORMAT = 1
 FORMAT_UMBRAL = 2
+FORMAT_BOUND = 3
+FORMAT_BOUND_UMBRAL = 4
+_BOUND = (FORMAT_BOUND, FORMAT_BOUND_UMBRAL)
+_WITH_UMBRAL = (FORMAT_UMBRAL, FORMAT_BOUND_UMBRAL)
 MAX_WRAPS = 32
 MAX_UMBRAL_FIELD = 1024
 _FIXED = struct.Struct(">4sBQB")
+_BINDING = struct.Struct(">32s20sQ20s")
 _WRAP = struct.Struct(f">20sI{WRAPPED_KEY_SIZE}s")
 _UMBRAL_VERSION = struct.Struct(">I")
 _LENGTH = struct.Struct(">H")
@@ -42,6 +52,33 @@ UMBRAL_ERRORS: tuple[type[Exception], ...] = (
     ValueError, TypeError, umbral_pre.VerificationError,  # type: ignore[attr-defined]  # missing from its stubs
 )
 """What umbral-pre raises for malformed or unverifiable capsules, fragments and keys."""
+
+
+@dataclass(frozen=True)
+class RecordBinding:
+    """A record version's on-chain identity, which its ciphertext and keys are sealed to."""
+
+    record_id: bytes
+    version: int
+    patient: bytes
+    scope: int
+    author: bytes
+
+    @classmethod
+    def of(cls, record_id: bytes, version: int, patient: str, scope: int, author: str) -> RecordBinding:
+        return cls(bytes(record_id), version, bytes.fromhex(patient[2:]), int(scope), bytes.fromhex(author[2:]))
+
+    @property
+    def context(self) -> bytes:
+        """What the associated data binds besides record id and version."""
+        return self.patient + self.scope.to_bytes(8, "big") + self.author
+
+    @property
+    def associated_data(self) -> bytes:
+        return record_associated_data(self.record_id, self.version, self.context)
+
+    def to_bytes(self) -> bytes:
+        return _BINDING.pack(self.record_id, self.patient, self.scope, self.author)
 
 
 @dataclass(frozen=True)
@@ -57,13 +94,16 @@ class UmbralSeal:
     ciphertext: bytes
 
     @classmethod
-    def create(cls, public_key: bytes, key_version: int, record_id: bytes, version: int, data_key: bytes) -> UmbralSeal:
+    def create(
+        cls, public_key: bytes, key_version: int, record_id: bytes, version: int, data_key: bytes, context: bytes = b""
+    ) -> UmbralSeal:
         capsule, ciphertext = umbral_pre.encrypt(
-            umbral_pre.PublicKey.from_compressed_bytes(public_key), _umbral_plaintext(record_id, version, data_key)
+            umbral_pre.PublicKey.from_compressed_bytes(public_key),
+            _umbral_plaintext(record_id, version, data_key, context),
         )
         return cls(key_version, bytes(capsule), bytes(ciphertext))
 
-    def open_original(self, secret_key: bytes, record_id: bytes, version: int) -> bytes:
+    def open_original(self, secret_key: bytes, record_id: bytes, version: int, context: bytes = b"") -> bytes:
         """The data key, with the patient's own Umbral secret key. Any failure: DecryptionError."""
         try:
             plaintext = umbral_pre.decrypt_original(
@@ -72,7 +112,7 @@ class UmbralSeal:
             )
         except (ValueError, TypeError):
             raise DecryptionError() from None
-        return _data_key_from(plaintext, record_id, version)
+        return _data_key_from(plaintext, record_id, version, context)
 
     def open_reencrypted(
         self,
@@ -81,6 +121,7 @@ class UmbralSeal:
         cfrags: Sequence[umbral_pre.VerifiedCapsuleFrag],
         record_id: bytes,
         version: int,
+        context: bytes = b"",
     ) -> bytes:
         """The data key from verified re-encryption fragments. Any failure: DecryptionError."""
         try:
@@ -95,7 +136,7 @@ class UmbralSeal:
             raise DecryptionError() from None
         if plaintext is None:
             raise DecryptionError()
-        return _data_key_from(plaintext, record_id, version)
+        return _data_key_from(plaintext, record_id, version, context)
 
     def to_bytes(self) -> bytes:
         if len(self.capsule) > MAX_UMBRAL_FIELD or len(self.ciphertext) > MAX_UMBRAL_FIELD:
@@ -106,12 +147,12 @@ class UmbralSeal:
         ])
 
 
-def _umbral_plaintext(record_id: bytes, version: int, data_key: bytes) -> bytes:
-    return _UMBRAL_BINDING + record_id + version.to_bytes(8, "big") + bytes(data_key)
+def _umbral_plaintext(record_id: bytes, version: int, data_key: bytes, context: bytes) -> bytes:
+    return _UMBRAL_BINDING + record_id + version.to_bytes(8, "big") + context + bytes(data_key)
 
 
-def _data_key_from(plaintext: bytes, record_id: bytes, version: int) -> bytes:
-    prefix = _UMBRAL_BINDING + record_id + version.to_bytes(8, "big")
+def _data_key_from(plaintext: bytes, record_id: bytes, version: int, context: bytes) -> bytes:
+    prefix = _UMBRAL_BINDING + record_id + version.to_bytes(8, "big") + context
     if len(plaintext) != len(prefix) + DATA_KEY_SIZE or not hmac.compare_digest(plaintext[: len(prefix)], prefix):
         raise DecryptionError()
     return bytes(plaintext[len(prefix) :])
@@ -132,13 +173,22 @@ class PackageHeader:
     media_type: str
     wraps: tuple[Wrap, ...]
     umbral: UmbralSeal | None = None
+    binding: RecordBinding | None = None
 
     def to_bytes(self) -> bytes:
         media = self.media_type.encode("ascii")
         if len(media) > 255 or len(self.wraps) > MAX_WRAPS:
             raise ValueError("media type longer than 255 bytes or more than 32 readers")
-        fmt = FORMAT if self.umbral is None else FORMAT_UMBRAL
-        parts = [_FIXED.pack(MAGIC, fmt, self.version, len(media)), media, bytes([len(self.wraps)])]
+        if self.binding is None:
+            fmt = FORMAT if self.umbral is None else FORMAT_UMBRAL
+        else:
+            if self.binding.version != self.version:
+                raise ValueError("the binding names another version than the header")
+            fmt = FORMAT_BOUND if self.umbral is None else FORMAT_BOUND_UMBRAL
+        parts = [_FIXED.pack(MAGIC, fmt, self.version, len(media)), media]
+        if self.binding is not None:
+            parts.append(self.binding.to_bytes())
+        parts.append(bytes([len(self.wraps)]))
         parts += [_WRAP.pack(w.reader, w.key_version, w.wrapped) for w in self.wraps]
         if self.umbral is not None:
             parts.append(self.umbral.to_bytes())
@@ -152,13 +202,18 @@ def parse_header(data: bytes) -> tuple[PackageHeader, int]:
     """The header and the offset where the envelope starts. Garbage raises DecryptionError."""
     try:
         magic, fmt, version, media_len = _FIXED.unpack_from(data, 0)
-        if magic != MAGIC or fmt not in (FORMAT, FORMAT_UMBRAL):
+        if magic != MAGIC or fmt not in (FORMAT, FORMAT_UMBRAL, *_BOUND):
             raise DecryptionError()
         offset = _FIXED.size
         media = data[offset : offset + media_len]
         if len(media) != media_len:
             raise DecryptionError()
         offset += media_len
+        binding = None
+        if fmt in _BOUND:
+            record_id, patient, scope, author = _BINDING.unpack_from(data, offset)
+            binding = RecordBinding(record_id, version, patient, scope, author)
+            offset += _BINDING.size
         count = data[offset]
         offset += 1
         wraps = []
@@ -167,9 +222,9 @@ def parse_header(data: bytes) -> tuple[PackageHeader, int]:
             wraps.append(Wrap(reader, key_version, wrapped))
             offset += _WRAP.size
         umbral = None
-        if fmt == FORMAT_UMBRAL:
+        if fmt in _WITH_UMBRAL:
             umbral, offset = _parse_umbral(data, offset)
-        return PackageHeader(version, media.decode("ascii"), tuple(wraps), umbral), offset
+        return PackageHeader(version, media.decode("ascii"), tuple(wraps), umbral, binding), offset
     except (struct.error, IndexError, UnicodeDecodeError):
         raise DecryptionError() from None
 
@@ -191,4 +246,4 @@ def _parse_umbral(data: bytes, offset: int) -> tuple[UmbralSeal, int]:
 
 def max_header_size() -> int:
     umbral = _UMBRAL_VERSION.size + 2 * (_LENGTH.size + MAX_UMBRAL_FIELD)
-    return _FIXED.size + 255 + 1 + MAX_WRAPS * _WRAP.size + umbral
+    return _FIXED.size + 255 + _BINDING.size + 1 + MAX_WRAPS * _WRAP.size + umbral

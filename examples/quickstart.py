@@ -12,7 +12,7 @@ from ehr_client.chain.client import ChainClient, deploy_suite
 from ehr_client.client import EHRClient, Identity
 from ehr_client.crypto import generate_x25519_keypair
 from ehr_client.errors import AccessDenied
-from ehr_client.node import DEV_MNEMONIC, AnvilNode
+from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
 from ehr_client.records import Scope
 from ehr_client.storage import LocalStore
 

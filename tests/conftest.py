@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ehr_client.chain.ids import record_id_of
 from tests.constants import ACCESS_READ, ACTION, DAY, LAB_SCOPE, ROLE
 
 pytest_plugins = ["tests.kubo_fixtures"]
@@ -139,11 +140,12 @@ def add_record(network: dict[str, Any], patient: Any) -> Callable[..., bytes]:
     def _add(*, author: Any = None, owner: Any = None, scope: int = LAB_SCOPE) -> bytes:
         owner = owner or patient
         n = next(counter)
-        record_id = n.to_bytes(32, "big")
+        salt = n.to_bytes(32, "big")
         content_hash = (n + 1_000_000).to_bytes(32, "big")
         cid = b"\x01\x55\x12\x20" + content_hash
-        network["records"].addRecord(record_id, owner.address, content_hash, scope, cid, sender=author or owner)
-        return record_id
+        writer = author or owner
+        network["records"].addRecord(salt, owner.address, content_hash, scope, cid, sender=writer)
+        return record_id_of(writer.address, salt)
 
     return _add
 

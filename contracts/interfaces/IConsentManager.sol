@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IRecordRegistry} from "./IRecordRegistry.sol";
+
 /// @title IConsentManager
 /// @notice A patient's permissions over their records: who may read or amend which categories
 /// (scopes) and until when. Grants and revocations are made directly or by an EIP-712 signature
@@ -51,8 +53,6 @@ interface IConsentManager {
     error ConsentBreakGlassNotPending(address patient, address requester);
     /// @notice Reason codes start at 1.
     error ConsentBreakGlassInvalidReason(uint8 reason);
-    /// @notice The proof does not place this leaf in an anchored batch.
-    error ConsentUnknownBatchedRecord(bytes32 root, bytes32 recordId);
     /// @notice The record was erased; nobody can read it any more.
     error ConsentRecordErased(bytes32 recordId);
 
@@ -159,24 +159,15 @@ interface IConsentManager {
     /// @param recordId The record to read.
     function requestAccess(bytes32 recordId) external;
 
-    /// @notice Same as {requestAccess} for a record anchored in a batch, identified by its leaf.
+    /// @notice Same as {requestAccess} for a record anchored in a batch that was never amended or
+    /// tombstoned (such a record has no stored state, only its proven leaf).
+    /// @dev The event names the batch's patient, which the chain checked when the batch was anchored
+    /// (the author held an amend grant from that patient); no caller can make it name anyone else.
     /// Requirements: the proof places the leaf in an anchored batch; the record was not
-    /// tombstoned; the caller may read `patient`'s records in `scope`.
+    /// tombstoned; the caller may read the batch's patient's records in the leaf's scope.
     /// Emits an {AccessRequested} event.
-    /// @param root The batch root.
-    /// @param proof The Merkle proof of the leaf.
-    /// @param recordId The record's id.
-    /// @param patient The record's patient.
-    /// @param contentHash sha256 of the record's ciphertext.
-    /// @param scope The record's scope.
-    function requestBatchedAccess(
-        bytes32 root,
-        bytes32[] calldata proof,
-        bytes32 recordId,
-        address patient,
-        bytes32 contentHash,
-        uint64 scope
-    ) external;
+    /// @param record The batched record, with its proof.
+    function requestBatchedAccess(IRecordRegistry.BatchedRecord calldata record) external;
 
     /// @notice Whether `reader` may read `patient`'s records in all of `scopes` now.
     /// @param patient The patient.

@@ -2,12 +2,23 @@
 pragma solidity ^0.8.24;
 
 /// @title IRecordRegistry
-/// @notice Anchors a patient's encrypted records. What on-chain logic needs (patient, scope, status)
-/// lives in one storage slot per record version; what only readers need (sha256 of the
-/// ciphertext, storage pointer, author, previous version) is in the {RecordAdded} event, which is
-/// as tamper-evident as state and far cheaper. No health data and no identifier is ever stored: a
-/// patient is an address (a pseudonym). Amendments form a chain and never overwrite. Batches of
-/// records can be anchored under one Merkle root.
+/// @notice Anchors a patient's encrypted records. One record model, two ways to anchor it:
+/// - one record per transaction ({addRecord}, {amendRecord});
+/// - many records of one patient under one Merkle root ({anchorBatch}), at a fraction of the gas.
+///
+/// Identity is bound to the author: a record id is derived on chain from the author's address and
+/// a salt the author chose ({recordIdOf}), or from the author, the batch key and the leaf's position
+/// ({batchedRecordIdOf}). Nobody can claim, squat or front-run an id or a batch another member
+/// will use, a batched leaf occupies exactly one position of its tree, and single and batched ids
+/// live in one id space that never repeats. The chain checks the author's right to write the
+/// patient's scopes when anything is anchored, for a batch once for the union of its scopes.
+///
+/// What on-chain logic needs (patient, scope, status) lives in one slot per single record. A
+/// batched record has no slot until it is amended or tombstoned; until then its state is its
+/// leaf (patient and scopes from the batch, the rest from the leaf), proven with a
+/// {BatchedRecord}. What only readers need (sha256 of the ciphertext, storage pointer, author,
+/// previous version) is in events. No health data and no identifier is ever stored: a patient is
+/// an address (a pseudonym).
 interface IRecordRegistry {
     /// @notice Lifecycle of a record version.
     enum Status {
@@ -24,18 +35,28 @@ interface IRecordRegistry {
         Status status;
     }
 
-    /// @notice A batch of records anchored under one Merkle root.
-    struct Batch {
+    /// @notice A record anchored in a batch, with what proves it: the batch's key and commitment
+    /// (root, patient, scopes, leafCount), the leaf (index, scope, contentHash, cidHash) and the
+    /// Merkle path from the leaf at `index` to the root.
+    struct BatchedRecord {
         address author;
+        bytes32 batchKey;
+        bytes32 root;
+        address patient;
+        uint64 scopes;
         uint32 leafCount;
-        uint64 anchoredAt;
+        uint32 index;
+        uint64 scope;
+        bytes32 contentHash;
+        bytes32 cidHash;
+        bytes32[] proof;
     }
 
     /// @notice The patient address has not registered.
     error RecordPatientNotRegistered(address patient);
     /// @notice The caller may not write records of this patient in this scope.
     error RecordUnauthorizedAuthor(address author, address patient, uint64 scope);
-    /// @notice A record id is zero or already used.
+    /// @notice The record id derived from the caller and the salt is already used.
     error RecordIdUnavailable(bytes32 recordId);
     /// @notice No record with this id.
     error RecordNotFound(bytes32 recordId);
@@ -45,12 +66,11 @@ interface IRecordRegistry {
     error RecordInvalidContent(bytes32 recordId);
     /// @notice Only the patient may tombstone a record.
     error RecordNotPatient(address caller, bytes32 recordId);
-    /// @notice The proof does not place this leaf in an anchored batch.
-    error RecordInvalidProof(bytes32 root, bytes32 recordId);
-    /// @notice The batch root is zero or already anchored, or its leaf count is zero.
-    error RecordInvalidBatch(bytes32 root);
-    /// @notice The caller is not an active provider or lab and may not anchor batches.
-    error RecordUnauthorizedBatchAuthor(address author);
+    /// @notice The batched record is not a leaf of an anchored batch at the position it claims.
+    error RecordInvalidProof(bytes32 batchId, uint32 index);
+    /// @notice The batch's root, leaf count, scopes or manifest is empty, or the caller already
+    /// used this batch key.
+    error RecordInvalidBatch(bytes32 batchId);
 
     /// @notice An address registered as a patient.
     event PatientRegistered(address indexed patient);
@@ -68,10 +88,15 @@ interface IRecordRegistry {
     event RecordAmended(bytes32 indexed previousId, bytes32 indexed recordId, address indexed author);
     /// @notice A record version was erased (crypto-shredded off chain); it stays tombstoned forever.
     event RecordTombstoned(bytes32 indexed recordId, address indexed patient);
-    /// @notice A batch of records was anchored under a Merkle root; the manifest lists its leaves.
+    /// @notice Records of one patient were anchored under a Merkle root; the manifest lists the
+    /// leaves. Leaf `i` is the record {batchedRecordIdOf}(author, batchKey, i).
     event BatchAnchored(
-        bytes32 indexed root,
+        bytes32 indexed batchId,
         address indexed author,
+        address indexed patient,
+        bytes32 batchKey,
+        bytes32 root,
+        uint64 scopes,
         uint32 leafCount,
         bytes32 manifestHash,
         bytes manifestCid
@@ -82,33 +107,51 @@ interface IRecordRegistry {
     /// Emits a {PatientRegistered} event.
     function registerPatient() external;
 
-    /// @notice Anchor the first version of a record.
-    /// @dev The record id is chosen by the client before encrypting (it is bound into the
-    /// ciphertext), so a failed anchor can be retried with the same stored blob.
+    /// @notice Anchor the first version of a record, under the id {recordIdOf}(caller, salt).
+    /// @dev The client computes the id before encrypting (it is bound into the ciphertext), so a
+    /// failed anchor is retried with the same stored blob and can only land as the same record.
     /// Requirements:
     /// - `patient` is registered;
     /// - the caller is the patient, or an active provider or lab holding an amend grant from the
     ///   patient that covers `scope`;
-    /// - `recordId` is non-zero and unused; `contentHash`, `scope` and `cid` are non-empty.
+    /// - the id is unused; `contentHash`, `scope` and `cid` are non-empty.
     /// Emits a {RecordAdded} event.
-    /// @param recordId The new record's id.
+    /// @param salt The author's salt for this record.
     /// @param patient The patient the record belongs to.
     /// @param contentHash sha256 of the stored ciphertext.
     /// @param scope The category bitmask of the record.
     /// @param cid The storage pointer (binary CID) of the ciphertext.
-    function addRecord(bytes32 recordId, address patient, bytes32 contentHash, uint64 scope, bytes calldata cid)
-        external;
+    /// @return recordId The new record's id.
+    function addRecord(bytes32 salt, address patient, bytes32 contentHash, uint64 scope, bytes calldata cid)
+        external
+        returns (bytes32 recordId);
 
-    /// @notice Anchor a new version of a record; the previous version becomes Superseded.
-    /// @dev The new version keeps the patient and the scope of the previous one.
+    /// @notice Anchor a new version of a single record; the previous version becomes Superseded.
+    /// @dev The new version keeps the patient and the scope of the previous one; its id is
+    /// {recordIdOf}(caller, salt).
     /// Requirements: `previousId` is Active; the caller may write that patient's records in that
-    /// scope; `recordId` is non-zero and unused; `contentHash` and `cid` are non-empty.
+    /// scope; the new id is unused; `contentHash` and `cid` are non-empty.
     /// Emits a {RecordAdded} and a {RecordAmended} event.
     /// @param previousId The version being amended.
-    /// @param recordId The new version's id.
+    /// @param salt The author's salt for the new version.
     /// @param contentHash sha256 of the new ciphertext.
     /// @param cid The storage pointer of the new ciphertext.
-    function amendRecord(bytes32 previousId, bytes32 recordId, bytes32 contentHash, bytes calldata cid) external;
+    /// @return recordId The new version's id.
+    function amendRecord(bytes32 previousId, bytes32 salt, bytes32 contentHash, bytes calldata cid)
+        external
+        returns (bytes32 recordId);
+
+    /// @notice {amendRecord} for a record anchored in a batch.
+    /// Requirements: as {amendRecord}; `previous` is proven in its batch.
+    /// Emits a {RecordAdded} and a {RecordAmended} event.
+    /// @param previous The batched record being amended, with its proof.
+    /// @param salt The author's salt for the new version.
+    /// @param contentHash sha256 of the new ciphertext.
+    /// @param cid The storage pointer of the new ciphertext.
+    /// @return recordId The new version's id.
+    function amendBatchedRecord(BatchedRecord calldata previous, bytes32 salt, bytes32 contentHash, bytes calldata cid)
+        external
+        returns (bytes32 recordId);
 
     /// @notice Mark a record version erased. Irreversible.
     /// @dev Part of crypto-shredding: the keys are destroyed and blobs unpinned off chain.
@@ -117,69 +160,75 @@ interface IRecordRegistry {
     /// @param recordId The version to tombstone.
     function tombstone(bytes32 recordId) external;
 
-    /// @notice Anchor many records in one transaction under a Merkle root of their leaves.
-    /// @dev Leaves are `keccak256(bytes.concat(keccak256(abi.encode(recordId, patient,
-    /// contentHash, scope))))`, the OpenZeppelin double-hash convention.
-    /// Requirements: caller is an active provider or lab; `root` is non-zero and new;
-    /// `leafCount` is non-zero.
+    /// @notice {tombstone} for a record anchored in a batch.
+    /// Requirements: as {tombstone}; `record` is proven in its batch.
+    /// Emits a {RecordTombstoned} event.
+    /// @param record The batched record, with its proof.
+    function tombstoneBatchedRecord(BatchedRecord calldata record) external;
+
+    /// @notice Anchor records of one patient in one transaction under a Merkle root of their leaves.
+    /// @dev Leaf `i` is `keccak256(bytes.concat(keccak256(abi.encode(i, scope, contentHash,
+    /// keccak256(cid)))))` at position `i` of a tree of depth ceil(log2(leafCount)) padded with zero
+    /// leaves; inner nodes are `keccak256(abi.encode(left, right))`. The batch is keyed by
+    /// {batchIdOf}(caller, batchKey), so no one else can anchor under it.
+    /// Requirements: `patient` is registered; the caller is the patient or an active provider or
+    /// lab holding an amend grant covering `scopes`; the batch key is unused by the caller;
+    /// `root`, `scopes`, `leafCount`, `manifestHash` and `manifestCid` are non-empty.
     /// Emits a {BatchAnchored} event.
+    /// @param batchKey The author's key for this batch (fixed before encrypting its records).
+    /// @param patient Whose records the batch holds.
+    /// @param scopes The union of the leaves' scopes.
     /// @param root The Merkle root over the batch's leaves.
     /// @param leafCount The number of leaves.
     /// @param manifestHash sha256 of the stored batch manifest.
     /// @param manifestCid The storage pointer of the batch manifest.
-    function anchorBatch(bytes32 root, uint32 leafCount, bytes32 manifestHash, bytes calldata manifestCid) external;
-
-    /// @notice Erase a record that was anchored in a batch. Irreversible.
-    /// @dev Gives the batched record a stored state (Tombstoned) so later reads are refused.
-    /// Requirements: caller is the leaf's patient; the proof places the leaf in an anchored batch;
-    /// the record id has no stored state yet.
-    /// Emits a {RecordTombstoned} event.
-    /// @param root The batch root.
-    /// @param proof The Merkle proof of the leaf.
-    /// @param recordId The record's id.
-    /// @param contentHash sha256 of the record's ciphertext.
-    /// @param scope The record's scope.
-    function tombstoneBatched(bytes32 root, bytes32[] calldata proof, bytes32 recordId, bytes32 contentHash, uint64 scope)
-        external;
-
-    /// @notice Whether a record leaf is part of an anchored batch.
-    /// @param root The batch root.
-    /// @param proof The Merkle proof of the leaf.
-    /// @param recordId The record's id.
-    /// @param patient The record's patient.
-    /// @param contentHash sha256 of the record's ciphertext.
-    /// @param scope The record's scope.
-    /// @return True when the batch is anchored and the proof is valid.
-    function verifyBatchedRecord(
-        bytes32 root,
-        bytes32[] calldata proof,
-        bytes32 recordId,
+    /// @return batchId The batch's id.
+    function anchorBatch(
+        bytes32 batchKey,
         address patient,
-        bytes32 contentHash,
-        uint64 scope
-    ) external view returns (bool);
+        uint64 scopes,
+        bytes32 root,
+        uint32 leafCount,
+        bytes32 manifestHash,
+        bytes calldata manifestCid
+    ) external returns (bytes32 batchId);
 
-    /// @notice The leaf hash of a batched record, as `verifyBatchedRecord` computes it.
-    function batchLeaf(bytes32 recordId, address patient, bytes32 contentHash, uint64 scope)
+    /// @notice The id and current state of a batched record, if the proof places it in its batch.
+    /// @dev The state is the stored one once the record was amended or tombstoned, else Active
+    /// with the batch's patient and the leaf's scope. Reverts with {RecordInvalidProof} otherwise.
+    /// @param record The batched record, with its proof.
+    /// @return recordId The record's id.
+    /// @return state Its patient, scope and status.
+    function resolveBatchedRecord(BatchedRecord calldata record)
         external
-        pure
-        returns (bytes32);
+        view
+        returns (bytes32 recordId, Record memory state);
 
-    /// @notice The stored status of a record id (None for unknown and for batched records that
-    /// were never tombstoned). Never reverts.
+    /// @notice The id of a single record: `keccak256(abi.encode(uint8(1), author, salt))`.
+    function recordIdOf(address author, bytes32 salt) external pure returns (bytes32);
+
+    /// @notice The id of leaf `index` of a batch: `keccak256(abi.encode(uint8(2), author, batchKey, index))`.
+    function batchedRecordIdOf(address author, bytes32 batchKey, uint32 index) external pure returns (bytes32);
+
+    /// @notice The id of a batch: `keccak256(abi.encode(uint8(3), author, batchKey))`.
+    function batchIdOf(address author, bytes32 batchKey) external pure returns (bytes32);
+
+    /// @notice The stored status of a record id: None for unknown ids and for batched records that
+    /// were never amended or tombstoned. Never reverts.
     /// @param recordId The record id.
     /// @return The status.
     function recordStatus(bytes32 recordId) external view returns (Status);
 
-    /// @notice A record version. Reverts with {RecordNotFound} for unknown ids.
+    /// @notice A stored record version. Reverts with {RecordNotFound} for ids without state.
     /// @param recordId The version to read.
     /// @return The stored record.
     function getRecord(bytes32 recordId) external view returns (Record memory);
 
-    /// @notice A batch. `anchoredAt` is zero for unknown roots.
-    /// @param root The batch root.
-    /// @return The stored batch.
-    function getBatch(bytes32 root) external view returns (Batch memory);
+    /// @notice A batch's commitment `keccak256(abi.encode(root, patient, scopes, leafCount))`;
+    /// zero for unknown batches.
+    /// @param batchId The batch id.
+    /// @return The commitment.
+    function batchCommitment(bytes32 batchId) external view returns (bytes32);
 
     /// @notice Whether `patient` registered.
     /// @param patient The address to check.

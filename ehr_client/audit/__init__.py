@@ -27,13 +27,13 @@ from ehr_client.audit.facts import Facts, register_event
 from ehr_client.audit.fhir_export import audit_event, bundle, consent, export_bundle
 from ehr_client.audit.index import AuditIndex, SyncReport, index_path
 from ehr_client.audit.monitor import Monitor, StepResult, connect, print_alert, scan_alerts
-from ehr_client.audit.queries import AuditRow
+from ehr_client.audit.queries import AuditEntry, AuditRow
 from ehr_client.audit.rules import RULES, Alert, evaluate, evaluate_blocks, most_severe
 from ehr_client.audit.table import alerts_table, audit_rows_table
 from ehr_client.audit.webhook import WebhookSender
 
 __all__ = [
-    "RULES", "Alert", "AuditIndex", "AuditRow", "BreakGlass", "ContractSource", "Facts", "FailedAttempts", "Monitor",
+    "RULES", "Alert", "AuditEntry", "AuditIndex", "AuditRow", "BreakGlass", "ContractSource", "Facts", "FailedAttempts", "Monitor",
     "MonitorConfig", "Polling", "ReadAfterRevoke", "ReadBurst", "StepResult", "SuspendedActivity", "SyncReport",
     "Webhook", "WebhookRejected", "WebhookSender", "WebhookUnavailable", "WorkingHours", "alerts_table",
     "audit_event", "audit_rows_table", "bundle", "config_from_mapping", "connect", "consent", "deployment_sources", "evaluate",

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ehr_client.chain.types import Access, Action, KeyType, Role
 from ehr_client.records import describe
 
 ZERO32 = "0x" + "00" * 32
-ACCESS = {0: "none", 1: "read", 2: "amend"}
-ROLES = {0: "none", 1: "provider", 2: "insurer", 3: "lab", 4: "auditor", 5: "key custodian"}
-KEY_TYPES = {0: "none", 1: "X25519", 2: "secp256k1", 3: "Umbral"}
-ACTIONS = {0: "admit", 1: "reinstate", 2: "add governor", 3: "remove governor", 4: "set threshold"}
+ACCESS = {int(a): a.name.lower() for a in Access}
+ROLES = {int(r): r.name.lower().replace("_", " ") for r in Role}
+KEY_TYPES = {int(KeyType.NONE): "none", int(KeyType.X25519): "X25519", int(KeyType.SECP256K1): "secp256k1",
+             int(KeyType.UMBRAL): "Umbral"}
+ACTIONS = {int(a): a.name.lower().replace("_", " ") for a in Action}
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ _FACTS: dict[tuple[str, str], FactsFn] = {
     ("RecordRegistry", "RecordTombstoned"): lambda a, s: Facts(
         s or a["patient"], a["patient"], record_id=a["recordId"], detail="erased record (tombstone)"),
     ("RecordRegistry", "BatchAnchored"): lambda a, s: Facts(
-        a["author"], related_record=a["root"], detail=f"anchored a batch of {a['leafCount']} records under {a['root']}"),
+        a["author"], a["patient"], related_record=a["batchId"],
+        detail=f"anchored a batch of {a['leafCount']} records (batch {a['batchId']})"),
     ("ConsentManager", "AccessGranted"): _granted,
     ("ConsentManager", "AccessRevoked"): _revoked,
     ("ConsentManager", "AccessRequested"): _requested,

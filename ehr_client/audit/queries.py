@@ -10,14 +10,11 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
 from ehr_client.errors import ConfigError
-
-if TYPE_CHECKING:
-    from ehr_client.client import AuditEntry
 
 Position = tuple[int, int, int]
 
@@ -25,6 +22,20 @@ _EVENT_COLUMNS = ("tx_hash, log_index, block_number, tx_index, timestamp, contra
                   "subject, record_id, related_record, detail, args")
 _TX_COLUMNS = ("tx_hash, -1, block_number, tx_index, timestamp, contract, function, sender, actor, patient, "
                "subject, record_id, related_record, detail, args, status, error, error_args")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One on-chain fact about a patient's records, with block time and transaction."""
+
+    timestamp: int
+    block_number: int
+    log_index: int
+    tx_hash: str
+    event: str
+    actor: str
+    record_id: bytes | None
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -71,9 +82,7 @@ class AuditRow:
         }
 
     def to_audit_entry(self) -> AuditEntry:
-        """The row as an `ehr_client.client.AuditEntry` (what `EHRClient.audit_trail` returns)."""
-        from ehr_client.client import AuditEntry
-
+        """The row as an `AuditEntry` (what `EHRClient.audit_trail` returns)."""
         detail = self.detail if not self.failed else f"{self.detail} -> REVERTED ({self.error or 'no reason'})"
         return AuditEntry(
             timestamp=self.timestamp, block_number=self.block_number, log_index=self.log_index, tx_hash=self.tx_hash,

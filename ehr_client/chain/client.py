@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
 from eth_account.signers.local import LocalAccount
@@ -140,7 +140,7 @@ class ChainClient:
     def call(self, fn: ContractFunction, *, action: str, block: int | str = "latest") -> Any:
         """A view call; reverts become typed errors."""
         try:
-            return self._rpc(lambda: fn.call(block_identifier=block))
+            return self._rpc(lambda: fn.call(block_identifier=cast(Any, block)))
         except ContractLogicError as exc:
             raise revert_error(_revert_data(exc), action=action) from None
 
@@ -169,7 +169,7 @@ class ChainClient:
                         {"from": sender, "nonce": nonce, "gas": int(gas * _GAS_MARGIN), "chainId": self.chain_id}
                     )
                 )
-                signed = account.sign_transaction(tx)
+                signed = account.sign_transaction(cast(Any, tx))
                 try:
                     tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
                     break
@@ -235,13 +235,11 @@ class ChainClient:
         logs: list[Any] = []
         handle = self.contracts[contract].events[event]
         for page_start, page_end in iter_pages(start, end):
-            logs.extend(
-                self._rpc(
-                    lambda s=page_start, e=page_end: handle.get_logs(
-                        from_block=s, to_block=e, argument_filters=filters or {}
-                    )
-                )
-            )
+
+            def page(s: int = page_start, e: int = page_end) -> Any:
+                return handle.get_logs(from_block=s, to_block=e, argument_filters=filters or {})
+
+            logs.extend(self._rpc(page))
         times = self.block_timestamps({log["blockNumber"] for log in logs})
         return [
             EventRecord(
@@ -286,6 +284,10 @@ class ChainClient:
             return self._rpc(fetch)
         except ContractLogicError as exc:
             raise revert_error(_revert_data(exc), action=action) from None
+
+    def head(self) -> int:
+        """The latest block number."""
+        return int(self._rpc(lambda: self.w3.eth.block_number))
 
     def now(self) -> int:
         """The latest block's timestamp: the chain's idea of the current time."""
@@ -349,7 +351,7 @@ def deploy_suite(
         deploy_block=deploy_block,
         deployer=account.address,
         contracts={"Consortium": consortium, "KeyRegistry": keys, "RecordRegistry": records, "ConsentManager": consent},
-        governors=checksummed,
+        governors=[str(g) for g in checksummed],
         threshold=threshold,
     )
 

@@ -1,8 +1,10 @@
-"""Merkle trees for batch anchoring, compatible with OpenZeppelin's `MerkleProof`.
+"""Batch Merkle trees with fixed leaf positions, as `RecordRegistry` verifies them.
 
-Leaves are double-hashed (`keccak256(keccak256(abi.encode(...)))`) so a leaf can never be
-mistaken for an inner node, and inner nodes hash each pair in sorted order, which is what
-`MerkleProof.verify` expects. An odd node at the end of a layer moves up unchanged.
+Leaf ``i`` is ``keccak256(keccak256(abi.encode(uint32 i, uint64 scope, bytes32 contentHash,
+bytes32 keccak256(cid))))`` (double-hashed, so a leaf can never pass for an inner node) and sits at
+position ``i`` of a tree of depth ``ceil(log2(n))`` padded with zero leaves. An inner node is
+``keccak256(left || right)`` in position order, so a proof also proves the leaf's position: one
+position holds one leaf, and a batched record id (derived from the position) names one record.
 """
 
 from __future__ import annotations
@@ -12,56 +14,59 @@ from collections.abc import Sequence
 from eth_abi import encode
 from eth_utils import keccak
 
+ZERO = bytes(32)
 
-def record_leaf(record_id: bytes, patient: str, content_hash: bytes, scope: int) -> bytes:
-    """The leaf of one record, as `RecordRegistry.batchLeaf` computes it."""
-    inner = keccak(encode(["bytes32", "address", "bytes32", "uint64"], [record_id, patient, content_hash, scope]))
+
+def batch_leaf(index: int, scope: int, content_hash: bytes, cid: bytes) -> bytes:
+    """The leaf of the record at `index` of a batch; `cid` is the binary storage pointer."""
+    inner = keccak(encode(["uint32", "uint64", "bytes32", "bytes32"], [index, scope, content_hash, keccak(cid)]))
     return keccak(inner)
 
 
-def _hash_pair(a: bytes, b: bytes) -> bytes:
-    return keccak(a + b) if a < b else keccak(b + a)
+def tree_depth(leaf_count: int) -> int:
+    if leaf_count < 1:
+        raise ValueError("a Merkle tree needs at least one leaf")
+    return (leaf_count - 1).bit_length()
 
 
-class MerkleTree:
-    """A tree over leaves in the order given; proofs index into that order."""
+class PositionalTree:
+    """A tree over leaves in the order given; leaf i sits at position i."""
 
     def __init__(self, leaves: Sequence[bytes]) -> None:
-        if not leaves:
-            raise ValueError("a Merkle tree needs at least one leaf")
         if any(len(leaf) != 32 for leaf in leaves):
             raise ValueError("Merkle leaves must be 32-byte hashes")
-        self._layers: list[list[bytes]] = [list(leaves)]
-        while len(self._layers[-1]) > 1:
-            layer = self._layers[-1]
-            parents = [_hash_pair(layer[i], layer[i + 1]) for i in range(0, len(layer) - 1, 2)]
-            if len(layer) % 2:
-                parents.append(layer[-1])
-            self._layers.append(parents)
+        depth = tree_depth(len(leaves))
+        layer = list(leaves) + [ZERO] * ((1 << depth) - len(leaves))
+        self._count = len(leaves)
+        self._layers: list[list[bytes]] = [layer]
+        while len(layer) > 1:
+            layer = [keccak(layer[i] + layer[i + 1]) for i in range(0, len(layer), 2)]
+            self._layers.append(layer)
 
     @property
     def root(self) -> bytes:
         return self._layers[-1][0]
 
     def __len__(self) -> int:
-        return len(self._layers[0])
+        return self._count
 
     def proof(self, index: int) -> list[bytes]:
         """The sibling hashes from leaf `index` up to the root."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"leaf index {index} out of range 0..{len(self) - 1}")
+        if not 0 <= index < self._count:
+            raise IndexError(f"leaf index {index} out of range 0..{self._count - 1}")
         siblings = []
         for layer in self._layers[:-1]:
-            sibling = index ^ 1
-            if sibling < len(layer):
-                siblings.append(layer[sibling])
+            siblings.append(layer[index ^ 1])
             index //= 2
         return siblings
 
 
-def verify_proof(proof: Sequence[bytes], root: bytes, leaf: bytes) -> bool:
-    """Check a proof off chain exactly as `MerkleProof.verify` does on chain."""
+def root_from_proof(leaf: bytes, index: int, leaf_count: int, proof: Sequence[bytes]) -> bytes | None:
+    """The root a proof leads to, exactly as the contract computes it (None if the path is malformed)."""
+    if not 0 <= index < leaf_count or len(proof) != tree_depth(leaf_count):
+        return None
     node = leaf
     for sibling in proof:
-        node = _hash_pair(node, sibling)
-    return node == root
+        node = keccak(node + sibling) if index % 2 == 0 else keccak(sibling + node)
+        index //= 2
+    return node

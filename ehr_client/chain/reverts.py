@@ -13,6 +13,7 @@ from ehr_client.chain.abi import CONTRACT_NAMES, load_artifact
 from ehr_client.errors import (
     AccessDenied,
     EHRError,
+    IntegrityError,
     RecordErased,
     RecordNotFound,
     SignatureError,
@@ -38,9 +39,10 @@ _HINTS: dict[str, tuple[type[EHRError], Callable[[dict[str, Any]], str]]] = {
         lambda a: f"{_short(a['author'])} may not write records of patient {_short(a['patient'])} in scope "
         f"{a['scope']}: the author needs an active provider/lab membership and an amend grant from the patient",
     ),
-    "RecordUnauthorizedBatchAuthor": (
-        AccessDenied,
-        lambda a: f"{_short(a['author'])} may not anchor batches: only active providers and labs can",
+    "RecordInvalidProof": (
+        IntegrityError,
+        lambda a: f"the chain does not place this record at position {a['index']} of batch {_short(a['batchId'])}: "
+        "the proof or the leaf was altered, or the batch was never anchored",
     ),
     "RecordNotPatient": (
         AccessDenied,

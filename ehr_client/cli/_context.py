@@ -25,6 +25,7 @@ from typing import Any
 import requests
 import typer
 from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
 
 from ehr_client.chain.client import ChainClient
 from ehr_client.chain.deployment import Deployment, deployment_path
@@ -212,7 +213,7 @@ class AppContext:
             chain = ChainClient(self.rpc_url, deployment)
             registry = deployment.address("RecordRegistry")
             try:
-                code = chain.w3.eth.get_code(registry)
+                code = chain.w3.eth.get_code(to_checksum_address(registry))
             except (requests.ConnectionError, requests.Timeout):
                 raise ChainUnavailable(f"cannot reach the chain node at {self.rpc_url}; start it (`ehr node up`)") from None
             if not code:

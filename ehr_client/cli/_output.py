@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from ehr_client.text import short, when
 from ehr_client.chain.client import TxResult
 from ehr_client.storage import BlobStore, Cid
 
@@ -43,20 +44,8 @@ def err() -> Console:
     return _console(stderr=True)
 
 
-def short(value: str | bytes | None, *, keep: int = 6) -> str:
-    """0x1234ab…cdef for addresses, hashes and ids; the full value stays in --json output."""
-    if value is None:
-        return "-"
-    text = "0x" + value.hex() if isinstance(value, bytes) else value
-    return text if len(text) <= 2 * keep + 3 else f"{text[:keep + 2]}…{text[-4:]}"
-
-
 def hexid(value: bytes | None) -> str | None:
     return None if value is None else "0x" + value.hex()
-
-
-def when(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def tx_line(tx: TxResult | None) -> str:

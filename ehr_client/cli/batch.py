@@ -32,22 +32,25 @@ def _report(result: ImportResult, patient: str, json_: bool) -> None:
             "reused": summary.reused,
             "skipped": summary.skipped,
             "records": [
-                {"file": path.name, "recordId": hexid(leaf.record_id), "cid": leaf.cid,
-                 "contentHash": hexid(leaf.content_hash), "scope": leaf.scope}
-                for path, leaf in zip(result.files, summary.records, strict=True)
+                {"file": path.name, "recordId": hexid(record_id)}
+                for path, record_id in zip(result.files, summary.record_ids, strict=True)
             ],
             "batches": [
-                {"root": hexid(b.root), "records": len(b.leaves), "manifestCid": b.manifest_cid,
+                {"batchId": hexid(b.batch_id), "root": hexid(b.root), "records": len(b.records),
+                 "scope": b.records[0].scope if b.records else None, "manifestCid": b.manifest_cid,
                  "manifestHash": hexid(b.manifest_hash), "txHash": b.tx.tx_hash if b.tx else None,
                  "gasUsed": b.tx.gas_used if b.tx else None}
                 for b in summary.batches
             ],
+            "invalid": [{"file": f.path.name, "problem": f.problem} for f in result.skipped],
         })
         return
     out().print(f"imported {len(result.files)} files for {patient}: {summary.stored} stored now, "
-                f"{summary.reused} stored by an interrupted run, {summary.skipped} anchored by an interrupted run")
+                f"{summary.reused} stored by an interrupted run, {summary.skipped} already anchored")
     for batch in summary.batches:
-        out().print(f"  batch {hexid(batch.root)}: {len(batch.leaves)} records, {tx_line(batch.tx)}")
+        out().print(f"  batch {hexid(batch.batch_id)}: {len(batch.records)} records, {tx_line(batch.tx)}")
+    for invalid in result.skipped:
+        err().print(f"[yellow]skipped[/] {invalid.path.name}: {invalid.problem}")
 
 
 def import_records(
@@ -57,6 +60,8 @@ def import_records(
     patient: Annotated[str, typer.Option("--patient", help="The patient's address or local wallet name.")],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE,
                                             help="Records anchored per transaction.")] = DEFAULT_BATCH_SIZE,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid",
+                                               help="Import the valid files and list the invalid ones.")] = False,
     json_: JsonFlag = False,
 ) -> None:
     """Validate every file, then encrypt, store and anchor them in batches for PATIENT (providers and labs)."""
@@ -71,5 +76,6 @@ def import_records(
         def progress(p: BatchProgress) -> None:
             bar.update(task, completed=p.processed, total=p.total, description=_describe(p))
 
-        result = import_directory(client, address, directory, batch_size=batch_size, progress=progress)
+        result = import_directory(client, address, directory, batch_size=batch_size, skip_invalid=skip_invalid,
+                                  progress=progress)
     _report(result, address, json_)

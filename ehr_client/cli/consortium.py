@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ehr_client.cli import _governance as gov
+from ehr_client.chain import governance as gov
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
 from ehr_client.cli._output import JsonFlag, err, out, print_json, tx_line, when

@@ -21,13 +21,13 @@ from typing import Annotated, Any
 
 import typer
 
-from ehr_client.audited import AuditedSharing
+from ehr_client.sharing.audited import AuditedSharing
 from ehr_client.cli import _parse
 from ehr_client.cli._context import AppContext, app_context
 from ehr_client.cli._output import JsonFlag, err, hexid, out, print_json, short, tx_line, when
 from ehr_client.custodian.core import Custodian, CustodianSettings
-from ehr_client.custodian.release import SessionBook
-from ehr_client.custodian.remote import CustodianSet
+from ehr_client.sharing.release import SessionBook
+from ehr_client.sharing.remote import CustodianSet
 from ehr_client.custodian.server import serve as run_server
 from ehr_client.custodian.store import CustodianStore
 from ehr_client.errors import ConfigError, KeyNotFound

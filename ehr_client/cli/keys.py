@@ -12,7 +12,7 @@ from rich.table import Table
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.cli._context import app_context
 from ehr_client.cli._output import JsonFlag, err, out, print_json, tx_line
-from ehr_client.client import X25519_KEY_TYPE
+from ehr_client.chain.types import KeyType
 from ehr_client.errors import ConfigError, KeyNotFound, KeystoreError, TransactionReverted
 from ehr_client.keys import KeyInfo
 
@@ -94,8 +94,8 @@ def list_(ctx: typer.Context, json_: JsonFlag = False) -> None:
 
 def chain_versions(chain: ChainClient, account: str) -> dict[bytes, tuple[int, bool]]:
     """Published X25519 keys of `account`: public key -> (on-chain version, revoked)."""
-    latest = int(chain.call(chain.keys.functions.latestVersion(account, X25519_KEY_TYPE), action="read key versions"))
-    calls = [chain.keys.functions.keyAt(account, X25519_KEY_TYPE, v) for v in range(1, latest + 1)]
+    latest = int(chain.call(chain.keys.functions.latestVersion(account, KeyType.X25519), action="read key versions"))
+    calls = [chain.keys.functions.keyAt(account, KeyType.X25519, v) for v in range(1, latest + 1)]
     found: dict[bytes, tuple[int, bool]] = {}
     for version, key in enumerate(chain.batch_call(calls, action="read published keys"), start=1):
         public, _published_at, revoked_at = key
@@ -106,13 +106,13 @@ def chain_versions(chain: ChainClient, account: str) -> dict[bytes, tuple[int, b
 def publish(chain: ChainClient, account: LocalAccount, key: KeyInfo) -> tuple[int, TxResult | None]:
     """Publish `key` unless it already is the account's current key; (on-chain version, tx or None)."""
     try:
-        version, current = chain.call(chain.keys.functions.currentKey(account.address, X25519_KEY_TYPE),
+        version, current = chain.call(chain.keys.functions.currentKey(account.address, KeyType.X25519),
                                       action="look up encryption key")
         if bytes(current) == key.public_key:
             return int(version), None
     except TransactionReverted:
         pass  # no active key yet
-    tx = chain.transact(account, chain.keys.functions.publishKey(X25519_KEY_TYPE, key.public_key),
+    tx = chain.transact(account, chain.keys.functions.publishKey(KeyType.X25519, key.public_key),
                         action="publish encryption key")
     return int(chain.events_in(tx, "KeyRegistry", "KeyPublished")[0]["version"]), tx
 
@@ -168,7 +168,7 @@ def revoke(
     elif published[1]:
         out().print(f"x25519 key v{key.version} (on-chain version {published[0]}) was already revoked on chain")
     else:
-        tx = chain.transact(account, chain.keys.functions.revokeKey(X25519_KEY_TYPE, published[0]),
+        tx = chain.transact(account, chain.keys.functions.revokeKey(KeyType.X25519, published[0]),
                             action="revoke encryption key")
         out().print(f"revoked x25519 key v{key.version} on chain (on-chain version {published[0]}; {tx_line(tx)})")
     keystore.mark_revoked("x25519", key.version)

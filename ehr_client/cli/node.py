@@ -17,12 +17,12 @@ import requests
 import typer
 from rich.table import Table
 
-from ehr_client import processes as _procs
+from ehr_client.dev import processes as _procs
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context, read_node_state
 from ehr_client.cli._output import JsonFlag, err, out, print_json
 from ehr_client.errors import ChainUnavailable, ConfigError
-from ehr_client.node import AnvilNode
+from ehr_client.dev.node import AnvilNode
 from ehr_client.storage.kubo import KuboDaemon, find_kubo_binary
 
 app = typer.Typer(help="Run a local Anvil (and Kubo) in the background.", no_args_is_help=True)

@@ -14,7 +14,7 @@ from rich.table import Table
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
 from ehr_client.cli._output import JsonFlag, ProgressStore, err, hexid, out, print_json, short, tx_line, when
-from ehr_client.client import FHIR_MEDIA_TYPE, EHRClient, RecordInfo, WriteResult
+from ehr_client.client import FHIR_MEDIA_TYPE, EHRClient, RecordInfo, Skipped, WriteResult
 from ehr_client.errors import ConfigError, IntegrityError, InvalidRecord
 from ehr_client.records import describe
 
@@ -41,7 +41,12 @@ def info_json(info: RecordInfo) -> dict[str, Any]:
         "blockNumber": info.block_number,
         "timestamp": info.timestamp,
         "txHash": info.tx_hash,
+        "batchId": hexid(info.batch.batch_id) if info.batch else None,
     }
+
+
+def skipped_json(item: Skipped) -> dict[str, Any]:
+    return {"what": item.what, "reason": item.reason, "author": item.author, "txHash": item.tx_hash}
 
 
 def _report_write(result: WriteResult, json_: bool) -> None:
@@ -49,7 +54,7 @@ def _report_write(result: WriteResult, json_: bool) -> None:
         print_json({
             "recordId": hexid(result.record_id), "cid": result.cid, "contentHash": hexid(result.content_hash),
             "txHash": result.tx.tx_hash if result.tx else None, "gasUsed": result.tx.gas_used if result.tx else None,
-            "reusedPending": result.reused_pending,
+            "reusedPending": result.reused_pending, "scope": result.scope, "scopeNames": describe(result.scope),
         })
         return
     out().print(f"record {hexid(result.record_id)}")
@@ -160,6 +165,7 @@ def _info_card(info: RecordInfo, names: dict[str, str]) -> None:
         ("patient", _named(info.patient, names, full=True)), ("author", _named(info.author, names, full=True)),
         ("anchored", f"{when(info.timestamp)}, block {info.block_number}, tx {info.tx_hash}"),
         ("previous", hexid(info.previous_id) or "-"), ("content hash", hexid(info.content_hash)), ("cid", info.cid),
+        ("batch", f"{hexid(info.batch.batch_id)}, leaf {info.batch.index}" if info.batch else "-"),
     ):
         card.add_row(label, str(value))
     out().print(card)
@@ -172,10 +178,10 @@ def _named(address: str, names: dict[str, str], *, full: bool = False) -> str:
 
 
 def _info_table(infos: list[RecordInfo], names: dict[str, str]) -> None:
-    table = Table("record", "status", "scope", "author", "anchored", "amends")
+    table = Table("record", "status", "scope", "author", "anchored", "amends", "batch")
     for i in infos:
         table.add_row(hexid(i.record_id), i.status, ",".join(describe(i.scope)), _named(i.author, names),
-                      when(i.timestamp), short(i.previous_id))
+                      when(i.timestamp), short(i.previous_id), short(i.batch.batch_id) if i.batch else "")
     out().print(table)
 
 
@@ -185,17 +191,22 @@ def list_(
     patient: Annotated[str | None, typer.Argument(help="Patient address or wallet name; default: --wallet.")] = None,
     json_: JsonFlag = False,
 ) -> None:
-    """List every record version of a patient (chain facts only; no password needed)."""
+    """List every record version of a patient, single and batched (chain facts only; no password needed).
+
+    Batches another member anchored that cannot be verified are left out and reported."""
     app_ = app_context(ctx)
     address = _parse.address(app_, patient or app_.settings.wallet)
-    infos = app_.reader().list_records(address)
+    listing = app_.reader().list_records_report(address)
     if json_:
-        print_json([info_json(i) for i in infos])
+        print_json({"records": [info_json(i) for i in listing.records],
+                    "skipped": [skipped_json(s) for s in listing.skipped]})
         return
-    if not infos:
+    for item in listing.skipped:
+        err().print(f"[yellow]skipped[/] {item.what} by {item.author}: {item.reason}")
+    if not listing.records:
         err().print(f"no records for {address}")
         return
-    _info_table(infos, app_.known_wallets())
+    _info_table(list(listing.records), app_.known_wallets())
 
 
 @app.command("verify")

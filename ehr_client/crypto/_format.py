@@ -88,10 +88,12 @@ def chunk_nonce(nonce_prefix: bytes, counter: int, final: bool) -> bytes:
     return nonce_prefix + counter.to_bytes(4, "big") + (b"\x01" if final else b"\x00")
 
 
-def record_associated_data(record_id: bytes, version: int) -> bytes:
+def record_associated_data(record_id: bytes, version: int, context: bytes = b"") -> bytes:
     """The bytes that bind a ciphertext or a wrapped key to one record version.
 
-    ``record_id`` (32 bytes, the on-chain ``bytes32``) followed by ``version`` as a big-endian uint64.
+    ``record_id`` (32 bytes, the on-chain ``bytes32``), ``version`` as a big-endian uint64, then
+    ``context``: what else the caller binds (the client binds patient, scope and author, see
+    ``ehr_client.package.RecordBinding``).
 
     Raises:
         InvalidRecord: the id is not 32 bytes or the version is not an integer in [0, 2**64).
@@ -100,7 +102,7 @@ def record_associated_data(record_id: bytes, version: int) -> bytes:
         raise InvalidRecord(f"a record id must be {RECORD_ID_SIZE} bytes (the on-chain bytes32): pass the raw id, not hex")
     if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**64:
         raise InvalidRecord("a record version must be an integer from 0 to 2**64 - 1")
-    return bytes(record_id) + version.to_bytes(8, "big")
+    return bytes(record_id) + version.to_bytes(8, "big") + bytes(context)
 
 
 def check_chunk_size(chunk_size: int) -> None:

@@ -57,10 +57,10 @@ class _Sealer(NamedTuple):
     chunk_size: int
 
 
-def _sealer(data_key: bytes, record_id: bytes, version: int, chunk_size: int) -> _Sealer:
+def _sealer(data_key: bytes, record_id: bytes, version: int, chunk_size: int, context: bytes = b"") -> _Sealer:
     check_data_key(data_key)
     check_chunk_size(chunk_size)
-    binding = record_associated_data(record_id, version)
+    binding = record_associated_data(record_id, version, context)
     prefix = os.urandom(NONCE_PREFIX_SIZE)
     key, commitment = derive_stream_keys(bytes(data_key), prefix)
     header = StreamHeader(chunk_size, prefix, commitment).to_bytes()
@@ -82,6 +82,7 @@ def iter_encrypt(
     record_id: bytes,
     version: int,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    context: bytes = b"",
 ) -> Iterator[bytes]:
     """Yield the envelope piece by piece: the header, then one ciphertext chunk per `chunk_size` bytes.
 
@@ -92,7 +93,7 @@ def iter_encrypt(
         InvalidRecord: `record_id` or `version` is malformed.
         ValueError: the data key is not 32 bytes or `chunk_size` is out of range.
     """
-    sealer = _sealer(data_key, record_id, version, chunk_size)
+    sealer = _sealer(data_key, record_id, version, chunk_size, context)
 
     def chunks() -> Iterator[bytes]:
         yield sealer.header
@@ -158,7 +159,9 @@ def _ciphertext_chunks(source: ByteSource, data_key: bytes, binding: bytes) -> I
         yield opener, chunk_nonce(opener.nonce_prefix, counter, final), view
 
 
-def iter_decrypt(source: ByteSource, data_key: bytes, *, record_id: bytes, version: int) -> Iterator[bytes]:
+def iter_decrypt(
+    source: ByteSource, data_key: bytes, *, record_id: bytes, version: int, context: bytes = b""
+) -> Iterator[bytes]:
     """Yield the plaintext chunk by chunk, each only after its tag has been verified.
 
     Raises:
@@ -166,7 +169,7 @@ def iter_decrypt(source: ByteSource, data_key: bytes, *, record_id: bytes, versi
             cut short; treat what was yielded as incomplete until the iterator ends cleanly.
         InvalidRecord: `record_id` or `version` is malformed (raised at once, not on iteration).
     """
-    binding = record_associated_data(record_id, version)
+    binding = record_associated_data(record_id, version, context)
 
     def chunks() -> Iterator[bytes]:
         for opener, nonce, ciphertext in _ciphertext_chunks(source, data_key, binding):

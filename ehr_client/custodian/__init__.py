@@ -4,7 +4,7 @@
 - `service.create_app` / `server.serve`: its HTTP API and process (`ehr custodian serve`);
 - `store.CustodianStore`: its SQLite state (fragments, release and refusal log, MFA);
 - `remote.CustodianClient` / `CustodianSet`: the client side; `release.CustodianRelease` the
-  grantee's key release; `ehr_client.audited.AuditedSharing` the patient's and grantee's API.
+  grantee's key release; `ehr_client.sharing.audited.AuditedSharing` the patient's and grantee's API.
 """
 
 from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable, KeyReleaseDenied

@@ -1,12 +1,14 @@
 """What a custodian asks the chain before it releases anything, whatever the caller claims.
 
-- the record exists and is not erased (RecordRegistry.getRecord gives patient and scope);
+- the record exists and is not erased: RecordRegistry.getRecord gives patient and scope of a
+  record with stored state; a batched record is found from the BatchAnchored events alone
+  (`ehr_client.chain.batches`), which name its patient and the scopes the chain checked;
 - the grantee may read that scope now (ConsentManager.canRead), and the grant's expiry is
   still ahead by the custodian's own clock too (a view at `latest` sees the last block's time,
   which lags on a chain that mines only on demand);
 - the access request is on chain: the caller names a transaction, and its receipt must hold an
-  AccessRequested log from this deployment's ConsentManager for this record and this reader,
-  mined within the last `max_request_blocks` blocks and `max_request_age` seconds.
+  AccessRequested log from this deployment's ConsentManager for this record and this reader that
+  names the record's patient (the contract cannot name another; the custodian checks anyway), mined within the last `max_request_blocks` blocks and `max_request_age` seconds.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import requests
 from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound
 
+from ehr_client.chain.batches import BatchIndex
 from ehr_client.chain.client import ChainClient
-from ehr_client.client import STATUS, UMBRAL_KEY_TYPE, X25519_KEY_TYPE
+from ehr_client.chain.types import KeyType, Role, Status
 from ehr_client.custodian.errors import CustodianRefused
 from ehr_client.errors import ChainUnavailable, RecordNotFound, TransactionReverted
 
-KEY_CUSTODIAN_ROLE = 5
+KEY_CUSTODIAN_ROLE = Role.KEY_CUSTODIAN
+UMBRAL_KEY_TYPE = KeyType.UMBRAL
+X25519_KEY_TYPE = KeyType.X25519
 T = TypeVar("T")
 
 
@@ -58,6 +63,7 @@ class ChainChecks:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.chain = chain
+        self.batches = BatchIndex(chain)
         self.max_request_age = max_request_age
         self.max_request_blocks = max_request_blocks
         self.clock = clock
@@ -71,8 +77,13 @@ class ChainChecks:
             patient, scope, status = self.chain.call(self.chain.records.functions.getRecord(record_id),
                                                      action="look up record")
         except RecordNotFound:
-            raise CustodianRefused("record-unknown", f"record 0x{record_id.hex()} is not anchored on this chain") from None
-        return RecordFacts(record_id, str(patient), int(scope), STATUS[int(status)])
+            located = self.batches.locate(record_id)
+            if located is None:
+                raise CustodianRefused("record-unknown",
+                                       f"record 0x{record_id.hex()} is not anchored on this chain") from None
+            event, _ = located
+            return RecordFacts(record_id, str(event.args["patient"]), int(event.args["scopes"]), "active")
+        return RecordFacts(record_id, str(patient), int(scope), Status(int(status)).label)
 
     def live_record(self, record_id: bytes) -> RecordFacts:
         facts = self.record(record_id)
@@ -102,16 +113,17 @@ class ChainChecks:
         """The latest block number."""
         return int(self._rpc(lambda: self.chain.w3.eth.block_number))
 
-    def access_request(self, record_id: bytes, grantee: str, tx_hash: str) -> AccessProof:
+    def access_request(self, record_id: bytes, grantee: str, tx_hash: str, *, patient: str) -> AccessProof:
         w3 = self.chain.w3
         try:
             receipt: Any = self._rpc(lambda: w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
         except TransactionNotFound:
             raise CustodianRefused("no-access-request", f"transaction {tx_hash} is not mined on this chain") from None
-        if receipt["status"] != 1 or not self._has_access_log(receipt["logs"], record_id, grantee):
+        if receipt["status"] != 1 or not self._has_access_log(receipt["logs"], record_id, grantee, patient):
             raise CustodianRefused(
                 "no-access-request",
-                f"transaction {tx_hash} holds no AccessRequested event of {grantee} for record 0x{record_id.hex()}; "
+                f"transaction {tx_hash} holds no AccessRequested event of {grantee} for record 0x{record_id.hex()} "
+                f"of patient {patient}; "
                 "call requestAccess first",
             )
         block = int(receipt["blockNumber"])
@@ -125,7 +137,7 @@ class ChainChecks:
             )
         return AccessProof(tx_hash, block, timestamp)
 
-    def _has_access_log(self, logs: list[Any], record_id: bytes, grantee: str) -> bool:
+    def _has_access_log(self, logs: list[Any], record_id: bytes, grantee: str, patient: str) -> bool:
         consent = self.chain.consent
         event = consent.events.AccessRequested()
         topic = HexBytes(event.topic)
@@ -134,7 +146,8 @@ class ChainChecks:
             if log.get("address") != consent.address or not topics or HexBytes(topics[0]) != topic:
                 continue
             args = event.process_log(log)["args"]
-            if bytes(args["recordId"]) == record_id and str(args["reader"]) == grantee:
+            if (bytes(args["recordId"]) == record_id and str(args["reader"]) == grantee
+                    and str(args["patient"]) == patient):
                 return True
         return False
 

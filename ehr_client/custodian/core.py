@@ -22,7 +22,7 @@ from typing import Any
 import umbral_pre
 
 from ehr_client.chain.client import ChainClient
-from ehr_client.client import Identity
+from ehr_client.keys import Identity
 from ehr_client.crypto import x25519_public_key
 from ehr_client.custodian import messages, totp
 from ehr_client.custodian.checks import ChainChecks
@@ -205,7 +205,7 @@ class Custodian:
             record_id = bytes.fromhex(clean["recordId"][2:])
             facts = self.checks.live_record(record_id)
             self.checks.grant_valid(facts, grantee)
-            proof = self.checks.access_request(record_id, grantee, clean["accessTx"])
+            proof = self.checks.access_request(record_id, grantee, clean["accessTx"], patient=facts.patient)
             if self.store.access_request_used(proof.tx_hash):
                 raise CustodianRefused("access-request-used",
                                        "this access request was already answered; request access again")

@@ -11,6 +11,7 @@ import pytest
 from web3.contract.contract import ContractFunction
 
 from ehr_client.audit import AuditIndex
+from ehr_client.chain.ids import record_id_of
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.client import Identity
 from ehr_client.crypto import generate_x25519_keypair, x25519_public_key
@@ -52,19 +53,19 @@ class Script:
 
     def add_record(self, *, author: str = "patient", patient: str = "patient", scope: int = LAB_SCOPE) -> bytes:
         n = next(self._records)
-        record_id = n.to_bytes(32, "big")
+        salt = n.to_bytes(32, "big")
         content_hash = (n + 1_000_000).to_bytes(32, "big")
         cid = b"\x01\x55\x12\x20" + content_hash
-        self.tx(author, self.chain.records.functions.addRecord(record_id, self.address(patient), content_hash, scope, cid))
-        return record_id
+        self.tx(author, self.chain.records.functions.addRecord(salt, self.address(patient), content_hash, scope, cid))
+        return record_id_of(self.address(author), salt)
 
     def amend(self, previous: bytes, *, author: str) -> bytes:
         n = next(self._records)
-        record_id = n.to_bytes(32, "big")
+        salt = n.to_bytes(32, "big")
         content_hash = (n + 1_000_000).to_bytes(32, "big")
-        self.tx(author, self.chain.records.functions.amendRecord(previous, record_id, content_hash,
+        self.tx(author, self.chain.records.functions.amendRecord(previous, salt, content_hash,
                                                                   b"\x01\x55\x12\x20" + content_hash))
-        return record_id
+        return record_id_of(self.address(author), salt)
 
     def grant(self, grantee: str, *, patient: str = "patient", scopes: int = LAB_SCOPE, access: int = ACCESS_READ,
               ttl: int = 30 * DAY) -> TxResult:

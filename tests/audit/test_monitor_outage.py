@@ -20,7 +20,7 @@ from eth_account import Account
 from ehr_client.audit import Monitor, config_from_mapping
 from ehr_client.audit.rules import FAILED_ATTEMPT
 from ehr_client.chain.client import ChainClient, deploy_suite
-from ehr_client.node import DEV_MNEMONIC, find_anvil_binary
+from ehr_client.dev.node import DEV_MNEMONIC, find_anvil_binary
 
 
 def _free_port() -> int:

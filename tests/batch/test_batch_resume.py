@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ehr_client.batch import BatchItem, BatchWriter, import_directory, list_batched_records, read_batched_record
+from ehr_client.batch import BatchItem, BatchWriter, JournalDamaged, import_directory
+from ehr_client.batch.journal import _checksum
 from ehr_client.errors import AccessDenied, ChainUnavailable, ConfigError
 from ehr_client.records import canonicalize
 from tests.batch.conftest import observation
@@ -56,9 +57,9 @@ def test_anchor_timeout_then_rerun_reanchors_the_stored_batch_without_duplicates
     assert (summary.stored, summary.reused, summary.skipped) == (0, 5, 0)
     assert len(summary.batches) == 1 and summary.batches[0].tx is not None
     assert _blobs(store) == stored
-    located = list_batched_records(patient, patient.address)
-    assert [r.record_id for r in located] == [r.record_id for r in summary.records]
-    assert read_batched_record(patient, located[4]).data == canonicalize(observation(4))
+    located = patient.list_records(patient.address)
+    assert [r.record_id for r in located] == list(summary.record_ids)
+    assert patient.read_record(located[4].record_id).data == canonicalize(observation(4))
     assert writer.pending() == [] and not writer.journal.path.exists()
 
 
@@ -75,7 +76,7 @@ def test_anchor_mined_after_the_timeout_is_found_and_not_sent_again(people, writ
 
     assert len(summary.batches) == 1 and summary.batches[0].tx is None
     assert summary.batches[0].root == _anchored_roots(writer_lab)[0] and len(_anchored_roots(writer_lab)) == 1
-    assert len(list_batched_records(patient, patient.address)) == 3 and len(_blobs(store)) == 4
+    assert len(patient.list_records(patient.address)) == 3 and len(_blobs(store)) == 4
 
 
 def test_grant_revoked_before_the_resumed_anchor_anchors_nothing_until_discarded(people, writer_lab, store):
@@ -87,7 +88,7 @@ def test_grant_revoked_before_the_resumed_anchor_anchors_nothing_until_discarded
         writer_lab.chain.w3.provider.make_request("anvil_dropAllTransactions", [])
     patient.revoke(writer_lab.address)
 
-    with pytest.raises(AccessDenied, match="lost the right to write"):
+    with pytest.raises(AccessDenied, match="may not write records"):
         writer.resume()
     assert _anchored_roots(writer_lab) == [] and len(writer.pending()) == 3
 
@@ -123,16 +124,22 @@ def test_process_killed_mid_import_resumes_without_duplicates_or_orphans(
 
     summary = result.summary
     assert (summary.skipped, summary.reused, summary.stored) == (8, 3, 3)
-    assert len(_anchored_roots(writer_lab)) == 2 and [len(b.leaves) for b in summary.batches] == [6]
-    located = list_batched_records(patient, patient.address)
+    assert len(_anchored_roots(writer_lab)) == 2 and [len(b.records) for b in summary.batches] == [6]
+    located = patient.list_records(patient.address)
     assert len(located) == 14 and len({r.record_id for r in located}) == 14
-    assert [r.record_id for r in located] == [r.record_id for r in summary.records]
-    referenced = {r.cid for r in located} | {b.manifest_cid for b in summary.batches}
+    assert [r.record_id for r in located] == list(summary.record_ids)
+    manifests = {str(r.batch.manifest_cid) for r in located if r.batch}
+    referenced = {r.cid for r in located} | manifests
     on_disk = {p.name for p in _blobs(store)}
     assert len(on_disk) == 14 + 2 and referenced <= on_disk  # every blob is a record or a manifest
-    assert read_batched_record(patient, located[13]).data == canonicalize(observation(13))
+    assert patient.read_record(located[13].record_id).data == canonicalize(observation(13))
     assert not writer_lab.state_dir.joinpath("batch", "journal.jsonl").exists()
-    assert os.listdir(writer_lab.state_dir / "batch") == ["lock"]
+    assert sorted(os.listdir(writer_lab.state_dir / "batch")) == ["anchored.log", "lock"]
+
+    # the same import run again, after it completed: nothing is written twice
+    again = import_directory(writer_lab, patient.address, directory, batch_size=8).summary
+    assert (again.skipped, again.stored, again.batches) == (14, 0, ())
+    assert len(patient.list_records(patient.address)) == 14
 
 
 def test_torn_last_journal_line_is_cut_off_and_the_write_resumes(people, writer_lab, store):
@@ -151,9 +158,36 @@ def test_torn_last_journal_line_is_cut_off_and_the_write_resumes(people, writer_
     assert (summary.stored, summary.reused) == (0, 3) and len(_anchored_roots(writer_lab)) == 1
 
 
-def test_damaged_journal_is_refused_with_what_to_do(writer_lab):
+def _line(payload: str) -> str:
+    return payload + "\t" + _checksum(payload.encode()).decode() + "\n"
+
+
+@pytest.mark.parametrize("damage", ["unchecksummed line", "line cut in the middle", "flipped byte"])
+def test_damaged_journal_is_refused_with_what_to_do_and_nothing_is_replayed(people, writer_lab, store, damage):
+    patient = people["patient"]
+    writer = BatchWriter(writer_lab)
+    with _Stalled(writer_lab):
+        with pytest.raises(ChainUnavailable):
+            writer.write([BatchItem(patient.address, observation(i)) for i in range(3)])
+        writer_lab.chain.w3.provider.make_request("anvil_dropAllTransactions", [])
+    lines = writer.journal.path.read_text().splitlines(keepends=True)
+    assert '"index":1' in lines[3]
+    if damage == "unchecksummed line":
+        lines[3] = lines[3].split("\t")[0] + "\n"
+    elif damage == "line cut in the middle":
+        lines[3] = lines[3][: len(lines[3]) // 2] + "\n"
+    else:
+        lines[3] = lines[3].replace('"index":1', '"index":2')
+    writer.journal.path.write_text("".join(lines))
+    with pytest.raises(JournalDamaged, match="damaged at line 4.*Move it"):
+        writer.write([BatchItem(patient.address, observation(i)) for i in range(3)])
+    with pytest.raises(ConfigError):
+        writer.pending()
+    assert _anchored_roots(writer_lab) == []
+
+
+def test_a_well_formed_journal_replays(writer_lab):
     writer = BatchWriter(writer_lab)
     writer.journal.dir.mkdir(parents=True)
-    writer.journal.path.write_text(f'{{"op":"start","author":"{writer_lab.address}"}}\nnot json\n{{"op":"anchored"}}\n')
-    with pytest.raises(ConfigError, match="damaged at line 2.*move it aside"):
-        writer.pending()
+    writer.journal.path.write_text(_line(f'{{"op":"start","author":"{writer_lab.address}"}}'))
+    assert writer.pending() == []

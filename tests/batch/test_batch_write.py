@@ -3,7 +3,7 @@ import json
 import pytest
 import umbral_pre
 
-from ehr_client.batch import BatchBusy, BatchItem, BatchWriter, list_batched_records, read_batched_record
+from ehr_client.batch import BatchBusy, BatchItem, BatchWriter
 from ehr_client.client import EHRClient, Identity
 from ehr_client.errors import AccessDenied, InvalidRecord, KeyNotFound
 from ehr_client.package import parse_header
@@ -21,26 +21,29 @@ def test_batch_write_sends_one_anchor_per_batch_and_every_record_reads_back(peop
     items = [BatchItem(patient.address, observation(i)) for i in range(9)] + [BatchItem(patient.address, condition(0))]
     summary = BatchWriter(writer_lab, batch_size=4).write(items)
 
-    assert [len(b.leaves) for b in summary.batches] == [4, 4, 2]
-    assert len({b.tx.tx_hash for b in summary.batches}) == 3
+    # one batch per patient and scope: 4 + 4 + 1 lab results, then the condition on its own
+    assert [len(b.records) for b in summary.batches] == [4, 4, 1, 1]
+    assert len({b.tx.tx_hash for b in summary.batches}) == 4
     assert (summary.stored, summary.reused, summary.skipped) == (10, 0, 0)
-    assert [r.scope for r in summary.records] == [LAB] * 9 + [CONDITIONS]
-    assert len(_blobs(store)) == 10 + 3  # one blob per record, one manifest per batch
-    located = list_batched_records(patient, patient.address)
-    assert [r.record_id for r in located] == [r.record_id for r in summary.records]
-    assert {r.author for r in located} == {writer_lab.address}
+    assert [b.records[0].scope for b in summary.batches] == [LAB, LAB, LAB, CONDITIONS]
+    assert len(_blobs(store)) == 10 + 4  # one blob per record, one manifest per batch
+    located = patient.list_records(patient.address)
+    assert sorted(r.record_id for r in located) == sorted(summary.record_ids)
+    assert {r.author for r in located} == {writer_lab.address} and all(r.batched for r in located)
     for i in (0, 5, 8):
-        assert read_batched_record(patient, located[i]).data == canonicalize(observation(i))
-    assert read_batched_record(writer_lab, located[9].record_id).resource()["code"]["text"] == "condition 0"
+        assert patient.read_record(summary.record_ids[i]).data == canonicalize(observation(i))
+    assert writer_lab.read_record(summary.record_ids[9]).resource()["code"]["text"] == "condition 0"
 
 
 def test_manifest_lists_every_leaf_and_holds_no_health_data(people, writer_lab, store):
     patient = people["patient"]
     summary = BatchWriter(writer_lab).write([BatchItem(patient.address, observation(i)) for i in range(3)])
     manifest = json.loads(store.get(summary.batches[0].manifest_cid))
-    assert manifest["format"] == "ehr-batch-manifest/1" and manifest["author"] == writer_lab.address
-    assert [leaf["recordId"] for leaf in manifest["leaves"]] == ["0x" + r.record_id.hex() for r in summary.records]
-    assert set(manifest["leaves"][0]) == {"recordId", "patient", "contentHash", "scope", "cid"}
+    assert manifest["format"] == "ehr-batch-manifest/2" and manifest["author"] == writer_lab.address
+    assert manifest["patient"] == patient.address and manifest["scopes"] == LAB
+    assert [leaf["contentHash"] for leaf in manifest["leaves"]] == [
+        "0x" + r.content_hash.hex() for r in summary.batches[0].records]
+    assert set(manifest["leaves"][0]) == {"contentHash", "scope", "cid"}
     for blob in _blobs(store):
         assert b"Glucose" not in blob.read_bytes() and b"fasting" not in blob.read_bytes()
 
@@ -48,7 +51,7 @@ def test_manifest_lists_every_leaf_and_holds_no_health_data(people, writer_lab, 
 def test_identical_records_in_one_write_are_both_kept(people, writer_lab):
     patient = people["patient"]
     summary = BatchWriter(writer_lab).write([BatchItem(patient.address, observation(1))] * 2)
-    assert len({r.record_id for r in summary.records}) == 2 and summary.stored == 2
+    assert len(set(summary.record_ids)) == 2 and summary.stored == 2
 
 
 def test_insurer_cannot_batch_write_and_nothing_is_stored(people, store):
@@ -72,10 +75,18 @@ def test_lab_without_amend_grant_for_the_scope_is_refused_before_storing(people,
     assert writer.pending() == []
 
 
-def test_patient_cannot_anchor_batches_even_for_themselves(people, store):
+def test_patient_batches_her_own_records(people, store):
     patient = people["patient"]
-    with pytest.raises(AccessDenied, match="only active provider and lab"):
-        BatchWriter(patient).write([BatchItem(patient.address, observation(0))])
+    summary = BatchWriter(patient).write([BatchItem(patient.address, observation(i)) for i in range(2)])
+    assert patient.read_record(summary.record_ids[1]).data == canonicalize(observation(1))
+
+
+def test_patient_cannot_batch_write_for_another_patient(people, ids, store):
+    patient, other = people["patient"], ids["other_patient"]
+    people["patient"].chain.transact(other.account, people["patient"].chain.records.functions.registerPatient(),
+                                     action="register")
+    with pytest.raises(AccessDenied, match="may not write records"):
+        BatchWriter(patient).write([BatchItem(other.address, observation(0))])
     assert _blobs(store) == []
 
 
@@ -101,7 +112,7 @@ def test_malformed_record_stops_its_batch_before_anything_of_it_is_stored(people
         BatchWriter(writer_lab, batch_size=8).write([BatchItem(patient.address, observation(i)) for i in range(3)]
                                              + [BatchItem(patient.address, bad)])
     assert _blobs(store) == []
-    assert list_batched_records(patient, patient.address) == []
+    assert patient.list_records(patient.address) == []
 
 
 def test_second_writer_on_the_same_state_directory_is_refused(people, writer_lab):
@@ -119,7 +130,7 @@ def test_batched_record_has_the_same_keyring_as_a_single_write(people, writer_la
                             {1: bytes(umbral_pre.SecretKey.random().to_be_bytes())})
         EHRClient(patient.chain, store, identity, state_dir=patient.state_dir).publish_umbral_key()
     single = writer_lab.add_record(patient.address, observation(0))
-    batched = BatchWriter(writer_lab).write([BatchItem(patient.address, observation(0))]).records[0]
+    batched = BatchWriter(writer_lab).write([BatchItem(patient.address, observation(0))]).batches[0].records[0]
     one, _ = parse_header(store.get(single.cid))
     other, _ = parse_header(store.get(batched.cid))
     assert (other.version, other.media_type) == (one.version, one.media_type)

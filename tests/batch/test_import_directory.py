@@ -4,7 +4,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ehr_client.batch import import_directory, list_batched_records, read_batched_record
+from ehr_client.batch import import_directory
 from ehr_client.cli._context import AppContext, Settings
 from ehr_client.cli._errors import ErrorReportingGroup
 from ehr_client.cli.batch import import_records
@@ -28,21 +28,32 @@ def test_import_directory_writes_each_file_in_batches_and_reports_progress(peopl
     result = import_directory(writer_lab, patient.address, directory, batch_size=3, progress=seen.append)
 
     assert [p.name for p in result.files] == [f"obs-{i:04d}.json" for i in range(7)]
-    assert [len(b.leaves) for b in result.summary.batches] == [3, 3, 1]
+    assert [len(b.records) for b in result.summary.batches] == [3, 3, 1]
     assert [p.processed for p in seen if p.anchored < 7][-1] == 7 and seen[-1].anchored == 7
     assert all(p.total == 7 for p in seen)
     assert [a.processed for a in seen] == sorted(a.processed for a in seen)
-    located = {r.record_id: r for r in list_batched_records(patient, patient.address)}
-    for i, record in enumerate(result.summary.records):
-        assert read_batched_record(patient, located[record.record_id]).data == canonicalize(observation(i))
+    for i, record_id in enumerate(result.summary.record_ids):
+        assert patient.read_record(record_id).data == canonicalize(observation(i))
 
 
-def test_import_directory_refuses_an_invalid_file_before_storing_anything(people, writer_lab, fhir_dir, store):
+def test_import_directory_lists_every_invalid_file_before_storing_anything(people, writer_lab, fhir_dir, store):
     directory = fhir_dir(4)
     (directory / "obs-0002.json").write_text(json.dumps({"resourceType": "Observation", "code": {"text": "x"}}))
-    with pytest.raises(InvalidRecord, match=r"obs-0002\.json: .*Observation\.status.*nothing was imported"):
+    (directory / "obs-0003.json").write_text("not json")
+    with pytest.raises(InvalidRecord, match=r"2 of 4 files are invalid, nothing was imported.*obs-0002\.json: "
+                                            r".*Observation\.status.*obs-0003\.json"):
         import_directory(writer_lab, people["patient"].address, directory)
     assert _blobs(store) == []
+
+
+def test_import_directory_skips_invalid_files_on_request(people, writer_lab, fhir_dir):
+    patient = people["patient"]
+    directory = fhir_dir(3)
+    (directory / "obs-0001.json").write_text("not json")
+    result = import_directory(writer_lab, patient.address, directory, skip_invalid=True)
+    assert [p.name for p in result.files] == ["obs-0000.json", "obs-0002.json"]
+    assert [f.path.name for f in result.skipped] == ["obs-0001.json"]
+    assert len(patient.list_records(patient.address)) == 2
 
 
 def test_import_directory_refuses_a_scope_without_grant_in_its_last_file_before_storing_anything(
@@ -88,7 +99,7 @@ def test_cli_import_prints_each_file_record_and_batch(people, writer_lab, fhir_d
     report = json.loads(result.stdout)
     assert [r["file"] for r in report["records"]] == [f"obs-{i:04d}.json" for i in range(5)]
     assert [b["records"] for b in report["batches"]] == [2, 2, 1] and report["stored"] == 5
-    located = list_batched_records(patient, patient.address)
+    located = patient.list_records(patient.address)
     assert ["0x" + r.record_id.hex() for r in located] == [r["recordId"] for r in report["records"]]
 
 

@@ -20,8 +20,8 @@ from eth_account import Account
 from typer.testing import CliRunner
 
 from ehr_client.cli import app
-from ehr_client.processes import stop_group
-from ehr_client.node import DEV_MNEMONIC, AnvilNode
+from ehr_client.dev.processes import stop_group
+from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
 
 PASSWORD = "correct horse battery staple"
 CAST = ("gov-a", "gov-b", "hospital", "doctor", "lab", "patient", "stranger", "rotator")

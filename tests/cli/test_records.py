@@ -9,7 +9,7 @@ from tests.cli.conftest import Cli
 
 
 def test_lab_adds_and_patient_reads_lists_and_verifies(cli: Cli, world: dict[str, str], lab_record: str) -> None:
-    listed = cli.json("record", "list", "patient")
+    listed = cli.json("record", "list", "patient")["records"]
     mine = next(r for r in listed if r["recordId"] == lab_record)
     assert mine["author"] == world["lab"] and mine["scopeNames"] == ["lab"] and mine["status"] == "active"
 
@@ -43,7 +43,7 @@ def test_amend_links_versions(cli: Cli, world: dict[str, str], lab_record: str, 
     doc["valueQuantity"]["value"] = 6.1
     observation.write_text(json.dumps(doc))
     amended = cli.json("record", "amend", lab_record, str(observation), wallet="lab")
-    listed = {r["recordId"]: r for r in cli.json("record", "list", "patient")}
+    listed = {r["recordId"]: r for r in cli.json("record", "list", "patient")["records"]}
     assert listed[lab_record]["status"] == "superseded"
     assert listed[amended["recordId"]]["previousId"] == lab_record
     again = cli("record", "amend", lab_record, str(observation), wallet="lab", expect=1)

@@ -2,6 +2,7 @@ import ape
 import pytest
 
 from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
+from tests.batches import make_batch
 from tests.constants import ACCESS_AMEND, ACCESS_READ, CONDITION_SCOPE, DAY, LAB_SCOPE, MENTAL_SCOPE
 
 HOUR = 3600
@@ -292,20 +293,44 @@ def test_revocation_keeps_nonce_so_old_signatures_stay_dead(network, consent, pa
     assert consent.canRead(patient, doctor, LAB_SCOPE)
 
 
-def test_request_batched_access_checks_proof_and_grant(network, records, consent, hospital, patient, doctor, grant):
-    from ehr_client.chain.merkle import MerkleTree, record_leaf
+def test_request_batched_access_checks_proof_and_grant(network, records, consent, lab, patient, doctor, grant):
 
-    leaves = [((i + 1).to_bytes(32, "big"), patient.address, (i + 9).to_bytes(32, "big"), LAB_SCOPE) for i in range(3)]
-    tree = MerkleTree([record_leaf(*leaf) for leaf in leaves])
-    records.anchorBatch(tree.root, 3, b"\x05" * 32, b"\x01\x55", sender=hospital)
-    with ape.reverts(consent.ConsentUnauthorized, caller=doctor.address, recordId=leaves[0][0]):
-        consent.requestBatchedAccess(tree.root, tree.proof(0), *leaves[0], sender=doctor)
+
+    grant(lab, scopes=LAB_SCOPE, access=ACCESS_AMEND)
+    batch = make_batch(lab.address, patient.address, [LAB_SCOPE] * 3)
+    records.anchorBatch(*batch.anchor_args(), sender=lab)
+    record_id = batch.record_id(0)
+    with ape.reverts(consent.ConsentUnauthorized, caller=doctor.address, recordId=record_id):
+        consent.requestBatchedAccess(batch.ref(0), sender=doctor)
     grant(doctor, scopes=LAB_SCOPE)
-    tx = consent.requestBatchedAccess(tree.root, tree.proof(0), *leaves[0], sender=doctor)
+    tx = consent.requestBatchedAccess(batch.ref(0), sender=doctor)
     event = tx.events.filter(consent.AccessRequested)[0]
-    assert (event.recordId, event.patient, event.reader) == (leaves[0][0], patient.address, doctor.address)
-    with ape.reverts(consent.ConsentUnknownBatchedRecord, root=tree.root, recordId=leaves[0][0]):
-        consent.requestBatchedAccess(tree.root, tree.proof(1), *leaves[0], sender=doctor)
+    assert (event.recordId, event.patient, event.reader) == (record_id, patient.address, doctor.address)
+    with ape.reverts(records.RecordInvalidProof, batchId=batch.batch_id, index=0):
+        consent.requestBatchedAccess(batch.ref(0, proof=batch.tree.proof(1)), sender=doctor)
+
+
+def test_a_grantee_cannot_plant_a_read_naming_himself_as_patient(network, records, consent, lab, patient, hospital,
+                                                                   grant):
+    """Break 4: a grantee who lists the real record in his own batch with himself as patient gets his
+    own id; every AccessRequested for the real record names the real patient."""
+
+
+    grant(lab, scopes=LAB_SCOPE, access=ACCESS_AMEND)
+    real = make_batch(lab.address, patient.address, [LAB_SCOPE])
+    records.anchorBatch(*real.anchor_args(), sender=lab)
+    grant(hospital, scopes=LAB_SCOPE)
+    records.registerPatient(sender=hospital)
+    leaf = real.leaves[0]
+    fake = make_batch(hospital.address, hospital.address, [LAB_SCOPE], hashes=[leaf.content_hash], cids=[leaf.cid])
+    records.anchorBatch(*fake.anchor_args(), sender=hospital)
+    planted = consent.requestBatchedAccess(fake.ref(0), sender=hospital).events.filter(consent.AccessRequested)[0]
+    assert planted.recordId == fake.record_id(0) != real.record_id(0)
+    # forging the real id into his own batch does not verify
+    with ape.reverts(records.RecordInvalidProof):
+        consent.requestBatchedAccess(real.ref(0, author=hospital.address, patient=hospital.address), sender=hospital)
+    genuine = consent.requestBatchedAccess(real.ref(0), sender=hospital).events.filter(consent.AccessRequested)[0]
+    assert (genuine.recordId, genuine.patient) == (real.record_id(0), patient.address)
 
 
 def test_direct_revoke_voids_a_signed_grant_not_yet_relayed(network, consent, patient, doctor, hospital, grant, chain):

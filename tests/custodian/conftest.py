@@ -2,7 +2,7 @@
 
 Once per test package: a suite is deployed for these tests alone (so Ape's revert at the end of the
 package leaves no other test a dangling deployment), members are admitted, three key custodians
-(role 5) get a keystore and a SQLite file each and run `python -m ehr_client.custodian ... custodian serve` as a
+(role 5) get a keystore and a SQLite file each and run `python -m ehr_client.cli ... custodian serve` as a
 subprocess on a free 127.0.0.1 port. The patient and the grantees publish Umbral keys, the
 grantees enrol their second factor with every custodian and open MFA sessions.
 
@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,17 +30,17 @@ import pytest
 import umbral_pre
 from eth_account import Account
 
-from ehr_client.audited import AuditedSharing
+from ehr_client.sharing.audited import AuditedSharing
 from ehr_client.chain.client import ChainClient, deploy_suite
 from ehr_client.client import EHRClient, Identity
 from ehr_client.custodian import messages
-from ehr_client.custodian.release import SessionBook
-from ehr_client.custodian.remote import CustodianSet
+from ehr_client.sharing.release import SessionBook
+from ehr_client.sharing.remote import CustodianSet
 from ehr_client.custodian.store import CustodianStore
 from ehr_client.custodian.totp import TotpDevice
 from ehr_client.keys import Keystore
 from ehr_client.storage import LocalStore
-from tests.client.conftest import ids, observation, rpc_url  # noqa: F401  (fixtures)
+from tests.client.conftest import ids, rpc_url  # noqa: F401  (fixtures)
 from tests.constants import ACTION, DAY, ROLE
 
 PASSWORD = "custodian-test-password"
@@ -67,7 +68,7 @@ class CustodianProcess:
     def start(self) -> str:
         self.ready_file.unlink(missing_ok=True)
         env = {**os.environ, "EHR_PASSWORD": PASSWORD, "EHR_DEPLOYMENTS_DIR": str(self.deployments)}
-        args = [sys.executable, "-m", "ehr_client.custodian", "--network", self.network, "--rpc", self.rpc_url,
+        args = [sys.executable, "-m", "ehr_client.cli", "--network", self.network, "--rpc", self.rpc_url,
                 "--home", str(self.home), "--wallet", "custodian", "custodian", "serve", "--db", str(self.db),
                 "--host", "127.0.0.1", "--port", str(self.port), "--ready-file", str(self.ready_file),
                 "--poll-interval", "1.0", "--max-request-blocks", str(MAX_REQUEST_BLOCKS)]
@@ -247,7 +248,7 @@ def running(env: Env) -> Iterator[list[CustodianProcess]]:
 
 @pytest.fixture
 def fhir_record(env: Env, observation: dict[str, Any]) -> Callable[[], bytes]:
-    """The patient writes a new lab Observation for themself; returns its record id."""
+    """The patient writes the test's lab Observation for themself; returns its record id."""
 
     def write() -> bytes:
         return env.clients["patient"].add_record(env.clients["patient"].address, observation).record_id
@@ -321,3 +322,19 @@ def request_access(env: Env, grantee: str, record_id: bytes) -> str:
     client = env.clients[grantee]
     return client.chain.transact(client.identity.account, client.chain.consent.functions.requestAccess(record_id),
                                  action="request access").tx_hash
+
+
+@pytest.fixture
+def observation() -> dict[str, Any]:
+    """A lab Observation, distinct per test: record ids are derived from the content, and the custodian
+    processes outlive the chain snapshots Ape reverts between tests, so a repeated id (and so a
+    repeated access-request transaction) would meet an earlier test's fragments."""
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"}],
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "laboratory"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}]},
+        "valueQuantity": {"value": 5.40, "unit": "mmol/L"},
+    }

@@ -10,7 +10,7 @@ from ehr_client.cli import custodian as custodian_cli
 from ehr_client.cli._context import AppContext, Settings
 from ehr_client.cli._errors import EXIT_DENIED, ErrorReportingGroup
 from ehr_client.custodian.messages import CustodianDomain
-from ehr_client.custodian.remote import ErasureReceipt
+from ehr_client.sharing.remote import ErasureReceipt
 from ehr_client.keys import Keystore
 from ehr_client.records import Scope
 from tests.constants import DAY

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from ehr_client.client import Identity
 from ehr_client.crypto import generate_x25519_keypair
-from ehr_client.custodian.demo_story import run_audited_story
+from ehr_client.demo.audited_story import run_audited_story
 
 
 def test_audited_story_reads_revokes_and_erases(env, ids, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 
 from ehr_client.custodian.checks import KEY_CUSTODIAN_ROLE
 from ehr_client.custodian.messages import CustodianDomain
-from ehr_client.custodian.remote import ErasureReceipt
+from ehr_client.sharing.remote import ErasureReceipt
 from ehr_client.errors import AccessDenied, BlobNotFound, RecordErased, SignatureError
 from ehr_client.records import Scope, canonicalize
 from tests.constants import DAY

@@ -5,7 +5,7 @@ import secrets
 import pytest
 
 from ehr_client.custodian import CustodianRefused, KeyReleaseDenied
-from ehr_client.custodian.remote import CustodianSet
+from ehr_client.sharing.remote import CustodianSet
 from ehr_client.errors import AccessDenied
 from ehr_client.records import Scope
 from tests.constants import DAY

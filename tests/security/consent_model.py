@@ -8,32 +8,11 @@ checked in the order the interface lists the requirements.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
+
+from ehr_client.chain.types import Access, Role, Status
 
 CONFIRM_WINDOW = 15 * 60
 BREAK_GLASS_WINDOW = 3600
-
-
-class Role(IntEnum):
-    NONE = 0
-    PROVIDER = 1
-    INSURER = 2
-    LAB = 3
-    AUDITOR = 4
-    CUSTODIAN = 5
-
-
-class Access(IntEnum):
-    NONE = 0
-    READ = 1
-    AMEND = 2
-
-
-class Status(IntEnum):
-    NONE = 0
-    ACTIVE = 1
-    SUPERSEDED = 2
-    TOMBSTONED = 3
 
 
 # The only moves a record's status may make; anything else rewrites history.

@@ -17,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 from ehr_client.chain.client import ChainClient, deploy_suite
 from ehr_client.chain.deployment import Deployment
 from ehr_client.client import EHRClient, Identity
-from ehr_client.node import DEV_MNEMONIC
+from ehr_client.dev.node import DEV_MNEMONIC
 from ehr_client.storage import BlobStore
 from tests.constants import ACTION, DAY, ROLE
 

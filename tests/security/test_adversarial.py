@@ -17,10 +17,11 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from ehr_client.chain.ids import record_id_of
 from ehr_client.chain.client import ChainClient
 from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
 from ehr_client.errors import SignatureError, TransactionReverted
-from ehr_client.node import AnvilNode
+from ehr_client.dev.node import AnvilNode
 from tests.constants import ACCESS_AMEND, ACCESS_READ, ACTION, CONDITION_SCOPE, DAY, LAB_SCOPE, MENTAL_SCOPE, ROLE
 from tests.security.suite import LocalSuite, deploy_local_suite, signer_of
 
@@ -222,8 +223,8 @@ def _measure(chain: ChainClient, patient: LocalAccount, doctor: LocalAccount, re
         {"from": doctor.address})
     gas["requestAccess"] = chain.transact(doctor, consent.requestAccess(record_id), action="read").gas_used
     gas["revoke"] = chain.transact(patient, consent.revoke(doctor.address), action="revoke").gas_used
-    new_id = (10**6).to_bytes(32, "big")
-    gas["addRecord"] = chain.transact(patient, records.addRecord(new_id, patient.address, b"\x02" * 32, LAB_SCOPE,
+    new_salt = (10**6).to_bytes(32, "big")
+    gas["addRecord"] = chain.transact(patient, records.addRecord(new_salt, patient.address, b"\x02" * 32, LAB_SCOPE,
                                                                  CID), action="add").gas_used
     return gas
 
@@ -253,7 +254,7 @@ def test_gas_of_consent_and_record_calls_does_not_grow_with_state(
                                                        LAB_SCOPE, CID), action="add")
 
     grow(1, 0)
-    target = (1).to_bytes(32, "big")
+    target = record_id_of(me.address, (1).to_bytes(32, "big"))
     before = chain.snapshot()
     small = _measure(suite_chain, me, reader, target, expires)
     chain.restore(before)

@@ -28,7 +28,7 @@ import pytest
 from eth_typing import HexStr
 
 from ehr_client.chain.client import TxResult
-from ehr_client.node import AnvilNode
+from ehr_client.dev.node import AnvilNode
 from ehr_client.storage import IpfsStore
 from ehr_client.storage.kubo import KuboDaemon
 from tests.security.load_worker import Report, run_reader, run_writer

@@ -39,6 +39,7 @@ from hypothesis.stateful import (
 )
 from web3.contract.contract import ContractFunction
 
+from ehr_client.chain.ids import record_id_of
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
 from tests.constants import ACTION, DAY
@@ -370,11 +371,12 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             return multiple() if record_id is None else record_id
 
         def _add(self, patient: str, author: str, scope: int) -> bytes | None:
-            record_id = self._new_id()
+            salt = self._new_id()
+            record_id = record_id_of(author, salt)
             content = hashlib.sha256(record_id).digest()
             cid = b"\x01\x55\x12\x20" + content
             expected = self.model.add_error(patient, author, scope, self.now + 1)
-            if self._send(author, records.addRecord(record_id, patient, content, scope, cid), expected, "add record"):
+            if self._send(author, records.addRecord(salt, patient, content, scope, cid), expected, "add record"):
                 self.model.records[record_id] = _record(patient, scope)
                 self.model.added.append(RecordEvent(record_id, patient, author, content, scope, bytes(32), cid))
                 return record_id
@@ -383,11 +385,12 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
         @rule(target=record_ids, previous=record_ids, author=everyone)
         def amend_record(self, previous: bytes, author: str) -> Any:
             self._step("amend record")
-            record_id = self._new_id()
+            salt = self._new_id()
+            record_id = record_id_of(author, salt)
             content = hashlib.sha256(record_id).digest()
             cid = b"\x01\x55\x12\x20" + content
             expected = self.model.amend_error(previous, author, self.now + 1)
-            if self._send(author, records.amendRecord(previous, record_id, content, cid), expected, "amend record"):
+            if self._send(author, records.amendRecord(previous, salt, content, cid), expected, "amend record"):
                 old = self.model.records[previous]
                 old.status = Status.SUPERSEDED
                 self.model.records[record_id] = _record(old.patient, old.scope)

@@ -31,7 +31,7 @@ from ehr_client.client import SignedConsent
 from ehr_client.crypto import WRAPPED_KEY_SIZE
 from ehr_client.errors import ConfigError, DecryptionError, InvalidRecord
 from ehr_client.package import MAX_WRAPS, PackageHeader, Wrap, parse_header
-from ehr_client.sharing import KeyShare, ShareEntry
+from ehr_client.keyshare import KeyShare, ShareEntry
 from ehr_client.storage.cid import cid_for_bytes, cid_from_bytes, cid_to_bytes, decode_cid, decode_cid_bytes
 
 FUZZ = settings(derandomize=True, database=None, max_examples=250, deadline=timedelta(seconds=1),
@@ -239,7 +239,7 @@ NESTING_PROBE = """
 import sys
 from ehr_client.chain.deployment import Deployment
 from ehr_client.client import SignedConsent
-from ehr_client.sharing import KeyShare
+from ehr_client.keyshare import KeyShare
 parse = {"deployment": Deployment.from_json, "consent": SignedConsent.from_json,
          "share": lambda t: KeyShare.from_bytes(t.encode())}[sys.argv[1]]
 for limit in (1000, 100_000):  # Python's default, then what py_ecc sets in any process importing it

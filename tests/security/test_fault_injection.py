@@ -23,7 +23,7 @@ import pytest
 from ehr_client.chain.client import ChainClient
 from ehr_client.client import EHRClient
 from ehr_client.errors import ChainUnavailable, StorageUnavailable
-from ehr_client.node import AnvilNode
+from ehr_client.dev.node import AnvilNode
 from ehr_client.records import canonicalize
 from ehr_client.storage import BlobStore, Cid, IpfsStore, LocalStore
 from ehr_client.storage.kubo import KuboDaemon

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from eth_account import Account
 from rich.console import Console
@@ -30,15 +30,15 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from ehr_client.chain.client import ChainClient, TxResult, deploy_suite
-from ehr_client.cli import _governance as gov
-from ehr_client.cli._output import short
-from ehr_client.custodian.demo_story import run_audited_story
+from ehr_client.chain import governance as gov
+from ehr_client.text import short
+from ehr_client.demo.audited_story import run_audited_story
 from ehr_client.audit import MonitorConfig, WorkingHours, most_severe, scan_alerts
-from ehr_client.cli.audit import audit_table
+from ehr_client.demo.audit_table import audit_table
 from ehr_client.client import EHRClient, Identity, SignedConsent
 from ehr_client.crypto import generate_x25519_keypair
 from ehr_client.errors import AccessDenied, EHRError
-from ehr_client.node import DEV_MNEMONIC, AnvilNode
+from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
 from ehr_client.records import Scope
 from ehr_client.storage import BlobStore, IpfsStore, LocalStore
 from ehr_client.storage.kubo import KuboDaemon
@@ -117,7 +117,11 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def run_demo(*, ipfs: bool = False, audited: bool = True, console: Console | None = None) -> None:
@@ -241,10 +245,10 @@ def _story(say: _Narrator, rpc_url: str, store: BlobStore, workdir: Path) -> tup
     _expect_refusal(say, labels, "doctor", lambda: doctor.read_record(observation.record_id, key_share=relayed.key_share))
 
     say.step("The revoked doctor's modified client sends the access request anyway")
-    attempt = chain.consent.functions.requestAccess(observation.record_id).build_transaction({
+    attempt = chain.consent.functions.requestAccess(observation.record_id).build_transaction(cast(Any, {
         "from": doctor.address, "gas": 200_000, "chainId": chain.chain_id,
-        "nonce": chain.w3.eth.get_transaction_count(doctor.address, "pending")})
-    sent = chain.w3.eth.send_raw_transaction(ids["doctor"].account.sign_transaction(attempt).raw_transaction)
+        "nonce": chain.w3.eth.get_transaction_count(cast(Any, doctor.address), "pending")}))
+    sent = chain.w3.eth.send_raw_transaction(ids["doctor"].account.sign_transaction(cast(Any, attempt)).raw_transaction)
     receipt = chain.w3.eth.wait_for_transaction_receipt(sent)
     if receipt["status"] != 0:
         raise EHRError("the chain accepted an access request after revocation: consent enforcement is broken")

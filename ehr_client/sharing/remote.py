@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from ehr_client.chain.client import ChainClient
-from ehr_client.client import X25519_KEY_TYPE
+from ehr_client.chain.types import KeyType
 from ehr_client.custodian import messages
 from ehr_client.custodian.checks import KEY_CUSTODIAN_ROLE
 from ehr_client.custodian.core import fragments_digest
@@ -241,7 +241,7 @@ def verify_custodian(chain: ChainClient, info: CustodianInfo) -> None:
                       action="check custodian membership"):
         raise SignatureError(f"{info.url} claims to be {info.address}, which is not an active key custodian")
     try:
-        version, key = chain.call(chain.keys.functions.currentKey(info.address, X25519_KEY_TYPE),
+        version, key = chain.call(chain.keys.functions.currentKey(info.address, KeyType.X25519),
                                   action="look up custodian key")
     except TransactionReverted:
         raise SignatureError(f"custodian {info.address} has published no X25519 key") from None

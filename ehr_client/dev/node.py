@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ehr_client.errors import ChainUnavailable, ConfigError
-from ehr_client.processes import stop_group
+from ehr_client.dev.processes import stop_group
 
 ANVIL_BIN_ENV = "EHR_ANVIL_BIN"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ import umbral_pre
 from ehr_client.chain.client import TxResult
 from ehr_client.client import EHRClient, RecordInfo
 from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable, KeyReleaseDenied
-from ehr_client.custodian.remote import CfragAnswer, CustodianClient, CustodianSet, Session
+from ehr_client.sharing.remote import CfragAnswer, CustodianClient, CustodianSet, Session
 from ehr_client.errors import ConfigError, KeyNotFound
 from ehr_client.package import UMBRAL_ERRORS, PackageHeader
 
@@ -122,7 +122,7 @@ class CustodianRelease:
                 secret = self.client.identity.umbral_secret_for(answer.receiving_key)
                 assert secret is not None  # _verified checked it
                 return seal.open_reencrypted(secret, delegating, cfrags[answer.delegation], info.record_id,
-                                             header.version)
+                                             header.version, info.binding(header.version).context)
         needed = max((a.threshold for answers in groups.values() for a in answers), default=1)
         got = max((len(v) for v in cfrags.values()), default=0)
         raise threshold_error(f"key release for record 0x{info.record_id.hex()[:12]}…", needed, got, refusals, down)

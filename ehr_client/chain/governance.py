@@ -1,7 +1,4 @@
-"""Consortium proposals and the member list, shared by `ehr consortium` and `ehr demo`.
-
-The numbers mirror the enums in contracts/interfaces/IConsortium.sol.
-"""
+"""Consortium proposals and the member list, shared by `ehr consortium` and `ehr demo`."""
 
 from __future__ import annotations
 
@@ -10,11 +7,13 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from ehr_client.chain.types import Action, Role
 from ehr_client.chain.client import ChainClient, TxResult
 
-ROLES = {"provider": 1, "insurer": 2, "lab": 3, "auditor": 4, "custodian": 5}
-ROLE_NAMES = {value: name for name, value in ROLES.items()}
-ACTIONS = {"admit": 0, "reinstate": 1, "add-governor": 2, "remove-governor": 3, "set-threshold": 4}
+ROLES = {"provider": Role.PROVIDER, "insurer": Role.INSURER, "lab": Role.LAB, "auditor": Role.AUDITOR,
+         "custodian": Role.KEY_CUSTODIAN}
+ROLE_NAMES = {int(value): name for name, value in ROLES.items()}
+ACTIONS = {a.name.lower().replace("_", "-"): a for a in Action}
 ACTION_NAMES = {value: name for name, value in ACTIONS.items()}
 DEFAULT_WINDOW = 7 * 86_400
 

@@ -20,15 +20,15 @@ import umbral_pre
 from rich.console import Console
 from rich.panel import Panel
 
-from ehr_client.audited import AuditedSharing, Erasure
+from ehr_client.sharing.audited import AuditedSharing, Erasure
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.client import EHRClient, Identity
 from ehr_client.crypto import x25519_public_key
 from ehr_client.custodian.checks import KEY_CUSTODIAN_ROLE
 from ehr_client.custodian.core import Custodian
 from ehr_client.custodian.errors import CustodianRefused
-from ehr_client.custodian.release import SessionBook
-from ehr_client.custodian.remote import CustodianSet
+from ehr_client.sharing.release import SessionBook
+from ehr_client.sharing.remote import CustodianSet
 from ehr_client.custodian.server import CustodianThread
 from ehr_client.custodian.store import CustodianStore
 from ehr_client.custodian.totp import TotpDevice

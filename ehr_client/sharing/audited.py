@@ -28,11 +28,12 @@ from eth_utils import to_checksum_address
 
 from ehr_client.chain.client import TxResult
 from ehr_client.client import ACCESS, EHRClient, ReadResult, RecordInfo, WriteResult
+from ehr_client.client.keysource import check_header
 from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable
-from ehr_client.custodian.release import CustodianRelease, SessionBook, threshold_error
-from ehr_client.custodian.remote import CustodianClient, CustodianInfo, CustodianSet, ErasureReceipt, Session
 from ehr_client.custodian.seal import fragment_associated_data, seal
-from ehr_client.errors import AccessDenied, ConfigError, KeyNotFound
+from ehr_client.errors import AccessDenied, ConfigError, IntegrityError, KeyNotFound
+from ehr_client.sharing.release import CustodianRelease, SessionBook, threshold_error
+from ehr_client.sharing.remote import CustodianClient, CustodianInfo, CustodianSet, ErasureReceipt, Session
 from ehr_client.storage import Cid
 
 
@@ -169,6 +170,11 @@ class AuditedSharing:
         shared, skipped = [], []
         for info in records:
             header = self.client.read_header(info.cid)
+            try:
+                check_header(info, header)
+            except IntegrityError:
+                skipped.append(info.record_id)  # re-listed under another identity: never delegated
+                continue
             if header.umbral is None:
                 skipped.append(info.record_id)
                 continue
@@ -257,10 +263,7 @@ class AuditedSharing:
         while previous is not None:
             versions.append(self.client.get_record(previous))
             previous = versions[-1].previous_id
-        chain = self.client.chain
-        txs = [chain.transact(self.client.identity.account, chain.records.functions.tombstone(v.record_id),
-                              action="tombstone record")
-               for v in versions if v.status != "tombstoned"]
+        txs = [self.client.tombstone(v) for v in versions if v.status != "tombstoned"]
         ids = [v.record_id for v in versions]
         receipts, unavailable = self._destroy_everywhere(ids)
         for receipt in receipts:

@@ -1,6 +1,4 @@
-"""The audit table the demo prints: who did what to a patient's records, when, in which transaction.
-
-`ehr audit` itself lives in `audit_ext` (it reads the local audit index)."""
+"""The audit table the demo prints: who did what to a patient's records, when, in which transaction."""
 
 from __future__ import annotations
 
@@ -9,8 +7,8 @@ from collections.abc import Mapping
 
 from rich.table import Table
 
-from ehr_client.cli._output import short, when
-from ehr_client.client import AuditEntry
+from ehr_client.audit import AuditEntry
+from ehr_client.text import short, when
 
 
 _UNTIL = re.compile(r"until (\d{9,})")

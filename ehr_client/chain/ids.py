@@ -1,0 +1,25 @@
+"""Record and batch ids as `RecordRegistry` derives them from the author (see IRecordRegistry).
+
+An id is never chosen freely: it is a hash of the author's address and the author's salt (single
+records) or batch key and leaf position (batched records), under a type tag, so no one can claim
+an id another member will use, and single and batched ids never collide.
+"""
+
+from __future__ import annotations
+
+from eth_abi import encode
+from eth_utils import keccak
+
+_SINGLE, _BATCHED, _BATCH = 1, 2, 3
+
+
+def record_id_of(author: str, salt: bytes) -> bytes:
+    return keccak(encode(["uint8", "address", "bytes32"], [_SINGLE, author, salt]))
+
+
+def batched_record_id_of(author: str, batch_key: bytes, index: int) -> bytes:
+    return keccak(encode(["uint8", "address", "bytes32", "uint32"], [_BATCHED, author, batch_key, index]))
+
+
+def batch_id_of(author: str, batch_key: bytes) -> bytes:
+    return keccak(encode(["uint8", "address", "bytes32"], [_BATCH, author, batch_key]))

@@ -1,0 +1,325 @@
+"""`EHRClient`: the high-level API apps and the CLI use.
+
+One record model, whatever way a record was anchored: `get_record`, `list_records`, `read_record`,
+`read_history`, `verify_record`, `amend_record`, `share_keys` and erasure take single and batched
+records alike (`RecordInfo.batch` carries a batched record's proof). The pipelines live in
+`write`, `read`, `locate` and `share`; this class composes them for one identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from ehr_client.audit import AuditEntry, AuditIndex
+from ehr_client.chain.client import ChainClient, TxResult
+from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
+from ehr_client.chain.types import Access, KeyType
+from ehr_client.client.consent import SignedConsent
+from ehr_client.client.directory import KeyDirectory
+from ehr_client.client.keysource import check_header, own_data_key
+from ehr_client.client.locate import RecordLocator
+from ehr_client.client.model import (
+    GrantResult,
+    Identity,
+    KeyRelease,
+    Listing,
+    ReadResult,
+    RecordInfo,
+    VerifyResult,
+    WriteResult,
+    hex_id,
+    umbral_public_key,
+)
+from ehr_client.client.read import RecordReader
+from ehr_client.client.share import KeySharer, ShareOutcome
+from ehr_client.client.write import Prepared, RecordWriter, Source, prepare
+from ehr_client.crypto import iter_decrypt, x25519_public_key
+from ehr_client.errors import BlobNotFound, InvalidRecord, IntegrityError, KeyNotFound
+from ehr_client.journal import Journal
+from ehr_client.package import PackageHeader, parse_header
+from ehr_client.records import ALL_SCOPES
+from ehr_client.storage import BlobStore, Cid
+
+log = logging.getLogger("ehr_client")
+
+ACCESS = {"read": Access.READ, "amend": Access.AMEND}
+
+
+class EHRClient:
+    """Encrypt, store, anchor, share, read and verify a patient's records."""
+
+    def __init__(self, chain: ChainClient, store: BlobStore, identity: Identity, *, state_dir: Path) -> None:
+        self.chain = chain
+        self.store = store
+        self.identity = identity
+        self.state_dir = Path(state_dir)
+        self.journal = Journal(self.state_dir, hashlib.sha256(b"ehr-journal" + identity.current_key[1]).digest())
+        self.directory = KeyDirectory(chain)
+        self.locator = RecordLocator(chain, store)
+        self.reader = RecordReader(chain, store, identity)
+        self.writer = RecordWriter(chain, store, identity, self.journal, self.directory)
+        self.sharer = KeySharer(identity, self.locator, self.reader, self.directory)
+
+    @property
+    def address(self) -> str:
+        return self.identity.address
+
+    def _domain(self) -> Domain:
+        return Domain(self.chain.chain_id, self.chain.consent.address)
+
+    # --- identity and keys -----------------------------------------------------------------
+
+    def register_patient(self) -> TxResult:
+        return self.chain.transact(self.identity.account, self.chain.records.functions.registerPatient(),
+                                   action="register patient")
+
+    def publish_key(self) -> int:
+        """Publish this identity's current X25519 public key; returns its on-chain version."""
+        _, private = self.identity.current_key
+        fn = self.chain.keys.functions.publishKey(KeyType.X25519, x25519_public_key(private))
+        result = self.chain.transact(self.identity.account, fn, action="publish encryption key")
+        return int(self.chain.events_in(result, "KeyRegistry", "KeyPublished")[0]["version"])
+
+    def publish_umbral_key(self) -> int:
+        """Publish this identity's newest Umbral public key; returns its on-chain version.
+
+        Records written for this account from then on carry the data key encrypted to it, so it
+        can delegate reading through key custodians. A no-op when it is already the current key.
+        """
+        public = umbral_public_key(self.identity.current_umbral_key[1])
+        current = self.umbral_key_of(self.address)
+        if current is not None and current[1] == public:
+            return current[0]
+        fn = self.chain.keys.functions.publishKey(KeyType.UMBRAL, public)
+        result = self.chain.transact(self.identity.account, fn, action="publish Umbral key")
+        self.directory.forget_umbral(self.address)
+        return int(self.chain.events_in(result, "KeyRegistry", "KeyPublished")[0]["version"])
+
+    def umbral_key_of(self, account: str) -> tuple[int, bytes] | None:
+        """(on-chain version, compressed public key) of `account`'s current Umbral key, or None."""
+        return self.directory.umbral_key_of(account)
+
+    def umbral_key_at(self, account: str, version: int) -> bytes:
+        return self.directory.umbral_key_at(account, version)
+
+    def encryption_key_of(self, account: str) -> tuple[int, bytes]:
+        return self.directory.encryption_key_of(account)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def add_record(
+        self, patient: str, source: Source, *, category: str | None = None, scope: int | None = None
+    ) -> WriteResult:
+        """Validate, encrypt, store and anchor a new record for `patient`.
+
+        `source` is a FHIR resource (dict, JSON text or bytes, or a path to a JSON file), or with
+        `category` ("pdf", "dicom", "genomic", ...) an opaque file (bytes or path) streamed in
+        bounded memory. Writing the same content for the same patient again returns the record it
+        already landed as (`tx` None): a write is idempotent.
+        """
+        prepared = prepare(source, category=category, scope=scope)
+        return self.writer.write(to_checksum_address(patient), prepared, previous=None, version=1)
+
+    def amend_record(self, previous_id: bytes, source: Source, *, category: str | None = None) -> WriteResult:
+        """Anchor a new version of a record (single or batched); the old version stays readable as history."""
+        previous = self.get_record(previous_id)
+        if previous.status != "active":
+            raise InvalidRecord(f"record {hex_id(previous_id)} is {previous.status}; amend its latest active version")
+        prepared = prepare(source, category=category, scope=previous.scope)
+        return self._amend(previous, prepared)
+
+    def _amend(self, previous: RecordInfo, prepared: Prepared) -> WriteResult:
+        if prepared.scope != previous.scope:
+            raise InvalidRecord("an amendment keeps the scope of the record it amends")
+        version = self.reader.header(previous.cid).version + 1
+        return self.writer.write(previous.patient, prepared, previous=previous, version=version)
+
+    def reencrypt_record(self, record_id: bytes) -> WriteResult:
+        """Key rotation: anchor the same content as a new version under a fresh data key.
+
+        Needs a wrap in the record's keyring (the patient, or the author) and write permission.
+        The new version is sealed to the patient and this writer only; sharing it again is the
+        caller's job (`ehr_client.sharing.audited` re-issues custodian fragments). Holds the plaintext in memory.
+        """
+        info = self.get_record(record_id)
+        if info.status != "active":
+            raise InvalidRecord(f"record {hex_id(record_id)} is {info.status}; rotate its latest active version")
+        blob = self.reader.fetch_verified(info, doing="rotated")
+        header, offset = parse_header(blob)
+        binding = check_header(info, header)
+        data_key = own_data_key(self.identity, header, binding)
+        if data_key is None:
+            raise KeyNotFound(
+                f"record {hex_id(record_id)} is not sealed to {self.address}; only its patient or author can rotate it"
+            )
+        data = b"".join(iter_decrypt(memoryview(blob)[offset:], data_key, record_id=record_id,
+                                     version=header.version, context=binding.context))
+        prepared = Prepared(info.scope, header.media_type, data, hashlib.sha256(data).digest())
+        return self._amend(info, prepared)
+
+    # --- locating ----------------------------------------------------------------------------
+
+    def get_record(self, record_id: bytes) -> RecordInfo:
+        """What the chain says about one record version, single or batched."""
+        return self.locator.find(record_id)
+
+    def list_records(self, patient: str) -> list[RecordInfo]:
+        """Every record version of `patient`, single and batched, oldest first (unverifiable batches left out;
+        `list_records_report` says which)."""
+        return list(self.locator.listing(patient).records)
+
+    def list_records_report(self, patient: str) -> Listing:
+        """`list_records` with what was skipped as unverifiable, and why."""
+        return self.locator.listing(patient)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read_record(
+        self, record: bytes | RecordInfo, *, key_share: Cid | None = None, key_release: KeyRelease | None = None
+    ) -> ReadResult:
+        """Check permission, record the access on chain, fetch, verify and decrypt one record.
+
+        The data key comes from this reader's wrap in the keyring, else from `key_release`
+        (custodians, after the access request), else from the key share.
+        """
+        info = record if isinstance(record, RecordInfo) else self.get_record(record)
+        return self.reader.read([info], key_share=key_share, key_release=key_release)[0]
+
+    def read_records(self, records: Sequence[bytes | RecordInfo], *, key_share: Cid | None = None) -> list[ReadResult]:
+        """Read many records: every chain check in one round trip, every access request in one batch."""
+        infos = [r if isinstance(r, RecordInfo) else self.get_record(r) for r in records]
+        return self.reader.read(infos, key_share=key_share)
+
+    def read_history(
+        self, patient: str, *, scopes: int = int(ALL_SCOPES), key_share: Cid | None = None
+    ) -> list[ReadResult]:
+        """Every record version of `patient` within `scopes`, single and batched, oldest first; erased
+        records and unverifiable batches are left out. Raises AccessDenied if the reader may not read
+        one of them: pass the `scopes` you were granted."""
+        infos = [r for r in self.list_records(patient) if r.scope & scopes == r.scope]
+        return self.reader.read(infos, key_share=key_share, skip_erased=True)
+
+    def fetch_verified(self, info: RecordInfo, *, doing: str) -> bytes:
+        """The stored bytes of a record, only if their sha256 is the one anchored on chain."""
+        return self.reader.fetch_verified(info, doing=doing)
+
+    def read_header(self, cid: Cid) -> PackageHeader:
+        """The package header (keyring, media type, binding, Umbral capsule) of a stored record; no decryption."""
+        return self.reader.header(cid)
+
+    # --- verifying ---------------------------------------------------------------------------
+
+    def verify_record(self, record_id: bytes) -> VerifyResult:
+        """Whether the stored bytes still match the chain (no decryption, no access request)."""
+        return self._verify(self.get_record(record_id))
+
+    def _verify(self, info: RecordInfo) -> VerifyResult:
+        if info.status == "tombstoned":
+            return VerifyResult(info.record_id, True, "erased")
+        digest = hashlib.sha256()
+        try:
+            for chunk in self.store.iter_get(info.cid):
+                digest.update(chunk)
+        except BlobNotFound:
+            return VerifyResult(info.record_id, False, "missing from the store")
+        except IntegrityError:
+            return VerifyResult(info.record_id, False, "stored bytes do not match their CID")
+        if digest.digest() != info.content_hash:
+            return VerifyResult(info.record_id, False, "hash differs from the chain")
+        return VerifyResult(info.record_id, True)
+
+    def verify_all(self, patient: str) -> list[VerifyResult]:
+        return [self._verify(info) for info in self.list_records(patient)]
+
+    # --- erasing -----------------------------------------------------------------------------
+
+    def tombstone(self, info: RecordInfo) -> TxResult:
+        """Tombstone one record version on chain (the patient only); see `ehr_client.sharing.audited` for erasure."""
+        records = self.chain.records.functions
+        stored = int(self.chain.call(records.recordStatus(info.record_id), action="look up record")) != 0
+        fn = records.tombstone(info.record_id) if info.batch is None or stored else \
+            records.tombstoneBatchedRecord(info.batch.as_arg())
+        return self.chain.transact(self.identity.account, fn, action="erase record")
+
+    # --- consent -----------------------------------------------------------------------------
+
+    def grant(
+        self, grantee: str, scopes: int, *, access: str = "read", expires_at: int, share_keys: bool = True
+    ) -> GrantResult:
+        """Grant `grantee` access to the caller's records in `scopes`, and share their keys."""
+        grantee = to_checksum_address(grantee)
+        fn = self.chain.consent.functions.grant(grantee, scopes, ACCESS[access], expires_at)
+        # Terms the chain would refuse fail first; then the share, so a grantee without a usable
+        # key fails the call before anything is granted.
+        self.chain.simulate(self.address, fn, action="grant access")
+        outcome = self.sharer.share(grantee, scopes) if share_keys else ShareOutcome(None, 0, ())
+        tx = self.chain.transact(self.identity.account, fn, action="grant access")
+        return GrantResult(tx, outcome.cid, outcome.shared, outcome.skipped)
+
+    def sign_grant(
+        self, grantee: str, scopes: int, *, access: str = "read", expires_at: int, deadline: int,
+        share_keys: bool = True,
+    ) -> SignedConsent:
+        """The patient's EIP-712 signature over a grant, for a relayer to submit; no gas needed."""
+        grantee = to_checksum_address(grantee)
+        nonce = self.chain.call(self.chain.consent.functions.nonces(self.address, grantee), action="read nonce")
+        typed = grant_typed_data(
+            self._domain(), patient=self.address, grantee=grantee, scopes=scopes, access=int(ACCESS[access]),
+            expires_at=expires_at, nonce=int(nonce), deadline=deadline,
+        )
+        share = self.sharer.share(grantee, scopes).cid if share_keys else None
+        return SignedConsent(typed, sign_typed_data(self.identity.account.key, typed), share)
+
+    def relay_grant(self, signed: SignedConsent) -> TxResult:
+        """Submit a patient's signed grant (anyone may; the relayer cannot alter it)."""
+        m: Mapping[str, Any] = signed.typed_data.get("message", {})
+        if signed.typed_data.get("primaryType") != "Grant":
+            raise InvalidRecord("this signed consent is not a grant")
+        fn = self.chain.consent.functions.grantBySig(
+            to_checksum_address(m["patient"]), to_checksum_address(m["grantee"]), int(m["scopes"]), int(m["access"]),
+            int(m["expiresAt"]), int(m["deadline"]), signed.signature,
+        )
+        return self.chain.transact(self.identity.account, fn, action="relay signed grant")
+
+    def revoke(self, grantee: str) -> TxResult:
+        fn = self.chain.consent.functions.revoke(to_checksum_address(grantee))
+        return self.chain.transact(self.identity.account, fn, action="revoke access")
+
+    def sign_revoke(self, grantee: str, *, deadline: int) -> SignedConsent:
+        grantee = to_checksum_address(grantee)
+        nonce = self.chain.call(self.chain.consent.functions.nonces(self.address, grantee), action="read nonce")
+        typed = revoke_typed_data(self._domain(), patient=self.address, grantee=grantee, nonce=int(nonce),
+                                  deadline=deadline)
+        return SignedConsent(typed, sign_typed_data(self.identity.account.key, typed))
+
+    def relay_revoke(self, signed: SignedConsent) -> TxResult:
+        m: Mapping[str, Any] = signed.typed_data.get("message", {})
+        if signed.typed_data.get("primaryType") != "Revoke":
+            raise InvalidRecord("this signed consent is not a revocation")
+        fn = self.chain.consent.functions.revokeBySig(
+            to_checksum_address(m["patient"]), to_checksum_address(m["grantee"]), int(m["deadline"]), signed.signature
+        )
+        return self.chain.transact(self.identity.account, fn, action="relay signed revocation")
+
+    def share_keys(self, grantee: str, scopes: int) -> tuple[Cid | None, int]:
+        """Seal the data keys of the caller's active records within `scopes` (single and batched) to
+        `grantee`, store the key share, and return its CID and how many records it covers.
+        Unverifiable records are skipped (`sharer.share` returns them)."""
+        outcome = self.sharer.share(grantee, scopes)
+        return outcome.cid, outcome.shared
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    def audit_trail(self, patient: str) -> list[AuditEntry]:
+        """Every fact about `patient`'s records and consent (writes, batches, amendments, erasures,
+        grants, revocations, reads, break-glass), from the local audit index, brought up to date first."""
+        with AuditIndex.open(self.chain, self.state_dir / "audit") as index:
+            index.sync()
+            return [row.to_audit_entry() for row in index.trail(patient=patient)]
+

@@ -1,0 +1,180 @@
+"""Finding a patient's records, anchored alone or in batches, and trusting only what the chain vouches for.
+
+Single records: `RecordAdded` events (indexed by record id and by patient) and the stored status.
+Batched records: `BatchAnchored` events (indexed by patient); each batch's manifest is fetched,
+its sha256 compared with the anchored one and its leaves rebuilt into the anchored root
+(`BatchManifest.check`). The chain checked the author's right to write the patient's scopes when
+the batch was anchored, so a batch that verifies is as trustworthy as a single record. A batch
+that does not verify (manifest missing, altered, forged) is skipped and reported (`Skipped`),
+never fatal: one member's bad batch cannot break anybody else's listing, history or sharing.
+
+A batched record is found by id without knowing its patient (`ehr_client.chain.batches`), and
+only the one manifest holding it is fetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from eth_utils import to_checksum_address
+
+from ehr_client.chain.calls import Call, call_many
+from ehr_client.chain.client import ChainClient, EventRecord
+from ehr_client.chain.batches import BatchIndex
+from ehr_client.chain.types import Status
+from ehr_client.client.manifest import BatchManifest
+from ehr_client.client.model import BatchProof, Listing, RecordInfo, Skipped, hex_id
+from ehr_client.errors import IntegrityError, InvalidRecord, RecordNotFound, StorageError
+from ehr_client.storage import BlobStore, cid_from_bytes
+
+
+@dataclass(frozen=True)
+class _Batch:
+    event: EventRecord
+    manifest: BatchManifest
+
+
+class RecordLocator:
+    """Locates records for one client; caches verified manifests and the batched-id index."""
+
+    def __init__(self, chain: ChainClient, store: BlobStore) -> None:
+        self.chain = chain
+        self.store = store
+        self._lock = threading.Lock()
+        self._manifests: OrderedDict[tuple[bytes, bytes], BatchManifest] = OrderedDict()
+        self.batch_index = BatchIndex(chain)
+
+    # --- one record -----------------------------------------------------------------------------
+
+    def find(self, record_id: bytes) -> RecordInfo:
+        """The record with this id, single or batched, with its current status."""
+        events = self.chain.get_events("RecordRegistry", "RecordAdded", filters={"recordId": record_id})
+        if events:
+            try:
+                info = single_info(events[0])
+            except IntegrityError as exc:
+                raise IntegrityError(f"record {hex_id(record_id)} cannot be trusted: {exc}") from None
+        else:
+            located = self.batch_index.locate(record_id)
+            if located is None:
+                raise RecordNotFound(
+                    f"no record {hex_id(record_id)} on this chain; check the id, the --network and the deployment"
+                )
+            event, index = located
+            try:
+                info = batched_infos(event, self.manifest(event), [index])[0]
+            except (IntegrityError, StorageError) as exc:
+                raise IntegrityError(
+                    f"record {hex_id(record_id)} is in batch {hex_id(bytes(event.args['batchId']))} by "
+                    f"{event.args['author']}, which cannot be verified ({exc}); nothing was read"
+                ) from None
+        return self.with_status([info])[0]
+
+    # --- a patient's records --------------------------------------------------------------------
+
+    def listing(self, patient: str) -> Listing:
+        """Every record version of `patient`, oldest first, and the batches skipped as unverifiable."""
+        patient = to_checksum_address(patient)
+        infos: list[RecordInfo] = []
+        skipped: list[Skipped] = []
+        for event in self.chain.get_events("RecordRegistry", "RecordAdded", filters={"patient": patient}):
+            try:
+                infos.append(single_info(event))
+            except IntegrityError as exc:
+                skipped.append(Skipped(f"record {hex_id(bytes(event.args['recordId']))}", str(exc),
+                                       str(event.args["author"]), event.tx_hash))
+        for event in self.chain.get_events("RecordRegistry", "BatchAnchored", filters={"patient": patient}):
+            try:
+                manifest = self.manifest(event)
+            except (IntegrityError, StorageError) as exc:
+                skipped.append(skipped_batch(event, str(exc)))
+                continue
+            infos += batched_infos(event, manifest, range(len(manifest.leaves)))
+        infos.sort(key=lambda i: (i.block_number, i.batch.index if i.batch else 0))
+        return Listing(tuple(self.with_status(infos)), tuple(skipped))
+
+    def with_status(self, infos: Sequence[RecordInfo]) -> list[RecordInfo]:
+        """The records with their current status (one batched round trip)."""
+        calls = [Call(self.chain.records, "recordStatus", (i.record_id,)) for i in infos]
+        statuses = call_many(self.chain, calls, action="look up record status")
+        out = []
+        for info, status in zip(infos, statuses, strict=True):
+            value = Status(int(status))
+            if value == Status.NONE and info.batch is None:
+                raise RecordNotFound(
+                    f"record {hex_id(info.record_id)} has an anchoring event but no state on this chain; "
+                    "the node serves another chain than the deployment describes"
+                )
+            out.append(info.with_status(value))
+        return out
+
+    # --- batches ----------------------------------------------------------------------------------
+
+    def manifest(self, event: EventRecord) -> BatchManifest:
+        """The manifest of an anchored batch, checked against everything the event anchors."""
+        args = event.args
+        key = (bytes(args["batchId"]), bytes(args["manifestHash"]))
+        with self._lock:
+            cached = self._manifests.get(key)
+        if cached is not None:
+            return cached
+        try:
+            cid = cid_from_bytes(bytes(args["manifestCid"]))
+        except InvalidRecord:
+            raise IntegrityError("it anchors a malformed manifest pointer") from None
+        data = self.store.get(cid)
+        if hashlib.sha256(data).digest() != bytes(args["manifestHash"]):
+            raise IntegrityError("its manifest does not match the sha256 anchored on chain")
+        manifest = BatchManifest.from_bytes(data)
+        manifest.check(author=to_checksum_address(args["author"]), patient=to_checksum_address(args["patient"]),
+                       batch_key=bytes(args["batchKey"]), root=bytes(args["root"]), scopes=int(args["scopes"]),
+                       leaf_count=int(args["leafCount"]))
+        with self._lock:
+            self._manifests[key] = manifest
+            while len(self._manifests) > 1024:
+                self._manifests.popitem(last=False)
+        return manifest
+
+
+def single_info(event: EventRecord) -> RecordInfo:
+    """A single record as its `RecordAdded` event describes it (status filled in by the caller).
+
+    Raises IntegrityError when the anchored pointer is not a CID (the chain does not check it)."""
+    args = event.args
+    previous = bytes(args["previousId"])
+    try:
+        cid = cid_from_bytes(bytes(args["cid"]))
+    except InvalidRecord:
+        raise IntegrityError("its anchored storage pointer is not a CID") from None
+    return RecordInfo(
+        record_id=bytes(args["recordId"]), patient=str(args["patient"]), author=str(args["author"]),
+        scope=int(args["scope"]), status="active", content_hash=bytes(args["contentHash"]),
+        cid=cid, previous_id=previous if any(previous) else None,
+        block_number=event.block_number, timestamp=event.timestamp, tx_hash=event.tx_hash,
+    )
+
+
+def batched_infos(event: EventRecord, manifest: BatchManifest, indexes: Iterable[int]) -> list[RecordInfo]:
+    """The batched records at `indexes` of a verified batch, each with its proof."""
+    args = event.args
+    root, scopes, count = bytes(args["root"]), int(args["scopes"]), int(args["leafCount"])
+    manifest_cid = cid_from_bytes(bytes(args["manifestCid"]))
+    out = []
+    for index in indexes:
+        leaf = manifest.leaves[index]
+        proof = BatchProof(manifest.author, manifest.batch_key, root, manifest.patient, scopes, count, index,
+                           leaf.scope, leaf.content_hash, leaf.cid_hash, tuple(manifest.tree.proof(index)),
+                           manifest_cid)
+        out.append(RecordInfo(manifest.record_id(index), manifest.patient, manifest.author, leaf.scope, "active",
+                              leaf.content_hash, leaf.cid, None, event.block_number, event.timestamp, event.tx_hash,
+                              proof))
+    return out
+
+
+def skipped_batch(event: EventRecord, reason: str) -> Skipped:
+    batch_id = hex_id(bytes(event.args["batchId"]))
+    return Skipped(f"batch {batch_id}", reason, str(event.args["author"]), event.tx_hash)

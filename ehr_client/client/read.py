@@ -1,0 +1,154 @@
+"""The read pipeline: one record or a patient's whole history, anchored alone or in batches.
+
+For every record, in this order, and nothing returned that failed a check:
+1. the status (erased records raise `RecordErased`, or are left out of a history) and `canRead`
+   for the record's patient and scope, all in one JSON-RPC batch with what the access requests need;
+2. the access requests (`requestAccess`, or `requestBatchedAccess` with the proof for a batched
+   record: the chain re-verifies the proof and names the batch's patient), signed and sent in one
+   batch and awaited: the on-chain fact of the read comes first;
+3. the blob, its sha256 against the chain, its header against the record's on-chain identity;
+4. the data key (own wrap under any key version, custodian release, or key share), decryption with
+   associated data built from the chain's facts, FHIR validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ehr_client.chain.calls import (
+    Call,
+    await_results,
+    call_request,
+    decoded,
+    preparation_requests,
+    prepared,
+    rpc_batch,
+    send_prepared,
+    sender_lock,
+)
+from ehr_client.chain.client import ChainClient, TxResult
+from ehr_client.chain.merkle import batch_leaf, root_from_proof
+from ehr_client.client.keysource import ShareIndex, check_header, own_data_key
+from ehr_client.client.model import FHIR_MEDIA_TYPE, Identity, KeyRelease, ReadResult, RecordInfo, hex_id
+from ehr_client.crypto import iter_decrypt
+from ehr_client.errors import AccessDenied, IntegrityError, KeyNotFound, RecordErased
+from ehr_client.package import PackageHeader, max_header_size, parse_header
+from ehr_client.records import validate_fhir
+from ehr_client.keyshare import KeyShare
+from ehr_client.storage import BlobStore, Cid, cid_to_bytes
+
+
+@dataclass
+class RecordReader:
+    chain: ChainClient
+    store: BlobStore
+    identity: Identity
+
+    def read(
+        self,
+        infos: Sequence[RecordInfo],
+        *,
+        key_share: Cid | None = None,
+        key_release: KeyRelease | None = None,
+        skip_erased: bool = False,
+    ) -> list[ReadResult]:
+        """Read `infos` (as located, with current status); see the module docstring."""
+        kept = []
+        for info in infos:
+            if info.status == "tombstoned":
+                if skip_erased:
+                    continue
+                raise RecordErased(f"record {hex_id(info.record_id)} was erased at the patient's request")
+            _check_proof(info)
+            kept.append(info)
+        if not kept:
+            return []
+        accesses = self._request_access(kept)
+        share = ShareIndex.of(KeyShare.from_bytes(self.store.get(key_share))) if key_share is not None else None
+        return [self._open(info, access, share, key_release) for info, access in zip(kept, accesses, strict=True)]
+
+    def _request_access(self, infos: Sequence[RecordInfo]) -> list[TxResult]:
+        chain, me = self.chain, self.identity.address
+        pairs = sorted({(i.patient, i.scope) for i in infos})
+        views = [Call(chain.consent, "canRead", (patient, me, scope)) for patient, scope in pairs]
+        access = [_access_call(chain, info) for info in infos]
+        account = self.identity.account
+        with sender_lock(chain, account):
+            answers = rpc_batch(chain, [call_request(v) for v in views] + preparation_requests(chain, me, access))
+            allowed = {pair: decoded(view, answer, action="check read permission")
+                       for pair, view, answer in zip(pairs, views, answers, strict=False)}
+            for info in infos:
+                if not allowed[(info.patient, info.scope)]:
+                    raise AccessDenied(
+                        f"{me} may not read record {hex_id(info.record_id)}: no valid grant covers its scope "
+                        "(never granted, expired, revoked, or membership suspended); ask the patient for consent"
+                    )
+            plan = prepared(access, answers[len(views):], action="request access")
+            hashes = send_prepared(chain, account, access, plan, action="request access")
+        return await_results(chain, account, access, hashes, action="request access")
+
+    def _open(
+        self, info: RecordInfo, access: TxResult, share: ShareIndex | None, key_release: KeyRelease | None
+    ) -> ReadResult:
+        blob = self.fetch_verified(info, doing="decrypted")
+        header, offset = parse_header(blob)
+        binding = check_header(info, header)
+        data_key = own_data_key(self.identity, header, binding)
+        if data_key is None and key_release is not None:
+            data_key = key_release.data_key(info, header, access)
+        if data_key is None:
+            if share is None:
+                raise KeyNotFound(
+                    f"record {hex_id(info.record_id)} was not sealed to {self.identity.address} when written; pass "
+                    "the key share the patient sent with the grant (--key-share)"
+                )
+            data_key = share.data_key(self.identity, info, binding)
+        data = b"".join(iter_decrypt(memoryview(blob)[offset:], data_key, record_id=info.record_id,
+                                     version=header.version, context=binding.context))
+        if header.media_type == FHIR_MEDIA_TYPE:
+            validate_fhir(data)
+        return ReadResult(info, header.media_type, data)
+
+    def fetch_verified(self, info: RecordInfo, *, doing: str) -> bytes:
+        """The stored bytes of a record, only if their sha256 is the one anchored on chain."""
+        blob = self.store.get(info.cid)
+        if hashlib.sha256(blob).digest() != info.content_hash:
+            raise IntegrityError(
+                f"the stored data of record {hex_id(info.record_id)} does not match the hash anchored on chain; "
+                f"it was altered or replaced: nothing was {doing}"
+            )
+        return blob
+
+    def header(self, cid: Cid) -> PackageHeader:
+        """The package header of a stored record, reading no more than a header can be."""
+        limit = max_header_size()
+        buffer = bytearray()
+        for chunk in self.store.iter_get(cid):
+            buffer += chunk
+            if len(buffer) >= limit:
+                break
+        header, _ = parse_header(bytes(buffer))
+        return header
+
+
+def _check_proof(info: RecordInfo) -> None:
+    """A batched record's proof must lead to its root before anything is sent (the chain checks again)."""
+    proof = info.batch
+    if proof is None:
+        return
+    leaf = batch_leaf(proof.index, proof.scope, proof.content_hash, cid_to_bytes(info.cid))
+    if root_from_proof(leaf, proof.index, proof.leaf_count, proof.proof) != proof.root:
+        raise IntegrityError(
+            f"the Merkle proof of record {hex_id(info.record_id)} does not lead to its batch root: the leaf or the "
+            "proof was altered; nothing was read"
+        )
+
+
+def _access_call(chain: ChainClient, info: RecordInfo) -> Call:
+    if info.batch is None:
+        return Call(chain.consent, "requestAccess", (info.record_id,))
+    args: Any = info.batch.as_arg()
+    return Call(chain.consent, "requestBatchedAccess", (args,))

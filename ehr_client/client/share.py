@@ -1,0 +1,68 @@
+"""Making key shares: the data keys of a patient's records in some scopes, sealed to one grantee.
+
+Only records the chain lists for the patient in those scopes, single or batched, are considered;
+each one's header is compared with the chain and its key opened with associated data built from
+the chain's facts before it is sealed again. A record whose blob was re-listed under another id,
+scope or author, is missing, or was not sealed to the patient, is skipped and reported: one bad
+entry cannot block the grant, and no key of a scope the grant lacks can ever be sealed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_utils import to_checksum_address
+
+from ehr_client.client.directory import KeyDirectory
+from ehr_client.client.keysource import check_header, own_data_key
+from ehr_client.client.locate import RecordLocator
+from ehr_client.client.model import Identity, Skipped, hex_id
+from ehr_client.client.read import RecordReader
+from ehr_client.crypto import wrap_data_key
+from ehr_client.errors import DecryptionError, IntegrityError, StorageError
+from ehr_client.keyshare import KeyShare, ShareEntry
+from ehr_client.storage import Cid
+
+
+@dataclass(frozen=True)
+class ShareOutcome:
+    cid: Cid | None
+    shared: int
+    skipped: tuple[Skipped, ...]
+
+
+class KeySharer:
+    def __init__(self, identity: Identity, locator: RecordLocator, reader: RecordReader,
+                 directory: KeyDirectory) -> None:
+        self.identity = identity
+        self.locator = locator
+        self.reader = reader
+        self.directory = directory
+
+    def share(self, grantee: str, scopes: int) -> ShareOutcome:
+        """Seal the data keys of the identity's active records within `scopes` to `grantee` and store the share."""
+        me = self.identity.address
+        grantee = to_checksum_address(grantee)
+        key_version, public = self.directory.encryption_key_of(grantee)
+        listing = self.locator.listing(me)
+        skipped = list(listing.skipped)
+        entries = []
+        for info in listing.records:
+            if info.status != "active" or info.scope & ~scopes:
+                continue
+            try:
+                header = self.reader.header(info.cid)
+                binding = check_header(info, header)
+                data_key = own_data_key(self.identity, header, binding)
+                if data_key is None:
+                    raise DecryptionError()
+            except (IntegrityError, DecryptionError, StorageError) as exc:
+                reason = str(exc) or "its key is not sealed to the patient"
+                skipped.append(Skipped(f"record {hex_id(info.record_id)}", reason, info.author, info.tx_hash))
+                continue
+            wrapped = wrap_data_key(data_key, public, associated_data=binding.associated_data)
+            entries.append(ShareEntry(info.record_id, header.version, key_version, wrapped))
+        if not entries:
+            return ShareOutcome(None, 0, tuple(skipped))
+        cid = self.reader.store.put(KeyShare(me, grantee, tuple(entries)).to_bytes())
+        return ShareOutcome(cid, len(entries), tuple(skipped))
