@@ -1,0 +1,125 @@
+"""The FHIRPath invariants (error-severity constraints) of R4 4.0.1, evaluated with fhirpathpy.
+
+Every constraint of the definitions table is evaluated on each node it applies to, except:
+
+- those that need a terminology server, a reference resolver or an XHTML checker
+  (:data:`NEEDS_SERVICES`: ``memberOf``, ``conformsTo``, ``resolve()``, ``htmlChecks``, ...);
+- ele-1 and ext-1, which the structural check enforces (and which the table leaves out);
+- :data:`FHIRPATHPY_FAILS`: expressions fhirpathpy 2.2.4 cannot parse or evaluate correctly, each
+  with the reason. ``skipped()`` lists all of them with why.
+
+An invariant fails when its expression yields ``false``; an empty result counts as a pass.
+If fhirpathpy raises on an expression at run time, that invariant is skipped for that node,
+logged once (key and element path, never data) and listed by ``skipped()``: an engine bug must
+not refuse a valid record. fhirpathpy annotates what it evaluates, so it is given a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any, Final, NamedTuple
+
+import fhirpathpy
+from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.models import models
+
+from ehr_client.records.fhir_r4.definitions import definitions
+from ehr_client.records.fhir_r4.structure import InvariantTarget, Problem
+
+__all__ = ["FHIRPATHPY_FAILS", "NEEDS_SERVICES", "SkippedInvariant", "invariant_problems", "skipped"]
+
+NEEDS_SERVICES: Final = ("memberOf(", "conformsTo(", "resolve()", "htmlChecks", "htmlchecks", "%terminologies",
+                         "subsumes(", "subsumedBy(", "%vs-", "%ext-")
+"""Markers of expressions that need something beyond the resource itself."""
+
+FHIRPATHPY_FAILS: Final[Mapping[str, str]] = {
+    "hasValue()": "fhirpathpy 2.2.4 does not implement hasValue()",
+    "dom-3": "its descendants().as(...) is refused by fhirpathpy 2.2.4 (as() on a collection)",
+    "rng-2": "fhirpathpy 2.2.4 cannot compare two Quantities (low <= high)",
+}
+"""Invariant key or expression fragment -> why fhirpathpy 2.2.4 cannot evaluate it (found by
+evaluating every invariant on the official examples; tests/records/test_fhir_invariants.py)."""
+
+_log = logging.getLogger(__name__)
+_MODEL: Final = models["r4"]
+_ENVIRONMENT: Final = {"ucum": "http://unitsofmeasure.org", "sct": "http://snomed.info/sct", "loinc": "http://loinc.org"}
+
+Compiled = Callable[[Any, dict[str, Any]], list[Any]]
+
+
+def _ignore_trace(*_: object) -> None:
+    """dom-3 and ref-1 call trace(); fhirpathpy would print the traced values (health data)."""
+
+
+class SkippedInvariant(NamedTuple):
+    type_name: str
+    path: str
+    key: str
+    reason: str
+
+
+@cache
+def _compiled() -> tuple[dict[tuple[str, str], list[tuple[str, str, Compiled]]], tuple[SkippedInvariant, ...]]:
+    table: dict[tuple[str, str], list[tuple[str, str, Compiled]]] = {}
+    skipped_list: list[SkippedInvariant] = []
+    for type_name, by_path in definitions().constraints.items():
+        for node_path, items in by_path.items():
+            for key, expression, human in items:
+                marker = next((m for m in NEEDS_SERVICES if m in expression), None)
+                if marker is not None:
+                    skipped_list.append(SkippedInvariant(type_name, node_path, key, f"needs a service ({marker.strip('(%')})"))
+                    continue
+                failure = next((why for what, why in FHIRPATHPY_FAILS.items() if what in (key, expression)
+                                or ("(" in what and what in expression)), None)
+                if failure is not None:
+                    skipped_list.append(SkippedInvariant(type_name, node_path, key, failure))
+                    continue
+                try:
+                    function = fhirpathpy.compile(expression, _MODEL, {"traceFn": _ignore_trace})
+                except Exception as exc:  # noqa: BLE001 - the parser raises many kinds; each is recorded
+                    skipped_list.append(SkippedInvariant(type_name, node_path, key, f"fhirpathpy cannot parse it ({type(exc).__name__})"))
+                    continue
+                table.setdefault((type_name, node_path), []).append((key, human, function))
+    return table, tuple(skipped_list)
+
+
+_ENGINE_FAILURES: dict[tuple[str, str, str], SkippedInvariant] = {}
+
+
+def _record_engine_failure(failure: SkippedInvariant) -> None:
+    where = (failure.type_name, failure.path, failure.key)
+    if where not in _ENGINE_FAILURES:
+        _ENGINE_FAILURES[where] = failure
+        _log.warning("FHIR invariant %s on %s.%s skipped: %s", failure.key, failure.type_name, failure.path, failure.reason)
+
+
+def skipped() -> tuple[SkippedInvariant, ...]:
+    """The invariants not evaluated, with the reason: those never evaluated (see the module
+    docstring), then those fhirpathpy failed on at run time in this process (each also logged
+    once, without data)."""
+    return _compiled()[1] + tuple(_ENGINE_FAILURES.values())
+
+
+def invariant_problems(targets: list[InvariantTarget]) -> list[Problem]:
+    """Evaluate the invariants of each target node (collected by the structural walk on a copy)."""
+    table = _compiled()[0]
+    problems: list[Problem] = []
+    for target in targets:
+        checks = table.get((target.type_name, target.node_path))
+        if not checks:
+            continue
+        base = f"{target.type_name}.{target.node_path}" if target.node_path else target.type_name
+        context = {**_ENVIRONMENT, "resource": target.resource, "rootResource": target.root}
+        for key, human, function in checks:
+            node = ResourceNode.create_node(target.node, base)
+            try:
+                result = function(node, context)
+            except Exception as exc:  # noqa: BLE001 - an engine failure is recorded and logged, not a verdict
+                _record_engine_failure(SkippedInvariant(target.type_name, target.node_path, key,
+                                                        f"fhirpathpy raised {type(exc).__name__} on a resource"))
+                continue
+            if result == [False]:
+                problems.append(Problem(target.path, f"{key}: {human}"))
+    return problems
