@@ -62,8 +62,8 @@ def _check(path: Path, invariants: bool) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
         data = parse_json(raw)
-        if isinstance(data, dict) and isinstance(data.get("resourceType"), str):
-            resource_type = data["resourceType"]
+        found = data.get("resourceType") if isinstance(data, dict) else None
+        resource_type = found if isinstance(found, str) else None
         problems = [{"path": p.path, "rule": p.rule} for p in fhir_problems(raw, invariants=invariants)]
     except InvalidRecord as exc:
         problems = [{"path": "$", "rule": str(exc)}]

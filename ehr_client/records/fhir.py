@@ -87,12 +87,8 @@ def validate_fhir(source: FhirSource, *, invariants: bool | None = None) -> Vali
         InvalidRecord: unreadable file, not JSON, or not valid FHIR R4; the message names each
             element (``Observation.code.coding[0].system``) and the rule it breaks.
     """
-    data = _load(source)
-    problems = _problems(data, invariants)
-    if problems:
-        raise InvalidRecord(_summary(data, problems))
-    assert isinstance(data, dict)  # _problems refuses anything else
-    return ValidatedRecord(resource_type=data["resourceType"], scope=scope_for_resource(data), canonical=canonicalize(data))
+    data = _valid_resource(_load(source), invariants)
+    return ValidatedRecord(resource_type=str(data["resourceType"]), scope=scope_for_resource(data), canonical=canonicalize(data))
 
 
 def validate_bundle_entries(source: FhirSource, *, invariants: bool | None = None) -> list[ValidatedRecord]:
@@ -104,19 +100,22 @@ def validate_bundle_entries(source: FhirSource, *, invariants: bool | None = Non
     Raises:
         InvalidRecord: the source is not a valid Bundle (every problem of every entry is named).
     """
-    data = _load(source)
-    problems = _problems(data, invariants)
-    if problems:
-        raise InvalidRecord(_summary(data, problems))
-    assert isinstance(data, dict)
+    data = _valid_resource(_load(source), invariants)
     if data["resourceType"] != "Bundle":
         raise InvalidRecord(f"expected a Bundle, got a {data['resourceType']}: validate it with validate_fhir")
     records = []
     for entry in data.get("entry", []):
         resource = entry.get("resource")
         if resource is not None:
-            records.append(ValidatedRecord(resource["resourceType"], scope_for_resource(resource), canonicalize(resource)))
+            records.append(ValidatedRecord(str(resource["resourceType"]), scope_for_resource(resource), canonicalize(resource)))
     return records
+
+
+def _valid_resource(data: JsonValue, invariants: bool | None) -> dict[str, Any]:
+    problems = _problems(data, invariants)
+    if problems or not isinstance(data, dict):
+        raise InvalidRecord(_summary(data, problems))
+    return data
 
 
 def _problems(data: JsonValue, invariants: bool | None) -> list[Problem]:
