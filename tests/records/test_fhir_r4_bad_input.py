@@ -180,3 +180,17 @@ def test_invariant_failure_names_the_key_and_can_be_switched_off() -> None:
 def test_invalid_json_and_non_objects_are_refused() -> None:
     _refused(b"{not json", "not valid JSON")
     _refused("[]", "must be a JSON object")
+
+
+def test_codeable_concept_with_required_binding_needs_a_coding_from_the_value_set() -> None:
+    clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+    def condition(status: Any) -> dict[str, Any]:
+        return {"resourceType": "Condition", "subject": {"reference": "Patient/p1"}, "clinicalStatus": status}
+
+    assert fhir_problems(condition({"coding": [{"system": clinical, "code": "active"}]})) == []
+    rule = f"has no coding from the required value set {VS}condition-clinical"
+    _refused(condition({"coding": [{"system": clinical, "code": "banana"}]}), f"Condition.clinicalStatus: {rule}")
+    _refused(condition({"coding": [{"code": "active"}]}), f"Condition.clinicalStatus: {rule}")  # no system
+    _refused(condition({"text": "active"}), f"Condition.clinicalStatus: {rule}")
+    _refused(condition({"coding": [{"system": [clinical], "code": {"c": 1}}]}), "Condition.clinicalStatus.coding[0].system: must be a JSON string")

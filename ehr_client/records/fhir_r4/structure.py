@@ -271,8 +271,10 @@ class _Walk:
         systems = self.defs.value_sets.get(value_set)
         if systems is None:
             return
-        for coding in value.get("coding") or ():
-            if isinstance(coding, dict) and coding.get("code") in systems.get(coding.get("system"), ()):  # type: ignore[arg-type]
+        codings = value.get("coding")
+        for coding in codings if isinstance(codings, list) else ():
+            system, code = (coding.get("system"), coding.get("code")) if isinstance(coding, dict) else (None, None)
+            if isinstance(system, str) and isinstance(code, str) and code in systems.get(system, ()):
                 return
         self.add(path, f"has no coding from the required value set {value_set}")
 
