@@ -193,4 +193,4 @@ def test_codeable_concept_with_required_binding_needs_a_coding_from_the_value_se
     _refused(condition({"coding": [{"system": clinical, "code": "banana"}]}), f"Condition.clinicalStatus: {rule}")
     _refused(condition({"coding": [{"code": "active"}]}), f"Condition.clinicalStatus: {rule}")  # no system
     _refused(condition({"text": "active"}), f"Condition.clinicalStatus: {rule}")
-    _refused(condition({"coding": [{"system": [clinical], "code": {"c": 1}}]}), "Condition.clinicalStatus.coding[0].system: must be a JSON string")
+    _refused(condition({"coding": [{"system": [clinical], "code": {"c": 1}}]}), "Condition.clinicalStatus.coding[0].system: must be a single value")
