@@ -13,7 +13,7 @@ from ehr_client.errors import InvalidRecord
 from ehr_client.records import parse_json, validate_fhir
 from tests.records.test_fhir_r4_examples import FILES
 
-EXAMPLES = [parse_json(path.read_bytes()) for path in FILES[::7]]
+EXAMPLES: list[Any] = [parse_json(path.read_bytes()) for path in FILES[::7]]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.decimals(allow_nan=False, allow_infinity=False, places=3)
@@ -37,9 +37,9 @@ def _locations(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(st.data())
 def test_mutated_example_is_refused_with_a_path_or_round_trips(data: st.DataObject) -> None:
-    resource = copy.deepcopy(data.draw(st.sampled_from(EXAMPLES)))
+    resource: Any = copy.deepcopy(data.draw(st.sampled_from(EXAMPLES)))
     where = data.draw(st.sampled_from(_locations(resource)))
-    holder = resource
+    holder: Any = resource
     for key in where[:-1]:
         holder = holder[key]
     holder[where[-1]] = data.draw(json_values)
