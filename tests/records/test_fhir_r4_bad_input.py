@@ -194,3 +194,12 @@ def test_codeable_concept_with_required_binding_needs_a_coding_from_the_value_se
     _refused(condition({"coding": [{"code": "active"}]}), f"Condition.clinicalStatus: {rule}")  # no system
     _refused(condition({"text": "active"}), f"Condition.clinicalStatus: {rule}")
     _refused(condition({"coding": [{"system": [clinical], "code": {"c": 1}}]}), "Condition.clinicalStatus.coding[0].system: must be a single value")
+
+
+def test_invariants_switched_off_for_a_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    quantity = _observation(valueQuantity={"value": 1, "code": "mg"})
+    monkeypatch.setenv("EHR_FHIR_INVARIANTS", "0")
+
+    assert validate_fhir(quantity).resource_type == "Observation"
+    with pytest.raises(InvalidRecord, match="Observation.valueQuantity: qty-3"):
+        validate_fhir(quantity, invariants=True)

@@ -47,3 +47,7 @@ def test_only_value_sets_outside_the_definitions_are_unenumerable() -> None:
         "http://hl7.org/fhir/ValueSet/ucum-units",
         "http://loinc.org/vs/LL379-9",
     }
+
+
+def test_definitions_load_once_per_process() -> None:
+    assert definitions() is definitions()
