@@ -13,7 +13,11 @@ script avoids every patch found (checked by diffing each differential against it
   (``Meta.project``, ``EvidenceVariable.characteristic.definitionByCombination``, ...), while their
   *differentials* are HL7's. So the table is built from the differentials, with the inherited
   elements taken from the base types' differentials (Resource, DomainResource, Element,
-  BackboneElement), which is how the specification defines a snapshot.
+  BackboneElement), which is how the specification defines a snapshot;
+- four differential details differ from HL7's 4.0.1 files as HAPI ships them on Maven Central
+  (``tools/crosscheck_fhir_r4_hapi.py`` compares the output with that copy): R5's
+  ``ResearchStudy.studyDesign`` and R5's binding of ``ResearchStudy.status``, and edited
+  expressions of app-4 and bdl-8. :data:`_RESTORE_HL7` puts HL7's 4.0.1 content back.
 
 Output (``ehr_client/records/fhir_r4/r4_definitions.json``), with sorted keys so a regeneration
 compares byte for byte (tests/records/test_fhir_r4_table.py):
@@ -64,7 +68,7 @@ _JSON_KIND = {
     "decimal": "decimal",
 }
 # Invariants checked structurally by the validator itself, so never evaluated twice.
-_STRUCTURAL_KEYS = {"ele-1", "ext-1"}
+STRUCTURAL_KEYS = {"ele-1", "ext-1"}
 
 
 def _bundle(directory: Path, name: str) -> list[dict[str, Any]]:
@@ -72,7 +76,7 @@ def _bundle(directory: Path, name: str) -> list[dict[str, Any]]:
     return [entry["resource"] for entry in data["entry"]]
 
 
-def _type_code(type_ref: dict[str, Any]) -> str:
+def type_code(type_ref: dict[str, Any]) -> str:
     code: str = type_ref["code"]
     if code in _SYSTEM_TYPES:
         for ext in type_ref.get("extension", []):
@@ -109,6 +113,18 @@ def _primitives(sds: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     return table
 
 
+_RESTORE_HL7: dict[str, Any] = {
+    "drop": {"ResearchStudy.studyDesign"},  # an R5 element
+    "required": {"ResearchStudy.status": "http://hl7.org/fhir/ValueSet/research-study-status"},  # R5: publication-status
+    "expression": {
+        "app-4": "Appointment.cancelationReason.exists() implies (Appointment.status='no-show' or "
+                 "Appointment.status='cancelled')",
+        "bdl-8": "fullUrl.contains('/_history/').not()",
+    },
+}
+"""Where Medplum's differentials differ from HL7's 4.0.1 definitions, HL7's content."""
+
+
 def _rows(sd: dict[str, Any], required: set[str]) -> tuple[list[list[Any]], dict[str, list[list[str]]]]:
     """The type's own elements, from its differential (see the module docstring for why)."""
     rows: list[list[Any]] = []
@@ -116,13 +132,16 @@ def _rows(sd: dict[str, Any], required: set[str]) -> tuple[list[list[Any]], dict
     type_name = sd["type"]
     for element in sd["differential"]["element"]:
         full = element["path"]
+        if full in _RESTORE_HL7["drop"]:
+            continue
         path = "" if full == type_name else full[len(type_name) + 1 :]
         for constraint in element.get("constraint", []):
-            if constraint["severity"] == "error" and "expression" in constraint and constraint["key"] not in _STRUCTURAL_KEYS:
-                constraints.setdefault(path, []).append([constraint["key"], constraint["expression"], constraint["human"]])
+            if constraint["severity"] == "error" and "expression" in constraint and constraint["key"] not in STRUCTURAL_KEYS:
+                expression = _RESTORE_HL7["expression"].get(constraint["key"], constraint["expression"])
+                constraints.setdefault(path, []).append([constraint["key"], expression, constraint["human"]])
         if not path:
             continue
-        types = [_type_code(ref) for ref in element.get("type", [])]
+        types = [type_code(ref) for ref in element.get("type", [])]
         if full == "Resource.id":
             types = ["id"]  # the 4.0.1 definition says System.String/"string"; resource.html says id
         reference = element.get("contentReference", "")
@@ -131,7 +150,7 @@ def _rows(sd: dict[str, Any], required: set[str]) -> tuple[list[list[Any]], dict
         binding = element.get("binding", {})
         value_set = ""
         if binding.get("strength") == "required" and binding.get("valueSet"):
-            value_set = binding["valueSet"].split("|")[0]
+            value_set = _RESTORE_HL7["required"].get(full, binding["valueSet"].split("|")[0])
             required.add(value_set)
         rows.append([path, element["min"], element["max"], types, reference, value_set])
         if types in (["BackboneElement"], ["Element"]):
@@ -216,7 +235,7 @@ class Unenumerable(Exception):
     pass
 
 
-def _expand(url: str, sets: dict[str, dict[str, Any]], systems: dict[str, dict[str, Any]],
+def expand_value_set(url: str, sets: dict[str, dict[str, Any]], systems: dict[str, dict[str, Any]],
             seen: tuple[str, ...] = ()) -> dict[str, set[str]]:
     if url in seen:
         raise Unenumerable(f"value set imports itself through {url}")
@@ -252,7 +271,7 @@ def _compose_part(parts: list[dict[str, Any]], sets: dict[str, dict[str, Any]],
                     raise Unenumerable(f"code system {system} is not complete in the R4 definitions")
                 chosen = {system: set(_all_codes(code_system.get("concept", [])))}
         for imported in part.get("valueSet", []):
-            expansion = _expand(imported.split("|")[0], sets, systems, seen)
+            expansion = expand_value_set(imported.split("|")[0], sets, systems, seen)
             chosen = expansion if chosen is None else _intersect(chosen, expansion)
         for system, codes in (chosen or {}).items():
             result.setdefault(system, set()).update(codes)
@@ -278,7 +297,7 @@ def build(directory: Path) -> dict[str, Any]:
     unenumerable: dict[str, str] = {}
     for url in sorted(required):
         try:
-            expansion = _expand(url, sets, systems)
+            expansion = expand_value_set(url, sets, systems)
         except Unenumerable as exc:
             unenumerable[url] = str(exc)
             continue
