@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from ehr_client.records.fhir_r4.structure import InvariantTarget, Problem, resou
 from ehr_client.records.scopes import Scope, scope_for_resource
 
 __all__ = [
+    "BundleEntry",
     "FHIR_VERSION",
     "INVARIANTS_ENV",
     "FhirSource",
@@ -91,24 +93,54 @@ def validate_fhir(source: FhirSource, *, invariants: bool | None = None) -> Vali
     return ValidatedRecord(resource_type=str(data["resourceType"]), scope=scope_for_resource(data), canonical=canonicalize(data))
 
 
-def validate_bundle_entries(source: FhirSource, *, invariants: bool | None = None) -> list[ValidatedRecord]:
-    """Validate a Bundle, then return one record per entry resource (in entry order).
+@dataclass(frozen=True)
+class BundleEntry:
+    """One entry of a Bundle that carries a resource: its record if valid, else its problems."""
 
-    Entries without a resource (a transaction's delete, say) give no record. Each record's scope
-    and canonical bytes are its own resource's, as if it had been validated alone.
+    index: int
+    full_url: str | None
+    record: ValidatedRecord | None
+    problems: tuple[Problem, ...]
+
+
+_ENTRY_PATH: Final = re.compile(r"Bundle\.entry\[(\d+)\]")
+
+
+def validate_bundle_entries(source: FhirSource, *, invariants: bool | None = None) -> list[BundleEntry]:
+    """Validate a Bundle and judge each entry on its own, for importing one record per entry.
+
+    Returns the entries that carry a resource, in order. An entry with problems anywhere under
+    ``Bundle.entry[i]`` gets them and no record; the others get the record their resource would
+    get if validated alone. Problems of the Bundle itself (its type, its invariants such as
+    bdl-7's unique fullUrls) make the whole Bundle invalid.
 
     Raises:
-        InvalidRecord: the source is not a valid Bundle (every problem of every entry is named).
+        InvalidRecord: not JSON, not a Bundle, or the Bundle outside its entries is invalid.
     """
-    data = _valid_resource(_load(source), invariants)
-    if data["resourceType"] != "Bundle":
-        raise InvalidRecord(f"expected a Bundle, got a {data['resourceType']}: validate it with validate_fhir")
-    records = []
-    for entry in data.get("entry", []):
+    data: Any = _load(source)
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        raise InvalidRecord("expected a FHIR Bundle (resourceType \"Bundle\"): validate other resources with validate_fhir")
+    by_entry: dict[int, list[Problem]] = {}
+    bundle_level: list[Problem] = []
+    for problem in _problems(data, invariants):
+        match = _ENTRY_PATH.match(problem.path)
+        if match:
+            by_entry.setdefault(int(match.group(1)), []).append(problem)
+        else:
+            bundle_level.append(problem)
+    if bundle_level:
+        raise InvalidRecord(_summary(data, bundle_level))
+    entries = []
+    for index, entry in enumerate(data.get("entry", [])):
         resource = entry.get("resource")
-        if resource is not None:
-            records.append(ValidatedRecord(str(resource["resourceType"]), scope_for_resource(resource), canonicalize(resource)))
-    return records
+        if resource is None:
+            continue
+        problems = tuple(by_entry.get(index, ()))
+        record = None if problems else ValidatedRecord(
+            str(resource["resourceType"]), scope_for_resource(resource), canonicalize(resource))
+        full_url = entry.get("fullUrl")
+        entries.append(BundleEntry(index, full_url if isinstance(full_url, str) else None, record, problems))
+    return entries
 
 
 def _valid_resource(data: JsonValue, invariants: bool | None) -> dict[str, Any]:

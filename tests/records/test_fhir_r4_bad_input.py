@@ -134,8 +134,34 @@ def test_bad_datetime_does_not_echo_the_value() -> None:
 def test_bundle_entry_that_is_not_a_resource_is_refused() -> None:
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"status": "final"}}]}
     _refused(bundle, "Bundle.entry[0].resource: has no resourceType")
-    with pytest.raises(InvalidRecord, match=r"Bundle.entry\[0\].resource: has no resourceType"):
-        validate_bundle_entries(bundle)
+    [entry] = validate_bundle_entries(bundle)
+    assert (entry.index, entry.record) == (0, None)
+    assert entry.problems == (Problem("Bundle.entry[0].resource", entry.problems[0].rule),)
+    assert "has no resourceType" in entry.problems[0].rule
+
+
+def test_bundle_entries_are_judged_one_by_one() -> None:
+    good = _patient()
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:7f2c1e36-7b0e-4c39-9f3a-2a7d4c2d1e01", "resource": good},
+        {"resource": _observation(status="banana")},
+        {"fullUrl": "not a uri", "resource": _patient(id="p2")},
+    ]}
+
+    first, second, third = validate_bundle_entries(bundle)
+
+    assert first.record is not None and first.record.canonical == validate_fhir(good).canonical
+    assert first.full_url == "urn:uuid:7f2c1e36-7b0e-4c39-9f3a-2a7d4c2d1e01" and first.problems == ()
+    assert second.record is None and [str(p) for p in second.problems] == [
+        f"Bundle.entry[1].resource.status: 'banana' is not in the required value set {VS}observation-status"]
+    assert third.record is None and third.problems[0].path == "Bundle.entry[2].fullUrl"
+
+
+def test_bundle_level_problems_refuse_the_whole_bundle() -> None:
+    with pytest.raises(InvalidRecord, match=f"Bundle.type: 'banana' is not in the required value set {VS}bundle-type"):
+        validate_bundle_entries({"resourceType": "Bundle", "type": "banana", "entry": [{"resource": _patient()}]})
+    with pytest.raises(InvalidRecord, match="expected a FHIR Bundle"):
+        validate_bundle_entries(_patient())
 
 
 def test_bundle_entry_of_a_data_type_is_refused() -> None:

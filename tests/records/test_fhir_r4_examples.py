@@ -61,8 +61,10 @@ def test_bundle_entries_validate_one_by_one() -> None:
     parsed: Any = parse_json(bundle.read_bytes())
     entries = parsed["entry"]
 
-    records = validate_bundle_entries(bundle)
+    judged = validate_bundle_entries(bundle)
+    records = [entry.record for entry in judged if entry.record is not None]
 
+    assert [entry.problems for entry in judged] == [()] * len(entries)
     assert [r.resource_type for r in records] == [e["resource"]["resourceType"] for e in entries]
     assert [parse_json(r.canonical) for r in records] == [e["resource"] for e in entries]
 
