@@ -89,6 +89,14 @@ def test_null_in_array_without_extension_partner_is_refused() -> None:
         {"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}]}]}])) == []
 
 
+def test_primitive_array_and_its_extension_array_must_line_up() -> None:
+    absent = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}]}
+    _refused(_patient(name=[{"given": ["A", "B"], "_given": [None, absent, absent]}]),
+             "Patient.name[0]._given: must have as many items as given (2)")
+    _refused(_patient(name=[{"given": [None, "B"], "_given": [None, absent]}]),
+             "Patient.name[0].given[0]: null is not allowed here")
+
+
 def test_two_values_for_one_choice_are_refused() -> None:
     _refused(_patient(deceasedBoolean=True, deceasedDateTime="2020-01-01"),
              "Patient.deceasedDateTime: deceased[x] has a value already (deceasedBoolean)")

@@ -141,6 +141,8 @@ class _Walk:
                     self.add(sub, "empty array: remove the element instead")
                     continue
                 partner = obj.get(key[1:] if extension_of else "_" + key)
+                if extension_of and isinstance(partner, list) and len(partner) != len(value):
+                    self.add(sub, f"must have as many items as {extension_of} ({len(partner)}), with null where one has none")
                 for index, item in enumerate(value):
                     item_path = f"{sub}[{index}]"
                     if item is None:
