@@ -237,3 +237,13 @@ def test_invariants_switched_off_for_a_deployment(monkeypatch: pytest.MonkeyPatc
     assert validate_fhir(quantity).resource_type == "Observation"
     with pytest.raises(InvalidRecord, match="Observation.valueQuantity: qty-3"):
         validate_fhir(quantity, invariants=True)
+
+
+def test_invariants_using_has_value_are_evaluated() -> None:
+    document = {"resourceType": "Bundle", "type": "document", "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:1"}}
+    age = {"resourceType": "Patient", "extension": [{"url": "http://example.org/age",
+                                                     "valueAge": {"value": -3, "system": "http://unitsofmeasure.org", "code": "a"}}]}
+
+    assert [(p.path, p.rule[:7]) for p in fhir_problems(document, invariants=True)] == [("Bundle", "bdl-10:")]
+    assert [(p.path, p.rule[:6]) for p in fhir_problems(age, invariants=True)] == [("Patient.extension[0].valueAge", "age-1:")]
+    assert fhir_problems({**document, "timestamp": "2024-05-01T09:00:00Z"}, invariants=True) == []
