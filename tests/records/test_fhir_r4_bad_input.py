@@ -247,3 +247,13 @@ def test_invariants_using_has_value_are_evaluated() -> None:
     assert [(p.path, p.rule[:7]) for p in fhir_problems(document, invariants=True)] == [("Bundle", "bdl-10:")]
     assert [(p.path, p.rule[:6]) for p in fhir_problems(age, invariants=True)] == [("Patient.extension[0].valueAge", "age-1:")]
     assert fhir_problems({**document, "timestamp": "2024-05-01T09:00:00Z"}, invariants=True) == []
+
+
+def test_contained_resource_nobody_references_breaks_dom_3() -> None:
+    contained = {"resourceType": "Patient", "id": "p", "gender": "female"}
+    orphan = _observation(contained=[contained])
+    referenced = _observation(contained=[contained], subject={"reference": "#p"})
+
+    assert [(p.path, p.rule[:6]) for p in fhir_problems(orphan, invariants=True)] == [("Observation", "dom-3:")]
+    assert fhir_problems(referenced, invariants=True) == []
+    assert "dom-3" not in {s.key for s in skipped()}

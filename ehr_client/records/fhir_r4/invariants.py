@@ -7,8 +7,10 @@ Every constraint of the definitions table is evaluated on each node it applies t
 - ele-1 and ext-1, which the structural check enforces (and which the table leaves out);
 - :data:`SPEC_ERRATA`: app-4, whose 4.0.1 expression contradicts the 4.0.1 code system;
 - :data:`FHIRPATHPY_FAILS`: expressions fhirpathpy 2.2.4 cannot parse or evaluate correctly, each
-  with the reason. ``skipped()`` lists all of them with why. (hasValue(), which fhirpathpy lacks,
-  is supplied here.)
+  with the reason. ``skipped()`` lists all of them with why.
+
+fhirpathpy lacks hasValue(), supplied here; dom-3, whose expression it refuses, is evaluated by
+equivalent Python (:data:`IN_PYTHON`).
 
 An invariant fails when its expression yields ``false``; an empty result counts as a pass.
 If fhirpathpy raises on an expression at run time, that invariant is skipped for that node,
@@ -19,7 +21,7 @@ not refuse a valid record. fhirpathpy annotates what it evaluates, so it is give
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from typing import Any, Final, NamedTuple
 
@@ -30,7 +32,7 @@ from fhirpathpy.models import models
 from ehr_client.records.fhir_r4.definitions import definitions
 from ehr_client.records.fhir_r4.structure import InvariantTarget, Problem
 
-__all__ = ["FHIRPATHPY_FAILS", "NEEDS_SERVICES", "SPEC_ERRATA", "SkippedInvariant", "invariant_problems", "skipped"]
+__all__ = ["FHIRPATHPY_FAILS", "IN_PYTHON", "NEEDS_SERVICES", "SPEC_ERRATA", "SkippedInvariant", "invariant_problems", "skipped"]
 
 NEEDS_SERVICES: Final = ("memberOf(", "conformsTo(", "resolve()", "htmlChecks", "htmlchecks", "%terminologies",
                          "subsumes(", "subsumedBy(", "%vs-", "%ext-")
@@ -45,7 +47,6 @@ SPEC_ERRATA: Final[Mapping[str, str]] = {
 FHIRPATHPY_FAILS: Final[Mapping[str, str]] = {
     "per-1": "fhirpathpy 2.2.4 compares dateTimes wrongly across time zones and fractional seconds "
              "(10:00+01:00 <= 09:30Z comes out false), so it would refuse valid Periods",
-    "dom-3": "its descendants().as(...) is refused by fhirpathpy 2.2.4 (as() on a collection)",
     "rng-2": "fhirpathpy 2.2.4 cannot compare two Quantities (low <= high)",
 }
 """Invariant key or expression fragment -> why fhirpathpy 2.2.4 cannot evaluate it (found by
@@ -56,10 +57,40 @@ _MODEL: Final = models["r4"]
 _ENVIRONMENT: Final = {"ucum": "http://unitsofmeasure.org", "sct": "http://snomed.info/sct", "loinc": "http://loinc.org"}
 
 Compiled = Callable[[Any, dict[str, Any]], list[Any]]
+Check = tuple[str, str, Compiled | None]  # key, human text, fhirpathpy function (None: see IN_PYTHON)
 
 
 def _ignore_trace(*_: object) -> None:
     """dom-3 and ref-1 call trace(); fhirpathpy would print the traced values (health data)."""
+
+
+def _contained_are_referenced(resource: dict[str, Any]) -> bool:
+    """dom-3, which fhirpathpy 2.2.4 refuses to evaluate (its descendants().as(canonical) applies
+    as() to a collection): every contained resource is referenced as '#id' from somewhere in the
+    resource, or itself refers to its container with '#'."""
+    contained = resource.get("contained")
+    if not isinstance(contained, list):
+        return True
+    everywhere = set(_strings(resource))
+    for item in contained:
+        if f"#{item.get('id', '')}" not in everywhere and "#" not in set(_strings(item)):
+            return False
+    return True
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+IN_PYTHON: Final[Mapping[str, Callable[[dict[str, Any]], bool]]] = {"dom-3": _contained_are_referenced}
+"""Invariants evaluated by Python code equivalent to their expression, where fhirpathpy fails."""
 
 
 def _has_value(inputs: list[Any]) -> bool:
@@ -81,8 +112,8 @@ class SkippedInvariant(NamedTuple):
 
 
 @cache
-def _compiled() -> tuple[dict[tuple[str, str], list[tuple[str, str, Compiled]]], tuple[SkippedInvariant, ...]]:
-    table: dict[tuple[str, str], list[tuple[str, str, Compiled]]] = {}
+def _compiled() -> tuple[dict[tuple[str, str], list[Check]], tuple[SkippedInvariant, ...]]:
+    table: dict[tuple[str, str], list[Check]] = {}
     skipped_list: list[SkippedInvariant] = []
     for type_name, by_path in definitions().constraints.items():
         for node_path, items in by_path.items():
@@ -93,6 +124,9 @@ def _compiled() -> tuple[dict[tuple[str, str], list[tuple[str, str, Compiled]]],
                     continue
                 if key in SPEC_ERRATA:
                     skipped_list.append(SkippedInvariant(type_name, node_path, key, SPEC_ERRATA[key]))
+                    continue
+                if key in IN_PYTHON:
+                    table.setdefault((type_name, node_path), []).append((key, human, None))
                     continue
                 failure = next((why for what, why in FHIRPATHPY_FAILS.items() if what in (key, expression)
                                 or ("(" in what and what in expression)), None)
@@ -136,6 +170,10 @@ def invariant_problems(targets: list[InvariantTarget]) -> list[Problem]:
         base = f"{target.type_name}.{target.node_path}" if target.node_path else target.type_name
         context = {**_ENVIRONMENT, "resource": target.resource, "rootResource": target.root}
         for key, human, function in checks:
+            if function is None:
+                if not IN_PYTHON[key](target.node):
+                    problems.append(Problem(target.path, f"{key}: {human}"))
+                continue
             node = ResourceNode.create_node(target.node, base)
             try:
                 result = function(node, context)
