@@ -125,6 +125,8 @@ def test_invalid_id_is_refused() -> None:
 @pytest.mark.parametrize(("element", "value", "rule"), [
     ("birthDate", "2024-13-01", "must be a FHIR date"),
     ("birthDate", "2024-1-01", "must be a FHIR date"),
+    ("birthDate", "2023-02-29", "must be a FHIR date: YYYY, YYYY-MM or YYYY-MM-DD, on a day that exists"),
+    ("deceasedDateTime", "2023-04-31T10:00:00Z", "must be a FHIR dateTime"),
     ("multipleBirthInteger", 2**31, "must be a JSON integer"),
     ("multipleBirthInteger", 1.5, "must be a JSON integer"),
 ])
@@ -206,9 +208,33 @@ def test_invariant_failure_names_the_key_and_can_be_switched_off() -> None:
     assert fhir_problems(quantity, invariants=False) == []
     obs_3 = fhir_problems(_observation(referenceRange=[{"appliesTo": [{"text": "adult"}]}]), invariants=True)
     assert [p.rule.split(":")[0] for p in obs_3] == ["obs-3"]
-    # per-1 (start <= end) uses hasValue(), which fhirpathpy 2.2.4 lacks: listed as skipped, not checked.
-    assert "per-1" in {s.key for s in skipped()}
-    assert fhir_problems(period, invariants=True) == []
+    assert [(p.path, p.rule[:6]) for p in fhir_problems(period, invariants=True)] == [("Observation.effectivePeriod", "per-1:")]
+
+
+@pytest.mark.parametrize(("start", "end", "valid"), [
+    ("2024-05-01", "2024-05-02", True),
+    ("2024-05-02", "2024-05-01", False),
+    ("2024", "2023-12", False),
+    ("2024-05-01", "2024-05-01T10:00:00Z", True),  # different precision, same day: empty, passes
+    ("2024-05-01T10:00:00+01:00", "2024-05-01T09:30:00Z", True),  # 09:00Z <= 09:30Z
+    ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00.5Z", True),
+    ("2024-05-01T10:00:01Z", "2024-05-01T10:00:00.5Z", False),
+])
+def test_per_1_compares_datetimes_as_fhirpath_does(start: str, end: str, valid: bool) -> None:
+    problems = fhir_problems(_observation(effectivePeriod={"start": start, "end": end}), invariants=True)
+
+    assert problems == ([] if valid else [Problem("Observation.effectivePeriod", "per-1: If present, start SHALL have a lower value than end")])
+
+
+@pytest.mark.parametrize(("low", "high", "valid"), [
+    ({"value": 1, "unit": "mg"}, {"value": 2, "unit": "mg"}, True),
+    ({"value": 3, "unit": "mg"}, {"value": 2, "unit": "mg"}, False),
+    ({"value": 3, "system": "http://unitsofmeasure.org", "code": "g"}, {"value": 2, "system": "http://unitsofmeasure.org", "code": "kg"}, True),
+])
+def test_rng_2_compares_quantities_in_the_same_unit(low: dict[str, Any], high: dict[str, Any], valid: bool) -> None:
+    problems = fhir_problems(_observation(valueRange={"low": low, "high": high}), invariants=True)
+
+    assert problems == ([] if valid else [Problem("Observation.valueRange", "rng-2: If present, low SHALL have a lower value than high")])
 
 
 def test_invalid_json_and_non_objects_are_refused() -> None:

@@ -9,8 +9,8 @@ Every constraint of the definitions table is evaluated on each node it applies t
 - :data:`FHIRPATHPY_FAILS`: expressions fhirpathpy 2.2.4 cannot parse or evaluate correctly, each
   with the reason. ``skipped()`` lists all of them with why.
 
-fhirpathpy lacks hasValue(), supplied here; dom-3, whose expression it refuses, is evaluated by
-equivalent Python (:data:`IN_PYTHON`).
+fhirpathpy lacks hasValue(), supplied here; dom-3, per-1 and rng-2, which it fails on, are
+evaluated by equivalent Python (``native.IN_PYTHON``).
 
 An invariant fails when its expression yields ``false``; an empty result counts as a pass.
 If fhirpathpy raises on an expression at run time, that invariant is skipped for that node,
@@ -21,7 +21,7 @@ not refuse a valid record. fhirpathpy annotates what it evaluates, so it is give
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, Final, NamedTuple
 
@@ -30,9 +30,10 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from ehr_client.records.fhir_r4.definitions import definitions
+from ehr_client.records.fhir_r4.native import IN_PYTHON
 from ehr_client.records.fhir_r4.structure import InvariantTarget, Problem
 
-__all__ = ["FHIRPATHPY_FAILS", "IN_PYTHON", "NEEDS_SERVICES", "SPEC_ERRATA", "SkippedInvariant", "invariant_problems", "skipped"]
+__all__ = ["FHIRPATHPY_FAILS", "NEEDS_SERVICES", "SPEC_ERRATA", "SkippedInvariant", "invariant_problems", "skipped"]
 
 NEEDS_SERVICES: Final = ("memberOf(", "conformsTo(", "resolve()", "htmlChecks", "htmlchecks", "%terminologies",
                          "subsumes(", "subsumedBy(", "%vs-", "%ext-")
@@ -44,13 +45,10 @@ SPEC_ERRATA: Final[Mapping[str, str]] = {
 }
 """Invariants whose 4.0.1 expression contradicts the 4.0.1 specification itself."""
 
-FHIRPATHPY_FAILS: Final[Mapping[str, str]] = {
-    "per-1": "fhirpathpy 2.2.4 compares dateTimes wrongly across time zones and fractional seconds "
-             "(10:00+01:00 <= 09:30Z comes out false), so it would refuse valid Periods",
-    "rng-2": "fhirpathpy 2.2.4 cannot compare two Quantities (low <= high)",
-}
-"""Invariant key or expression fragment -> why fhirpathpy 2.2.4 cannot evaluate it (found by
-evaluating every invariant on the official examples; tests/records/test_fhir_invariants.py)."""
+FHIRPATHPY_FAILS: Final[Mapping[str, str]] = {}
+"""Invariant key or expression fragment -> why fhirpathpy cannot evaluate it. Empty with 2.2.4:
+the three it fails on (found by evaluating every invariant on the official examples) are in
+``native.IN_PYTHON``; a new fhirpathpy failing on more is recorded at run time (``skipped()``)."""
 
 _log = logging.getLogger(__name__)
 _MODEL: Final = models["r4"]
@@ -62,35 +60,6 @@ Check = tuple[str, str, Compiled | None]  # key, human text, fhirpathpy function
 
 def _ignore_trace(*_: object) -> None:
     """dom-3 and ref-1 call trace(); fhirpathpy would print the traced values (health data)."""
-
-
-def _contained_are_referenced(resource: dict[str, Any]) -> bool:
-    """dom-3, which fhirpathpy 2.2.4 refuses to evaluate (its descendants().as(canonical) applies
-    as() to a collection): every contained resource is referenced as '#id' from somewhere in the
-    resource, or itself refers to its container with '#'."""
-    contained = resource.get("contained")
-    if not isinstance(contained, list):
-        return True
-    everywhere = set(_strings(resource))
-    for item in contained:
-        if f"#{item.get('id', '')}" not in everywhere and "#" not in set(_strings(item)):
-            return False
-    return True
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
-IN_PYTHON: Final[Mapping[str, Callable[[dict[str, Any]], bool]]] = {"dom-3": _contained_are_referenced}
-"""Invariants evaluated by Python code equivalent to their expression, where fhirpathpy fails."""
 
 
 def _has_value(inputs: list[Any]) -> bool:
@@ -171,7 +140,13 @@ def invariant_problems(targets: list[InvariantTarget]) -> list[Problem]:
         context = {**_ENVIRONMENT, "resource": target.resource, "rootResource": target.root}
         for key, human, function in checks:
             if function is None:
-                if not IN_PYTHON[key](target.node):
+                try:
+                    holds = IN_PYTHON[key](target.node)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    _record_engine_failure(SkippedInvariant(target.type_name, target.node_path, key,
+                                                            f"its Python check raised {type(exc).__name__}"))
+                    continue
+                if not holds:
                     problems.append(Problem(target.path, f"{key}: {human}"))
                 continue
             node = ResourceNode.create_node(target.node, base)

@@ -12,6 +12,7 @@ entries, Parameters) checked as resources; required bindings whose value sets ar
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any, Final, NamedTuple
 
@@ -230,6 +231,9 @@ class _Walk:
             elif primitive.pattern is not None and primitive.pattern.fullmatch(value) is None:
                 self.add(path, _FORMATS.get(primitive.name, f"does not match the {primitive.name} format"))
                 return False
+            elif primitive.name in _DATED and not _real_calendar_date(value):
+                self.add(path, f"{_FORMATS[primitive.name]}, on a day that exists (not e.g. 2023-02-30)")
+                return False
             return True
         if kind == "boolean":
             if not isinstance(value, bool):
@@ -279,6 +283,20 @@ class _Walk:
             if isinstance(system, str) and isinstance(code, str) and code in systems.get(system, ()):
                 return
         self.add(path, f"has no coding from the required value set {value_set}")
+
+
+_DATED: Final = frozenset({"date", "dateTime", "instant"})
+
+
+def _real_calendar_date(text: str) -> bool:
+    """The regexes allow day 31 in any month; the calendar does not."""
+    if len(text) < 10:
+        return True
+    try:
+        date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
+    except ValueError:
+        return False
+    return True
 
 
 def _upper_first(text: str) -> str:
