@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ehr_client.cli import audit_ext, batch, consent, consortium, custodian, deploy, keys, node, patient, records, storage
+from ehr_client.cli import audit_ext, batch, consent, consortium, custodian, deploy, keys, node, patient, records, storage, validate
 from ehr_client.cli._context import WALLET_NAME, AppContext, Settings, StoreKind
 from ehr_client.cli._errors import ErrorReportingGroup, report
 from ehr_client.errors import EHRError
@@ -90,6 +90,7 @@ app.add_typer(custodian.app, name="custodian")
 records.app.command("import")(batch.import_records)
 records.app.command("rotate")(custodian.rotate)
 records.app.command("erase")(custodian.erase)
+records.app.command("validate")(validate.validate)
 app.command("deploy")(deploy.deploy)
 app.command("grant")(consent.grant)
 app.command("revoke")(consent.revoke)

@@ -1,49 +1,54 @@
-"""Validate FHIR R4 resources and turn them into canonical bytes with a scope.
+"""Validate FHIR R4 (4.0.1) resources and turn them into canonical bytes with a scope.
 
-Which models: fhir.resources 8.x ships FHIR R5 at its top level (``fhir.resources.__fhir_version__``
-is 5.0.0) and only ``R4B`` (4.3.0) and ``STU3`` as subpackages; there is no plain R4 package.
-R4B is R4 with a small set of changes (mostly medicinal-product definition and evidence resources,
-plus new SubscriptionTopic/Status); the clinical resources a patient record holds (Patient,
-Observation, Condition, Medication*, Procedure, Encounter, DiagnosticReport, DocumentReference,
-Immunization, ...) are structurally the same, so R4 JSON validates against R4B. We therefore use
-``fhir.resources.R4B`` and never the R5 top level, whose Observation, MedicationStatement,
-DocumentReference and others differ from R4. The resource types R4B added are refused (they are
-not R4); R4 types that R4B dropped (MedicinalProduct*, EffectEvidenceSynthesis, ...) are refused
-as unknown. Neither group is patient data.
+What is checked, all from the R4 4.0.1 definitions (``fhir_r4/``; the README says which source
+and why): the resource type is one of R4's 146; every element is known for its type (R5-only
+elements, R4B-only types and the DSTU2 ``fhir_comments`` are refused); cardinality; choice
+elements (one value each); JSON types and the spec's regex of each primitive; no empty object,
+array or string and no ``null``; ele-1 and ext-1 (an extension needs a url and either a value or
+extensions); contained resources and Bundle entries as resources; required value-set bindings on
+code, Coding and CodeableConcept where the value set can be enumerated from the definitions (not:
+ucum-units, mimetypes, currencies, one LOINC answer list); and, unless switched off, the
+FHIRPath invariants that need no terminology server (``fhir_r4.invariants`` lists the skipped).
 
-Canonical bytes are made from the parsed *input*, not from fhir.resources' re-serialisation:
-pydantic writes decimals as floats (``1.00`` comes back as ``1.0``), which would change a
-resource's meaning and its hash. Validation is only a gate.
+Switch: ``invariants=False`` per call, or ``EHR_FHIR_INVARIANTS=0`` for a deployment.
 
-What is checked beyond the models: the FHIR JSON rules that the models let through (an empty
-object, array or string, or a ``null`` member, is not valid FHIR JSON and would give the same
-resource two encodings), and that every nested ``resourceType`` (contained resources, Bundle
-entries) names a FHIR resource. Not checked: terminology bindings (a ``status`` of "bogus" passes),
-invariants (FHIRPath constraints) and profiles.
+Canonical bytes are made from the parsed input (decimals kept exact, see ``canonical.py``), so
+validation is only a gate and never changes a resource.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
-from fhir.resources.R4B import __fhir_version__ as _R4B_VERSION
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.resource import Resource
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails
-
 from ehr_client.errors import InvalidRecord
 from ehr_client.records.canonical import JsonValue, canonicalize, parse_json
+from ehr_client.records.fhir_r4.invariants import invariant_problems
+from ehr_client.records.fhir_r4.structure import InvariantTarget, Problem, resource_problems
 from ehr_client.records.scopes import Scope, scope_for_resource
 
-__all__ = ["FHIR_VERSION", "FhirSource", "ValidatedRecord", "validate_fhir"]
+__all__ = [
+    "BundleEntry",
+    "FHIR_VERSION",
+    "INVARIANTS_ENV",
+    "FhirSource",
+    "Problem",
+    "ValidatedRecord",
+    "fhir_problems",
+    "validate_bundle_entries",
+    "validate_fhir",
+]
 
-FHIR_VERSION: Final[str] = _R4B_VERSION
-"""The FHIR version of the models records are validated against ("4.3.0", R4B)."""
+FHIR_VERSION: Final[str] = "4.0.1"
+"""The FHIR release records are validated against (R4)."""
+
+INVARIANTS_ENV: Final = "EHR_FHIR_INVARIANTS"
+"""Set to 0 (or off/false/no) to skip the FHIRPath invariants by default in this process."""
 
 FhirSource: TypeAlias = Mapping[str, Any] | str | bytes | os.PathLike[str]
 """A resource as a JSON object, JSON text (str or bytes), or the path of a JSON file."""
@@ -60,34 +65,104 @@ class ValidatedRecord:
     canonical: bytes = field(repr=False)
 
 
-def validate_fhir(source: FhirSource) -> ValidatedRecord:
+def invariants_by_default() -> bool:
+    """Whether the FHIRPath invariants run when a call does not say (see :data:`INVARIANTS_ENV`)."""
+    return os.environ.get(INVARIANTS_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def fhir_problems(source: FhirSource, *, invariants: bool | None = None) -> list[Problem]:
+    """Every problem of one resource as (path, rule); empty when it is valid FHIR R4.
+
+    Raises:
+        InvalidRecord: only when the source cannot be read or is not JSON.
+    """
+    return _problems(_load(source), invariants)
+
+
+def validate_fhir(source: FhirSource, *, invariants: bool | None = None) -> ValidatedRecord:
     """Validate one FHIR R4 resource and return its type, scope and canonical bytes.
 
     `source` is a dict, JSON text (``str`` or ``bytes``), or a ``pathlib.Path`` (any
     ``os.PathLike``) of a JSON file; a plain ``str`` is always JSON text, never a path.
 
     Raises:
-        InvalidRecord: unreadable file, not JSON, unknown resourceType, or a FHIR error; the
-            message names the element (``Observation.code.coding[0].system``) and what to fix.
+        InvalidRecord: unreadable file, not JSON, or not valid FHIR R4; the message names each
+            element (``Observation.code.coding[0].system``) and the rule it breaks.
     """
-    data = _load(source)
+    data = _valid_resource(_load(source), invariants)
+    return ValidatedRecord(resource_type=str(data["resourceType"]), scope=scope_for_resource(data), canonical=canonicalize(data))
+
+
+@dataclass(frozen=True)
+class BundleEntry:
+    """One entry of a Bundle that carries a resource: its record if valid, else its problems."""
+
+    index: int
+    full_url: str | None
+    record: ValidatedRecord | None
+    problems: tuple[Problem, ...]
+
+
+_ENTRY_PATH: Final = re.compile(r"Bundle\.entry\[(\d+)\]")
+
+
+def validate_bundle_entries(source: FhirSource, *, invariants: bool | None = None) -> list[BundleEntry]:
+    """Validate a Bundle and judge each entry on its own, for importing one record per entry.
+
+    Returns the entries that carry a resource, in order. An entry with problems anywhere under
+    ``Bundle.entry[i]`` gets them and no record; the others get the record their resource would
+    get if validated alone. Problems of the Bundle itself (its type, its invariants such as
+    bdl-7's unique fullUrls) make the whole Bundle invalid.
+
+    Raises:
+        InvalidRecord: not JSON, not a Bundle, or the Bundle outside its entries is invalid.
+    """
+    data: Any = _load(source)
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        raise InvalidRecord("expected a FHIR Bundle (resourceType \"Bundle\"): validate other resources with validate_fhir")
+    by_entry: dict[int, list[Problem]] = {}
+    bundle_level: list[Problem] = []
+    for problem in _problems(data, invariants):
+        match = _ENTRY_PATH.match(problem.path)
+        if match:
+            by_entry.setdefault(int(match.group(1)), []).append(problem)
+        else:
+            bundle_level.append(problem)
+    if bundle_level:
+        raise InvalidRecord(_summary(data, bundle_level))
+    entries = []
+    for index, entry in enumerate(data.get("entry", [])):
+        resource = entry.get("resource")
+        if resource is None:
+            continue
+        problems = tuple(by_entry.get(index, ()))
+        record = None if problems else ValidatedRecord(
+            str(resource["resourceType"]), scope_for_resource(resource), canonicalize(resource))
+        full_url = entry.get("fullUrl")
+        entries.append(BundleEntry(index, full_url if isinstance(full_url, str) else None, record, problems))
+    return entries
+
+
+def _valid_resource(data: JsonValue, invariants: bool | None) -> dict[str, Any]:
+    problems = _problems(data, invariants)
+    if problems or not isinstance(data, dict):
+        raise InvalidRecord(_summary(data, problems))
+    return data
+
+
+def _problems(data: JsonValue, invariants: bool | None) -> list[Problem]:
     if not isinstance(data, dict):
-        raise InvalidRecord("a FHIR resource must be a JSON object with a resourceType")
+        return [Problem("$", "a FHIR resource must be a JSON object with a resourceType")]
     resource_type = data.get("resourceType")
-    if not isinstance(resource_type, str) or not resource_type:
-        raise InvalidRecord("the JSON object has no resourceType: add one, e.g. \"resourceType\": \"Observation\"")
-    model = _resource_model(resource_type, "resourceType")
-    problems = list(_json_rule_problems(data, resource_type))
-    if not problems:
-        try:
-            model.model_validate(data)
-        except ValidationError as exc:
-            problems = [_describe_error(resource_type, error) for error in exc.errors()]
-        except (KeyError, TypeError, ValueError, RecursionError) as exc:
-            problems = [f"{resource_type}: the validator failed ({type(exc).__name__}); check the resource's structure"]
-    if problems:
-        raise InvalidRecord(_summary(resource_type, problems))
-    return ValidatedRecord(resource_type=resource_type, scope=scope_for_resource(data), canonical=canonicalize(data))
+    root = resource_type if isinstance(resource_type, str) and resource_type.isidentifier() else "$"
+    if invariants is None:
+        invariants = invariants_by_default()
+    if not invariants:
+        return resource_problems(data, root)
+    # fhirpathpy annotates what it evaluates: walk and evaluate a copy.
+    targets: list[InvariantTarget] = []
+    problems = resource_problems(copy.deepcopy(data), root, invariant_targets=targets)
+    return problems or invariant_problems(targets)
 
 
 def _load(source: FhirSource) -> JsonValue:
@@ -106,117 +181,10 @@ def _load(source: FhirSource) -> JsonValue:
     raise InvalidRecord(f"cannot read a FHIR resource from a {type(source).__name__}: pass a dict, JSON text or a Path")
 
 
-_ABSTRACT_TYPES: Final = frozenset({"Resource", "DomainResource"})
-_R4B_ONLY_TYPES: Final = frozenset(
-    {
-        "AdministrableProductDefinition", "Citation", "ClinicalUseDefinition", "EvidenceReport", "Ingredient",
-        "ManufacturedItemDefinition", "MedicinalProductDefinition", "NutritionProduct",
-        "PackagedProductDefinition", "RegulatedAuthorization", "SubscriptionStatus", "SubscriptionTopic",
-    }
-)
-"""Resource types R4B added; R4 has no such resources, so an R4 record cannot hold them."""
-
-
-def _resource_model(resource_type: str, where: str) -> type[Resource]:
-    unknown = InvalidRecord(
-        f"{where}: {resource_type[:64]!r} is not a FHIR R4 resource type: check the spelling "
-        "and capitalisation (e.g. Observation, Condition, MedicationRequest)"
-    )
-    if resource_type in _ABSTRACT_TYPES or resource_type in _R4B_ONLY_TYPES:
-        raise unknown
-    try:
-        model = get_fhir_model_class(resource_type)
-    except ValueError:
-        raise unknown from None
-    if not issubclass(model, Resource):  # a datatype such as Quantity
-        raise unknown
-    return model
-
-
-def _json_rule_problems(value: JsonValue, path: str) -> Iterator[str]:
-    """FHIR JSON rules (https://hl7.org/fhir/R4/json.html) the models do not enforce."""
-    if isinstance(value, dict):
-        if not value:
-            yield f"{path}: empty object; remove the element instead"
-        nested_type = value.get("resourceType")
-        if isinstance(nested_type, str) and "." in path:
-            try:
-                _resource_model(nested_type, path)
-            except InvalidRecord as exc:
-                yield str(exc)
-                return
-        for key, item in value.items():
-            if item is None:
-                yield f"{path}.{key}: null is not allowed in FHIR JSON; remove the element"
-            else:
-                yield from _json_rule_problems(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        if not value:
-            yield f"{path}: empty array; remove the element instead"
-        for index, item in enumerate(value):
-            if item is not None:  # nulls in arrays are positional placeholders for _element arrays
-                yield from _json_rule_problems(item, f"{path}[{index}]")
-    elif isinstance(value, str) and not value:
-        yield f"{path}: empty string; remove the element instead"
-
-
-_HINTS: Final[Mapping[str, str]] = {
-    "missing": "is required: add it",
-    "model_field_validation.missing": "is required: add it",
-    "extra_forbidden": "is not an element of this FHIR R4 type: remove it or fix the spelling",
-    "string_type": "must be a JSON string",
-    "list_type": "must be a JSON array without null entries",
-    "dict_type": "must be a JSON object",
-    "model_type": "must be a JSON object",
-    "model_attributes_type": "must be a JSON object",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be an integer",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-}
-
-_DATETIME_HINT = "must be a FHIR dateTime: YYYY, YYYY-MM, YYYY-MM-DD, or YYYY-MM-DDThh:mm:ss with a timezone (Z or +hh:mm)"
-_FORMAT_HINTS: Final[Mapping[str, str]] = {
-    "Date value": "must be a FHIR date: YYYY, YYYY-MM or YYYY-MM-DD",
-    "DateTime": _DATETIME_HINT,
-    "Instant": "must be a FHIR instant: YYYY-MM-DDThh:mm:ss[.sss] with a timezone (Z or +hh:mm)",
-    "Time value": "must be a FHIR time: hh:mm:ss",
-    "Decimal value": "must be a JSON number",
-}
-_CHOICE_MANY = "Any of one field value is expected"
-_CHOICE_NONE = "Expect any of field value"
-
-
-def _describe_error(resource_type: str, error: ErrorDetails) -> str:
-    """One problem as "<FHIR path>: <what to fix>", never echoing the offending value."""
-    path = resource_type + "".join(_path_part(part) for part in error["loc"] if part != "root")
-    hint = _HINTS.get(error["type"])
-    if hint is None:
-        message = error["msg"].removeprefix("Value error, ").rstrip(".")
-        hint = next((text for prefix, text in _FORMAT_HINTS.items() if message.startswith(prefix)), None)
-        choices = message[message.find("[") : message.find("]") + 1]
-        if hint is None and message.startswith(_CHOICE_MANY):
-            hint = f"may have only one of the choices {choices}: keep one"
-        if hint is None and message.startswith(_CHOICE_NONE):
-            hint = f"needs one of the choices {choices}: add one"
-        if hint is None:
-            hint = f"{message[:200]}: fix the value"
-    return f"{path} {hint}" if hint.startswith(("is ", "must ", "may ", "needs ")) else f"{path}: {hint}"
-
-
-def _path_part(part: str | int) -> str:
-    if isinstance(part, int):
-        return f"[{part}]"
-    if part == "resource_type":
-        return ".resourceType"
-    if part.endswith("__ext"):
-        return "._" + part.removesuffix("__ext")
-    return "." + part
-
-
-def _summary(resource_type: str, problems: list[str]) -> str:
-    shown = "; ".join(problems[:_MAX_PROBLEMS])
+def _summary(data: JsonValue, problems: list[Problem]) -> str:
+    resource_type = data.get("resourceType") if isinstance(data, dict) else None
+    what = resource_type[:64] if isinstance(resource_type, str) and resource_type else "the record"
+    shown = "; ".join(str(problem) for problem in problems[:_MAX_PROBLEMS])
     more = len(problems) - _MAX_PROBLEMS
     suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more > 0 else ""
-    return f"{resource_type} is not valid FHIR R4 (checked against {FHIR_VERSION}): {shown}{suffix}"
+    return f"{what} is not valid FHIR R4 ({FHIR_VERSION}): {shown}{suffix}. Fix these and try again"
