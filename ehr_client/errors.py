@@ -66,6 +66,10 @@ class ChainUnavailable(ChainError, ConnectionError):
     """The JSON-RPC endpoint is down or unreachable."""
 
 
+class ChainMismatch(ChainError, ConfigError):
+    """The node serves another chain than the deployment describes (reset, replaced, or wrong network)."""
+
+
 class TransactionReverted(ChainError):
     """A transaction or call reverted; `error_name` and `error_args` carry the decoded custom error."""
 

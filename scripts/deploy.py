@@ -42,6 +42,7 @@ def cli(ecosystem, network, account, governors, threshold, out, force):
     consortium = account.deploy(project.Consortium, governor_list, threshold)
     keys = account.deploy(project.KeyRegistry)
     records = account.deploy(project.RecordRegistry, consortium.address)
+    receipt = chain.provider.get_receipt(records.txn_hash)
     deployment = Deployment(
         network=network_name,
         chain_id=chain.chain_id,
@@ -55,6 +56,8 @@ def cli(ecosystem, network, account, governors, threshold, out, force):
         },
         governors=governor_list,
         threshold=threshold,
+        registry_block_number=receipt.block_number,
+        registry_block_hash=chain.blocks[receipt.block_number].hash.to_0x_hex(),
     )
     deployment.save(path)
     click.echo(f"deployed to chain {chain.chain_id}; wrote {path}")

@@ -12,9 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-import requests
 from eth_abi import decode
 from eth_account.signers.local import LocalAccount
 from eth_utils.abi import get_abi_output_types
@@ -66,15 +65,10 @@ def rpc_batch(chain: ChainClient, requests_: Sequence[tuple[str, list[Any]]]) ->
     """Send every (method, params) in one round trip; each answer is its result or an RpcFailure."""
     if not requests_:
         return []
-    try:
-        responses = chain.w3.provider.make_batch_request(list(requests_))  # type: ignore[attr-defined]
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise ChainUnavailable(
-            f"cannot reach the chain node at {chain.rpc_url} ({type(exc).__name__}); start it or fix --rpc"
-        ) from None
+    responses = chain.rpc(lambda: chain.provider.make_batch_request(cast(Any, list(requests_))))
     if not isinstance(responses, list) or len(responses) != len(requests_):
         raise ChainUnavailable(f"the chain node at {chain.rpc_url} refused a JSON-RPC batch; it must support batches")
-    return [_result(response) for response in responses]
+    return [_result(response) for response in cast(list[dict[str, Any]], responses)]
 
 
 def _result(response: dict[str, Any]) -> Any:
@@ -102,7 +96,7 @@ def decoded(call: Call, answer: Any, *, action: str) -> Any:
         if answer.data is None and "revert" not in answer.message.lower():
             raise ChainUnavailable(
                 f"{action}: the chain node could not answer a call at block {call.block} ({answer.message}); "
-                "reading batched records needs a node that keeps historical state (an archive node)"
+                "check the node"
             )
         raise answer.error(action=action)
     return call.decode(str(answer))
@@ -183,6 +177,7 @@ def await_results(
             if isinstance(failure, RpcFailure):
                 raise failure.error(action=action)
             raise TransactionReverted(f"{action} failed: transaction {receipt['transactionHash'].to_0x_hex()} reverted")
+        receipt = chain.confirm(receipt, action=action)
         results.append(TxResult(receipt["transactionHash"].to_0x_hex(), int(receipt["blockNumber"]),
                                 int(receipt["gasUsed"]), tuple(receipt["logs"])))
     return results

@@ -20,12 +20,13 @@ from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 
 from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.deployment import Deployment
 from ehr_client.chain.reverts import revert_error
-from ehr_client.errors import ChainUnavailable, ConfigError, TransactionReverted
+from ehr_client.chain.rpc import FailoverProvider, parse_urls
+from ehr_client.errors import ChainMismatch, ChainUnavailable, TransactionReverted
 
 T = TypeVar("T")
 
@@ -89,24 +90,79 @@ def _revert_data(exc: ContractLogicError) -> bytes | None:
 
 
 class ChainClient:
-    """The four contracts of one deployment, reached through one JSON-RPC endpoint."""
+    """The four contracts of one deployment, reached through one or more JSON-RPC nodes.
 
-    def __init__(self, rpc_url: str, deployment: Deployment, *, timeout: float = 30.0) -> None:
-        self.rpc_url = rpc_url
+    `rpc_url` is one URL, several separated by commas, or a list: a node that does not answer is
+    left for the next (`ehr_client.chain.rpc`). Every call, retries and failover included, ends
+    within `timeout` seconds or raises `ChainUnavailable`. `confirmations` is how many blocks must
+    follow a transaction's block before it is reported done (0 on an instant-mining dev node; a
+    few on a Clique chain, where short forks can drop the newest blocks).
+    """
+
+    def __init__(self, rpc_url: str | Sequence[str], deployment: Deployment, *, timeout: float = 30.0,
+                 confirmations: int = 0, request_timeout: float | None = None, check_interval: float = 5.0) -> None:
+        self.rpc_urls = parse_urls(rpc_url)
         self.deployment = deployment
         self.timeout = timeout
-        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        self.confirmations = confirmations
+        self.check_interval = check_interval
+        self.provider = FailoverProvider(self.rpc_urls, request_timeout=request_timeout or min(timeout, 10.0))
+        self.provider.cache_allowed_requests = True  # eth_chainId once, not once per transaction
+        self.w3 = Web3(self.provider)
         self.sender_lock = _SenderLocks()
-        chain_id = self._rpc(lambda: self.w3.eth.chain_id)
-        if chain_id != deployment.chain_id:
-            raise ConfigError(
-                f"the node at {rpc_url} serves chain {chain_id}, but the deployment file is for chain "
-                f"{deployment.chain_id}; point --rpc at the right node or pick the matching --network"
-            )
+        self._checked_at = 0.0
         self.contracts: dict[str, Contract] = {
             name: self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name)["abi"])
             for name, address in deployment.contracts.items()
         }
+        self.check_chain()
+
+    @property
+    def rpc_url(self) -> str:
+        """The node currently in use."""
+        return str(self.provider.endpoint_uri)
+
+    def ensure_chain(self) -> None:
+        """`check_chain` at most every `check_interval` seconds: cheap enough before every listing and write."""
+        self.check_chain(max_age=self.check_interval)
+
+    def check_chain(self, *, max_age: float = 0.0) -> None:
+        """Raise `ChainMismatch` unless the node serves the chain the deployment describes: its chain id,
+        the suite's code at the deployment's addresses, and (when the file records it) the hash of the
+        block RecordRegistry was deployed in. A chain that was reset or replaced is refused here, before
+        any list comes back empty. With `max_age`, a check younger than that is not repeated."""
+        if max_age and time.monotonic() - self._checked_at < max_age:
+            return
+        registry = self.contracts["RecordRegistry"].address
+        requests_: list[tuple[str, list[Any]]] = [("eth_chainId", []), ("eth_getCode", [registry, "latest"])]
+        marker = self.deployment.registry_block
+        if marker is not None:
+            requests_.append(("eth_getBlockByNumber", [hex(marker[0]), False]))
+        answers = self.rpc(lambda: self.provider.make_batch_request(cast(Any, requests_)))
+        if not isinstance(answers, list) or len(answers) != len(requests_):
+            raise ChainUnavailable(f"the chain node at {self.rpc_url} refused a JSON-RPC batch; it must support batches")
+        results = [a.get("result") if isinstance(a, dict) else None for a in answers]
+        chain_id = int(str(results[0]), 16) if results[0] else None
+        where = f"the node at {self.rpc_url}"
+        if chain_id != self.deployment.chain_id:
+            raise ChainMismatch(
+                f"{where} serves chain {chain_id}, but the deployment file is for chain {self.deployment.chain_id}; "
+                "point --rpc at the right node or pick the matching --network"
+            )
+        if not results[1] or results[1] in ("0x", "0x0"):
+            raise ChainMismatch(
+                f"{where} has no contract code at the deployment's RecordRegistry {registry}: the chain was reset "
+                f"or replaced since {self.deployment.network} was deployed; records acknowledged on it are not on "
+                "this chain (`ehr record recover` re-anchors what your journal holds), or redeploy"
+            )
+        if marker is not None:
+            block = results[2]
+            if not isinstance(block, dict) or str(block.get("hash")) != marker[1]:
+                raise ChainMismatch(
+                    f"{where} has another block {marker[0]} than the one the suite was deployed in: this is not the "
+                    f"chain {self.deployment.network} was deployed on (reset, or redeployed at the same addresses)"
+                )
+        self._checked_at = time.monotonic()
 
     @property
     def consortium(self) -> Contract:
@@ -128,14 +184,34 @@ class ChainClient:
     def chain_id(self) -> int:
         return self.deployment.chain_id
 
-    def _rpc(self, request: Callable[[], T]) -> T:
-        try:
-            return request()
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ChainUnavailable(
-                f"cannot reach the chain node at {self.rpc_url} ({type(exc).__name__}); "
-                "start it (`ehr node up`) or fix --rpc"
-            ) from None
+    def rpc(self, request: Callable[[], T]) -> T:
+        """Run `request` (one or more JSON-RPC requests) within the deadline, failing over between nodes."""
+        deadline = time.monotonic() + self.timeout
+        tried: list[str] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                nodes = ", ".join(dict.fromkeys(tried)) or self.rpc_url
+                raise ChainUnavailable(
+                    f"cannot reach the chain node at {nodes} within {self.timeout:.0f}s; start or unblock it "
+                    "(`ehr node up`, `ehr node status`) or fix --rpc"
+                )
+            node = self.rpc_url
+            self.provider.set_budget(remaining)
+            try:
+                return request()
+            except (requests.ConnectionError, requests.Timeout):
+                tried.append(node)
+                self.provider.failover(node)
+                if len(tried) >= 3 * len(self.rpc_urls) and not any(u not in tried for u in self.rpc_urls):
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            except BadFunctionCallOutput:
+                self.check_chain()
+                raise ChainUnavailable(f"{node} answered a contract call with nothing; retry") from None
+            finally:
+                self.provider.set_budget(None)
+
+    _rpc = rpc
 
     def call(self, fn: ContractFunction, *, action: str, block: int | str = "latest") -> Any:
         """A view call; reverts become typed errors."""
@@ -195,6 +271,8 @@ class ChainClient:
                 f"{action}: transaction {tx_hash.to_0x_hex()} was not mined within {self.timeout:.0f}s; "
                 "check that the node is producing blocks, then look the hash up before retrying"
             ) from None
+        if receipt["status"] == 1:
+            receipt = self.confirm(receipt, action=action)
         if receipt["status"] != 1:
             block = receipt["blockNumber"]
             try:
@@ -207,6 +285,32 @@ class ChainClient:
             block_number=int(receipt["blockNumber"]),
             gas_used=int(receipt["gasUsed"]),
             logs=tuple(receipt["logs"]),
+        )
+
+    def confirm(self, receipt: Any, *, action: str) -> Any:
+        """The receipt once `confirmations` blocks follow its block on the node's canonical chain.
+
+        On a chain with short forks (Clique) the newest blocks can be replaced: the transaction is
+        then looked up again until it sits `confirmations` deep, or the deadline passes.
+        """
+        if self.confirmations <= 0:
+            return receipt
+        tx_hash = receipt["transactionHash"]
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.head() >= int(receipt["blockNumber"]) + self.confirmations:
+                try:
+                    current = self.rpc(lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+                except TransactionNotFound:
+                    current = None  # its block was replaced; it is pending again
+                if current is not None and current["blockHash"] == receipt["blockHash"]:
+                    return current
+                if current is not None:
+                    receipt = current  # re-mined in another block: count from there
+            time.sleep(0.05)
+        raise ChainUnavailable(
+            f"{action}: transaction {tx_hash.to_0x_hex()} was mined but not {self.confirmations} blocks deep within "
+            f"{self.timeout:.0f}s; check that the validators are producing blocks, then look the hash up"
         )
 
     def events_in(self, result: TxResult, contract: str, event: str) -> list[dict[str, Any]]:
@@ -317,6 +421,8 @@ def deploy_suite(
     except (requests.ConnectionError, requests.Timeout):
         raise ChainUnavailable(f"cannot reach the chain node at {rpc_url}; start it or fix --rpc") from None
 
+    blocks: dict[str, tuple[int, str]] = {}
+
     def create(name: str, *args: Any) -> str:
         artifact = load_artifact(name)
         factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
@@ -337,6 +443,7 @@ def deploy_suite(
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.02)
         if receipt["status"] != 1 or not receipt["contractAddress"]:
             raise TransactionReverted(f"deploying {name} reverted (transaction {tx_hash.to_0x_hex()})")
+        blocks[name] = (int(receipt["blockNumber"]), receipt["blockHash"].to_0x_hex())
         return str(receipt["contractAddress"])
 
     checksummed = [Web3.to_checksum_address(g) for g in governors]
@@ -353,6 +460,8 @@ def deploy_suite(
         contracts={"Consortium": consortium, "KeyRegistry": keys, "RecordRegistry": records, "ConsentManager": consent},
         governors=[str(g) for g in checksummed],
         threshold=threshold,
+        registry_block_number=blocks["RecordRegistry"][0],
+        registry_block_hash=blocks["RecordRegistry"][1],
     )
 
 

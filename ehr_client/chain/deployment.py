@@ -29,6 +29,15 @@ class Deployment:
     threshold: int
     compiler: str = f"solc {SOLC_VERSION}"
     abi_hash: str = field(default_factory=abi_hash)
+    registry_block_number: int | None = None
+    registry_block_hash: str | None = None
+
+    @property
+    def registry_block(self) -> tuple[int, str] | None:
+        """(number, hash) of the block RecordRegistry was deployed in, when the file records it."""
+        if self.registry_block_number is None or self.registry_block_hash is None:
+            return None
+        return self.registry_block_number, self.registry_block_hash
 
     def address(self, name: str) -> str:
         try:
@@ -49,6 +58,8 @@ class Deployment:
                 "threshold": data["threshold"],
                 "compiler": data["compiler"],
                 "abiHash": data["abi_hash"],
+                **({"registryBlock": {"number": data["registry_block_number"], "hash": data["registry_block_hash"]}}
+                   if data["registry_block_hash"] else {}),
             },
             indent=2,
         ) + "\n"
@@ -67,6 +78,8 @@ class Deployment:
                 threshold=int(data["threshold"]),
                 compiler=str(data["compiler"]),
                 abi_hash=str(data["abiHash"]),
+                registry_block_number=int(data["registryBlock"]["number"]) if "registryBlock" in data else None,
+                registry_block_hash=str(data["registryBlock"]["hash"]) if "registryBlock" in data else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise ConfigError(f"{source} is not a valid deployment file ({exc}); redeploy or restore it") from None

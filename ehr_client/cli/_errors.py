@@ -26,6 +26,7 @@ from web3.exceptions import BadFunctionCallOutput, Web3Exception
 
 from ehr_client.custodian.errors import CustodianUnavailable
 from ehr_client.errors import (
+    ChainMismatch,
     AccessDenied,
     BlobNotFound,
     ChainUnavailable,
@@ -42,7 +43,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DENIED, EXIT_INTEGRITY, EXIT_DOWN, EXIT_NO
 
 _CODES: tuple[tuple[tuple[type[Exception], ...], int], ...] = (
     ((AccessDenied,), EXIT_DENIED),
-    ((IntegrityError, DecryptionError), EXIT_INTEGRITY),
+    ((IntegrityError, DecryptionError, ChainMismatch), EXIT_INTEGRITY),
     ((ChainUnavailable, StorageUnavailable, CustodianUnavailable), EXIT_DOWN),
     ((RecordNotFound, KeyNotFound, BlobNotFound, RecordErased), EXIT_NOT_FOUND),
 )

@@ -52,6 +52,7 @@ class RecordLocator:
 
     def find(self, record_id: bytes) -> RecordInfo:
         """The record with this id, single or batched, with its current status."""
+        self.chain.ensure_chain()
         events = self.chain.get_events("RecordRegistry", "RecordAdded", filters={"recordId": record_id})
         if events:
             try:
@@ -78,6 +79,7 @@ class RecordLocator:
 
     def listing(self, patient: str) -> Listing:
         """Every record version of `patient`, oldest first, and the batches skipped as unverifiable."""
+        self.chain.ensure_chain()
         patient = to_checksum_address(patient)
         infos: list[RecordInfo] = []
         skipped: list[Skipped] = []

@@ -144,6 +144,7 @@ class RecordWriter:
 
     def write(self, patient: str, prepared: Prepared, *, previous: RecordInfo | None, version: int) -> WriteResult:
         """Store and anchor one record (or a new version of `previous`); see the module docstring."""
+        self.chain.ensure_chain()
         scope = prepared.scope
         previous_id = previous.record_id if previous else None
         fingerprint = self.journal.fingerprint(
