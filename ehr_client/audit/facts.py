@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ehr_client.records import describe
+from ehr_client.records.purpose import purpose_of_hash
 
 ZERO32 = "0x" + "00" * 32
 ACCESS = {0: "none", 1: "read", 2: "amend"}
@@ -58,8 +59,11 @@ def _record_added(a: Mapping[str, Any], sender: str | None) -> Facts:
 def _granted(a: Mapping[str, Any], sender: str | None) -> Facts:
     relayed = f" (relayed by {sender})" if sender and sender != a["patient"] else ""
     access = ACCESS.get(int(a["access"]), "?")
+    known = purpose_of_hash(a.get("purposeHash"))
+    purpose = f" for {known.word}" if known else (" for an unknown purpose" if a.get("purposeHash") else "")
     return Facts(a["patient"], a["patient"], a["grantee"],
-                 detail=f"granted {access} on {scopes(a['scopes'])} to {a['grantee']} until {iso(a['expiresAt'])}{relayed}")
+                 detail=f"granted {access} on {scopes(a['scopes'])} to {a['grantee']}{purpose} "
+                        f"until {iso(a['expiresAt'])}{relayed}")
 
 
 def _revoked(a: Mapping[str, Any], sender: str | None) -> Facts:

@@ -61,6 +61,12 @@ def purpose_hash(word: str) -> bytes:
 _BY_HASH = {purpose_hash(p.word): p for p in PURPOSES.values()}
 
 
-def purpose_of_hash(digest: bytes) -> Purpose | None:
-    """The known purpose whose hash is `digest`, or None (a word this client does not know)."""
-    return _BY_HASH.get(bytes(digest))
+def purpose_of_hash(digest: bytes | str | None) -> Purpose | None:
+    """The known purpose whose hash is `digest` (bytes or 0x-hex, as an event decoder gives it),
+    or None: no hash (an event from before purposes), or a word this client does not know."""
+    if isinstance(digest, str):
+        try:
+            digest = bytes.fromhex(digest.removeprefix("0x"))
+        except ValueError:
+            return None
+    return _BY_HASH.get(bytes(digest)) if digest is not None else None
