@@ -27,7 +27,9 @@ from ehr_client.errors import ConsentRefused, InvalidRecord
 from ehr_client.records.scopes import Scope
 
 DOMAIN_VERSION = "2"
-MAX_DOMAIN_NAME = 64
+MAX_DOMAIN_NAME = 31
+"""Bytes (UTF-8) of a domain name: OpenZeppelin's EIP712 keeps up to 31 in an immutable; a longer
+one would cost a storage read on every signature check."""
 MAX_UINT64 = 2**64 - 1
 MAX_NONCE = 2**40 - 1
 
@@ -105,7 +107,8 @@ class Domain:
 
 def default_domain_name(network: str) -> str:
     """The domain name when the deployer gives none: still says which deployment it is."""
-    return f"EHR Consent ({network})"
+    room = MAX_DOMAIN_NAME - len("EHR Consent ()")
+    return f"EHR Consent ({network.encode()[:room].decode(errors='ignore')})"
 
 
 def check_domain_name(name: str) -> str:
@@ -114,9 +117,9 @@ def check_domain_name(name: str) -> str:
     Raises:
         InvalidRecord: empty, too long, or with control characters.
     """
-    if not name.strip() or len(name) > MAX_DOMAIN_NAME or not name.isprintable():
-        raise InvalidRecord(f"the consent domain name must be 1 to {MAX_DOMAIN_NAME} printable characters, "
-                            "e.g. the consortium and deployment: \"Northside Health Consortium (production)\"")
+    if not name.strip() or len(name.encode()) > MAX_DOMAIN_NAME or not name.isprintable():
+        raise InvalidRecord(f"the consent domain name must be 1 to {MAX_DOMAIN_NAME} bytes of printable text, "
+                            "naming the consortium and deployment, e.g. \"Northside Health (production)\"")
     return name
 
 

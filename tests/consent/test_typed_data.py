@@ -15,6 +15,8 @@ from ehr_client.chain.eip712 import (
     NAMED_SCOPES,
     Domain,
     categories,
+    check_domain_name,
+    default_domain_name,
     encode_type,
     grant_typed_data,
     parse_typed_data,
@@ -76,3 +78,11 @@ def test_unnamed_scope_bits_and_foreign_types_are_refused() -> None:
     with pytest.raises(InvalidRecord, match="types are not"):
         parse_typed_data(renamed)
     assert keccak(text=encode_type("Revoke")) == typehash("Revoke")
+
+
+def test_domain_names_must_fit_a_wallet_line_and_an_immutable() -> None:
+    assert check_domain_name("Northside Health (production)") == "Northside Health (production)"
+    for bad in ("", "   ", "x" * 32, "é" * 16, "line\nbreak"):
+        with pytest.raises(InvalidRecord, match="1 to 31 bytes"):
+            check_domain_name(bad)
+    assert len(default_domain_name("a-very-long-network-name:with-a-provider").encode()) <= 31
