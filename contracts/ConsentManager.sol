@@ -303,7 +303,8 @@ contract ConsentManager is IConsentManager, EIP712 {
     }
 
     /// @dev hashStruct(Categories): one bool word per named category, in bit order (bit 14 has no
-    /// category and is refused before this is called).
+    /// category and is refused before this is called). Written in assembly over scratch memory past
+    /// the free pointer (never allocated, never read after): it is on the path of every signed grant.
     function _categoriesHash(uint64 scopes) private pure returns (bytes32 result) {
         bytes32 typehash = CATEGORIES_TYPEHASH;
         assembly ("memory-safe") {
