@@ -35,7 +35,8 @@ def targets(results: dict[str, Any]) -> list[Target]:
     gas, tp, crypto = results["gas"], results["throughput"], results["crypto"]
     found = [
         Target("gas.grant", gas["grant"], 55_000, True, "55,000"),
-        Target("gas.grant_by_signature", gas["grant_by_signature"], 65_000, True, "65,000"),
+        # issue 13: the readable EIP-712 struct may cost at most 5,000 over the 61,864 it replaced
+        Target("gas.grant_by_signature", gas["grant_by_signature"], 66_864, True, "66,864"),
         Target("gas.revoke", gas["revoke"], 30_000, True, "30,000"),
         Target("gas.add_record", gas["add_record"], 80_000, True, "80,000"),
         Target("gas.anchor_per_record[256]", gas["anchor_per_record"]["256"], 600, True, "600"),

@@ -15,18 +15,32 @@ import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
 /// then one SSTORE instead of two, which saves 5,000 gas on every signed grant and 22,100 on a
 /// patient's first. Every signature binds the pair's current nonce, and every grant, revocation
 /// or cancellation for the pair moves it on, so no signature works twice or outlives a later
-/// decision of the patient; a revocation keeps the nonce in the slot.
+/// decision of the patient; a revocation keeps the nonce in the slot. The slot also keeps the
+/// nonce the grant in force was decided at, so a revocation signed at nonce n wins over every
+/// grant signed at n or earlier, whichever a relayer submits first; nonces are 40 bits and
+/// a 5-byte tag of the purpose lets "same terms twice" stay a no-op, to keep all of it one slot.
 contract ConsentManager is IConsentManager, EIP712 {
     /// @notice How long confirmed break-glass access lasts.
     uint64 public constant BREAK_GLASS_WINDOW = 1 hours;
     /// @notice How long a break-glass request waits for a second provider.
     uint64 public constant BREAK_GLASS_CONFIRM_WINDOW = 15 minutes;
 
+    /// @dev What a wallet shows: each category by name with yes/no, read or amend in words, what the
+    /// grant is for, when it ends and (separately) until when the signature may be relayed.
     bytes32 public constant GRANT_TYPEHASH = keccak256(
-        "Grant(address patient,address grantee,uint64 scopes,uint8 access,uint64 expiresAt,uint256 nonce,uint256 deadline)"
+        "Grant(address patient,address grantee,Categories categories,bool mayAmend,string purpose,uint64 grantEndsAt,uint256 nonce,uint64 signatureValidUntil)"
+        "Categories(bool demographics,bool lab,bool vitals,bool conditions,bool medications,bool procedures,bool encounters,bool imaging,bool genomics,bool mentalHealth,bool documents,bool immunizations,bool carePlans,bool socialHistory,bool other)"
+    );
+    bytes32 public constant CATEGORIES_TYPEHASH = keccak256(
+        "Categories(bool demographics,bool lab,bool vitals,bool conditions,bool medications,bool procedures,bool encounters,bool imaging,bool genomics,bool mentalHealth,bool documents,bool immunizations,bool carePlans,bool socialHistory,bool other)"
     );
     bytes32 public constant REVOKE_TYPEHASH =
-        keccak256("Revoke(address patient,address grantee,uint256 nonce,uint256 deadline)");
+        keccak256("Revoke(address patient,address grantee,uint256 nonce,uint64 signatureValidUntil)");
+    /// @notice The scope bits that have a named category in {CATEGORIES_TYPEHASH} (0-13 and 15).
+    uint64 public constant NAMED_SCOPES = 0xBFFF;
+
+    /// @dev `signedAt` of a decision the patient sent as their own transaction.
+    uint256 private constant _UNSIGNED = type(uint256).max;
 
     IConsortium private immutable _consortium;
     IRecordRegistry private immutable _records;
@@ -36,14 +50,15 @@ contract ConsentManager is IConsentManager, EIP712 {
 
     /// @param consortium_ The membership contract.
     /// @param records_ The record registry whose records this contract guards.
-    constructor(IConsortium consortium_, IRecordRegistry records_) EIP712("EHR ConsentManager", "1") {
+    /// @param name_ The EIP-712 domain name a wallet shows: the consortium and deployment.
+    constructor(IConsortium consortium_, IRecordRegistry records_, string memory name_) EIP712(name_, "2") {
         _consortium = consortium_;
         _records = records_;
     }
 
     /// @inheritdoc IConsentManager
-    function grant(address grantee, uint64 scopes, Access access, uint64 expiresAt) external {
-        _grant(msg.sender, grantee, scopes, access, expiresAt, false);
+    function grant(address grantee, uint64 scopes, Access access, uint64 expiresAt, string calldata purpose) external {
+        _grant(msg.sender, grantee, scopes, access, expiresAt, keccak256(bytes(purpose)), _UNSIGNED);
     }
 
     /// @inheritdoc IConsentManager
@@ -51,37 +66,65 @@ contract ConsentManager is IConsentManager, EIP712 {
         address patient,
         address grantee,
         uint64 scopes,
-        Access access,
-        uint64 expiresAt,
-        uint256 deadline,
+        bool mayAmend,
+        string calldata purpose,
+        uint64 grantEndsAt,
+        uint64 signatureValidUntil,
         bytes calldata signature
     ) external {
-        if (block.timestamp > deadline) revert ConsentSignatureExpired(deadline);
-        uint64 nonce = _grants[patient][grantee].nonce;
-        bytes32 structHash =
-            keccak256(abi.encode(GRANT_TYPEHASH, patient, grantee, scopes, access, expiresAt, nonce, deadline));
+        if (block.timestamp > signatureValidUntil) revert ConsentSignatureExpired(signatureValidUntil);
+        Access access = mayAmend ? Access.Amend : Access.Read;
+        // A bit without a named category would be granted without the wallet showing it.
+        if (scopes & ~NAMED_SCOPES != 0) revert ConsentInvalidTerms(scopes, access, grantEndsAt);
+        uint40 nonce = _grants[patient][grantee].nonce;
+        bytes32 purposeHash = keccak256(bytes(purpose));
+        bytes32 structHash = keccak256(
+            abi.encode(
+                GRANT_TYPEHASH,
+                patient,
+                grantee,
+                _categoriesHash(scopes),
+                mayAmend,
+                purposeHash,
+                grantEndsAt,
+                nonce,
+                signatureValidUntil
+            )
+        );
         _checkSigner(patient, structHash, signature);
-        _grant(patient, grantee, scopes, access, expiresAt, true);
+        _grant(patient, grantee, scopes, access, grantEndsAt, purposeHash, nonce);
     }
 
     /// @inheritdoc IConsentManager
     function revoke(address grantee) external {
-        _revoke(msg.sender, grantee);
+        _revoke(msg.sender, grantee, _UNSIGNED);
     }
 
     /// @inheritdoc IConsentManager
-    function revokeBySig(address patient, address grantee, uint256 deadline, bytes calldata signature) external {
-        if (block.timestamp > deadline) revert ConsentSignatureExpired(deadline);
-        uint64 nonce = _grants[patient][grantee].nonce;
-        _checkSigner(patient, keccak256(abi.encode(REVOKE_TYPEHASH, patient, grantee, nonce, deadline)), signature);
-        _revoke(patient, grantee);
+    function revokeBySig(
+        address patient,
+        address grantee,
+        uint256 nonce,
+        uint64 signatureValidUntil,
+        bytes calldata signature
+    ) external {
+        if (block.timestamp > signatureValidUntil) revert ConsentSignatureExpired(signatureValidUntil);
+        _checkSigner(
+            patient, keccak256(abi.encode(REVOKE_TYPEHASH, patient, grantee, nonce, signatureValidUntil)), signature
+        );
+        // A nonce the pair has not reached yet was never handed out by `nonces`.
+        if (nonce > _grants[patient][grantee].nonce) revert ConsentInvalidSignature(patient);
+        _revoke(patient, grantee, nonce);
     }
 
     /// @inheritdoc IConsentManager
     function cancelSignatures(address grantee) external {
         Grant storage current = _grants[msg.sender][grantee];
-        uint64 nonce = _nextNonce(current.nonce);
+        uint40 nonce = _nextNonce(current.nonce);
         current.nonce = nonce;
+        // The grant in force now counts as decided at the new nonce: revocations signed before
+        // this call are void too.
+        if (current.access != Access.None) current.grantNonce = nonce;
         emit SignaturesCancelled(msg.sender, grantee, nonce);
     }
 
@@ -176,9 +219,17 @@ contract ConsentManager is IConsentManager, EIP712 {
         return _domainSeparatorV4();
     }
 
-    function _grant(address patient, address grantee, uint64 scopes, Access access, uint64 expiresAt, bool signed)
-        private
-    {
+    /// @dev `signedAt` is the nonce the patient's signature carried, or `_UNSIGNED` for the
+    /// patient's own transaction, which outranks every signature given out before it.
+    function _grant(
+        address patient,
+        address grantee,
+        uint64 scopes,
+        Access access,
+        uint64 expiresAt,
+        bytes32 purposeHash,
+        uint256 signedAt
+    ) private {
         if (scopes == 0 || access == Access.None || expiresAt <= block.timestamp) {
             revert ConsentInvalidTerms(scopes, access, expiresAt);
         }
@@ -191,30 +242,70 @@ contract ConsentManager is IConsentManager, EIP712 {
 
         Grant storage current = _grants[patient][grantee];
         Grant memory previous = current;
-        bool unchanged =
-            previous.scopes == scopes && previous.access == access && previous.expiresAt == expiresAt;
-        if (unchanged && !signed) return;
+        bytes5 purposeTag = bytes5(purposeHash);
+        bool unchanged = previous.scopes == scopes && previous.access == access && previous.expiresAt == expiresAt
+            && previous.purposeTag == purposeTag;
+        if (unchanged && signedAt == _UNSIGNED) return;
         // Every change, and every signature used, moves the pair's nonce on: a grant or revocation
-        // the patient signed earlier and never relayed cannot undo a later decision.
+        // the patient signed earlier and never relayed cannot undo a later decision. The grant
+        // remembers the nonce it was decided at, so a revocation signed at that nonce or later
+        // still ends it whichever of the two was relayed first.
+        uint40 nonce = _nextNonce(previous.nonce);
         current.scopes = scopes;
         current.expiresAt = expiresAt;
         current.access = access;
-        current.nonce = _nextNonce(previous.nonce);
-        if (!unchanged) emit AccessGranted(patient, grantee, scopes, access, expiresAt);
+        current.nonce = nonce;
+        current.grantNonce = signedAt == _UNSIGNED ? nonce : uint40(signedAt);
+        current.purposeTag = purposeTag;
+        if (!unchanged) emit AccessGranted(patient, grantee, scopes, access, expiresAt, purposeHash);
     }
 
-    function _revoke(address patient, address grantee) private {
+    /// @dev `signedAt` as in {_grant}. A revocation signed at nonce n ends a grant decided at n or
+    /// earlier, and voids grants signed at n that were not relayed yet.
+    function _revoke(address patient, address grantee, uint256 signedAt) private {
         Grant storage current = _grants[patient][grantee];
-        if (current.access == Access.None) revert ConsentNoGrant(patient, grantee);
-        _grants[patient][grantee] =
-            Grant({scopes: 0, expiresAt: 0, access: Access.None, nonce: _nextNonce(current.nonce)});
+        uint40 nonce = current.nonce;
+        if (current.access == Access.None) {
+            if (signedAt != nonce) revert ConsentNoGrant(patient, grantee);
+            // Nothing in force yet, but a grant signed at this nonce may be waiting to be relayed:
+            // the revocation still voids it.
+            nonce = _nextNonce(nonce);
+            current.nonce = nonce;
+            emit SignaturesCancelled(patient, grantee, nonce);
+            return;
+        }
+        if (signedAt != _UNSIGNED) {
+            if (current.grantNonce > signedAt) revert ConsentRevocationSuperseded(patient, grantee, signedAt);
+            if (signedAt == nonce) nonce = _nextNonce(nonce);
+        } else {
+            nonce = _nextNonce(nonce);
+        }
+        _grants[patient][grantee] = Grant({
+            scopes: 0, expiresAt: 0, access: Access.None, nonce: nonce, grantNonce: 0, purposeTag: bytes5(0)
+        });
         emit AccessRevoked(patient, grantee);
     }
 
-    function _nextNonce(uint64 nonce) private pure returns (uint64) {
-        // One step per consent action of one patient for one grantee: 2^64 of them cannot happen.
+    function _nextNonce(uint40 nonce) private pure returns (uint40) {
+        // One step per consent action of one patient for one grantee: 2^40 of them cannot happen.
         unchecked {
             return nonce + 1;
+        }
+    }
+
+    /// @dev hashStruct(Categories): one bool word per named category, in bit order (bit 14 has no
+    /// category and is refused before this is called). Written in assembly over scratch memory past
+    /// the free pointer (never allocated, never read after): it is on the path of every signed grant.
+    function _categoriesHash(uint64 scopes) private pure returns (bytes32 result) {
+        bytes32 typehash = CATEGORIES_TYPEHASH;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typehash)
+            for { let bit := 0 } lt(bit, 14) { bit := add(bit, 1) } {
+                mstore(add(ptr, mul(add(bit, 1), 0x20)), and(shr(bit, scopes), 1))
+            }
+            mstore(add(ptr, 0x1e0), and(shr(15, scopes), 1))
+            result := keccak256(ptr, 0x200)
         }
     }
 

@@ -30,9 +30,10 @@ contract RecordRegistry is IRecordRegistry {
     /// @dev The registry and its consent manager refer to each other; creating the consent
     /// manager here lets both hold the other's address as an immutable, with no wiring step.
     /// @param consortium_ The membership contract.
-    constructor(IConsortium consortium_) {
+    /// @param consentDomainName The EIP-712 domain name of the consent manager (what wallets show).
+    constructor(IConsortium consortium_, string memory consentDomainName) {
         _consortium = consortium_;
-        _consent = new ConsentManager(consortium_, this);
+        _consent = new ConsentManager(consortium_, this, consentDomainName);
     }
 
     /// @inheritdoc IRecordRegistry

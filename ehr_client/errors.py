@@ -83,6 +83,16 @@ class SignatureError(EHRError, ValueError):
     """A signed message is invalid: wrong signer, expired deadline, used nonce, other chain."""
 
 
+class ConsentRefused(AccessDenied, SignatureError):
+    """A signed consent is refused: made for another deployment, altered, already used, superseded
+    by a later decision of the patient, or past its validity window (CLI exit code 3)."""
+
+
+class AlreadyRelayed(EHRError):
+    """A signed consent was already relayed and is in force (or nothing is left to revoke):
+    nothing was sent, nothing needs doing."""
+
+
 class KeystoreError(EHRError):
     """Root of keystore failures."""
 

@@ -13,6 +13,7 @@ from ape import chain, project
 from ape.cli import ConnectedProviderCommand, account_option
 
 from ehr_client.chain.deployment import Deployment, deployment_path
+from ehr_client.chain.eip712 import check_domain_name, default_domain_name
 
 
 def _is_live(path: Path, network_name: str) -> bool:
@@ -29,8 +30,10 @@ def _is_live(path: Path, network_name: str) -> bool:
 @click.option("--governor", "governors", multiple=True, help="A governor address (repeat); default: the deployer")
 @click.option("--threshold", type=int, default=None, help="Approvals a proposal needs (default: majority)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Deployment file to write")
+@click.option("--name", "consent_name", default=None,
+              help="Consent domain name wallets show (consortium and deployment); default: after the network")
 @click.option("--force", is_flag=True, help="Overwrite the file of a deployment that is still live")
-def cli(ecosystem, network, account, governors, threshold, out, force):
+def cli(ecosystem, network, account, governors, threshold, consent_name, out, force):
     network_name = f"{ecosystem.name}:{network.name}"
     path = out or deployment_path(network_name)
     if not force and _is_live(path, network_name):
@@ -41,7 +44,8 @@ def cli(ecosystem, network, account, governors, threshold, out, force):
     deploy_block = chain.blocks.head.number + 1
     consortium = account.deploy(project.Consortium, governor_list, threshold)
     keys = account.deploy(project.KeyRegistry)
-    records = account.deploy(project.RecordRegistry, consortium.address)
+    name = check_domain_name(consent_name or default_domain_name(network_name))
+    records = account.deploy(project.RecordRegistry, consortium.address, name)
     receipt = chain.provider.get_receipt(records.txn_hash)
     deployment = Deployment(
         network=network_name,

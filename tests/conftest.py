@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ehr_client.chain.ids import record_id_of
-from tests.constants import ACCESS_READ, ACTION, DAY, LAB_SCOPE, ROLE
+from tests.constants import ACCESS_READ, ACTION, CONSENT_DOMAIN_NAME, DAY, LAB_SCOPE, PURPOSE, ROLE
 
 pytest_plugins = ["tests.kubo_fixtures"]
 
@@ -85,7 +85,7 @@ def key_registry(project: Any, governor: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def records(project: Any, governor: Any, consortium: Any) -> Any:
-    return governor.deploy(project.RecordRegistry, consortium.address)
+    return governor.deploy(project.RecordRegistry, consortium.address, CONSENT_DOMAIN_NAME)
 
 
 @pytest.fixture(scope="session")
@@ -157,6 +157,6 @@ def grant(network: dict[str, Any], patient: Any, chain: Any) -> Callable[..., No
     def _grant(grantee: Any, *, scopes: int = LAB_SCOPE, access: int = ACCESS_READ, ttl: int = DAY, owner: Any = None) -> None:
         owner = owner or patient
         expires = chain.pending_timestamp + ttl
-        network["consent"].grant(grantee.address, scopes, access, expires, sender=owner)
+        network["consent"].grant(grantee.address, scopes, access, expires, PURPOSE, sender=owner)
 
     return _grant

@@ -18,11 +18,16 @@ interface IConsentManager {
     }
 
     /// @notice One grant from a patient to a grantee and the pair's signature nonce, in one slot.
+    /// `nonce` is what the next signature must carry; `grantNonce` the nonce the grant in force was
+    /// decided at (a revocation signed at that nonce or later ends it); `purposeTag` the first
+    /// five bytes of the purpose's keccak256 (the full hash is in {AccessGranted}).
     struct Grant {
         uint64 scopes;
         uint64 expiresAt;
         Access access;
-        uint64 nonce;
+        uint40 nonce;
+        uint40 grantNonce;
+        bytes5 purposeTag;
     }
 
     /// @notice A break-glass request and, once confirmed by a second provider, its expiry.
@@ -40,8 +45,10 @@ interface IConsentManager {
     error ConsentInvalidTerms(uint64 scopes, Access access, uint64 expiresAt);
     /// @notice There is no grant to revoke.
     error ConsentNoGrant(address patient, address grantee);
-    /// @notice The signed message's deadline has passed.
-    error ConsentSignatureExpired(uint256 deadline);
+    /// @notice The patient decided the grant in force after signing this revocation (at `nonce`).
+    error ConsentRevocationSuperseded(address patient, address grantee, uint256 nonce);
+    /// @notice The signed message's `signatureValidUntil` has passed.
+    error ConsentSignatureExpired(uint64 signatureValidUntil);
     /// @notice The signature was not made by the patient over these exact terms, this chain,
     /// this contract and the current nonce of the (patient, grantee) pair.
     error ConsentInvalidSignature(address patient);
@@ -56,14 +63,20 @@ interface IConsentManager {
     /// @notice The record was erased; nobody can read it any more.
     error ConsentRecordErased(bytes32 recordId);
 
-    /// @notice A patient granted (or changed) access.
+    /// @notice A patient granted (or changed) access; `purposeHash` is keccak256 of the purpose of use
+    /// in words ("treatment", "research", ...), as the patient signed or sent it.
     event AccessGranted(
-        address indexed patient, address indexed grantee, uint64 scopes, Access access, uint64 expiresAt
+        address indexed patient,
+        address indexed grantee,
+        uint64 scopes,
+        Access access,
+        uint64 expiresAt,
+        bytes32 purposeHash
     );
     /// @notice A patient revoked a grant.
     event AccessRevoked(address indexed patient, address indexed grantee);
     /// @notice A patient voided every signature for this grantee not yet relayed.
-    event SignaturesCancelled(address indexed patient, address indexed grantee, uint64 nonce);
+    event SignaturesCancelled(address indexed patient, address indexed grantee, uint40 nonce);
     /// @notice A permitted reader asked for a record: the on-chain fact of a read.
     event AccessRequested(bytes32 indexed recordId, address indexed patient, address indexed reader, bool emergency);
     /// @notice A provider asked for emergency access to a patient's records.
@@ -73,9 +86,10 @@ interface IConsentManager {
         address indexed patient, address indexed requester, address indexed approver, uint8 reason, uint64 expiresAt
     );
 
-    /// @notice Grant `grantee` access to the caller's records in `scopes` until `expiresAt`.
+    /// @notice Grant `grantee` access to the caller's records in `scopes` until `expiresAt`, for `purpose`.
     /// @dev Replaces any earlier grant to the same grantee and voids the patient's unrelayed
-    /// signatures for this grantee. Granting the same terms twice is a no-op that emits nothing.
+    /// signatures for this grantee (grants and revocations alike). Granting the same terms and
+    /// purpose twice is a no-op that emits nothing.
     /// Requirements:
     /// - `grantee` is an active member other than the caller; for Amend, a provider or lab;
     /// - `scopes` is non-zero, `access` is not None, `expiresAt` is in the future.
@@ -84,28 +98,34 @@ interface IConsentManager {
     /// @param scopes Category bitmask.
     /// @param access Read or Amend.
     /// @param expiresAt Unix time when the grant ends.
-    function grant(address grantee, uint64 scopes, Access access, uint64 expiresAt) external;
+    /// @param purpose Purpose of use in words (FHIR Consent purpose, e.g. "treatment"); its hash is evented.
+    function grant(address grantee, uint64 scopes, Access access, uint64 expiresAt, string calldata purpose) external;
 
     /// @notice Same as {grant}, for `patient`, authorised by the patient's EIP-712 signature over
-    /// `Grant(address patient,address grantee,uint64 scopes,uint8 access,uint64 expiresAt,uint256 nonce,uint256 deadline)`
-    /// with the current `nonces(patient, grantee)`. Anyone may relay it.
+    /// `Grant(address patient,address grantee,Categories categories,bool mayAmend,string purpose,uint64 grantEndsAt,uint256 nonce,uint64 signatureValidUntil)`
+    /// `Categories(bool demographics,bool lab,...,bool socialHistory,bool other)` (one bool per
+    /// named scope bit, see `CATEGORIES_TYPEHASH`) with the current `nonces(patient, grantee)`.
+    /// Anyone may relay it.
     /// @dev Consumes the nonce even when the terms are unchanged, so no signature works twice.
-    /// Requirements: as {grant}; `deadline` not passed; the signature is the patient's.
+    /// Requirements: as {grant}; `scopes` only has named bits (`NAMED_SCOPES`);
+    /// `signatureValidUntil` not passed; the signature is the patient's.
     /// Emits an {AccessGranted} event when the terms change.
     /// @param patient The signer.
     /// @param grantee Who receives access.
-    /// @param scopes Category bitmask.
-    /// @param access Read or Amend.
-    /// @param expiresAt Unix time when the grant ends.
-    /// @param deadline Unix time after which the signature is void.
+    /// @param scopes Category bitmask (the wallet showed one yes/no per category).
+    /// @param mayAmend Amend (and read) rather than read only.
+    /// @param purpose Purpose of use in words, as signed.
+    /// @param grantEndsAt Unix time when the grant ends.
+    /// @param signatureValidUntil Unix time after which the signature may no longer be relayed.
     /// @param signature 65-byte ECDSA signature.
     function grantBySig(
         address patient,
         address grantee,
         uint64 scopes,
-        Access access,
-        uint64 expiresAt,
-        uint256 deadline,
+        bool mayAmend,
+        string calldata purpose,
+        uint64 grantEndsAt,
+        uint64 signatureValidUntil,
         bytes calldata signature
     ) external;
 
@@ -117,19 +137,32 @@ interface IConsentManager {
     function revoke(address grantee) external;
 
     /// @notice Same as {revoke}, authorised by the patient's EIP-712 signature over
-    /// `Revoke(address patient,address grantee,uint256 nonce,uint256 deadline)`.
-    /// Requirements: as {revoke}; `deadline` not passed; the signature is the patient's.
-    /// Emits an {AccessRevoked} event.
+    /// `Revoke(address patient,address grantee,uint256 nonce,uint64 signatureValidUntil)`.
+    /// @dev A revocation signed at nonce n ends a grant decided at nonce n or earlier, whether that
+    /// grant was relayed before or after the revocation was signed; a grant signed at n and not
+    /// relayed yet can no longer be. A grant the patient decided later (at a higher nonce) stands.
+    /// With no grant in force and `nonce` current, it only voids the grants signed at `nonce`.
+    /// Requirements: `nonce` is at most `nonces(patient, grantee)` and not below the nonce of the
+    /// grant in force; a grant is in force, or `nonce` is current; `signatureValidUntil` not passed;
+    /// the signature is the patient's.
+    /// Emits an {AccessRevoked} event, or a {SignaturesCancelled} event when no grant was in force.
     /// @param patient The signer.
     /// @param grantee Whose access ends.
-    /// @param deadline Unix time after which the signature is void.
+    /// @param nonce `nonces(patient, grantee)` when the patient signed.
+    /// @param signatureValidUntil Unix time after which the signature may no longer be relayed.
     /// @param signature 65-byte ECDSA signature.
-    function revokeBySig(address patient, address grantee, uint256 deadline, bytes calldata signature) external;
+    function revokeBySig(
+        address patient,
+        address grantee,
+        uint256 nonce,
+        uint64 signatureValidUntil,
+        bytes calldata signature
+    ) external;
 
     /// @notice Void every grant or revocation the caller signed for `grantee` and has not yet seen
     /// relayed, by moving the pair's nonce on.
     /// @dev Grants and revocations move the nonce too; this is for signatures given out while no
-    /// grant exists (nothing to revoke).
+    /// grant exists (nothing to revoke), or revocations the patient changed their mind about.
     /// Emits a {SignaturesCancelled} event.
     /// @param grantee The grantee the signatures name.
     function cancelSignatures(address grantee) external;

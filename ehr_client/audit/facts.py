@@ -14,6 +14,7 @@ from typing import Any
 
 from ehr_client.chain.types import Access, Action, KeyType, Role
 from ehr_client.records import describe
+from ehr_client.records.purpose import purpose_of_hash
 
 ZERO32 = "0x" + "00" * 32
 ACCESS = {int(a): a.name.lower() for a in Access}
@@ -60,8 +61,11 @@ def _record_added(a: Mapping[str, Any], sender: str | None) -> Facts:
 def _granted(a: Mapping[str, Any], sender: str | None) -> Facts:
     relayed = f" (relayed by {sender})" if sender and sender != a["patient"] else ""
     access = ACCESS.get(int(a["access"]), "?")
+    known = purpose_of_hash(a.get("purposeHash"))
+    purpose = f" for {known.word}" if known else (" for an unknown purpose" if a.get("purposeHash") else "")
     return Facts(a["patient"], a["patient"], a["grantee"],
-                 detail=f"granted {access} on {scopes(a['scopes'])} to {a['grantee']} until {iso(a['expiresAt'])}{relayed}")
+                 detail=f"granted {access} on {scopes(a['scopes'])} to {a['grantee']}{purpose} "
+                        f"until {iso(a['expiresAt'])}{relayed}")
 
 
 def _revoked(a: Mapping[str, Any], sender: str | None) -> Facts:

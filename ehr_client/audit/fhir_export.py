@@ -22,6 +22,9 @@ from ehr_client.audit.index import AuditIndex
 from ehr_client.audit.queries import AuditRow
 from ehr_client.errors import InvalidRecord
 from ehr_client.records import describe
+from ehr_client.records.purpose import PURPOSE_OF_USE_SYSTEM, purpose_of_hash
+
+PURPOSE_HASH_SYSTEM = "urn:ehr:consent-purpose-keccak256"
 
 ACCOUNT_SYSTEM = "https://chainagnostic.org/CAIPs/caip-10"
 RECORD_SYSTEM = "urn:ehr-chain:record-id"
@@ -180,7 +183,22 @@ def consent(grant: AuditRow, later: Sequence[AuditRow], *, chain_id: int, now: i
             "code": [{"coding": [_coding(SCOPE_SYSTEM, name.lower(), name) for name in describe(int(args["scopes"]))]}],
         },
     }
+    purpose = _purpose(args.get("purposeHash"))
+    if purpose is not None:
+        resource["provision"]["purpose"] = [purpose]
     return resource
+
+
+def _purpose(digest: object) -> dict[str, Any] | None:
+    """The grant's purpose of use as the patient stated it: its HL7 v3 PurposeOfUse coding when the
+    evented hash is of a known word, else the hash itself (what the chain vouches for)."""
+    if digest is None:
+        return None
+    known = purpose_of_hash(digest if isinstance(digest, (bytes, str)) else None)
+    if known is not None:
+        return _coding(PURPOSE_OF_USE_SYSTEM, known.code, known.display)
+    value = digest.hex() if isinstance(digest, bytes) else str(digest).removeprefix("0x")
+    return {"system": PURPOSE_HASH_SYSTEM, "code": "0x" + value, "display": "purpose not known to this client"}
 
 
 def _validate(resource: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TimeExhau
 
 from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.deployment import Deployment
+from ehr_client.chain.eip712 import check_domain_name, default_domain_name
 from ehr_client.chain.reverts import revert_error
 from ehr_client.chain.rpc import FailoverProvider, parse_urls
 from ehr_client.errors import ChainMismatch, ChainUnavailable, TransactionReverted
@@ -412,8 +413,11 @@ def deploy_suite(
     governors: Sequence[str],
     threshold: int,
     timeout: float = 30.0,
+    consent_name: str | None = None,
 ) -> Deployment:
-    """Deploy Consortium, KeyRegistry and RecordRegistry (which creates ConsentManager)."""
+    """Deploy Consortium, KeyRegistry and RecordRegistry (which creates ConsentManager, whose EIP-712
+    domain is named `consent_name`, by default after the network)."""
+    consent_name = check_domain_name(consent_name or default_domain_name(network))
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
     try:
         chain_id = w3.eth.chain_id
@@ -449,7 +453,7 @@ def deploy_suite(
     checksummed = [Web3.to_checksum_address(g) for g in governors]
     consortium = create("Consortium", checksummed, threshold)
     keys = create("KeyRegistry")
-    records = create("RecordRegistry", consortium)
+    records = create("RecordRegistry", consortium, consent_name)
     registry = w3.eth.contract(address=Web3.to_checksum_address(records), abi=load_artifact("RecordRegistry")["abi"])
     consent = str(registry.functions.consentManager().call())
     return Deployment(

@@ -12,11 +12,11 @@ from eth_utils import function_signature_to_4byte_selector
 from ehr_client.chain.abi import CONTRACT_NAMES, load_artifact
 from ehr_client.errors import (
     AccessDenied,
+    ConsentRefused,
     EHRError,
     IntegrityError,
     RecordErased,
     RecordNotFound,
-    SignatureError,
     TransactionReverted,
 )
 
@@ -65,13 +65,19 @@ _HINTS: dict[str, tuple[type[EHRError], Callable[[dict[str, Any]], str]]] = {
         lambda a: f"no record {_short(a['recordId'])} on this chain; check the id and the --network",
     ),
     "ConsentInvalidSignature": (
-        SignatureError,
+        ConsentRefused,
         lambda a: f"the signature is not patient {_short(a['patient'])}'s over these terms, this chain, this "
-        "contract and the current nonce (altered, replayed, or signed for another deployment); sign again",
+        "contract and the current nonce (altered, used already, or signed for another deployment); if the "
+        "consent is not in force, ask the patient to sign again",
     ),
     "ConsentSignatureExpired": (
-        SignatureError,
-        lambda a: f"the signed message expired at {a['deadline']}; ask the patient to sign again",
+        ConsentRefused,
+        lambda a: f"the signature was valid until {a['signatureValidUntil']}; ask the patient to sign again",
+    ),
+    "ConsentRevocationSuperseded": (
+        ConsentRefused,
+        lambda a: f"patient {_short(a['patient'])} granted {_short(a['grantee'])} access again after signing this "
+        f"revocation (at nonce {a['nonce']}); the later grant stands",
     ),
     "RecordPatientNotRegistered": (
         TransactionReverted,

@@ -1,19 +1,32 @@
-"""`ehr grant`, `ehr revoke`, `ehr relay`: consent, sent directly or signed (EIP-712) for a relayer."""
+"""`ehr grant`, `ehr revoke`, `ehr relay`: consent, sent directly or signed (EIP-712) for a relayer.
+
+A patient can sign with the local wallet (`--sign-only`), or print the typed data exactly as
+`eth_signTypedData_v4` takes it (`--print-typed-data`), sign it in any wallet, and hand the
+signature to whoever relays (`ehr relay FILE --signature 0x…`). `ehr relay` checks the document
+was made for this deployment and by the patient before it pays gas; a refusal exits 3, a consent
+already in force says "already relayed" and exits 0.
+"""
 
 from __future__ import annotations
 
 import enum
+import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ehr_client.chain.client import TxResult
+from ehr_client.chain.eip712 import GrantMessage
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
-from ehr_client.cli._output import err, out, tx_line, when
+from ehr_client.cli._output import JsonFlag, err, out, print_json, tx_line, when
 from ehr_client.client import SignedConsent
+from ehr_client.errors import AlreadyRelayed
 from ehr_client.records import describe
+from ehr_client.records.purpose import DEFAULT_PURPOSE, PURPOSES, parse_purpose
+from ehr_client.storage import Cid
 
 
 class Access(str, enum.Enum):
@@ -22,18 +35,25 @@ class Access(str, enum.Enum):
 
 
 SignOnly = Annotated[bool, typer.Option("--sign-only", help="Only sign (EIP-712) and print the consent for a relayer.")]
-OutFile = Annotated[Path | None, typer.Option("--out", dir_okay=False, help="With --sign-only: write the JSON here.")]
-Deadline = Annotated[str, typer.Option("--deadline", help="With --sign-only: how long the signature stays valid.")]
+PrintTypedData = Annotated[bool, typer.Option(
+    "--print-typed-data", help="Print the EIP-712 typed data to sign in any wallet (eth_signTypedData_v4), unsigned.")]
+OutFile = Annotated[Path | None, typer.Option("--out", dir_okay=False,
+                                              help="With --sign-only or --print-typed-data: write the JSON here.")]
+Deadline = Annotated[str, typer.Option("--deadline",
+                                       help="Signed consent: how long a relayer may submit the signature.")]
 
 
-def _emit(signed: SignedConsent, out_file: Path | None) -> None:
-    text = signed.to_json() + "\n"
+def _emit(text: str, out_file: Path | None) -> None:
     if out_file is None:
-        sys.stdout.write(text)
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
     else:
-        out_file.write_text(text)
+        out_file.write_text(text + "\n")
         err().print(f"wrote {out_file}")
+
+
+def _tx_json(tx: TxResult | None) -> dict[str, Any] | None:
+    return None if tx is None else {"hash": tx.tx_hash, "block": tx.block_number, "gasUsed": tx.gas_used}
 
 
 def _share_hint(key_share: str | None, grantee: str) -> None:
@@ -47,33 +67,52 @@ def grant(
     grantee: Annotated[str, typer.Argument(help="Who gets access: address or local wallet name.")],
     scopes: Annotated[str, typer.Option("--scopes", help="Comma-separated categories (lab,conditions,…) or all.")],
     access: Annotated[Access, typer.Option("--access", help="read, or amend (write new versions).")] = Access.read,
+    purpose: Annotated[str, typer.Option(
+        "--purpose", help=f"Why (FHIR purpose of use): {', '.join(PURPOSES)}.")] = DEFAULT_PURPOSE,
     for_: Annotated[str, typer.Option("--for", help="How long the grant lasts (30m, 24h, 7d…).")] = "24h",
     until: Annotated[str | None, typer.Option("--until",
                                               help="Absolute expiry (ISO 8601 or unix time); overrides --for.")] = None,
     share_keys: Annotated[bool | None, typer.Option(
         "--share-keys/--no-share-keys", help="Seal existing records' keys to the grantee (default: for read).")] = None,
     sign_only: SignOnly = False,
+    print_typed_data: PrintTypedData = False,
     out_file: OutFile = None,
     deadline: Deadline = "24h",
+    json_: JsonFlag = False,
 ) -> None:
     """Grant access to your records in some scopes, directly or as a signed consent for a relayer."""
     app_ = app_context(ctx)
     address = _parse.address(app_, grantee)
     bits = int(_parse.scopes(scopes))
+    why = parse_purpose(purpose).word
     client = app_.client()
     now = client.chain.now()
     expires = _parse.timestamp(until) if until else now + _parse.duration(for_)
     if expires <= now:
         raise typer.BadParameter(f"the grant would already be expired ({when(expires)})", param_hint="--until")
     share = access is Access.read if share_keys is None else share_keys
-    terms = f"{access.value} on {','.join(describe(bits))} to {address} until {when(expires)}"
-    if sign_only:
-        signed = client.sign_grant(address, bits, access=access.value, expires_at=expires,
-                                   deadline=now + _parse.duration(deadline), share_keys=share)
-        _emit(signed, out_file)
+    terms = f"{access.value} on {','.join(describe(bits))} to {address} for {why} until {when(expires)}"
+    if print_typed_data or sign_only:
+        valid_until = now + _parse.duration(deadline)
+        if print_typed_data:
+            typed = client.grant_document(address, bits, access=access.value, purpose=why, expires_at=expires,
+                                          deadline=valid_until)
+            key_share = client.share_keys(address, bits)[0] if share else None
+            _emit(json.dumps(typed, indent=2), out_file)
+            err().print(f"typed data for: {terms}; sign it with eth_signTypedData_v4, then "
+                        "`ehr relay FILE --signature 0x…`" + (f" --key-share {key_share}" if key_share else ""))
+            return
+        signed = client.sign_grant(address, bits, access=access.value, purpose=why, expires_at=expires,
+                                   deadline=valid_until, share_keys=share)
+        _emit(signed.to_json(), out_file)
         err().print(f"signed grant: {terms}; anyone can submit it with `ehr relay FILE`")
         return
-    result = client.grant(address, bits, access=access.value, expires_at=expires, share_keys=share)
+    result = client.grant(address, bits, access=access.value, purpose=why, expires_at=expires, share_keys=share)
+    if json_:
+        print_json({"granted": {"grantee": address, "scopes": describe(bits), "access": access.value, "purpose": why,
+                                "expiresAt": expires}, "tx": _tx_json(result.tx), "keyShare": result.key_share,
+                    "sharedRecords": result.shared_records})
+        return
     out().print(f"granted {terms}")
     out().print(f"  {tx_line(result.tx)}")
     _share_hint(result.key_share, address)
@@ -83,35 +122,66 @@ def revoke(
     ctx: typer.Context,
     grantee: Annotated[str, typer.Argument(help="Whose access ends: address or local wallet name.")],
     sign_only: SignOnly = False,
+    print_typed_data: PrintTypedData = False,
     out_file: OutFile = None,
     deadline: Deadline = "24h",
+    json_: JsonFlag = False,
 ) -> None:
-    """Revoke a grantee's access to your records, directly or as a signed revocation for a relayer."""
+    """Revoke a grantee's access to your records, directly or as a signed revocation for a relayer.
+
+    A signed revocation ends any grant signed before it (at the same nonce or earlier), whichever
+    a relayer submits first."""
     app_ = app_context(ctx)
     address = _parse.address(app_, grantee)
     client = app_.client()
-    if sign_only:
-        signed = client.sign_revoke(address, deadline=client.chain.now() + _parse.duration(deadline))
-        _emit(signed, out_file)
+    if print_typed_data or sign_only:
+        valid_until = client.chain.now() + _parse.duration(deadline)
+        if print_typed_data:
+            _emit(json.dumps(client.revoke_document(address, deadline=valid_until), indent=2), out_file)
+            err().print(f"typed data for revoking {address}; sign it, then `ehr relay FILE --signature 0x…`")
+            return
+        _emit(client.sign_revoke(address, deadline=valid_until).to_json(), out_file)
         err().print(f"signed revocation of {address}; anyone can submit it with `ehr relay FILE`")
         return
-    out().print(f"revoked the access of {address} ({tx_line(client.revoke(address))})")
+    tx = client.revoke(address)
+    if json_:
+        print_json({"revoked": {"grantee": address}, "tx": _tx_json(tx)})
+        return
+    out().print(f"revoked the access of {address} ({tx_line(tx)})")
 
 
 def relay(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="Signed consent JSON from `--sign-only` ('-' for stdin).")],
+    file: Annotated[str, typer.Argument(
+        help="Signed consent JSON from `--sign-only`, or typed data from `--print-typed-data` ('-' for stdin).")],
+    signature: Annotated[str | None, typer.Option(
+        "--signature", help="The wallet's signature over the typed data in FILE (0x…, 65 bytes).")] = None,
+    key_share: Annotated[str | None, typer.Option(
+        "--key-share", help="The key share CID the patient gave with the grant.")] = None,
+    json_: JsonFlag = False,
 ) -> None:
-    """Submit a patient's signed grant or revocation (you pay the gas; you cannot alter it)."""
+    """Submit a patient's signed grant or revocation (you pay the gas; you cannot alter it).
+
+    The consent must be for this deployment (domain name, version, chain, contract) and signed by
+    its patient; otherwise nothing is sent and the command exits 3."""
     text = sys.stdin.read() if file == "-" else Path(file).read_text()
-    signed = SignedConsent.from_json(text)
+    signed = SignedConsent.from_json(text, signature=signature)
+    if key_share is not None:
+        signed = SignedConsent(signed.typed_data, signed.signature, Cid(key_share))
     client = app_context(ctx).client()
-    message = signed.typed_data.get("message", {})
-    kind = signed.typed_data.get("primaryType")
-    if kind == "Revoke":
-        tx = client.relay_revoke(signed)
-        out().print(f"relayed the revocation by {message.get('patient')} of {message.get('grantee')} ({tx_line(tx)})")
+    message = signed.message
+    kind = "grant" if isinstance(message, GrantMessage) else "revocation"
+    try:
+        tx: TxResult | None = client.relay_grant(signed) if kind == "grant" else client.relay_revoke(signed)
+        note = None
+    except AlreadyRelayed as exc:
+        tx, note = None, str(exc)
+    if json_:
+        print_json({"relayed": kind, "patient": message.patient, "grantee": message.grantee, "nonce": message.nonce,
+                    "alreadyRelayed": note is not None, "tx": _tx_json(tx),
+                    "keyShare": signed.key_share if kind == "grant" else None})
         return
-    tx = client.relay_grant(signed)
-    out().print(f"relayed the grant by {message.get('patient')} to {message.get('grantee')} ({tx_line(tx)})")
-    _share_hint(signed.key_share, str(message.get("grantee")))
+    what = f"the {kind} by {message.patient} {'to' if kind == 'grant' else 'of'} {message.grantee}"
+    out().print(note if note is not None else f"relayed {what} ({tx_line(tx)})")
+    if kind == "grant":
+        _share_hint(signed.key_share, message.grantee)

@@ -76,13 +76,20 @@ def serve(
                                                  help="Oldest access request answered, in seconds.")] = 300,
     max_request_blocks: Annotated[int, typer.Option("--max-request-blocks", min=1,
                                                     help="Oldest access request answered, in blocks.")] = 256,
+    session_attempts: Annotated[int, typer.Option("--session-attempts-per-minute", min=1,
+                                                  help="Session attempts one grantee may make a minute.")] = 10,
+    refusals: Annotated[int, typer.Option("--unsigned-refusals-per-minute", min=1,
+                                          help="Refused unsigned requests one client address may send a minute "
+                                               "before it gets 429 unread.")] = 120,
 ) -> None:
     """Run a key custodian: check the chain on every request, release re-encryption fragments."""
     app_ = app_context(ctx)
     path = (db or app_.settings.home_dir / "custodian" / f"{app_.settings.wallet}.db").expanduser()
     custodian = Custodian(app_.identity(), app_.chain(), CustodianStore(path),
                           settings=CustodianSettings(session_ttl=session_ttl, max_request_age=max_request_age,
-                                                     max_request_blocks=max_request_blocks))
+                                                     max_request_blocks=max_request_blocks,
+                                                     session_attempts_per_minute=session_attempts,
+                                                     unauthenticated_refusals_per_minute=refusals))
     err().print(f"custodian database: {path}")
     run_server(custodian, host=host, port=port, poll_interval=poll_interval, ready_file=ready_file)
 

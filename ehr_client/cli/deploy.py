@@ -49,6 +49,9 @@ def deploy(
         int | None, typer.Option("--threshold", min=1, help="Approvals a proposal needs. Default: a majority.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a deployment file that is still live.")] = False,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="What wallets show as the consent domain: the consortium and deployment. "
+                       "Default: after the network.")] = None,
 ) -> None:
     """Deploy Consortium, KeyRegistry, RecordRegistry and ConsentManager from --wallet."""
     app_ = app_context(ctx)
@@ -63,7 +66,7 @@ def deploy(
     governors = [_parse.address(app_, g) for g in governor or []] or [account.address]
     needed = threshold if threshold is not None else len(governors) // 2 + 1
     deployment = deploy_suite(app_.rpc_url, account, network=app_.settings.network, governors=governors,
-                              threshold=needed)
+                              threshold=needed, consent_name=name)
     deployment.save(path)
     table = Table("contract", "address", title=f"{app_.settings.network} (chain {deployment.chain_id})")
     for name, address in deployment.contracts.items():

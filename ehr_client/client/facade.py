@@ -18,7 +18,19 @@ from eth_utils import to_checksum_address
 
 from ehr_client.audit import AuditEntry, AuditIndex
 from ehr_client.chain.client import ChainClient, TxResult
-from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
+from ehr_client.chain.eip712 import (
+    Domain,
+    GrantMessage,
+    RevokeMessage,
+    check_domain,
+    deployed_domain,
+    grant_typed_data,
+    parse_typed_data,
+    rebuild_typed_data,
+    recover_typed_data_signer,
+    revoke_typed_data,
+    sign_typed_data,
+)
 from ehr_client.chain.types import Access, KeyType
 from ehr_client.client.consent import SignedConsent
 from ehr_client.client.directory import KeyDirectory
@@ -40,10 +52,11 @@ from ehr_client.client.read import RecordReader
 from ehr_client.client.share import KeySharer, ShareOutcome
 from ehr_client.client.write import Prepared, RecordWriter, Source, prepare
 from ehr_client.crypto import iter_decrypt, x25519_public_key
-from ehr_client.errors import BlobNotFound, InvalidRecord, IntegrityError, KeyNotFound
+from ehr_client.errors import AlreadyRelayed, BlobNotFound, ConsentRefused, IntegrityError, InvalidRecord, KeyNotFound
 from ehr_client.journal import Journal
 from ehr_client.package import PackageHeader, parse_header
 from ehr_client.records import ALL_SCOPES
+from ehr_client.records.purpose import DEFAULT_PURPOSE, parse_purpose
 from ehr_client.storage import BlobStore, Cid
 
 log = logging.getLogger("ehr_client")
@@ -69,9 +82,6 @@ class EHRClient:
     @property
     def address(self) -> str:
         return self.identity.address
-
-    def _domain(self) -> Domain:
-        return Domain(self.chain.chain_id, self.chain.consent.address)
 
     # --- identity and keys -----------------------------------------------------------------
 
@@ -250,11 +260,12 @@ class EHRClient:
     # --- consent -----------------------------------------------------------------------------
 
     def grant(
-        self, grantee: str, scopes: int, *, access: str = "read", expires_at: int, share_keys: bool = True
+        self, grantee: str, scopes: int, *, access: str = "read", expires_at: int, share_keys: bool = True,
+        purpose: str = DEFAULT_PURPOSE,
     ) -> GrantResult:
-        """Grant `grantee` access to the caller's records in `scopes`, and share their keys."""
+        """Grant `grantee` access to the caller's records in `scopes` for `purpose`, and share their keys."""
         grantee = to_checksum_address(grantee)
-        fn = self.chain.consent.functions.grant(grantee, scopes, ACCESS[access], expires_at)
+        fn = self.chain.consent.functions.grant(grantee, scopes, ACCESS[access], expires_at, parse_purpose(purpose).word)
         # Terms the chain would refuse fail first; then the share, so a grantee without a usable
         # key fails the call before anything is granted.
         self.chain.simulate(self.address, fn, action="grant access")
@@ -262,49 +273,101 @@ class EHRClient:
         tx = self.chain.transact(self.identity.account, fn, action="grant access")
         return GrantResult(tx, outcome.cid, outcome.shared, outcome.skipped)
 
+    def consent_domain(self) -> Domain:
+        """The EIP-712 domain of this deployment's ConsentManager, as the contract reports it."""
+        return deployed_domain(self.chain.consent, lambda fn: self.chain.call(fn, action="read consent domain"))
+
+    def grant_document(
+        self, grantee: str, scopes: int, *, access: str = "read", purpose: str = DEFAULT_PURPOSE, expires_at: int,
+        deadline: int,
+    ) -> dict[str, Any]:
+        """The EIP-712 grant for the caller to sign (in any wallet) at the pair's current nonce."""
+        grantee = to_checksum_address(grantee)
+        if access not in ACCESS:
+            raise InvalidRecord(f"access must be one of {', '.join(ACCESS)}")
+        nonce = self.chain.call(self.chain.consent.functions.nonces(self.address, grantee), action="read nonce")
+        return grant_typed_data(
+            self.consent_domain(), patient=self.address, grantee=grantee, scopes=scopes, may_amend=access == "amend",
+            purpose=parse_purpose(purpose).word, grant_ends_at=expires_at, nonce=int(nonce),
+            signature_valid_until=deadline,
+        )
+
     def sign_grant(
         self, grantee: str, scopes: int, *, access: str = "read", expires_at: int, deadline: int,
-        share_keys: bool = True,
+        share_keys: bool = True, purpose: str = DEFAULT_PURPOSE,
     ) -> SignedConsent:
-        """The patient's EIP-712 signature over a grant, for a relayer to submit; no gas needed."""
-        grantee = to_checksum_address(grantee)
-        nonce = self.chain.call(self.chain.consent.functions.nonces(self.address, grantee), action="read nonce")
-        typed = grant_typed_data(
-            self._domain(), patient=self.address, grantee=grantee, scopes=scopes, access=int(ACCESS[access]),
-            expires_at=expires_at, nonce=int(nonce), deadline=deadline,
-        )
-        share = self.sharer.share(grantee, scopes).cid if share_keys else None
+        """The patient's EIP-712 signature over a grant, for a relayer to submit; no gas needed.
+        `deadline` is the signature's `signatureValidUntil`, `expires_at` the grant's `grantEndsAt`."""
+        typed = self.grant_document(grantee, scopes, access=access, purpose=purpose, expires_at=expires_at,
+                                    deadline=deadline)
+        share = self.sharer.share(to_checksum_address(grantee), scopes).cid if share_keys else None
         return SignedConsent(typed, sign_typed_data(self.identity.account.key, typed), share)
 
+    def _check_signed(self, signed: SignedConsent, kind: type[GrantMessage] | type[RevokeMessage]) -> Any:
+        """The message of `signed` once it is of `kind`, made for this deployment and signed by its
+        patient; a relayer pays no gas for a consent the chain would refuse."""
+        domain, message = parse_typed_data(signed.typed_data)
+        if not isinstance(message, kind):
+            raise InvalidRecord(f"this signed consent is a {type(message).__name__[:-7].lower()}, "
+                                f"not a {kind.__name__[:-7].lower()}")
+        check_domain(domain, self.consent_domain())
+        signer = recover_typed_data_signer(rebuild_typed_data(domain, message), signed.signature)
+        if signer != message.patient:
+            raise ConsentRefused(f"the signature is by {signer}, not by patient {message.patient}, over these exact "
+                                 "fields (altered after signing, or signed by another wallet)")
+        return message
+
     def relay_grant(self, signed: SignedConsent) -> TxResult:
-        """Submit a patient's signed grant (anyone may; the relayer cannot alter it)."""
-        m: Mapping[str, Any] = signed.typed_data.get("message", {})
-        if signed.typed_data.get("primaryType") != "Grant":
-            raise InvalidRecord("this signed consent is not a grant")
+        """Submit a patient's signed grant (anyone may; the relayer cannot alter it).
+
+        Raises:
+            AlreadyRelayed: this very grant is already in force.
+            ConsentRefused: another deployment, another signer, a used nonce, past its validity.
+        """
+        m: GrantMessage = self._check_signed(signed, GrantMessage)
         fn = self.chain.consent.functions.grantBySig(
-            to_checksum_address(m["patient"]), to_checksum_address(m["grantee"]), int(m["scopes"]), int(m["access"]),
-            int(m["expiresAt"]), int(m["deadline"]), signed.signature,
+            m.patient, m.grantee, m.scopes, m.may_amend, m.purpose, m.grant_ends_at, m.signature_valid_until,
+            signed.signature,
         )
+        scopes, expires, access, nonce, grant_nonce, _ = self.chain.call(
+            self.chain.consent.functions.getGrant(m.patient, m.grantee), action="read grant")
+        if nonce > m.nonce and grant_nonce == m.nonce and (scopes, expires, access) == (
+                m.scopes, m.grant_ends_at, ACCESS["amend" if m.may_amend else "read"]):
+            raise AlreadyRelayed(f"already relayed: the grant by {m.patient} to {m.grantee} signed at nonce "
+                                 f"{m.nonce} is in force; nothing to send")
         return self.chain.transact(self.identity.account, fn, action="relay signed grant")
 
     def revoke(self, grantee: str) -> TxResult:
         fn = self.chain.consent.functions.revoke(to_checksum_address(grantee))
         return self.chain.transact(self.identity.account, fn, action="revoke access")
 
-    def sign_revoke(self, grantee: str, *, deadline: int) -> SignedConsent:
+    def revoke_document(self, grantee: str, *, deadline: int) -> dict[str, Any]:
+        """The EIP-712 revocation for the caller to sign at the pair's current nonce: it ends any
+        grant signed at that nonce or earlier, whichever is relayed first."""
         grantee = to_checksum_address(grantee)
         nonce = self.chain.call(self.chain.consent.functions.nonces(self.address, grantee), action="read nonce")
-        typed = revoke_typed_data(self._domain(), patient=self.address, grantee=grantee, nonce=int(nonce),
-                                  deadline=deadline)
+        return revoke_typed_data(self.consent_domain(), patient=self.address, grantee=grantee, nonce=int(nonce),
+                                 signature_valid_until=deadline)
+
+    def sign_revoke(self, grantee: str, *, deadline: int) -> SignedConsent:
+        typed = self.revoke_document(grantee, deadline=deadline)
         return SignedConsent(typed, sign_typed_data(self.identity.account.key, typed))
 
     def relay_revoke(self, signed: SignedConsent) -> TxResult:
-        m: Mapping[str, Any] = signed.typed_data.get("message", {})
-        if signed.typed_data.get("primaryType") != "Revoke":
-            raise InvalidRecord("this signed consent is not a revocation")
-        fn = self.chain.consent.functions.revokeBySig(
-            to_checksum_address(m["patient"]), to_checksum_address(m["grantee"]), int(m["deadline"]), signed.signature
-        )
+        """Submit a patient's signed revocation.
+
+        Raises:
+            AlreadyRelayed: no grant is in force and the pair moved past this revocation's nonce.
+            ConsentRefused: as for `relay_grant`, or the patient granted again after signing it.
+        """
+        m: RevokeMessage = self._check_signed(signed, RevokeMessage)
+        _, _, access, nonce, _, _ = self.chain.call(
+            self.chain.consent.functions.getGrant(m.patient, m.grantee), action="read grant")
+        if access == 0 and nonce > m.nonce:
+            raise AlreadyRelayed(f"already relayed: no grant by {m.patient} to {m.grantee} is in force; "
+                                 "nothing to revoke")
+        fn = self.chain.consent.functions.revokeBySig(m.patient, m.grantee, m.nonce, m.signature_valid_until,
+                                                      signed.signature)
         return self.chain.transact(self.identity.account, fn, action="relay signed revocation")
 
     def share_keys(self, grantee: str, scopes: int) -> tuple[Cid | None, int]:

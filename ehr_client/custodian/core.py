@@ -13,7 +13,9 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from ehr_client.crypto import x25519_public_key
 from ehr_client.custodian import messages, totp
 from ehr_client.custodian.checks import ChainChecks
 from ehr_client.custodian.errors import CustodianRefused
+from ehr_client.custodian.limits import WindowCounter
 from ehr_client.custodian.messages import CustodianDomain
 from ehr_client.custodian.seal import AtRestKey, fragment_associated_data, open_sealed
 from ehr_client.custodian.store import CustodianStore, Fragment, Refusal, Release
@@ -50,6 +53,11 @@ class CustodianSettings:
     session_ttl: int = 900
     max_request_age: int = 300
     max_request_blocks: int = 256
+    session_attempts_per_minute: int = 10
+    """Per grantee (by checksummed address), whatever the outcome: bounds TOTP guessing even
+    before the lockout, and what a stolen wallet key can make the custodian write."""
+    unauthenticated_refusals_per_minute: int = 120
+    """Per client address: past it, the server answers 429 without reading the request."""
 
 
 def fragments_digest(items: list[dict[str, Any]]) -> str:
@@ -88,7 +96,12 @@ class Custodian:
         self.domain = CustodianDomain(chain.chain_id, chain.consent.address)
         self.checks = ChainChecks(chain, max_request_age=settings.max_request_age,
                                   max_request_blocks=settings.max_request_blocks, clock=clock)
-        self._totp_key = AtRestKey(identity.current_key[1], purpose=b"totp")
+        # TOTP secrets are sealed under a key derived from one X25519 key version, recorded with
+        # each secret: rotating the custodian's key (a new current version) leaves them readable.
+        self._totp_keys = {v: AtRestKey(secret, purpose=b"totp") for v, secret in identity.x25519.items()}
+        self._session_attempts = WindowCounter(window=60.0)
+        self._unrecorded = Counter[str]()
+        self._unrecorded_lock = threading.Lock()
 
     @property
     def address(self) -> str:
@@ -119,27 +132,46 @@ class Custodian:
         return {
             "custodian": self.address, "chainId": self.domain.chain_id, "consent": self.domain.consent,
             "x25519Version": version, "x25519PublicKey": "0x" + public.hex(),
+            "unrecordedRefusals": self.unrecorded_refusals(),
         }
+
+    def unrecorded_refusals(self) -> dict[str, int]:
+        """Refusals counted but not written to the database, by reason, since the process started:
+        requests refused before any signature was verified, and rate-limited ones."""
+        with self._unrecorded_lock:
+            return dict(self._unrecorded)
 
     # --- the steps every signed request goes through ----------------------------------------
 
     @contextmanager
-    def _audited(self, action: str, message: dict[str, Any]) -> Iterator[None]:
+    def _audited(self, action: str, message: dict[str, Any]) -> Iterator[dict[str, str]]:
+        """Log each refusal. Only a refusal of a request whose signature was verified becomes a row,
+        under the signer's checksummed address (the spelling in the request does not matter);
+        the others, and rate-limited ones, are only counted: an unauthenticated caller cannot make
+        the custodian store anything."""
+        verified: dict[str, str] = {}
         try:
-            yield
+            yield verified
         except CustodianRefused as refusal:
+            refusal.signer = verified.get("signer")
+            if refusal.signer is None or refusal.reason == "rate-limited":
+                with self._unrecorded_lock:
+                    self._unrecorded[refusal.reason] += 1
+                log.debug("refused %s: %s (not recorded)", action, refusal.reason)
+                raise
             record = message.get("recordId")
-            caller = message.get(messages.SIGNER_FIELD.get(_KIND[action], "grantee"))
             try:
                 record_id = bytes.fromhex(str(record).removeprefix("0x")) if record else None
             except ValueError:
                 record_id = None
-            self.store.log_refusal(Refusal(self._now(), action, record_id, str(caller) if caller else None, refusal.reason))
+            self.store.log_refusal(Refusal(self._now(), action, record_id, refusal.signer, refusal.reason))
             log.info("refused %s: %s", action, refusal.reason)
             raise
 
-    def _accept(self, kind: str, message: dict[str, Any], signature: str) -> dict[str, Any]:
+    def _accept(self, kind: str, message: dict[str, Any], signature: str,
+                verified: dict[str, str]) -> dict[str, Any]:
         clean = messages.check_signed(self.domain, kind, message, signature)
+        verified["signer"] = clean[messages.SIGNER_FIELD[kind]]
         if clean["custodian"] != self.address:
             raise CustodianRefused("wrong-custodian",
                                    f"this request is addressed to {clean['custodian']}, not {self.address}")
@@ -158,31 +190,34 @@ class Custodian:
 
     def enroll(self, message: dict[str, Any], signature: str) -> str:
         """A new TOTP secret for the signing grantee; its provisioning URI is shown this once."""
-        with self._audited("enroll", message):
-            clean = self._accept("Enroll", message, signature)
+        with self._audited("enroll", message) as verified:
+            clean = self._accept("Enroll", message, signature, verified)
             grantee = clean["grantee"]
             if not self.checks.is_active_member(grantee):
                 raise CustodianRefused("not-a-member", f"{grantee} is not an active consortium member")
             secret = totp.new_secret()
-            sealed = self._totp_key.encrypt(secret.encode(), associated_data=grantee.encode())
-            if not self.store.enroll_totp(grantee, sealed, now=self._now()):
+            version, _ = self.identity.current_key
+            sealed = self._totp_keys[version].encrypt(secret.encode(), associated_data=grantee.encode())
+            if not self.store.enroll_totp(grantee, sealed, key_version=version, now=self._now()):
                 raise CustodianRefused("already-enrolled",
                                        f"{grantee} is already enrolled here; the custodian's operator must reset it")
             return totp.provisioning_uri(secret, grantee=grantee, custodian=self.address)
 
     def open_session(self, message: dict[str, Any], signature: str, code: str) -> tuple[str, int]:
         """(token, expiry) of an MFA session, after a valid TOTP code for a time step not used before."""
-        with self._audited("session", message):
-            clean = self._accept("OpenSession", message, signature)
+        with self._audited("session", message) as verified:
+            clean = self._accept("OpenSession", message, signature, verified)
             grantee = clean["grantee"]
-            sealed = self.store.totp_secret(grantee)
-            if sealed is None:
+            if not self._session_attempts.hit(grantee, limit=self.settings.session_attempts_per_minute):
+                raise CustodianRefused("rate-limited", "too many session attempts for this grantee; wait a minute")
+            stored = self.store.totp_secret(grantee)
+            if stored is None:
                 raise CustodianRefused("not-enrolled", f"{grantee} has no second factor here; enroll first")
             now = self._now()
             if self.store.count_refusals(caller=grantee, action="session", reason="mfa-failed",
                                          since=now - MFA_LOCKOUT) >= MFA_FAILURES:
                 raise CustodianRefused("mfa-locked", f"too many wrong codes; try again in {MFA_LOCKOUT // 60} minutes")
-            secret = self._totp_key.decrypt(sealed, associated_data=grantee.encode()).decode()
+            secret = self._totp_secret(grantee, *stored)
             step = totp.matching_step(secret, code, now=self.clock())
             if step is None:
                 raise CustodianRefused("mfa-failed", "the one-time code is wrong")
@@ -195,8 +230,8 @@ class Custodian:
 
     def release(self, message: dict[str, Any], signature: str, session: str) -> dict[str, Any]:
         """A re-encryption fragment of the record's capsule for the grantee, after every check."""
-        with self._audited("release", message):
-            clean = self._accept("KeyRequest", message, signature)
+        with self._audited("release", message) as verified:
+            clean = self._accept("KeyRequest", message, signature, verified)
             grantee = clean["grantee"]
             token = _hex(session, name="session", size=32)
             token_hash = hashlib.sha256(token).digest()
@@ -226,6 +261,27 @@ class Custodian:
                 "delegatingKey": "0x" + fragment.delegating_key.hex(), "delegation": "0x" + fragment.delegation.hex(),
             }
 
+    def _totp_secret(self, grantee: str, sealed: bytes, version: int | None) -> str:
+        """The grantee's TOTP secret; one sealed under an older key version (or, in files from
+        before versions were kept, an unknown one) is sealed again under the current key."""
+        versions = [version] if version is not None else sorted(self._totp_keys, reverse=True)
+        for candidate in versions:
+            key = self._totp_keys.get(candidate)
+            if key is None:
+                raise KeyNotFound(f"the custodian lacks X25519 key version {candidate}, which seals the second "
+                                  f"factor of {grantee}; restore its keystore")
+            try:
+                secret = key.decrypt(sealed, associated_data=grantee.encode()).decode()
+            except DecryptionError:
+                continue
+            current, _ = self.identity.current_key
+            if candidate != current:
+                self.store.reseal_totp(grantee, self._totp_keys[current].encrypt(secret.encode(),
+                                                                                 associated_data=grantee.encode()),
+                                       key_version=current)
+            return secret
+        raise DecryptionError()
+
     def _open_fragment(self, fragment: Fragment) -> umbral_pre.VerifiedKeyFrag:
         secret = self.identity.x25519.get(fragment.seal_key_version)
         if secret is None:
@@ -240,8 +296,8 @@ class Custodian:
 
     def deposit(self, message: dict[str, Any], signature: str, items: list[dict[str, Any]]) -> int:
         """Store the patient's key fragments for one grantee; returns how many were stored."""
-        with self._audited("deposit", message):
-            clean = self._accept("Deposit", message, signature)
+        with self._audited("deposit", message) as verified:
+            clean = self._accept("Deposit", message, signature, verified)
             if not 0 < len(items) <= MAX_DEPOSIT or fragments_digest(items) != clean["fragments"]:
                 raise CustodianRefused("malformed", f"a deposit holds 1 to {MAX_DEPOSIT} fragments, as signed")
             patient, grantee = clean["patient"], clean["grantee"]
@@ -295,8 +351,8 @@ class Custodian:
 
     def destroy(self, message: dict[str, Any], signature: str) -> dict[str, Any]:
         """Shred every fragment of a record at its patient's request; returns a signed receipt."""
-        with self._audited("destroy", message):
-            clean = self._accept("Destroy", message, signature)
+        with self._audited("destroy", message) as verified:
+            clean = self._accept("Destroy", message, signature, verified)
             record_id = bytes.fromhex(clean["recordId"][2:])
             facts = self.checks.record(record_id)
             if facts.patient != clean["patient"]:
@@ -318,8 +374,8 @@ class Custodian:
 
     def audit(self, message: dict[str, Any], signature: str) -> list[dict[str, Any]]:
         """Every release of the signing patient's records: record, grantee, time, access request."""
-        with self._audited("audit", message):
-            clean = self._accept("AuditQuery", message, signature)
+        with self._audited("audit", message) as verified:
+            clean = self._accept("AuditQuery", message, signature, verified)
             return [
                 {"recordId": "0x" + r.record_id.hex(), "grantee": r.grantee, "releasedAt": r.at,
                  "accessTx": r.access_tx, "accessBlock": r.access_block}

@@ -17,7 +17,8 @@ class CustodianRefused(AccessDenied):
     Reasons: no-grant, grant-expired, record-unknown, record-erased, no-access-request,
     stale-access-request, access-request-used, bad-signature, wrong-custodian, expired-request,
     replayed-request, not-enrolled, already-enrolled, not-a-member, mfa-failed, mfa-replayed,
-    mfa-locked, mfa-required, no-fragment, not-patient, bad-fragment, malformed; and, raised on
+    mfa-locked, mfa-required, no-fragment, not-patient, bad-fragment, malformed, rate-limited,
+    too-large; and, raised on
     the grantee's side, invalid-fragment (a fragment that fails verification).
     """
 
@@ -26,6 +27,9 @@ class CustodianRefused(AccessDenied):
         self.reason = reason
         self.detail = message
         self.custodian = custodian
+        self.signer: str | None = None
+        """On the custodian's side: whose verified signature the refused request carried (None:
+        refused before any signature was verified, so nobody can be held to it)."""
 
 
 class KeyReleaseDenied(AccessDenied):

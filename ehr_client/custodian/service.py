@@ -10,7 +10,10 @@ POST /v1/audit           patient-signed AuditQuery -> {releases}
 GET  /v1/info            the custodian's address, chain, published X25519 key
 =======================  ====================================================================
 
-Refusals are 403 {"reason", "message"}; malformed requests 400; chain unreachable 503.
+Refusals are 403 {"reason", "message"}; malformed requests 400; chain unreachable 503; bodies
+over 64 KiB 413 (never parsed); too many session attempts for one grantee, or too many refusals
+of unsigned or badly signed requests from one client address, 429 (the latter without reading
+the request). Only refusals of requests with a verified signature are stored.
 A background thread follows the chain and destroys fragments of revoked grants and erased records.
 """
 
@@ -24,11 +27,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from ehr_client.custodian.core import Custodian
 from ehr_client.custodian.errors import CustodianRefused
+from ehr_client.custodian.limits import MAX_BODY, BodyLimit, WindowCounter
 from ehr_client.errors import ChainUnavailable, EHRError
 
 log = logging.getLogger("ehr_client.custodian")
@@ -93,14 +97,34 @@ def create_app(custodian: Custodian, *, poll_interval: float = 2.0,
 
     app = FastAPI(title="EHR key custodian", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    unsigned = WindowCounter(window=60.0)
+    unsigned_limit = custodian.settings.unauthenticated_refusals_per_minute
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    @app.middleware("http")
+    async def throttle_unsigned(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        if request.method == "POST" and unsigned.count(client_of(request)) >= unsigned_limit:
+            return JSONResponse({"reason": "rate-limited", "message": "too many refused requests from this address; "
+                                 "wait a minute"}, status_code=429)
+        response: Response = await call_next(request)
+        return response
+
+    def count_unsigned(request: Request) -> None:
+        unsigned.hit(client_of(request), limit=unsigned_limit)
 
     @app.exception_handler(CustodianRefused)
-    async def refused(_: Request, exc: CustodianRefused) -> JSONResponse:
-        status = 400 if exc.reason == "malformed" else 403
+    async def refused(request: Request, exc: CustodianRefused) -> JSONResponse:
+        if exc.signer is None:
+            count_unsigned(request)
+        status = {"malformed": 400, "rate-limited": 429}.get(exc.reason, 403)
         return JSONResponse({"reason": exc.reason, "message": exc.detail}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
-    async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        count_unsigned(request)
         return JSONResponse({"reason": "malformed", "message": "the request body does not have the expected fields"},
                             status_code=400)
 

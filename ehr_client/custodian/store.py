@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS destructions(
     grantee TEXT NOT NULL, cause TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS destructions_record ON destructions(record_id);
 CREATE TABLE IF NOT EXISTS totp(
-    grantee TEXT PRIMARY KEY, secret BLOB NOT NULL, last_step INTEGER NOT NULL, enrolled_at INTEGER NOT NULL);
+    grantee TEXT PRIMARY KEY, secret BLOB NOT NULL, last_step INTEGER NOT NULL, enrolled_at INTEGER NOT NULL,
+    key_version INTEGER);
 CREATE TABLE IF NOT EXISTS sessions(
     token_hash BLOB PRIMARY KEY, grantee TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS nonces(
@@ -110,6 +111,9 @@ class CustodianStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(totp)")}
+            if "key_version" not in columns:  # files from before secrets recorded their sealing key
+                self._db.execute("ALTER TABLE totp ADD COLUMN key_version INTEGER")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"cannot open the custodian database {self.path}: {exc}; check the path and its permissions"
@@ -246,20 +250,31 @@ class CustodianStore:
 
     # --- second factor ---------------------------------------------------------------------
 
-    def enroll_totp(self, grantee: str, sealed_secret: bytes, *, now: int) -> bool:
-        """Store a grantee's TOTP secret; False (and nothing changed) if already enrolled."""
+    def enroll_totp(self, grantee: str, sealed_secret: bytes, *, key_version: int, now: int) -> bool:
+        """Store a grantee's TOTP secret, sealed under the custodian's X25519 key `key_version`;
+        False (and nothing changed) if already enrolled."""
         try:
             with self._tx() as db:
-                db.execute("INSERT INTO totp(grantee, secret, last_step, enrolled_at) VALUES (?,?,?,?)",
-                           (grantee, sealed_secret, -1, now))
+                db.execute("INSERT INTO totp(grantee, secret, last_step, enrolled_at, key_version) VALUES (?,?,?,?,?)",
+                           (grantee, sealed_secret, -1, now, key_version))
         except sqlite3.IntegrityError:
             return False
         return True
 
-    def totp_secret(self, grantee: str) -> bytes | None:
+    def totp_secret(self, grantee: str) -> tuple[bytes, int | None] | None:
+        """(sealed secret, version of the key it is sealed under; None for files that predate it)."""
         with self._lock:
-            row = self._db.execute("SELECT secret FROM totp WHERE grantee=?", (grantee,)).fetchone()
-        return bytes(row[0]) if row else None
+            row = self._db.execute("SELECT secret, key_version FROM totp WHERE grantee=?", (grantee,)).fetchone()
+        return (bytes(row[0]), None if row[1] is None else int(row[1])) if row else None
+
+    def reseal_totp(self, grantee: str, sealed_secret: bytes, *, key_version: int) -> None:
+        """Replace a grantee's sealed secret (same secret, the custodian's current key)."""
+        with self._tx() as db:
+            db.execute("UPDATE totp SET secret=?, key_version=? WHERE grantee=?", (sealed_secret, key_version, grantee))
+
+    def count_refusal_rows(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM refusals").fetchone()[0])
 
     def consume_totp_step(self, grantee: str, step: int) -> bool:
         """Accept time step `step` once: True only if it is later than every step used before."""

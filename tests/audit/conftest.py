@@ -25,7 +25,7 @@ from tests.client.conftest import (  # noqa: F401  (fixtures re-exported for thi
     store,
     suite,
 )
-from tests.constants import ACCESS_READ, ACTION, DAY, LAB_SCOPE
+from tests.constants import ACCESS_READ, ACTION, DAY, LAB_SCOPE, PURPOSE
 
 ROLE_NAMES = ("gov_a", "gov_b", "gov_c", "hospital", "doctor", "lab", "insurer", "custodian", "patient", "stranger",
               "other_patient")
@@ -70,7 +70,7 @@ class Script:
     def grant(self, grantee: str, *, patient: str = "patient", scopes: int = LAB_SCOPE, access: int = ACCESS_READ,
               ttl: int = 30 * DAY) -> TxResult:
         expires = self.chain.now() + ttl
-        return self.tx(patient, self.chain.consent.functions.grant(self.address(grantee), scopes, access, expires))
+        return self.tx(patient, self.chain.consent.functions.grant(self.address(grantee), scopes, access, expires, PURPOSE))
 
     def revoke(self, grantee: str, *, patient: str = "patient") -> TxResult:
         return self.tx(patient, self.chain.consent.functions.revoke(self.address(grantee)))

@@ -81,3 +81,21 @@ def test_consent_expires_in_the_export_once_its_time_has_passed(people, open_ind
 
     assert status(expires - 1) == ["active"]
     assert status(expires) == ["inactive"]
+
+
+def test_consent_shows_the_purpose_of_use_the_patient_stated(people, script, open_index):
+    patient = people["patient"]
+    start = script.block()
+    now = patient.chain.now()
+    patient.grant(people["insurer"].address, LAB, expires_at=now + DAY, share_keys=False, purpose="payment")
+    patient.grant(people["doctor"].address, LAB, expires_at=now + DAY, share_keys=False, purpose="research")
+    index = open_index()
+    index.sync(transactions_from=start)
+    bundle = Bundle.model_validate(export_bundle(index, patient=patient.address, audit_events=False,
+                                                 now=patient.chain.now()))
+    purposes = {c.provision.actor[0].reference.identifier.value.rsplit(":", 1)[1]:
+                [(p.system, p.code) for p in c.provision.purpose] for c in (e.resource for e in bundle.entry)}
+    act_reason = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+    assert purposes[people["insurer"].address] == [(act_reason, "HPAYMT")]
+    assert purposes[people["doctor"].address] == [(act_reason, "HRESCH")]
+    assert any("for research" in row.detail for row in index.trail(patient=patient.address))

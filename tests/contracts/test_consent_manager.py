@@ -1,19 +1,29 @@
 import ape
 import pytest
+from eth_utils import keccak
 
 from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
 from tests.batches import make_batch
-from tests.constants import ACCESS_AMEND, ACCESS_READ, CONDITION_SCOPE, DAY, LAB_SCOPE, MENTAL_SCOPE
+from tests.constants import (
+    ACCESS_AMEND,
+    ACCESS_READ,
+    CONDITION_SCOPE,
+    CONSENT_DOMAIN_NAME,
+    DAY,
+    LAB_SCOPE,
+    MENTAL_SCOPE,
+    PURPOSE,
+)
 
 HOUR = 3600
 
 
 def test_grant_then_can_read_in_scope_only(network, consent, patient, doctor, chain):
     expires = chain.pending_timestamp + DAY
-    tx = consent.grant(doctor, LAB_SCOPE | CONDITION_SCOPE, ACCESS_READ, expires, sender=patient)
+    tx = consent.grant(doctor, LAB_SCOPE | CONDITION_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
     event = tx.events.filter(consent.AccessGranted)[0]
-    assert (event.patient, event.grantee, event.scopes, event.access, event.expiresAt) == (
-        patient.address, doctor.address, LAB_SCOPE | CONDITION_SCOPE, ACCESS_READ, expires
+    assert (event.patient, event.grantee, event.scopes, event.access, event.expiresAt, event.purposeHash) == (
+        patient.address, doctor.address, LAB_SCOPE | CONDITION_SCOPE, ACCESS_READ, expires, keccak(text=PURPOSE)
     )
     assert consent.canRead(patient, doctor, LAB_SCOPE)
     assert consent.canRead(patient, doctor, LAB_SCOPE | CONDITION_SCOPE)
@@ -30,8 +40,8 @@ def test_patient_can_always_read_and_amend_own(network, consent, patient):
 
 def test_granting_same_terms_twice_emits_nothing(network, consent, patient, doctor, chain):
     expires = chain.pending_timestamp + DAY
-    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
-    tx = consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
+    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
+    tx = consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
     assert not tx.events.filter(consent.AccessGranted)
 
 
@@ -67,7 +77,7 @@ def test_suspended_member_loses_read_access(network, consent, consortium, govern
 def test_grant_rejects_invalid_terms(network, consent, patient, doctor, chain, scopes, access, ttl):
     expires = chain.pending_timestamp + ttl if ttl else 1
     with ape.reverts(consent.ConsentInvalidTerms, scopes=scopes, access=access, expiresAt=expires):
-        consent.grant(doctor, scopes, access, expires, sender=patient)
+        consent.grant(doctor, scopes, access, expires, PURPOSE, sender=patient)
 
 
 def test_grant_rejects_non_member_self_suspended_and_amend_for_insurer(
@@ -76,13 +86,13 @@ def test_grant_rejects_non_member_self_suspended_and_amend_for_insurer(
     expires = chain.pending_timestamp + DAY
     for grantee in (stranger, patient):
         with ape.reverts(consent.ConsentInvalidGrantee, grantee=grantee.address):
-            consent.grant(grantee, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
+            consent.grant(grantee, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
     with ape.reverts(consent.ConsentInvalidGrantee, grantee=insurer.address):
-        consent.grant(insurer, LAB_SCOPE, ACCESS_AMEND, expires, sender=patient)
-    consent.grant(insurer, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
+        consent.grant(insurer, LAB_SCOPE, ACCESS_AMEND, expires, PURPOSE, sender=patient)
+    consent.grant(insurer, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
     consortium.suspend(doctor, sender=governor)
     with ape.reverts(consent.ConsentInvalidGrantee, grantee=doctor.address):
-        consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, sender=patient)
+        consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
 
 
 def test_amend_grant_implies_read(network, consent, patient, lab, grant):
@@ -94,16 +104,21 @@ def test_amend_grant_implies_read(network, consent, patient, lab, grant):
 # --- EIP-712 signed consent -------------------------------------------------------------------
 
 
-def _signed_grant(consent, chain, patient, grantee, *, scopes=LAB_SCOPE, access=ACCESS_READ, chain_id=None,
+def _domain(chain, contract):
+    return Domain(CONSENT_DOMAIN_NAME, chain.chain_id, contract.address)
+
+
+def _signed_grant(consent, chain, patient, grantee, *, scopes=LAB_SCOPE, may_amend=False, chain_id=None,
                   contract=None, nonce=None, deadline=None, expires=None):
     expires = expires or chain.pending_timestamp + DAY
     deadline = deadline if deadline is not None else chain.pending_timestamp + HOUR
-    domain = Domain(chain_id or chain.chain_id, (contract or consent).address)
+    domain = Domain(CONSENT_DOMAIN_NAME, chain_id or chain.chain_id, (contract or consent).address)
     typed = grant_typed_data(
-        domain, patient=patient.address, grantee=grantee.address, scopes=scopes, access=access,
-        expires_at=expires, nonce=consent.nonces(patient, grantee) if nonce is None else nonce, deadline=deadline,
+        domain, patient=patient.address, grantee=grantee.address, scopes=scopes, may_amend=may_amend,
+        purpose=PURPOSE, grant_ends_at=expires, nonce=consent.nonces(patient, grantee) if nonce is None else nonce,
+        signature_valid_until=deadline,
     )
-    return (patient.address, grantee.address, scopes, access, expires, deadline,
+    return (patient.address, grantee.address, scopes, may_amend, PURPOSE, expires, deadline,
             sign_typed_data(patient.private_key, typed))
 
 
@@ -132,7 +147,7 @@ def test_signature_for_other_chain_id_reverts(network, consent, patient, doctor,
 
 def test_signature_for_other_deployment_reverts(network, project, consent, consortium, records, governor, patient,
                                                 doctor, hospital, chain):
-    other_registry = governor.deploy(project.RecordRegistry, consortium.address)
+    other_registry = governor.deploy(project.RecordRegistry, consortium.address, CONSENT_DOMAIN_NAME)
     other = project.ConsentManager.at(other_registry.consentManager())
     args = _signed_grant(consent, chain, patient, doctor, contract=consent)
     with ape.reverts(other.ConsentInvalidSignature, patient=patient.address):
@@ -149,18 +164,20 @@ def test_signature_past_deadline_reverts(network, consent, patient, doctor, hosp
     deadline = chain.pending_timestamp + 60
     args = _signed_grant(consent, chain, patient, doctor, deadline=deadline)
     chain.pending_timestamp = deadline + 1
-    with ape.reverts(consent.ConsentSignatureExpired, deadline=deadline):
+    with ape.reverts(consent.ConsentSignatureExpired, signatureValidUntil=deadline):
         consent.grantBySig(*args, sender=hospital)
 
 
 def test_relayer_cannot_alter_signed_terms(network, consent, patient, doctor, hospital, stranger, chain):
-    p, g, scopes, access, expires, deadline, sig = _signed_grant(consent, chain, patient, doctor)
+    p, g, scopes, amend, purpose, expires, deadline, sig = _signed_grant(consent, chain, patient, doctor)
     altered = [
-        (p, g, scopes | MENTAL_SCOPE, access, expires, deadline, sig),
-        (p, g, scopes, ACCESS_AMEND, expires, deadline, sig),
-        (p, g, scopes, access, expires + DAY, deadline, sig),
-        (p, hospital.address, scopes, access, expires, deadline, sig),
-        (stranger.address, g, scopes, access, expires, deadline, sig),
+        (p, g, scopes | MENTAL_SCOPE, amend, purpose, expires, deadline, sig),
+        (p, g, scopes, True, purpose, expires, deadline, sig),
+        (p, g, scopes, amend, "research", expires, deadline, sig),
+        (p, g, scopes, amend, purpose, expires + DAY, deadline, sig),
+        (p, g, scopes, amend, purpose, expires, deadline + 1, sig),
+        (p, hospital.address, scopes, amend, purpose, expires, deadline, sig),
+        (stranger.address, g, scopes, amend, purpose, expires, deadline, sig),
     ]
     for args in altered:
         with ape.reverts(consent.ConsentInvalidSignature):
@@ -170,25 +187,26 @@ def test_relayer_cannot_alter_signed_terms(network, consent, patient, doctor, ho
 def test_revoke_by_signature(network, consent, patient, doctor, hospital, grant, chain):
     grant(doctor)
     deadline = chain.pending_timestamp + HOUR
-    typed = revoke_typed_data(Domain(chain.chain_id, consent.address), patient=patient.address,
-                              grantee=doctor.address, nonce=consent.nonces(patient, doctor), deadline=deadline)
+    nonce = consent.nonces(patient, doctor)
+    typed = revoke_typed_data(_domain(chain, consent), patient=patient.address, grantee=doctor.address, nonce=nonce,
+                              signature_valid_until=deadline)
     signature = sign_typed_data(patient.private_key, typed)
-    tx = consent.revokeBySig(patient, doctor, deadline, signature, sender=hospital)
+    tx = consent.revokeBySig(patient, doctor, nonce, deadline, signature, sender=hospital)
     assert tx.events.filter(consent.AccessRevoked)[0].grantee == doctor.address
     assert not consent.canRead(patient, doctor, LAB_SCOPE)
-    with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
-        consent.revokeBySig(patient, doctor, deadline, signature, sender=hospital)
+    with ape.reverts(consent.ConsentNoGrant, patient=patient.address, grantee=doctor.address):
+        consent.revokeBySig(patient, doctor, nonce, deadline, signature, sender=hospital)
 
 
 def test_member_cannot_grant_on_patients_behalf(network, consent, patient, doctor, hospital, chain):
     # the hospital signs a grant naming the patient: the signature is not the patient's
     expires, deadline = chain.pending_timestamp + DAY, chain.pending_timestamp + HOUR
-    typed = grant_typed_data(Domain(chain.chain_id, consent.address), patient=patient.address,
-                             grantee=doctor.address, scopes=LAB_SCOPE, access=ACCESS_READ, expires_at=expires,
-                             nonce=0, deadline=deadline)
+    typed = grant_typed_data(_domain(chain, consent), patient=patient.address, grantee=doctor.address,
+                             scopes=LAB_SCOPE, may_amend=False, purpose=PURPOSE, grant_ends_at=expires, nonce=0,
+                             signature_valid_until=deadline)
     forged = sign_typed_data(hospital.private_key, typed)
     with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
-        consent.grantBySig(patient, doctor, LAB_SCOPE, ACCESS_READ, expires, deadline, forged, sender=hospital)
+        consent.grantBySig(patient, doctor, LAB_SCOPE, False, PURPOSE, expires, deadline, forged, sender=hospital)
 
 
 # --- break-glass ----------------------------------------------------------------------------------
@@ -344,7 +362,7 @@ def test_direct_revoke_voids_a_signed_grant_not_yet_relayed(network, consent, pa
 
 def test_direct_grant_voids_an_earlier_signed_grant(network, consent, patient, doctor, hospital, chain):
     signed = _signed_grant(consent, chain, patient, doctor, scopes=LAB_SCOPE | MENTAL_SCOPE)
-    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, chain.pending_timestamp + DAY, sender=patient)
+    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, chain.pending_timestamp + DAY, PURPOSE, sender=patient)
     with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
         consent.grantBySig(*signed, sender=hospital)
     assert not consent.canRead(patient, doctor, MENTAL_SCOPE)
@@ -362,6 +380,6 @@ def test_cancel_signatures_voids_them_when_there_is_no_grant(network, consent, p
 def test_signed_grant_with_unchanged_terms_still_uses_its_nonce(network, consent, patient, doctor, chain):
     signed = _signed_grant(consent, chain, patient, doctor)
     consent.grantBySig(*signed, sender=patient)
-    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, signed[4], sender=patient)  # same terms: no-op
+    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, signed[5], PURPOSE, sender=patient)  # same terms: no-op
     with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
         consent.grantBySig(*signed, sender=patient)

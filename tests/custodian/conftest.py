@@ -53,8 +53,10 @@ START_TIMEOUT = 60.0
 class CustodianProcess:
     """One `ehr custodian serve` subprocess with its own home, keystore and SQLite file."""
 
-    def __init__(self, name: str, home: Path, rpc_url: str, deployments: Path, network: str) -> None:
+    def __init__(self, name: str, home: Path, rpc_url: str, deployments: Path, network: str,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.name = name
+        self.extra_args = extra_args
         self.home = home
         self.db = home / "custodian.db"
         self.ready_file = home / "ready.json"
@@ -71,7 +73,7 @@ class CustodianProcess:
         args = [sys.executable, "-m", "ehr_client.cli", "--network", self.network, "--rpc", self.rpc_url,
                 "--home", str(self.home), "--wallet", "custodian", "custodian", "serve", "--db", str(self.db),
                 "--host", "127.0.0.1", "--port", str(self.port), "--ready-file", str(self.ready_file),
-                "--poll-interval", "1.0", "--max-request-blocks", str(MAX_REQUEST_BLOCKS)]
+                "--poll-interval", "1.0", "--max-request-blocks", str(MAX_REQUEST_BLOCKS), *self.extra_args]
         log = (self.home / "server.log").open("ab")
         self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT

@@ -29,6 +29,7 @@ class Grant:
     expires_at: int = 0
     access: Access = Access.NONE
     nonce: int = 0
+    grant_nonce: int = 0
 
 
 @dataclass
@@ -117,17 +118,20 @@ class ConsentModel:
         return None
 
     def apply_grant(self, patient: str, grantee: str, scopes: int, access: Access, expires_at: int, *,
-                    signed: bool = False) -> bool:
+                    signed_at: int | None = None) -> bool:
         """Store the grant; True when the terms changed (an AccessGranted event is due). A direct
-        grant that changes the terms moves the pair's nonce on (a signed one already consumed it)."""
+        grant that changes nothing is a no-op; otherwise the pair's nonce moves on and the grant
+        remembers the nonce it was decided at: the signature's, or the new one for a direct grant
+        (which outranks every signature given out before it)."""
         current = self.grants.setdefault((patient, grantee), Grant())
-        if (current.scopes, current.access, current.expires_at) == (scopes, access, expires_at):
+        changed = (current.scopes, current.access, current.expires_at) != (scopes, access, expires_at)
+        if not changed and signed_at is None:
             return False
+        current.nonce += 1
+        current.grant_nonce = current.nonce if signed_at is None else signed_at
         current.scopes, current.access, current.expires_at = scopes, access, expires_at
-        if not signed:
-            current.nonce += 1
-        self.granted_events += 1
-        return True
+        self.granted_events += int(changed)
+        return changed
 
     def signed_grant_error(self, patient: str, grantee: str, scopes: int, access: Access, expires_at: int,
                            nonce: int, deadline: int, now: int, *, genuine: bool) -> str | None:
@@ -137,23 +141,35 @@ class ConsentModel:
             return "ConsentInvalidSignature"
         return self.grant_error(patient, grantee, scopes, access, expires_at, now)
 
-    def consume_nonce(self, patient: str, grantee: str) -> None:
-        self.grants.setdefault((patient, grantee), Grant()).nonce += 1
+    def apply_cancel(self, patient: str, grantee: str) -> None:
+        current = self.grants.setdefault((patient, grantee), Grant())
+        current.nonce += 1
+        if current.access != Access.NONE:
+            current.grant_nonce = current.nonce
 
     def revoke_error(self, patient: str, grantee: str) -> str | None:
         return "ConsentNoGrant" if self.grant_of(patient, grantee).access == Access.NONE else None
 
-    def apply_revoke(self, patient: str, grantee: str) -> None:
-        """Clear the grant and move the nonce on, voiding signatures issued before."""
+    def apply_revoke(self, patient: str, grantee: str, *, signed_at: int | None = None) -> None:
+        """Clear the grant. A direct revocation moves the nonce on, voiding signatures issued
+        before; a signed one at nonce n voids the grants signed at n not yet relayed."""
         nonce = self.grant_of(patient, grantee).nonce
-        self.grants[(patient, grantee)] = Grant(nonce=nonce + 1)
+        if signed_at is None or signed_at == nonce:
+            nonce += 1
+        self.grants[(patient, grantee)] = Grant(nonce=nonce)
 
     def signed_revoke_error(self, patient: str, grantee: str, nonce: int, deadline: int, now: int) -> str | None:
+        """A revocation signed at nonce n ends any grant decided at n or earlier."""
         if now > deadline:
             return "ConsentSignatureExpired"
-        if nonce != self.grant_of(patient, grantee).nonce:
+        current = self.grant_of(patient, grantee)
+        if nonce > current.nonce:
             return "ConsentInvalidSignature"
-        return self.revoke_error(patient, grantee)
+        if current.access == Access.NONE:
+            return None if nonce == current.nonce else "ConsentNoGrant"
+        if current.grant_nonce > nonce:
+            return "ConsentRevocationSuperseded"
+        return None
 
     # --- break-glass ---------------------------------------------------------------------------
 

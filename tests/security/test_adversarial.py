@@ -19,10 +19,21 @@ from eth_account.signers.local import LocalAccount
 
 from ehr_client.chain.ids import record_id_of
 from ehr_client.chain.client import ChainClient
-from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
+from ehr_client.chain.eip712 import Domain, deployed_domain, grant_typed_data, revoke_typed_data, sign_typed_data
 from ehr_client.errors import SignatureError, TransactionReverted
 from ehr_client.dev.node import AnvilNode
-from tests.constants import ACCESS_AMEND, ACCESS_READ, ACTION, CONDITION_SCOPE, DAY, LAB_SCOPE, MENTAL_SCOPE, ROLE
+from tests.constants import (
+    ACCESS_AMEND,
+    ACCESS_READ,
+    ACTION,
+    CONDITION_SCOPE,
+    CONSENT_DOMAIN_NAME,
+    DAY,
+    LAB_SCOPE,
+    MENTAL_SCOPE,
+    PURPOSE,
+    ROLE,
+)
 from tests.security.suite import LocalSuite, deploy_local_suite, signer_of
 
 HOUR = 3600
@@ -30,10 +41,15 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 CID = b"\x01\x55\x12\x20" + b"\xab" * 32
 
 
-def _sign_grant(chain_id: int, consent: str, patient: LocalAccount, grantee: str, *, nonce: int, expires: int,
+def _domain(chain: ChainClient) -> Domain:
+    return deployed_domain(chain.consent, lambda fn: chain.call(fn, action="read domain"))
+
+
+def _sign_grant(domain: Domain, patient: LocalAccount, grantee: str, *, nonce: int, expires: int,
                 deadline: int, scopes: int = LAB_SCOPE, access: int = ACCESS_READ) -> bytes:
-    typed = grant_typed_data(Domain(chain_id, consent), patient=patient.address, grantee=grantee, scopes=scopes,
-                             access=access, expires_at=expires, nonce=nonce, deadline=deadline)
+    typed = grant_typed_data(domain, patient=patient.address, grantee=grantee, scopes=scopes,
+                             may_amend=access == ACCESS_AMEND, purpose=PURPOSE, grant_ends_at=expires, nonce=nonce,
+                             signature_valid_until=deadline)
     return sign_typed_data(patient.key, typed)
 
 
@@ -54,10 +70,11 @@ def test_signature_for_one_chain_is_refused_on_another_with_identical_addresses(
     chain_a, chain_b = two_chains
     assert chain_a.deployment.contracts == chain_b.deployment.contracts  # only the chain id tells them apart
     patient, doctor, relayer = (chain_a.accounts[n] for n in ("patient", "doctor", "hospital"))
-    consent = chain_a.chain.consent.address
     now = chain_a.chain.now()
-    signature = _sign_grant(5151, consent, patient, doctor.address, nonce=0, expires=now + DAY, deadline=now + HOUR)
-    args = (patient.address, doctor.address, LAB_SCOPE, ACCESS_READ, now + DAY, now + HOUR, signature)
+    assert _domain(chain_a.chain).chain_id == 5151
+    signature = _sign_grant(_domain(chain_a.chain), patient, doctor.address, nonce=0, expires=now + DAY,
+                            deadline=now + HOUR)
+    args = (patient.address, doctor.address, LAB_SCOPE, False, PURPOSE, now + DAY, now + HOUR, signature)
 
     with pytest.raises(SignatureError, match="another deployment"):
         chain_b.chain.transact(relayer, chain_b.chain.consent.functions.grantBySig(*args), action="relay grant")
@@ -78,14 +95,15 @@ def test_signed_revocation_for_one_chain_is_refused_on_another(two_chains: tuple
     patient, lab, relayer = (chain_b.accounts[n] for n in ("patient", "lab", "hospital"))
     for suite in (chain_a, chain_b):
         suite.chain.transact(patient, suite.chain.consent.functions.grant(lab.address, LAB_SCOPE, ACCESS_READ,
-                                                                          suite.chain.now() + DAY), action="grant")
+                                                                          suite.chain.now() + DAY, PURPOSE), action="grant")
     deadline = chain_a.chain.now() + HOUR
-    typed = revoke_typed_data(Domain(5151, chain_a.chain.consent.address), patient=patient.address,
-                              grantee=lab.address, nonce=0, deadline=deadline)
+    nonce = chain_a.chain.call(chain_a.chain.consent.functions.nonces(patient.address, lab.address), action="n")
+    typed = revoke_typed_data(_domain(chain_a.chain), patient=patient.address, grantee=lab.address, nonce=nonce,
+                              signature_valid_until=deadline)
     signature = sign_typed_data(patient.key, typed)
     with pytest.raises(SignatureError):
         chain_b.chain.transact(relayer, chain_b.chain.consent.functions.revokeBySig(
-            patient.address, lab.address, deadline, signature), action="relay revoke")
+            patient.address, lab.address, nonce, deadline, signature), action="relay revoke")
     assert chain_b.chain.call(chain_b.chain.consent.functions.canRead(patient.address, lab.address, LAB_SCOPE),
                               action="canRead")
 
@@ -96,10 +114,11 @@ def test_signed_revocation_for_one_chain_is_refused_on_another(two_chains: tuple
 def _signed_args(consent: Any, chain: Any, patient: Any, grantee: Any, **terms: int) -> tuple[Any, ...]:
     expires, deadline = chain.pending_timestamp + DAY, chain.pending_timestamp + HOUR
     scopes, access = terms.get("scopes", LAB_SCOPE), terms.get("access", ACCESS_READ)
-    signature = _sign_grant(chain.chain_id, consent.address, Account.from_key(patient.private_key), grantee.address,
+    domain = Domain(CONSENT_DOMAIN_NAME, chain.chain_id, consent.address)
+    signature = _sign_grant(domain, Account.from_key(patient.private_key), grantee.address,
                             nonce=consent.nonces(patient, grantee), expires=expires, deadline=deadline,
                             scopes=scopes, access=access)
-    return patient.address, grantee.address, scopes, access, expires, deadline, signature
+    return patient.address, grantee.address, scopes, access == ACCESS_AMEND, PURPOSE, expires, deadline, signature
 
 
 def test_front_runner_who_relays_first_can_only_apply_the_exact_signed_terms(
@@ -110,7 +129,7 @@ def test_front_runner_who_relays_first_can_only_apply_the_exact_signed_terms(
     tx = consent.grantBySig(*args, sender=stranger)
     event = tx.events.filter(consent.AccessGranted)[0]
     assert (event.patient, event.grantee, event.scopes, event.access, event.expiresAt) == (
-        patient.address, doctor.address, LAB_SCOPE, ACCESS_READ, args[4])
+        patient.address, doctor.address, LAB_SCOPE, ACCESS_READ, args[5])
     assert (consent.getGrant(patient, doctor).scopes, consent.getGrant(patient, doctor).access) == (LAB_SCOPE, 1)
     # the intended relayer's transaction now fails, and nothing changes
     with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
@@ -121,11 +140,11 @@ def test_front_runner_who_relays_first_can_only_apply_the_exact_signed_terms(
 def test_front_runner_cannot_change_the_deadline_of_a_signed_grant(
     network: Any, consent: Any, patient: Any, doctor: Any, hospital: Any, chain: Any,
 ) -> None:
-    p, g, scopes, access, expires, deadline, sig = _signed_args(consent, chain, patient, doctor)
+    p, g, scopes, amend, purpose, expires, deadline, sig = _signed_args(consent, chain, patient, doctor)
     with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
-        consent.grantBySig(p, g, scopes, access, expires, deadline + DAY, sig, sender=hospital)
+        consent.grantBySig(p, g, scopes, amend, purpose, expires, deadline + DAY, sig, sender=hospital)
     assert consent.nonces(patient, doctor) == 0  # the genuine signature is still usable once
-    consent.grantBySig(p, g, scopes, access, expires, deadline, sig, sender=hospital)
+    consent.grantBySig(p, g, scopes, amend, purpose, expires, deadline, sig, sender=hospital)
 
 
 def test_front_runner_cannot_redirect_a_signed_revocation(
@@ -134,11 +153,12 @@ def test_front_runner_cannot_redirect_a_signed_revocation(
     grant(doctor)
     grant(lab)
     deadline = chain.pending_timestamp + HOUR
-    typed = revoke_typed_data(Domain(chain.chain_id, consent.address), patient=patient.address,
-                              grantee=doctor.address, nonce=consent.nonces(patient, doctor), deadline=deadline)
+    nonce = consent.nonces(patient, doctor)
+    typed = revoke_typed_data(Domain(CONSENT_DOMAIN_NAME, chain.chain_id, consent.address), patient=patient.address,
+                              grantee=doctor.address, nonce=nonce, signature_valid_until=deadline)
     signature = sign_typed_data(patient.private_key, typed)
     with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
-        consent.revokeBySig(patient, lab, deadline, signature, sender=hospital)
+        consent.revokeBySig(patient, lab, nonce, deadline, signature, sender=hospital)
     assert consent.canRead(patient, lab, LAB_SCOPE) and consent.canRead(patient, doctor, LAB_SCOPE)
 
 
@@ -157,7 +177,7 @@ def test_read_grantee_cannot_amend_erase_or_upgrade_its_own_grant(
     with ape.reverts(records.RecordNotPatient, caller=hospital.address, recordId=record_id):
         records.tombstone(record_id, sender=hospital)
     # `grant` always grants from the caller's own records: the hospital cannot touch the patient's
-    consent.grant(doctor, LAB_SCOPE, ACCESS_AMEND, chain.pending_timestamp + DAY, sender=hospital)
+    consent.grant(doctor, LAB_SCOPE, ACCESS_AMEND, chain.pending_timestamp + DAY, PURPOSE, sender=hospital)
     assert consent.getGrant(patient, hospital).access == ACCESS_READ
     assert not consent.canAmend(patient, hospital, LAB_SCOPE)
     assert not consent.canRead(patient, doctor, LAB_SCOPE)
@@ -183,13 +203,13 @@ def test_member_cannot_revoke_or_grant_for_a_patient_without_the_patients_key(
 ) -> None:
     grant(doctor)
     deadline = chain.pending_timestamp + HOUR
-    typed = revoke_typed_data(Domain(chain.chain_id, consent.address), patient=patient.address,
-                              grantee=doctor.address, nonce=0, deadline=deadline)
+    typed = revoke_typed_data(Domain(CONSENT_DOMAIN_NAME, chain.chain_id, consent.address), patient=patient.address,
+                              grantee=doctor.address, nonce=0, signature_valid_until=deadline)
     forged = sign_typed_data(hospital.private_key, typed)
     with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
-        consent.revokeBySig(patient, doctor, deadline, forged, sender=hospital)
+        consent.revokeBySig(patient, doctor, 0, deadline, forged, sender=hospital)
     # a governor has no path either: its grant lands in its own namespace
-    consent.grant(hospital, MENTAL_SCOPE, ACCESS_READ, chain.pending_timestamp + DAY, sender=governor)
+    consent.grant(hospital, MENTAL_SCOPE, ACCESS_READ, chain.pending_timestamp + DAY, PURPOSE, sender=governor)
     assert not consent.canRead(patient, hospital, MENTAL_SCOPE)
     assert consent.canRead(patient, doctor, LAB_SCOPE)
 
@@ -197,15 +217,15 @@ def test_member_cannot_revoke_or_grant_for_a_patient_without_the_patients_key(
 def test_malformed_signatures_are_refused_not_crashing(
     network: Any, consent: Any, patient: Any, doctor: Any, hospital: Any, chain: Any,
 ) -> None:
-    p, g, scopes, access, expires, deadline, sig = _signed_args(consent, chain, patient, doctor)
+    p, g, scopes, amend, purpose, expires, deadline, sig = _signed_args(consent, chain, patient, doctor)
     # the same signature in its malleable form (s -> n - s, v flipped): valid ECDSA, refused by OZ
     high_s = sig[:32] + (SECP256K1_N - int.from_bytes(sig[32:64], "big")).to_bytes(32, "big") + bytes([55 - sig[64]])
     for bad in (b"", sig[:64], sig + b"\x00", bytes(65), high_s):
         with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
-            consent.grantBySig(p, g, scopes, access, expires, deadline, bad, sender=hospital)
+            consent.grantBySig(p, g, scopes, amend, purpose, expires, deadline, bad, sender=hospital)
     zero = "0x0000000000000000000000000000000000000000"
     with ape.reverts(consent.ConsentInvalidSignature, patient=zero):
-        consent.grantBySig(zero, g, scopes, access, expires, deadline, bytes(65), sender=hospital)
+        consent.grantBySig(zero, g, scopes, amend, purpose, expires, deadline, bytes(65), sender=hospital)
 
 
 # --- gas does not grow with the number of grants or records ---------------------------------------
@@ -217,7 +237,7 @@ TOLERANCE = 200
 def _measure(chain: ChainClient, patient: LocalAccount, doctor: LocalAccount, record_id: bytes,
              expires: int) -> dict[str, int]:
     consent, records = chain.consent.functions, chain.records.functions
-    gas = {"grant": chain.transact(patient, consent.grant(doctor.address, LAB_SCOPE, ACCESS_READ, expires),
+    gas = {"grant": chain.transact(patient, consent.grant(doctor.address, LAB_SCOPE, ACCESS_READ, expires, PURPOSE),
                                    action="grant").gas_used}
     gas["canRead"] = consent.canRead(patient.address, doctor.address, LAB_SCOPE).estimate_gas(
         {"from": doctor.address})
@@ -248,7 +268,7 @@ def test_gas_of_consent_and_record_calls_does_not_grow_with_state(
             proposal = suite_chain.events_in(result, "Consortium", "ProposalCreated")[0]["proposalId"]
             suite_chain.transact(gov_b, consortium.approve(proposal), action="approve")
             suite_chain.transact(gov_b, consortium.execute(proposal), action="execute")
-            suite_chain.transact(me, consent.grant(grantees[i], LAB_SCOPE | MENTAL_SCOPE, ACCESS_READ, expires),
+            suite_chain.transact(me, consent.grant(grantees[i], LAB_SCOPE | MENTAL_SCOPE, ACCESS_READ, expires, PURPOSE),
                                  action="grant")
             suite_chain.transact(me, records.addRecord((i + 1).to_bytes(32, "big"), me.address, b"\x01" * 32,
                                                        LAB_SCOPE, CID), action="add")
@@ -277,11 +297,11 @@ def test_grant_signed_before_a_direct_revoke_cannot_be_relayed_after_it(
     now = suite_chain.now()
     # the patient signs an extension and hands it to the hospital, then changes her mind
     nonce = suite_chain.call(consent.nonces(me.address, doctor.address), action="nonce")
-    signature = _sign_grant(suite_chain.chain_id, suite_chain.consent.address, me, doctor.address,
+    signature = _sign_grant(_domain(suite_chain), me, doctor.address,
                             nonce=nonce, expires=now + 30 * DAY, deadline=now + HOUR)
     suite_chain.transact(me, consent.revoke(doctor.address), action="revoke")
     with pytest.raises(SignatureError):
-        suite_chain.transact(relayer, consent.grantBySig(me.address, doctor.address, LAB_SCOPE, ACCESS_READ,
+        suite_chain.transact(relayer, consent.grantBySig(me.address, doctor.address, LAB_SCOPE, False, PURPOSE,
                                                          now + 30 * DAY, now + HOUR, signature), action="relay")
     assert not suite_chain.call(consent.canRead(me.address, doctor.address, LAB_SCOPE), action="canRead")
 
@@ -294,12 +314,12 @@ def test_patient_cancels_an_unrelayed_signed_grant_when_there_is_no_grant_to_rev
     me, relayer = signer_of(patient), signer_of(hospital)
     consent = suite_chain.consent.functions
     now = suite_chain.now()
-    signature = _sign_grant(suite_chain.chain_id, suite_chain.consent.address, me, doctor.address,
+    signature = _sign_grant(_domain(suite_chain), me, doctor.address,
                             nonce=0, expires=now + DAY, deadline=now + HOUR)
     with pytest.raises(TransactionReverted, match="no grant"):
         suite_chain.transact(me, consent.revoke(doctor.address), action="revoke")
     suite_chain.transact(me, consent.cancelSignatures(doctor.address), action="cancel signatures")
     with pytest.raises(SignatureError):
-        suite_chain.transact(relayer, consent.grantBySig(me.address, doctor.address, LAB_SCOPE, ACCESS_READ,
+        suite_chain.transact(relayer, consent.grantBySig(me.address, doctor.address, LAB_SCOPE, False, PURPOSE,
                                                          now + DAY, now + HOUR, signature), action="relay")
     assert not suite_chain.call(consent.canRead(me.address, doctor.address, LAB_SCOPE), action="canRead")

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -42,7 +42,7 @@ from web3.contract.contract import ContractFunction
 from ehr_client.chain.ids import record_id_of
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.eip712 import Domain, grant_typed_data, revoke_typed_data, sign_typed_data
-from tests.constants import ACTION, DAY
+from tests.constants import ACTION, CONSENT_DOMAIN_NAME, DAY, PURPOSE
 from tests.security.consent_model import (
     ALLOWED_TRANSITIONS,
     Access,
@@ -68,7 +68,8 @@ AMEND_CHECKS = [LAB, CONDITIONS | MENTAL]
 TTLS = [1800, 3600, 3600, 2 * 3600, DAY, DAY, -3600]
 TIME_STEPS = [1, 60, 899, 900, 901, 1800, 3600, DAY]
 SELF = "the record's patient"
-CHANGES = ["scopes", "access", "expires", "deadline", "grantee", "patient"]
+PURPOSE_TAG = keccak(text=PURPOSE)[:5]
+CHANGES = ["scopes", "access", "purpose", "expires", "deadline", "grantee", "patient"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,15 @@ class SignedGrant:
     scopes: int
     access: int
     expires_at: int
+    nonce: int
+    deadline: int
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class SignedRevoke:
+    patient: str
+    grantee: str
     nonce: int
     deadline: int
     signature: bytes
@@ -120,7 +130,7 @@ class Context:
 def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
     client, ape_chain = ctx.client, ctx.ape_chain
     consent, records, consortium = client.consent.functions, client.records.functions, client.consortium.functions
-    domain = Domain(client.chain_id, client.consent.address)
+    domain = Domain(CONSENT_DOMAIN_NAME, client.chain_id, client.consent.address)
     sender_tx = ExactSender(client, ape_chain)
     views = ViewBatch(client.rpc_url)
     addresses = dict(client.deployment.contracts)
@@ -132,6 +142,7 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
     class ConsentMachine(RuleBasedStateMachine):
         record_ids = Bundle("record_ids")
         signed_grants = Bundle("signed_grants")
+        signed_revokes = Bundle("signed_revokes")
 
         def __init__(self) -> None:
             super().__init__()
@@ -180,7 +191,7 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             ts = self.now + 1
             expires = ts + ttl
             expected = self.model.grant_error(patient, grantee, scopes, access, expires, ts)
-            result = self._send(patient, consent.grant(grantee, scopes, int(access), expires), expected, "grant")
+            result = self._send(patient, consent.grant(grantee, scopes, int(access), expires, PURPOSE), expected, "grant")
             if result is not None:
                 changed = self.model.apply_grant(patient, grantee, scopes, access, expires)
                 assert self._granted_events(result) == int(changed), "AccessGranted must be emitted iff terms change"
@@ -206,13 +217,13 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             ts = self.now + 1
             expected = self.model.signed_grant_error(s.patient, s.grantee, s.scopes, Access(s.access), s.expires_at,
                                                      s.nonce, s.deadline, ts, genuine=True)
-            fn = consent.grantBySig(s.patient, s.grantee, s.scopes, s.access, s.expires_at, s.deadline, s.signature)
+            fn = consent.grantBySig(s.patient, s.grantee, s.scopes, s.access == Access.AMEND, PURPOSE, s.expires_at,
+                                    s.deadline, s.signature)
             result = self._send(relayer, fn, expected, what)
             if result is None:
                 return False
-            self.model.consume_nonce(s.patient, s.grantee)
             changed = self.model.apply_grant(s.patient, s.grantee, s.scopes, Access(s.access), s.expires_at,
-                                             signed=True)
+                                             signed_at=s.nonce)
             assert self._granted_events(result) == int(changed)
             return True
 
@@ -231,11 +242,13 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
 
         def _relay_altered(self, s: SignedGrant, relayer: str, change: str) -> None:
             fields: dict[str, Any] = dict(patient=s.patient, grantee=s.grantee, scopes=s.scopes, access=s.access,
-                                          expires_at=s.expires_at, deadline=s.deadline)
+                                          expires_at=s.expires_at, deadline=s.deadline, purpose=PURPOSE)
             if change == "scopes":
                 fields["scopes"] = s.scopes ^ MENTAL
             elif change == "access":
                 fields["access"] = Access.AMEND if s.access != Access.AMEND else Access.READ
+            elif change == "purpose":
+                fields["purpose"] = "research"
             elif change == "expires":
                 fields["expires_at"] = s.expires_at + DAY
             elif change == "deadline":
@@ -248,8 +261,9 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             expected = self.model.signed_grant_error(
                 fields["patient"], fields["grantee"], fields["scopes"], Access(fields["access"]),
                 fields["expires_at"], s.nonce, fields["deadline"], ts, genuine=False)
-            fn = consent.grantBySig(fields["patient"], fields["grantee"], fields["scopes"], fields["access"],
-                                    fields["expires_at"], fields["deadline"], s.signature)
+            fn = consent.grantBySig(fields["patient"], fields["grantee"], fields["scopes"],
+                                    fields["access"] == Access.AMEND, fields["purpose"], fields["expires_at"],
+                                    fields["deadline"], s.signature)
             self._send(relayer, fn, expected, "relay altered grant")
             ctx.stats.altered_relays += 1
 
@@ -268,14 +282,61 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
                     self.model.apply_revoke(patient, grantee)
                 return
             self._step("sign+relay revoke")
+            self._relay_revoke(self._sign_revoke(patient, grantee), relayer)
+
+        def _sign_revoke(self, patient: str, grantee: str) -> SignedRevoke:
             ts = self.now + 1
             nonce = self.model.grant_of(patient, grantee).nonce
-            message = revoke_typed_data(domain, patient=patient, grantee=grantee, nonce=nonce, deadline=ts + 600)
-            signature = sign_typed_data(ctx.signers[patient].key, message)
-            expected = self.model.signed_revoke_error(patient, grantee, nonce, ts + 600, ts)
-            relayed = consent.revokeBySig(patient, grantee, ts + 600, signature)
+            message = revoke_typed_data(domain, patient=patient, grantee=grantee, nonce=nonce,
+                                        signature_valid_until=ts + 600)
+            return SignedRevoke(patient, grantee, nonce, ts + 600, sign_typed_data(ctx.signers[patient].key, message))
+
+        def _relay_revoke(self, s: SignedRevoke, relayer: str) -> None:
+            ts = self.now + 1
+            expected = self.model.signed_revoke_error(s.patient, s.grantee, s.nonce, s.deadline, ts)
+            relayed = consent.revokeBySig(s.patient, s.grantee, s.nonce, s.deadline, s.signature)
             if self._send(relayer, relayed, expected, "relay revoke"):
-                self.model.apply_revoke(patient, grantee)
+                self.model.apply_revoke(s.patient, s.grantee, signed_at=s.nonce)
+
+        @rule(target=signed_revokes, patient=patients, data=st.data())
+        def sign_revoke_for_later(self, patient: str, data: st.DataObject) -> SignedRevoke:
+            """The patient signs a revocation and hands it out; it is relayed later, or never."""
+            self._step("sign revoke")
+            return self._sign_revoke(patient, self._grantee(data, patient))
+
+        @rule(s=signed_revokes, relayer=everyone)
+        def relay_signed_revoke(self, s: SignedRevoke, relayer: str) -> None:
+            """A revocation signed earlier, relayed now: whatever was relayed in between, it ends
+            every grant signed at its nonce or earlier, and never a grant decided later."""
+            self._step("relay signed revoke")
+            self._relay_revoke(s, relayer)
+
+        @rule(patient=patients, extension_first=st.booleans(), ttl=st.sampled_from(TTLS), data=st.data())
+        def race_extension_and_revocation(self, patient: str, extension_first: bool, ttl: int,
+                                          data: st.DataObject) -> None:
+            """The patient signs an extension, then a revocation, at the same nonce; both leak and a
+            relayer picks the order. The revocation must win either way (SECURITY.md, F-13.1)."""
+            self._step("race extension and revocation")
+            grantee = self._grantee(data, patient)
+            extension = self._sign_grant(patient, grantee, LAB | CONDITIONS, Access.READ, ttl, 600)
+            revocation = self._sign_revoke(patient, grantee)
+            relayer = data.draw(everyone)
+            if extension_first:
+                self._relay(extension, relayer, "relay grant")
+                self._relay_revoke(revocation, relayer)
+            else:
+                self._relay_revoke(revocation, relayer)
+                self._relay(extension, relayer, "relay grant")
+            terms_ok = self.model.grant_error(patient, grantee, LAB | CONDITIONS, Access.READ, self.now + ttl,
+                                              self.now) is None
+            assert not (terms_ok and self.model.grant_of(patient, grantee).access), "a revocation lost the race"
+
+        @rule(patient=patients, data=st.data())
+        def cancel_signatures(self, patient: str, data: st.DataObject) -> None:
+            self._step("cancel signatures")
+            grantee = self._grantee(data, patient)
+            if self._send(patient, consent.cancelSignatures(grantee), None, "cancel signatures"):
+                self.model.apply_cancel(patient, grantee)
 
         # --- time ---------------------------------------------------------------------------------
 
@@ -343,7 +404,7 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             """Every example starts with a direct grant and a relayed signed grant to work on."""
             (first, second), (doctor, hospital) = ctx.patients, ctx.providers[:2]
             expires = self.now + 1 + DAY
-            self._send(first, consent.grant(doctor, LAB | CONDITIONS, int(Access.READ), expires), None, "grant")
+            self._send(first, consent.grant(doctor, LAB | CONDITIONS, int(Access.READ), expires, PURPOSE), None, "grant")
             self.model.apply_grant(first, doctor, LAB | CONDITIONS, Access.READ, expires)
             signed = self._sign_grant(second, hospital, MENTAL, Access.READ, DAY, 600)
             assert self._relay(signed, doctor, "relay grant")
@@ -353,8 +414,10 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
                         deadline_in: int) -> SignedGrant:
             ts = self.now + 1
             nonce = self.model.grant_of(patient, grantee).nonce
-            message = grant_typed_data(domain, patient=patient, grantee=grantee, scopes=scopes, access=int(access),
-                                       expires_at=ts + ttl, nonce=nonce, deadline=ts + deadline_in)
+            access = Access.READ if access == Access.NONE else access  # a signed grant says read or amend
+            message = grant_typed_data(domain, patient=patient, grantee=grantee, scopes=scopes,
+                                       may_amend=access == Access.AMEND, purpose=PURPOSE, grant_ends_at=ts + ttl,
+                                       nonce=nonce, signature_valid_until=ts + deadline_in)
             return SignedGrant(patient, grantee, scopes, int(access), ts + ttl, nonce, ts + deadline_in,
                                sign_typed_data(ctx.signers[patient].key, message))
 
@@ -480,7 +543,9 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
                     for s in AMEND_CHECKS:
                         check(f"{pair},{s}", m.can_amend(p, r, s, now), "ConsentManager", "canAmend", p, r, s)
                     g = m.grant_of(p, r)
-                    check(pair, (g.scopes, g.expires_at, int(g.access), g.nonce), "ConsentManager", "getGrant", p, r)
+                    tag = PURPOSE_TAG if g.access != Access.NONE else bytes(5)
+                    check(pair, (g.scopes, g.expires_at, int(g.access), g.nonce, g.grant_nonce, tag), "ConsentManager",
+                          "getGrant", p, r)
                 for r in ctx.providers:
                     b = m.break_glass.get((p, r))
                     check(f"{p[:8]},{r[:8]}", (b.requested_at, b.expires_at, b.reason) if b else (0, 0, 0),

@@ -21,7 +21,7 @@ from ehr_client.errors import CorruptKeystore, KeyNotFound, KeyRevoked, WrongPas
 from ehr_client.keys import Keystore
 from ehr_client.records import Scope
 from ehr_client.storage import LocalStore
-from tests.constants import ACCESS_AMEND, DAY
+from tests.constants import ACCESS_AMEND, DAY, PURPOSE
 from tests.security.suite import signer_of
 
 X25519 = 1
@@ -57,7 +57,7 @@ def test_nobody_encrypts_to_a_key_revoked_on_chain(
     store = LocalStore(tmp_path / "store")
     me, writer = _client(suite_chain, store, patient, tmp_path), _client(suite_chain, store, lab, tmp_path)
     version = me.publish_key()
-    network["consent"].grant(lab, LAB, ACCESS_AMEND, chain.pending_timestamp + DAY, sender=patient)
+    network["consent"].grant(lab, LAB, ACCESS_AMEND, chain.pending_timestamp + DAY, PURPOSE, sender=patient)
     _revoke_on_chain(me, version)
 
     with pytest.raises(KeyNotFound, match="no active encryption key"):
