@@ -73,7 +73,7 @@ class Settings:
         override = os.environ.get(DEPLOYMENTS_ENV)
         if override:
             return [Path(override).expanduser() / self.deployment_name]
-        return [self.home_dir / "deployments" / self.deployment_name, Path("deployments") / self.deployment_name]
+        return [self.home_dir / "deployments" / self.deployment_name, Path.cwd() / "deployments" / self.deployment_name]
 
     @property
     def deployment_target(self) -> Path:
