@@ -30,6 +30,7 @@ from ehr_client.storage.kubo import find_kubo_binary
 from ehr_client.storage.nodes import load_storage_config, storage_config_path
 
 GETH_BIN_ENV = "EHR_GETH_BIN"
+DEFAULT_WALLET = "default"  # the root option's default
 _TIMEOUT = 3.0
 
 
@@ -164,6 +165,8 @@ def keystore(app_: AppContext) -> Check:
         address = app_.wallet_address(wallet)
     except EHRError as exc:
         return Check("keystore", "fail", f"wallet {wallet!r}: {exc}", f"ehr --wallet {wallet} keys list")
+    if address is None and wallet == DEFAULT_WALLET:  # no --wallet given: nothing is wrong yet
+        return Check("keystore", "note", f"wallets: {names}; pass --wallet NAME (or set EHR_WALLET) to act as one")
     if address is None:
         return Check("keystore", "fail", f"no wallet {wallet!r} under this home (have: {names})",
                      f"pass --wallet NAME, or ehr --wallet {wallet} keys new")

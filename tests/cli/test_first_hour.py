@@ -152,6 +152,8 @@ def test_doctor_is_happy_only_when_everything_is(fresh: tuple[Cli, Path], anvil:
     healthy = json.loads(cli("doctor", "--json", "--wallet", "gov-a").stdout)
     assert healthy["ok"], healthy
     assert "all good" in cli("doctor", wallet="gov-a").stdout
+    unnamed = json.loads(cli("doctor", "--json").stdout)  # no --wallet: a note naming the wallets, not a failure
+    assert unnamed["ok"] and "gov-a" in next(c for c in unnamed["checks"] if c["name"] == "keystore")["detail"]
 
     anvil_down = cli("--rpc", "http://127.0.0.1:9", "doctor", "--wallet", "gov-a", expect=1)
     assert "FAIL" in anvil_down.stdout and "fix --rpc" in anvil_down.stdout
