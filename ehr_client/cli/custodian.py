@@ -148,7 +148,7 @@ def share(
 def read(
     ctx: typer.Context,
     record: Annotated[str, typer.Argument(help="Record id (0x + 64 hex digits).")],
-    out_file: Annotated[Path | None, typer.Option("--out", dir_okay=False, help="Write the record here.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the record here.")] = None,
     custodian: Custodians = None,
 ) -> None:
     """Audited read: on-chain access request, then re-encryption fragments from m custodians."""
