@@ -186,3 +186,19 @@ def test_node_up_ipfs_makes_kubo_the_default_store(tmp_path: Path, observation: 
         assert next(c for c in doctor["checks"] if c["name"] == "store")["detail"].startswith("Kubo ")
     finally:
         cli("node", "down", expect=None)
+
+
+def test_arguments_are_checked_before_the_key_is_unlocked(cli: Cli, world: dict[str, str], tmp_path: Path) -> None:
+    wrong = {"EHR_PASSWORD": "not the password",  # a usage error must win over a wrong password: no scrypt ran
+             "EHR_CUSTODIANS": "http://127.0.0.1:9"}
+    for argv in (["custodian", "share", "doctor", "--scopes", "tonsils"],
+                 ["custodian", "share", "doctor", "--scopes", "lab", "--for", "soon"],
+                 ["custodian", "read", "0x12"],
+                 ["record", "rotate", "0x12"],
+                 ["consortium", "propose", "admit", "lab", "--role", "lab", "--window", "soon"]):
+        refused = cli(*argv, wallet="gov-a", env=wrong, expect=2)
+        assert "password" not in refused.stderr.lower(), (argv, refused.stderr)
+    existing = tmp_path / "taken.json"
+    existing.write_text("{}")
+    refused = cli("custodian", "read", "0x" + "ab" * 32, "--out", str(existing), wallet="doctor", env=wrong, expect=1)
+    assert "exists" in refused.stderr and existing.read_text() == "{}"
