@@ -104,6 +104,14 @@ class RootGroup(ErrorReportingGroup):
         finally:
             self._listing = False
 
+    def shell_complete(self, ctx: typer.Context, incomplete: str) -> list[Any]:  # type: ignore[override]
+        """Subcommand names for shell completion, from the summaries (nothing imported)."""
+        self._listing = True
+        try:
+            return list(super().shell_complete(ctx, incomplete))
+        finally:
+            self._listing = False
+
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         return super().parse_args(ctx, hoist_global_options(self, ctx, args))
 

@@ -202,3 +202,11 @@ def test_arguments_are_checked_before_the_key_is_unlocked(cli: Cli, world: dict[
     existing.write_text("{}")
     refused = cli("custodian", "read", "0x" + "ab" * 32, "--out", str(existing), wallet="doctor", env=wrong, expect=1)
     assert "exists" in refused.stderr and existing.read_text() == "{}"
+
+
+def test_shell_completion_offers_subcommands() -> None:
+    ehr = str(Path(sys.executable).with_name("ehr"))
+    for words, cword, expected in (("ehr re", "1", {"record", "relay", "revoke"}), ("ehr record g", "2", {"get"})):
+        env = {**os.environ, "_EHR_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
+        done = subprocess.run([ehr], env=env, capture_output=True, text=True, timeout=60)
+        assert set(done.stdout.split()) == expected, done.stderr
