@@ -165,7 +165,8 @@ def _chain_facts(rpc_url: str) -> dict[str, Any]:
 @app.command("status")
 def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """Show whether the background node(s) run, where, and (for Anvil) the chain height."""
-    node_dir = app_context(ctx).settings.node_dir
+    settings = app_context(ctx).settings
+    node_dir = settings.node_dir
     report: dict[str, Any] = {}
     for name in ("anvil", "kubo"):
         state = read_node_state(node_dir, name) or {}
@@ -175,8 +176,9 @@ def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
         if name == "anvil" and pid is not None and entry["url"]:
             entry.update(_chain_facts(str(entry["url"])))
         report[name] = entry
+    store = {"kind": settings.store.value, "recordedByNodeUp": remembered_store(node_dir) is not None}
     if json_:
-        print_json(report)
+        print_json({**report, "store": store})
         return
     table = Table("service", "state", "pid", "url", "detail")
     for name, entry in report.items():
@@ -184,3 +186,5 @@ def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
         table.add_row(name, "[green]running[/]" if entry["running"] else "stopped", str(entry["pid"] or "-"),
                       str(entry["url"] or "-"), detail)
     out().print(table)
+    out().print(f"commands use the {store['kind']} store"
+                f"{' (recorded by `ehr node up --ipfs`)' if store['recordedByNodeUp'] else ''}")

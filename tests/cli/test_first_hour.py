@@ -174,6 +174,7 @@ def test_node_up_ipfs_makes_kubo_the_default_store(tmp_path: Path, observation: 
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "store records on this Kubo node" in done.stderr
+        assert cli.json("node", "status")["store"] == {"kind": "ipfs", "recordedByNodeUp": True}
         import_wallets(cli, home, ["gov-a", "patient"])
         cli("deploy", wallet="gov-a")
         cli("patient", "register", wallet="patient")
