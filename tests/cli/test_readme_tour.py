@@ -6,7 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.cli.docrunner import ROOT, clean_env, run_page, sh_blocks, stop_nodes
+
+pytestmark = pytest.mark.slow  # about a minute: some thirty `ehr` processes against a real Anvil
 
 
 def test_readme_tour_runs_as_written(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from tests.cli.docrunner import ROOT, clean_env, run_page, sh_blocks, stop_nodes
 
+pytestmark = pytest.mark.slow  # about a minute a page: real `ehr` processes against a real Anvil
+
 HOME = 'export EHR_HOME=$(mktemp -d) EHR_PASSWORD=correct-horse\n'
 CONSORTIUM = """
 ehr node up
