@@ -21,14 +21,18 @@ export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 all: compile
 
 $(BIN)/.installed: requirements.lock pyproject.toml
+	@echo "==> Python $(VENV)/: $$(grep -c '==' requirements.lock) pinned packages from requirements.lock (about a minute the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
 	$(BIN)/python -m pip install --quiet --require-virtualenv -r requirements.lock
+	@echo "==> ehr_client itself, editable (the ehr command)"
 	$(BIN)/python -m pip install --quiet --require-virtualenv --no-deps --no-build-isolation -e .
 	rm -f $(BIN)/solc  # slither's solc-select launcher downloads compilers when run; we use .build/solcx
 	touch $@
+	@echo "==> Python packages ready"
 
 node_modules/.installed: package.json package-lock.json
+	@echo "==> node_modules/: Anvil, solcjs and OpenZeppelin from package-lock.json"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -63,6 +67,7 @@ test-fast: compile kubo
 	EHR_REQUIRE_KUBO=1 $(BIN)/ape test tests/contracts tests/client tests/batch tests/crypto tests/records -x $(PYTEST_ARGS)
 
 demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo)
+	@echo "==> ehr demo (its own Anvil; stopped at the end)"
 	$(BIN)/ehr demo $(DEMO_ARGS)
 
 # Static analysis alone (make test runs it too, in tests/security/test_static_analysis.py).

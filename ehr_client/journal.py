@@ -1,9 +1,15 @@
-"""A local journal of writes that are stored but not yet anchored.
+"""A local journal of writes: stored but not yet anchored, and acknowledged.
 
-Store first, anchor second: when anchoring fails, the entry stays, and the next attempt to write
-the same content for the same patient reuses the stored blob and record id instead of storing a
-duplicate. Entries are keyed by an HMAC of the content under a key of the writer's, so the
-journal never holds health data or an unkeyed hash of it.
+Store first, anchor second: when anchoring fails, the pending entry stays, and the next attempt to
+write the same content for the same patient reuses the stored blob and record id instead of
+storing a duplicate. Entries are keyed by an HMAC of the content under a key of the writer's, so
+the journal never holds health data or an unkeyed hash of it.
+
+Once the anchor is mined (to the configured depth) the write is appended, fsynced, to
+`<state_dir>/acknowledged.log` (`json<TAB>sha256-prefix` per line) before the pending entry goes:
+what was acknowledged can be re-anchored, under the same id and with the same blob, if a chain
+loses it (`EHRClient.recover`). A damaged line or pending file is reported (`JournalDamaged`),
+never skipped in silence.
 """
 
 from __future__ import annotations
@@ -16,6 +22,12 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ehr_client.errors import ConfigError, StorageUnavailable
+
+
+class JournalDamaged(ConfigError):
+    """A journal file is damaged; the message names it and the way out."""
+
 
 @dataclass(frozen=True)
 class PendingWrite:
@@ -25,6 +37,11 @@ class PendingWrite:
     content_hash: str
     scope: int
     previous_id: str | None
+    salt: str | None = None
+
+
+def _checksum(payload: bytes) -> bytes:
+    return hashlib.sha256(payload).hexdigest()[:16].encode()
 
 
 class Journal:
@@ -41,26 +58,72 @@ class Journal:
         return mac.hexdigest()
 
     def get(self, fingerprint: str) -> PendingWrite | None:
+        path = self._dir / f"{fingerprint}.json"
         try:
-            return PendingWrite(**json.loads((self._dir / f"{fingerprint}.json").read_text()))
+            return PendingWrite(**json.loads(path.read_text()))
         except FileNotFoundError:
             return None
-        except (ValueError, TypeError):
-            (self._dir / f"{fingerprint}.json").unlink(missing_ok=True)
-            return None
+        except (ValueError, TypeError, UnicodeDecodeError):
+            raise JournalDamaged(
+                f"the pending write {path} is damaged; move it aside (mv {path} {path}.damaged) and write the "
+                "record again: the same write lands as the same record, and `ehr storage gc` removes the old blob"
+            ) from None
 
     def put(self, fingerprint: str, entry: PendingWrite) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".pending.")
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".pending.")
+        except OSError as exc:
+            raise _unwritable(self._dir, exc) from None
         try:
             with os.fdopen(fd, "w") as handle:
                 json.dump(asdict(entry), handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self._dir / f"{fingerprint}.json")
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise _unwritable(self._dir, exc) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    @property
+    def acknowledged_path(self) -> Path:
+        return self._dir.parent / "acknowledged.log"
+
+    def acknowledge(self, entry: PendingWrite) -> None:
+        """Append an anchored write to the acknowledged log (fsynced), before its pending entry goes."""
+        payload = json.dumps(asdict(entry), separators=(",", ":"), sort_keys=True).encode()
+        try:
+            self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with open(self.acknowledged_path, "ab") as log:
+                log.write(payload + b"\t" + _checksum(payload) + b"\n")
+                log.flush()
+                os.fsync(log.fileno())
+        except OSError as exc:
+            raise _unwritable(self._dir.parent, exc) from None
+
+    def acknowledged(self) -> list[PendingWrite]:
+        """Every acknowledged write, oldest first; a damaged line raises `JournalDamaged`."""
+        try:
+            data = self.acknowledged_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        complete, _, _torn = data.rpartition(b"\n")  # a torn last line was never acknowledged
+        entries = []
+        for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
+            payload, tab, checksum = line.rpartition(b"\t")
+            try:
+                if not tab or _checksum(payload) != checksum:
+                    raise ValueError("checksum mismatch")
+                entries.append(PendingWrite(**json.loads(payload)))
+            except (ValueError, TypeError) as exc:
+                raise JournalDamaged(
+                    f"{self.acknowledged_path} is damaged at line {number} ({exc}); copy it aside and remove that "
+                    "line to recover the others"
+                ) from None
+        return entries
 
     def done(self, fingerprint: str) -> None:
         (self._dir / f"{fingerprint}.json").unlink(missing_ok=True)
@@ -82,10 +145,11 @@ class Journal:
     def pending(self) -> list[PendingWrite]:
         if not self._dir.exists():
             return []
-        entries = []
-        for path in sorted(self._dir.glob("*.json")):
-            try:
-                entries.append(PendingWrite(**json.loads(path.read_text())))
-            except (ValueError, TypeError):
-                continue
-        return entries
+        return [entry for path in sorted(self._dir.glob("*.json")) if (entry := self.get(path.stem)) is not None]
+
+
+def _unwritable(directory: Path, exc: OSError) -> StorageUnavailable:
+    return StorageUnavailable(
+        f"cannot write the journal in {directory} ({exc.strerror or exc}); free disk space or fix permissions, then "
+        "write again: what was stored is reused, nothing was anchored"
+    )

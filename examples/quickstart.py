@@ -26,7 +26,11 @@ def dev_identity(index: int) -> Identity:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="ehr-quickstart-"))
+    with tempfile.TemporaryDirectory(prefix="ehr-quickstart-") as tmp:  # removed on the way out
+        run(Path(tmp))
+
+
+def run(work: Path) -> None:
     with AnvilNode(log_path=work / "anvil.log") as node:
         governor, lab, doctor, patient = (dev_identity(i) for i in range(4))
         deployment = deploy_suite(node.rpc_url, governor.account, network="quickstart",

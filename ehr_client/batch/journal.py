@@ -17,7 +17,9 @@ not follow) raises `JournalDamaged` naming the line and the way out; nothing is 
 Anchored fingerprints are also appended to `<state_dir>/batch/anchored.log` (fingerprint and
 record id, fsynced before the journal's `anchored` line), which outlives the journal, so running
 the same import again after it completed, or after a crash right after it completed, skips what
-is on chain instead of writing it twice. Fingerprints are HMACs under a key of the writer's; no
+is on chain instead of writing it twice; and each anchored batch (key, patient, scopes, root,
+leaf count, manifest hash and CID) to `batches.log`, so a batch a chain lost can be anchored
+again under the same ids (`EHRClient.recover`). Fingerprints are HMACs under a key of the writer's; no
 health data is written here.
 """
 
@@ -37,18 +39,16 @@ from eth_utils import to_checksum_address
 
 from ehr_client.client.manifest import BatchLeaf
 from ehr_client.errors import ConfigError, EHRError
+from ehr_client.journal import JournalDamaged
 from ehr_client.storage import Cid, parse_cid
 
 JOURNAL_NAME = "journal.jsonl"
 ANCHORED_NAME = "anchored.log"
+BATCHES_NAME = "batches.log"
 
 
 class BatchBusy(EHRError, BlockingIOError):
     """Another process is writing a batch with the same state directory."""
-
-
-class JournalDamaged(ConfigError):
-    """A journal line is damaged; the message names the file, the line and what to do."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ class BatchJournal:
         self.dir = Path(state_dir) / "batch"
         self.path = self.dir / JOURNAL_NAME
         self.anchored_path = self.dir / ANCHORED_NAME
+        self.batches_path = self.dir / BATCHES_NAME
         self.author = to_checksum_address(author)
         self._handle: IO[bytes] | None = None
         self._started = False
@@ -226,7 +227,17 @@ class BatchJournal:
                       "manifestCid": str(sealed.manifest_cid), "manifestHash": _hex(sealed.manifest_hash)})
         batch.sealed = sealed
 
-    def anchored(self, state: JournalState, batch: OpenBatch, record_ids: list[bytes]) -> None:
+    def anchored(self, state: JournalState, batch: OpenBatch, record_ids: list[bytes], *, scopes: int) -> None:
+        sealed = batch.sealed
+        assert sealed is not None
+        payload = json.dumps({"key": _hex(batch.key), "patient": batch.patient, "scopes": scopes,
+                              "root": _hex(sealed.root), "count": len(batch.entries),
+                              "manifestHash": _hex(sealed.manifest_hash), "manifestCid": str(sealed.manifest_cid)},
+                             separators=(",", ":"), sort_keys=True).encode()
+        with open(self.batches_path, "ab") as log:
+            log.write(payload + b"\t" + _checksum(payload) + b"\n")
+            log.flush()
+            os.fsync(log.fileno())
         with open(self.anchored_path, "ab") as log:
             log.write(b"".join(f"{e.fingerprint} {_hex(r)}\n".encode() for e, r in zip(batch.entries, record_ids,
                                                                                           strict=True)))
@@ -238,6 +249,25 @@ class BatchJournal:
     def abandoned(self, state: JournalState, batch: OpenBatch) -> None:
         self._append({"op": "abandoned", "key": _hex(batch.key)})
         del state.batches[batch.key]
+
+    def anchored_batches(self) -> list[dict[str, Any]]:
+        """Every batch this state directory anchored (as `anchored` logged it), oldest first."""
+        try:
+            data = self.batches_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        complete, _, _torn = data.rpartition(b"\n")
+        found = []
+        for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
+            payload, tab, checksum = line.rpartition(b"\t")
+            try:
+                if not tab or _checksum(payload) != checksum:
+                    raise ValueError("checksum mismatch")
+                found.append(dict(json.loads(payload)))
+            except (ValueError, TypeError) as exc:
+                raise JournalDamaged(f"{self.batches_path} is damaged at line {number} ({exc}); copy it aside and "
+                                     "remove that line to recover the others") from None
+        return found
 
     def anchored_fingerprints(self) -> dict[str, bytes]:
         """Fingerprint -> record id of every record this state directory's batches anchored."""

@@ -325,7 +325,10 @@ class _Run:
         ids = [batched_record_id_of(self.client.address, batch.key, e.index) for e in batch.entries]
         records = tuple(BatchRecord(r, batch.patient, e.scope, e.content_hash, e.cid)
                         for r, e in zip(ids, batch.entries, strict=True))
-        self.journal.anchored(self.state, batch, ids)
+        scopes = 0
+        for entry in batch.entries:
+            scopes |= entry.scope
+        self.journal.anchored(self.state, batch, ids, scopes=scopes)
         self.done.update((e.fingerprint, r) for e, r in zip(batch.entries, ids, strict=True))
         self.results.append(BatchResult(batch_id_of(self.client.address, batch.key), batch.patient, sealed.root,
                                         sealed.manifest_cid, sealed.manifest_hash, records, tx))

@@ -3,10 +3,15 @@
 Every user error ends in one `error: …` line on stderr and an exit code that says what kind of
 failure it was (see :mod:`ehr_client.cli._errors`); secrets never travel on the command line.
 
+Global options may come before or after the subcommand (`ehr --wallet patient record get ID` or
+`ehr record get ID --wallet patient`). Subcommands are imported only when they run (see
+:mod:`ehr_client.cli._lazy`), so `ehr --help` starts without loading web3.
+
 Environment (besides each global option's own variable, shown in `ehr --help`):
 
     EHR_PASSWORD          keystore password (else --password-file, else a hidden prompt)
-    EHR_DEPLOYMENTS_DIR   where deployments/<network>.json live (default ./deployments)
+    EHR_DEPLOYMENTS_DIR   where deployments/<network>.json live (default: <home>/deployments, and
+                          ./deployments is also searched when reading; see `--deployment`)
     EHR_ANVIL_BIN         Anvil binary for `ehr node up` / `ehr demo`
     EHR_KUBO_BIN          Kubo binary for `ehr node up --ipfs` / `ehr demo --ipfs`
     EHR_DEMO_STORE=ipfs   same as `ehr demo --ipfs`
@@ -23,9 +28,9 @@ from typing import Annotated
 
 import typer
 
-from ehr_client.cli import audit_ext, batch, consent, consortium, custodian, deploy, keys, node, patient, records, storage, validate
-from ehr_client.cli._context import WALLET_NAME, AppContext, Settings, StoreKind
-from ehr_client.cli._errors import ErrorReportingGroup, report
+from ehr_client.cli._errors import report
+from ehr_client.cli._lazy import RootGroup
+from ehr_client.cli._settings import WALLET_NAME, Settings, StoreKind, remembered_store
 from ehr_client.errors import EHRError
 
 __all__ = ["app", "main"]
@@ -39,12 +44,12 @@ EPILOG = (
 
 app = typer.Typer(
     name="ehr",
-    cls=ErrorReportingGroup,
+    cls=RootGroup,
     help="Patient-controlled, encrypted health records on an EVM chain.",
     epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -53,10 +58,16 @@ app = typer.Typer(
 def _root(
     ctx: typer.Context,
     network: Annotated[str, typer.Option("--network", envvar="EHR_NETWORK",
-                                         help="Deployment to use: deployments/<NAME>.json.")] = "local",
+                                         help="Deployment to use: <home>/deployments/<NAME>.json "
+                                              "(else ./deployments/<NAME>.json).")] = "local",
+    deployment: Annotated[Path | None, typer.Option("--deployment", envvar="EHR_DEPLOYMENT", dir_okay=False,
+                                                    help="Deployment file to use instead of the --network "
+                                                         "lookup (and where `deploy` writes).")] = None,
     rpc: Annotated[str | None, typer.Option(
         "--rpc", envvar="EHR_RPC_URL", help="JSON-RPC URL. Default: `ehr node up`'s, else http://127.0.0.1:8545.")] = None,
-    store: Annotated[StoreKind, typer.Option("--store", envvar="EHR_STORE", help="Blob store.")] = StoreKind.local,
+    store: Annotated[StoreKind | None, typer.Option(
+        "--store", envvar="EHR_STORE",
+        help="Blob store. Default: what `ehr node up --ipfs` recorded in the home (ipfs), else local.")] = None,
     store_dir: Annotated[Path | None, typer.Option("--store-dir", envvar="EHR_STORE_DIR", file_okay=False,
                                                    help="LocalStore directory. Default: <home>/store.")] = None,
     ipfs_api: Annotated[str | None, typer.Option(
@@ -74,29 +85,13 @@ def _root(
         raise typer.BadParameter("use 1-64 lowercase letters, digits, '-' or '_'", param_hint="--wallet")
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    context = AppContext(Settings(network=network, rpc=rpc, store=store, store_dir=store_dir, ipfs_api=ipfs_api,
-                                  home=home, wallet=wallet, password_file=password_file))
-    ctx.obj = context
-    ctx.call_on_close(context.close)
+    resolved = store or remembered_store(home.expanduser() / "node") or StoreKind.local
+    # an AppContext is built from these on first use (ehr_client.cli._context.app_context)
+    ctx.obj = Settings(network=network, rpc=rpc, store=resolved, store_dir=store_dir, ipfs_api=ipfs_api,
+                       home=home, wallet=wallet, password_file=password_file, deployment=deployment)
 
 
-app.add_typer(keys.app, name="keys")
-app.add_typer(consortium.app, name="consortium")
-app.add_typer(patient.app, name="patient")
-app.add_typer(records.app, name="record")
-app.add_typer(node.app, name="node")
-app.add_typer(storage.app, name="storage")
-app.add_typer(custodian.app, name="custodian")
-records.app.command("import")(batch.import_records)
-records.app.command("rotate")(custodian.rotate)
-records.app.command("erase")(custodian.erase)
-records.app.command("validate")(validate.validate)
-app.command("deploy")(deploy.deploy)
-app.command("grant")(consent.grant)
-app.command("revoke")(consent.revoke)
-app.command("relay")(consent.relay)
-app.add_typer(audit_ext.app, name="audit")
-app.command("monitor")(audit_ext.monitor)
+# Subcommands are listed in ehr_client.cli._lazy.COMMANDS and imported when they run.
 
 
 @app.command("demo")

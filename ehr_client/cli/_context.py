@@ -1,26 +1,16 @@
-"""Configuration resolution and the objects one `ehr` invocation builds (lazily, at most once).
+"""The objects one `ehr` invocation builds (lazily, at most once) from its :class:`Settings`.
 
 Precedence for every setting: command-line option, then environment variable, then the state
-that `ehr node up` left in the home directory, then the built-in default.
-
-Home layout (`--home`, default ~/.ehr)::
-
-    keys/<wallet>/        the keystore of one identity (wallet + X25519 key versions)
-    journal/<wallet>/     the client's journal of stored-but-not-anchored writes
-    store/                the embedded LocalStore (unless --store-dir)
-    node/                 `ehr node up` state: pidfiles, rpc/api URLs, logs, Anvil state, Kubo repo
+that `ehr node up` left in the home directory, then the built-in default. The home layout is
+described in :mod:`ehr_client.cli._settings`.
 """
 
 from __future__ import annotations
 
-import enum
-import json
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import requests
 import typer
@@ -28,7 +18,8 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from ehr_client.chain.client import ChainClient
-from ehr_client.chain.deployment import Deployment, deployment_path
+from ehr_client.chain.deployment import Deployment
+from ehr_client.cli._settings import WALLET_NAME, Settings, StoreKind, read_node_state
 from ehr_client.client import EHRClient, Identity
 from ehr_client.errors import ChainUnavailable, ConfigError, EHRError
 from ehr_client.keys import DEFAULT_SCRYPT_N, Keystore
@@ -37,50 +28,11 @@ from ehr_client.storage.fragmented import FragmentedStore
 from ehr_client.storage.ipfs import DEFAULT_API_URL
 from ehr_client.storage.nodes import load_storage_config, storage_config_path
 
+__all__ = ["WALLET_NAME", "AppContext", "Settings", "StoreKind", "app_context", "read_node_state"]
+
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
-WALLET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # what Keystore accepts as a wallet name
 SCRYPT_N_ENV = "EHR_SCRYPT_N"  # test-only: a low scrypt cost for keys written by the CLI
 PASSWORD_ENV = "EHR_PASSWORD"
-
-
-class StoreKind(str, enum.Enum):
-    local = "local"
-    ipfs = "ipfs"
-    fragmented = "fragmented"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What the global options and their environment variables resolved to."""
-
-    network: str = "local"
-    rpc: str | None = None
-    store: StoreKind = StoreKind.local
-    store_dir: Path | None = None
-    ipfs_api: str | None = None
-    home: Path = Path("~/.ehr")
-    wallet: str = "default"
-    password_file: Path | None = None
-
-    @property
-    def home_dir(self) -> Path:
-        return self.home.expanduser()
-
-    @property
-    def node_dir(self) -> Path:
-        return self.home_dir / "node"
-
-    def keystore_dir(self, wallet: str | None = None) -> Path:
-        return self.home_dir / "keys" / (wallet or self.wallet)
-
-
-def read_node_state(node_dir: Path, name: str) -> dict[str, Any] | None:
-    """The JSON state `ehr node up` wrote for `name` ("anvil" or "kubo"), if any."""
-    try:
-        data = json.loads((node_dir / f"{name}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 @dataclass
@@ -120,7 +72,8 @@ class AppContext:
 
     @property
     def deployment_file(self) -> Path:
-        return deployment_path(self.settings.network)
+        """The deployment file in use: the first of the documented places that exists."""
+        return self.settings.deployment_file()
 
     @property
     def journal_dir(self) -> Path:
@@ -204,7 +157,15 @@ class AppContext:
     # --- chain and store ----------------------------------------------------------------------
 
     def deployment(self) -> Deployment:
-        return Deployment.load(self.deployment_file)
+        path = self.deployment_file
+        if not path.is_file():
+            looked = ", ".join(str(p) for p in self.settings.deployment_candidates())
+            raise ConfigError(
+                f"no deployment file for network {self.settings.network!r}: looked for {looked}; deploy one with "
+                f"`ehr --network {self.settings.network} --wallet ADMIN deploy` (run `ehr doctor` to check the setup), "
+                "or point --deployment FILE (or --home) at an existing one"
+            )
+        return Deployment.load(path)
 
     def chain(self) -> ChainClient:
         if self._chain is None:
@@ -249,8 +210,13 @@ class AppContext:
 
 
 def app_context(ctx: typer.Context) -> AppContext:
-    """The AppContext the root callback stored on the click context."""
-    obj = ctx.find_root().obj
-    if not isinstance(obj, AppContext):  # invoked without the root callback (should not happen)
-        obj = ctx.find_root().obj = AppContext(Settings())
-    return obj
+    """The AppContext of this invocation, built on first use from the Settings the root callback stored
+    (the root stays light: it never imports this module)."""
+    root = ctx.find_root()
+    obj = root.obj
+    if isinstance(obj, AppContext):
+        return obj
+    context = AppContext(obj if isinstance(obj, Settings) else Settings())
+    root.obj = context
+    root.call_on_close(context.close)
+    return context

@@ -19,10 +19,8 @@ import os
 import sys
 from typing import Any
 
-import requests
 import typer
 from typer.core import TyperGroup
-from web3.exceptions import BadFunctionCallOutput, Web3Exception
 
 from ehr_client.custodian.errors import CustodianUnavailable
 from ehr_client.errors import (
@@ -69,14 +67,24 @@ def report(exc: BaseException) -> int:
     return exit_code(exc)
 
 
-def _translate(exc: Exception) -> EHRError:
-    """Library failures outside ehr_client's own errors that are still user errors."""
-    if isinstance(exc, BadFunctionCallOutput):
+def library_error(exc: Exception) -> EHRError | None:
+    """An ehr error for a failure of requests or web3 that is still a user error, else None.
+
+    Looked up in sys.modules rather than imported: a command that never loaded web3 cannot have
+    raised its exceptions, and `ehr --help` must not pay for importing it.
+    """
+    web3_errors = sys.modules.get("web3.exceptions")
+    requests = sys.modules.get("requests")
+    if web3_errors is not None and isinstance(exc, web3_errors.BadFunctionCallOutput):
         return EHRError(
             "the contracts in the deployment file answer nothing on this node (wrong --network or --rpc, "
             "or the node was reset); redeploy with `ehr deploy`"
         )
-    return ChainUnavailable(f"lost the connection to the chain node ({type(exc).__name__}); check `ehr node status`")
+    if requests is not None and isinstance(exc, requests.RequestException):
+        return ChainUnavailable(f"lost the connection to the chain node ({type(exc).__name__}); check `ehr node status`")
+    if web3_errors is not None and isinstance(exc, web3_errors.Web3Exception):  # an answer not translated yet
+        return EHRError(f"the chain node refused the request: {exc}")
+    return None
 
 
 class ErrorReportingGroup(TyperGroup):
@@ -87,14 +95,16 @@ class ErrorReportingGroup(TyperGroup):
             return super().invoke(ctx)
         except EHRError as exc:
             raise typer.Exit(report(exc)) from None
-        except (requests.RequestException, BadFunctionCallOutput) as exc:  # before OSError: requests' are OSErrors
-            raise typer.Exit(report(_translate(exc))) from None
-        except Web3Exception as exc:  # a node answer the client does not translate yet
-            raise typer.Exit(report(EHRError(f"the chain node refused the request: {exc}"))) from None
         except BrokenPipeError:  # `ehr … | head`: the reader left; say nothing more
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(EXIT_ERROR) from None
-        except OSError as exc:  # unreadable input file, unwritable output, …
+        except Exception as exc:
+            translated = library_error(exc)  # before OSError: requests' exceptions are OSErrors
+            if translated is not None:
+                raise typer.Exit(report(translated)) from None
+            if not isinstance(exc, OSError):
+                raise
+            # an unreadable input file, an unwritable output, …
             detail = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
             raise typer.Exit(report(EHRError(detail))) from None

@@ -6,9 +6,10 @@ import re
 from datetime import datetime, timezone
 
 import typer
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 
-from ehr_client.cli._context import WALLET_NAME, AppContext
+from ehr_client.cli._context import AppContext
+from ehr_client.cli._settings import WALLET_NAME
 from ehr_client.errors import EHRError, InvalidRecord
 from ehr_client.records import Scope, parse_scopes
 from ehr_client.storage import Cid
@@ -19,11 +20,30 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _RECORD_ID = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 
 
+def checksummed(text: str) -> str | None:
+    """The EIP-55 spelling of `0x` + 40 hex digits, or None if `text` is not that shape.
+
+    All-lowercase and all-uppercase digits carry no checksum and are accepted; mixed case is a
+    checksum and must be right, since a wrong one is how a mistyped address shows itself.
+    """
+    value = text.strip()
+    if not is_hex_address(value) or not value.startswith(("0x", "0X")):
+        return None
+    digits = value[2:]
+    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(value):
+        raise typer.BadParameter(
+            f"{value} fails its EIP-55 checksum (mixed case must match it): one digit may be mistyped. "
+            f"Check it against its source; the checksummed spelling of these digits is {to_checksum_address(value)}"
+        )
+    return str(to_checksum_address(value))
+
+
 def address(app: AppContext, text: str) -> str:
     """A checksummed address from `0x…` or the name of a wallet kept under this --home."""
     value = text.strip()
-    if is_address(value):
-        return str(to_checksum_address(value))
+    found_address = checksummed(value)
+    if found_address is not None:
+        return found_address
     found = None
     if WALLET_NAME.fullmatch(value):
         try:

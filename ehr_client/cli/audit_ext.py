@@ -200,9 +200,18 @@ def monitor(
         options["emit"] = emit
     with Monitor.for_rpc(app_.rpc_url, deployment, **options) as watcher:
         if once:
-            watcher.catch_up()
+            watcher.alerts()  # opens the state, so the run's first block is known
+            assert watcher.state is not None
+            before = watcher.state.get_int("last_block")
+            printed = watcher.catch_up()
+            last = watcher.state.get_int("last_block")
+            first = watcher.state.get_int("first_block") if before is None else before + 1
             if table:
                 out().print(alerts_table(collected, title="alerts"))
+            if not printed:
+                span = f"blocks {first}-{last}" if first is not None and last is not None and first <= last else \
+                    f"new blocks (processed up to block {last})"
+                err().print(f"no alerts in {span}")
             return
         stop = threading.Event()
 

@@ -37,7 +37,7 @@ class Access(str, enum.Enum):
 SignOnly = Annotated[bool, typer.Option("--sign-only", help="Only sign (EIP-712) and print the consent for a relayer.")]
 PrintTypedData = Annotated[bool, typer.Option(
     "--print-typed-data", help="Print the EIP-712 typed data to sign in any wallet (eth_signTypedData_v4), unsigned.")]
-OutFile = Annotated[Path | None, typer.Option("--out", dir_okay=False,
+OutFile = Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False,
                                               help="With --sign-only or --print-typed-data: write the JSON here.")]
 Deadline = Annotated[str, typer.Option("--deadline",
                                        help="Signed consent: how long a relayer may submit the signature.")]

@@ -11,6 +11,7 @@ from rich.table import Table
 from ehr_client.chain import governance as gov
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
+from ehr_client.chain.client import TxResult
 from ehr_client.cli._output import JsonFlag, err, out, print_json, tx_line, when
 
 app = typer.Typer(help="Consortium membership: propose, approve, execute, suspend, list members.",
@@ -36,16 +37,23 @@ class Role(str, enum.Enum):
     custodian = "custodian"
 
 
-def _maybe_execute(ctx: typer.Context, proposal_id: int) -> None:
+def _maybe_execute(ctx: typer.Context, proposal_id: int, *, quiet: bool = False) -> TxResult | None:
+    """Execute if the approvals suffice; the execution's tx, or None (said on stderr) if not yet."""
     app_ = app_context(ctx)
     chain = app_.chain()
     count, threshold = gov.approvals(chain, proposal_id)
     if count < threshold:
         err().print(f"proposal {proposal_id} has {count} of {threshold} approvals; other governors run "
                     f"`ehr consortium approve {proposal_id}`")
-        return
+        return None
     tx = gov.execute(chain, app_.account(), proposal_id)
-    out().print(f"executed proposal {proposal_id} ({tx_line(tx)})")
+    if not quiet:
+        out().print(f"executed proposal {proposal_id} ({tx_line(tx)})")
+    return tx
+
+
+def _tx_json(tx: TxResult | None) -> dict[str, object] | None:
+    return None if tx is None else {"txHash": tx.tx_hash, "blockNumber": tx.block_number, "gasUsed": tx.gas_used}
 
 
 @app.command("propose")
@@ -58,6 +66,7 @@ def propose(
                                                   help="New threshold (set-threshold only).")] = None,
     window: Annotated[str, typer.Option("--window", help="How long the proposal stays open (max 30d).")] = "7d",
     execute_now: Annotated[bool, typer.Option("--execute", help="Execute at once if the approvals suffice.")] = False,
+    json_: JsonFlag = False,
 ) -> None:
     """Propose an admission, reinstatement, governor change or new threshold."""
     app_ = app_context(ctx)
@@ -76,7 +85,17 @@ def propose(
             value = gov.ROLES[str(role.value)]
         else:
             value = 0
-    proposed = gov.propose(app_.chain(), app_.account(), name, address, value, window=_parse.duration(window))
+    seconds = _parse.duration(window)
+    proposed = gov.propose(app_.chain(), app_.account(), name, address, value, window=seconds)
+    if json_:
+        executed = _maybe_execute(ctx, proposed.proposal_id, quiet=True) if execute_now else None
+        print_json({"proposalId": proposed.proposal_id, "action": name,
+                    "target": None if name == "set-threshold" else address,
+                    "role": role.value if role is not None and name == "admit" else None,
+                    "threshold": threshold if name == "set-threshold" else None,
+                    "expiresAt": proposed.expires_at, "tx": _tx_json(proposed.tx),
+                    "executed": executed is not None, "executeTx": _tx_json(executed)})
+        return
     out().print(f"proposal {proposed.proposal_id}: {name} {'' if name == 'set-threshold' else address}"
                 f"{f' as {role.value}' if role is not None and name == 'admit' else ''}"
                 f"{f' to {threshold}' if name == 'set-threshold' else ''}, open until {when(proposed.expires_at)}")

@@ -140,10 +140,11 @@ def share(
 ) -> None:
     """Grant read access on chain and deposit m-of-n key fragments with the custodians."""
     app_ = app_context(ctx)
-    address = _parse.address(app_, grantee)
+    address = _parse.address(app_, grantee)  # every argument before the key is unlocked
+    lasts, bits = _parse.duration(for_), int(_parse.scopes(scopes))
     side = sharing(app_, custodian_urls(custodian), threshold)
-    expires = side.client.chain.now() + _parse.duration(for_)
-    result = side.grant(address, int(_parse.scopes(scopes)), expires_at=expires)
+    expires = side.client.chain.now() + lasts
+    result = side.grant(address, bits, expires_at=expires)
     out().print(f"granted read to {address} until {when(expires)} ({tx_line(result.tx)})")
     out().print(f"  {len(result.record_ids)} records, fragments at {len(result.custodians)} custodians, "
                 f"any {result.threshold} open a key")
@@ -155,12 +156,15 @@ def share(
 def read(
     ctx: typer.Context,
     record: Annotated[str, typer.Argument(help="Record id (0x + 64 hex digits).")],
-    out_file: Annotated[Path | None, typer.Option("--out", dir_okay=False, help="Write the record here.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the record here.")] = None,
     custodian: Custodians = None,
 ) -> None:
     """Audited read: on-chain access request, then re-encryption fragments from m custodians."""
     app_ = app_context(ctx)
-    result = sharing(app_, custodian_urls(custodian)).read_record(_parse.record_id(record))
+    record_id = _parse.record_id(record)  # before the key is unlocked
+    if out_file is not None and out_file.exists():
+        raise ConfigError(f"{out_file} exists; choose another --out (nothing was read)")
+    result = sharing(app_, custodian_urls(custodian)).read_record(record_id)
     if out_file is not None:
         try:
             fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -197,8 +201,9 @@ def rotate(
 ) -> None:
     """Re-encrypt a record under a new key (new version and CID), unpin the old blob, re-issue
     fragments only to grantees whose access is still valid."""
+    record_id = _parse.record_id(record)  # before the key is unlocked
     side = sharing(app_context(ctx), custodian_urls(custodian), threshold)
-    result = side.rotate(_parse.record_id(record))
+    result = side.rotate(record_id)
     doc: dict[str, Any] = {
         "oldRecordId": hexid(result.old_record_id), "recordId": hexid(result.written.record_id),
         "cid": result.written.cid, "unpinned": result.unpinned, "reissuedTo": list(result.reissued_to),

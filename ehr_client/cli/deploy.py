@@ -1,7 +1,12 @@
-"""`ehr deploy`: deploy the contract suite and write deployments/<network>.json."""
+"""`ehr deploy`: deploy the contract suite and write <home>/deployments/<network>.json.
+
+The file goes under the home (or to --deployment / $EHR_DEPLOYMENTS_DIR), not the current
+directory, so later commands find it from anywhere; see `Settings.deployment_candidates`.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +19,7 @@ from ehr_client.chain.client import deploy_suite
 from ehr_client.chain.deployment import Deployment
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
-from ehr_client.cli._output import err, out
+from ehr_client.cli._output import JsonFlag, err, out, print_json
 from ehr_client.errors import ChainUnavailable, ConfigError
 
 
@@ -52,22 +57,30 @@ def deploy(
     name: Annotated[str | None, typer.Option(
         "--name", help="What wallets show as the consent domain: the consortium and deployment. "
                        "Default: after the network.")] = None,
+    json_: JsonFlag = False,
 ) -> None:
     """Deploy Consortium, KeyRegistry, RecordRegistry and ConsentManager from --wallet."""
     app_ = app_context(ctx)
-    path = app_.deployment_file
-    account = app_.account()
+    path = app_.settings.deployment_target
+    named = [_parse.address(app_, g) for g in governor or []]  # arguments first: unlocking costs a second
+    if threshold is not None and threshold > max(len(named), 1):
+        raise typer.BadParameter(f"{threshold} approvals but only {max(len(named), 1)} governor(s)",
+                                 param_hint="--threshold")
     existing = _existing(path)
     if existing is not None and not force and is_live(existing, app_.rpc_url):
         raise ConfigError(
             f"{path} describes a live deployment on chain {existing.chain_id} "
             f"(RecordRegistry {existing.address('RecordRegistry')}); pass --force to replace it"
         )
-    governors = [_parse.address(app_, g) for g in governor or []] or [account.address]
+    account = app_.account()
+    governors = named or [account.address]
     needed = threshold if threshold is not None else len(governors) // 2 + 1
     deployment = deploy_suite(app_.rpc_url, account, network=app_.settings.network, governors=governors,
                               threshold=needed, consent_name=name)
     deployment.save(path)
+    if json_:
+        print_json({**json.loads(deployment.to_json()), "file": str(path)})
+        return
     table = Table("contract", "address", title=f"{app_.settings.network} (chain {deployment.chain_id})")
     for name, address in deployment.contracts.items():
         table.add_row(name, address)

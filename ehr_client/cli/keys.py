@@ -41,12 +41,16 @@ def _ensure_x25519(ctx: typer.Context) -> KeyInfo:
 
 
 @app.command("new")
-def new(ctx: typer.Context) -> None:
+def new(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """Create a new wallet named --wallet and its first X25519 encryption key."""
     app_ = app_context(ctx)
     wallet = app_.settings.wallet
     info = app_.keystore(writing=True).generate_wallet(wallet, app_.password(new=True))
     key = _ensure_x25519(ctx)
+    if json_:
+        print_json({"wallet": wallet, "address": info.address, "keystore": str(app_.keystore().path),
+                    "keys": [_info_json(info), _info_json(key)]})
+        return
     out().print(f"wallet {wallet}: {info.address}")
     out().print(f"x25519 key v{key.version}: 0x{key.public_key.hex()}")
     err().print(f"keystore: {app_.keystore().path}\nnext: `ehr keys publish` once the chain is deployed")

@@ -4,6 +4,9 @@ State lives in `<home>/node/`: `anvil.pid` + `anvil.json` (pid, rpc url), `anvil
 state `anvil-state.json` (Anvil dumps it on exit and reloads it on the next `up`, so deployments
 survive a restart; `--fresh` discards it), and for Kubo `kubo.pid` + `kubo.json`, `ipfs/` (repo,
 with its daemon.log). Later commands take their default --rpc and --ipfs-api from these files.
+`up --ipfs` also records `store.json` ({"store": "ipfs"}): commands under this home then use the
+Kubo store unless --store/EHR_STORE says otherwise; it outlives `down` (the records are still
+there) and `up --fresh` without --ipfs forgets it (a fresh chain has no records).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from rich.table import Table
 from ehr_client.dev import processes as _procs
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context, read_node_state
+from ehr_client.cli._settings import StoreKind, remember_store, remembered_store
 from ehr_client.cli._output import JsonFlag, err, out, print_json
 from ehr_client.errors import ChainUnavailable, ConfigError
 from ehr_client.dev.node import AnvilNode
@@ -87,7 +91,13 @@ def up(
                                          "log": str(node.log_path), "state": str(chain_state)})
         out().print(f"anvil up (pid {node.pid}) at {node.rpc_url}; log {node.log_path}")
     if binary is None:
+        if fresh:
+            remember_store(node_dir, None)
+        elif remembered_store(node_dir) is StoreKind.ipfs:
+            err().print("note: commands under this home use the Kubo store (recorded by `ehr node up --ipfs`); "
+                        "start Kubo with `ehr node up --ipfs`, or pass --store local")
         return
+    remember_store(node_dir, StoreKind.ipfs)
     pid = running(node_dir, "kubo")
     if pid is not None:
         out().print(f"kubo already running (pid {pid}) at {_url(node_dir, 'kubo')}")
@@ -96,6 +106,7 @@ def up(
     _write_state(node_dir, "kubo", {"pid": daemon.pid, "api_url": daemon.api_url, "gateway_url": daemon.gateway_url,
                                     "repo": str(daemon.repo), "log": str(daemon.log_path)})
     out().print(f"kubo up (pid {daemon.pid}) at {daemon.api_url}; log {daemon.log_path}")
+    err().print("commands under this home now store records on this Kubo node (--store local overrides)")
 
 
 @app.command("down")
@@ -154,7 +165,8 @@ def _chain_facts(rpc_url: str) -> dict[str, Any]:
 @app.command("status")
 def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """Show whether the background node(s) run, where, and (for Anvil) the chain height."""
-    node_dir = app_context(ctx).settings.node_dir
+    settings = app_context(ctx).settings
+    node_dir = settings.node_dir
     report: dict[str, Any] = {}
     for name in ("anvil", "kubo"):
         state = read_node_state(node_dir, name) or {}
@@ -164,8 +176,9 @@ def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
         if name == "anvil" and pid is not None and entry["url"]:
             entry.update(_chain_facts(str(entry["url"])))
         report[name] = entry
+    store = {"kind": settings.store.value, "recordedByNodeUp": remembered_store(node_dir) is not None}
     if json_:
-        print_json(report)
+        print_json({**report, "store": store})
         return
     table = Table("service", "state", "pid", "url", "detail")
     for name, entry in report.items():
@@ -173,3 +186,5 @@ def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
         table.add_row(name, "[green]running[/]" if entry["running"] else "stopped", str(entry["pid"] or "-"),
                       str(entry["url"] or "-"), detail)
     out().print(table)
+    out().print(f"commands use the {store['kind']} store"
+                f"{' (recorded by `ehr node up --ipfs`)' if store['recordedByNodeUp'] else ''}")

@@ -15,6 +15,7 @@ from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
 from ehr_client.cli._output import JsonFlag, ProgressStore, err, hexid, out, print_json, short, tx_line, when
 from ehr_client.client import FHIR_MEDIA_TYPE, EHRClient, RecordInfo, Skipped, WriteResult
+from ehr_client.client.write import prepare
 from ehr_client.errors import ConfigError, IntegrityError, InvalidRecord
 from ehr_client.records import describe
 
@@ -63,6 +64,20 @@ def _report_write(result: WriteResult, json_: bool) -> None:
     out().print(f"  {tx_line(result.tx)}{reused}")
 
 
+def _check_input(file: Path, category: str | None, scope: int | None = None) -> None:
+    """Validate the file before any key is unlocked (the write validates again, from the same bytes)."""
+    if category is not None:
+        prepare(file, category=category, scope=scope)
+        return
+    try:
+        prepare(file, scope=scope)
+    except InvalidRecord as exc:
+        if file.read_bytes()[:1] not in (b"{", b"[", b" ", b"\n", b"\t", b"\r"):
+            raise InvalidRecord(f"{file} is not FHIR JSON; to store it as a file pass --category "
+                                "pdf|document|dicom|image|genomic") from None
+        raise exc
+
+
 def _write_client(ctx: typer.Context, file: Path, category: str | None) -> EHRClient:
     app_ = app_context(ctx)
     store = ProgressStore(app_.store())
@@ -83,6 +98,7 @@ def add(
     app_ = app_context(ctx)
     address = _parse.address(app_, patient)
     bits = int(_parse.scopes(scope)) if scope else None
+    _check_input(file, category, bits)
     client = _write_client(ctx, file, category)
     _report_write(client.add_record(address, file, category=category, scope=bits), json_)
 
@@ -97,6 +113,7 @@ def amend(
 ) -> None:
     """Anchor a new version of a record; the old version stays as history."""
     record_id = _parse.record_id(record)
+    _check_input(file, category)
     client = _write_client(ctx, file, category)
     _report_write(client.amend_record(record_id, file, category=category), json_)
 
@@ -122,7 +139,7 @@ def _write_private(path: Path, data: bytes, *, force: bool) -> None:
 def get(
     ctx: typer.Context,
     record: Annotated[str, typer.Argument(help="Record id (0x + 64 hex digits).")],
-    out_file: Annotated[Path | None, typer.Option("--out", dir_okay=False,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False,
                                                   help="Write the decrypted record here (mode 0600).")] = None,
     key_share: Annotated[str | None, typer.Option("--key-share", help="CID of the key share sent with your grant.")] = None,
     info: Annotated[bool, typer.Option("--info", help="Show what the chain says; no decryption, no access event.")] = False,
@@ -151,7 +168,7 @@ def get(
         return
     if result.media_type != FHIR_MEDIA_TYPE and sys.stdout.isatty():
         raise InvalidRecord(f"the record is {result.media_type}, not text; pass --out FILE to save it")
-    sys.stdout.buffer.write(result.data + (b"\n" if sys.stdout.isatty() else b""))
+    sys.stdout.buffer.write(result.data + b"\n")
     sys.stdout.flush()
     err().print(summary)
 

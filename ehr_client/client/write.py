@@ -173,8 +173,9 @@ class RecordWriter:
         else:
             binding = RecordBinding.of(record_id, version, patient, scope, self.address)
             cid, content_hash = self.seal(binding, prepared.media_type, prepared.source())
-            self.journal.put(fingerprint, PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
-                                                       hex_id(previous_id) if previous_id else None))
+            pending = PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
+                                   hex_id(previous_id) if previous_id else None, hex_id(salt))
+            self.journal.put(fingerprint, pending)
             reused = False
         try:
             tx = self._anchor(salt, patient, content_hash, scope, cid, previous)
@@ -183,8 +184,12 @@ class RecordWriter:
                 raise
             # An earlier attempt of this same write was mined meanwhile (the id is ours alone).
             result = self._already_anchored(record_id, patient, scope, previous_id, cid)
+            self.journal.acknowledge(PendingWrite(hex_id(record_id), patient, result.cid, hex_id(result.content_hash),
+                                                  scope, pending.previous_id, hex_id(salt)))
             self.journal.done(fingerprint)
             return result
+        self.journal.acknowledge(PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
+                                              hex_id(previous_id) if previous_id else None, hex_id(salt)))
         self.journal.done(fingerprint)
         log.info("anchored record %s in tx %s", hex_id(record_id), tx.tx_hash)
         return WriteResult(record_id, cid, content_hash, tx, reused, scope)

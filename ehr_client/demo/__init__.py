@@ -33,7 +33,7 @@ from ehr_client.chain.client import ChainClient, TxResult, deploy_suite
 from ehr_client.chain import governance as gov
 from ehr_client.text import short
 from ehr_client.demo.audited_story import run_audited_story
-from ehr_client.audit import MonitorConfig, WorkingHours, most_severe, scan_alerts
+from ehr_client.audit import MonitorConfig, WorkingHours, scan_alerts
 from ehr_client.demo.audit_table import audit_table
 from ehr_client.client import EHRClient, Identity, SignedConsent
 from ehr_client.crypto import generate_x25519_keypair
@@ -259,10 +259,11 @@ def _story(say: _Narrator, rpc_url: str, store: BlobStore, workdir: Path) -> tup
     say.console.print(audit_table(patient.audit_trail(patient.address), names=labels))
     alerts = scan_alerts(chain, state_dir=workdir / "audit",
                          config=MonitorConfig(working_hours=WorkingHours(enabled=False)))
-    alert = most_severe(alerts)
-    if alert is None:
+    if not alerts:
         raise EHRError("the monitor raised no alert for the reverted access request")
-    say.console.print(f"[bold red]monitor alert[/] ({len(alerts)} in all): {escape(alert.summary())}")
+    say.console.print(f"[bold red]monitor alerts[/] ({len(alerts)}):")
+    for alert in alerts:
+        say.console.print(f"  {escape(alert.summary())}")
     say.console.print(f"\n[bold green]Done.[/] {say.tx_count} transactions shown, {say.gas_total:,} gas in total.")
     return chain, ids
 

@@ -134,7 +134,7 @@ def test_process_killed_mid_import_resumes_without_duplicates_or_orphans(
     assert len(on_disk) == 14 + 2 and referenced <= on_disk  # every blob is a record or a manifest
     assert patient.read_record(located[13].record_id).data == canonicalize(observation(13))
     assert not writer_lab.state_dir.joinpath("batch", "journal.jsonl").exists()
-    assert sorted(os.listdir(writer_lab.state_dir / "batch")) == ["anchored.log", "lock"]
+    assert sorted(os.listdir(writer_lab.state_dir / "batch")) == ["anchored.log", "batches.log", "lock"]
 
     # the same import run again, after it completed: nothing is written twice
     again = import_directory(writer_lab, patient.address, directory, batch_size=8).summary

@@ -87,9 +87,11 @@ def test_usage_errors_exit_2(cli: Cli, world: dict[str, str]) -> None:
     cli("--wallet", "../escape", "keys", "list", expect=2)
 
 
-def test_missing_deployment_file_is_a_clear_error(cli: Cli, world: dict[str, str]) -> None:
+def test_missing_deployment_file_is_a_clear_error(cli: Cli, world: dict[str, str], home: Path) -> None:
     result = cli("--network", "nowhere", "record", "list", "patient", expect=1)
-    assert "no deployment file" in result.stderr and "ehr deploy" in result.stderr
+    assert "no deployment file for network 'nowhere'" in result.stderr
+    assert str(home / "deployments" / "nowhere.json") in result.stderr  # says where it looked
+    assert "ehr --network nowhere --wallet ADMIN deploy" in result.stderr
 
 
 def test_deploy_refuses_to_replace_a_live_deployment_without_force(cli: Cli, world: dict[str, str], home: Path) -> None:
