@@ -103,8 +103,8 @@ def table(results: dict[str, Any], checks: list[Target]) -> Table:
         row("memory", "ru_maxrss from wait4 (counts the parent's pages at fork)", mem["ru_maxrss_MiB_from_wait4"],
             unit=" MiB")
     for name, trips in results.get("rpc", {}).items():
-        row("rpc", f"{name}: round trips (cold)", trips["round_trips"],
-            unit=f" ({trips['round_trips_cold']}); {trips['json_rpc_calls']} calls")
+        row("rpc", f"{name}: round trips, warm (cold); calls", trips["round_trips"],
+            unit=f" ({trips['round_trips_cold']}); {trips['json_rpc_calls']}")
     rd = results["read"]
     row("read", f"full read p50 ({rd['reads']} reads)", rd["p50_ms"], unit=" ms")
     row("read", "full read p95", rd["p95_ms"], unit=" ms")
