@@ -105,6 +105,8 @@ def table(results: dict[str, Any], checks: list[Target]) -> Table:
     for name, trips in results.get("rpc", {}).items():
         row("rpc", f"{name}: round trips, warm (cold); calls", trips["round_trips"],
             unit=f" ({trips['round_trips_cold']}); {trips['json_rpc_calls']}")
+        methods = ", ".join(f"{m.removeprefix('eth_')} x{n}" for m, n in trips["methods"].items())
+        out.add_row("", f"  methods (warm): {methods}", "", "", "")
     rd = results["read"]
     row("read", f"full read p50 ({rd['reads']} reads)", rd["p50_ms"], unit=" ms")
     row("read", "full read p95", rd["p95_ms"], unit=" ms")
