@@ -1,7 +1,8 @@
 """`python -m bench`: start a fresh Anvil, deploy, measure, print a table, write bench/results/latest.json.
 
-Sections: gas per operation (real receipts), write throughput single vs batched, envelope vs raw
-AES-GCM, peak RSS of a 1 GiB write in its own process, full-read latency. Each figure is checked
+Sections: gas per operation (real receipts), JSON-RPC round trips per write, read and grant, write
+throughput single vs batched, envelope vs raw AES-GCM, peak RSS of a 1 GiB write in its own
+process, full-read latency. Each figure is checked
 against its target (PASS/MISS); a miss is reported, never hidden, and the run still exits 0 so the
 numbers are kept. Exit 1 only if the benchmark itself fails.
 """
@@ -18,7 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import crypto, gas, memory, read, throughput
+from bench import crypto, gas, memory, read, rpc, throughput
 from bench._records import record_size
 from bench._world import World
 from bench.report import print_report, targets, write_json
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log = _progress
         log("gas")
         g = gas.measure(world)
+        log("rpc: round trips per write, read and grant")
+        rt = rpc.measure(world)
         log(f"throughput: {args.records} records single, then batched")
         tp = throughput.measure(world, records=args.records, batch_size=args.batch_size)
         log("crypto")
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "child's VmHWM read by the parent from /proc/<pid>/status after the write")
     return {
         "gas": {**g.figures, "anchor_per_record": g.anchor_per_record, "anchor_batch_total": g.anchor_total},
+        "rpc": rt.to_json(),
         "throughput": {
             "records_per_s_single": round(tp.single_per_s, 2), "records_per_s_batched": round(tp.batched_per_s, 2),
             "ratio": round(tp.batched_per_s / tp.single_per_s, 2), "records": tp.records, "batch_size": tp.batch_size,

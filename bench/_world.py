@@ -80,9 +80,10 @@ class World:
     def rpc_url(self) -> str:
         return self.node.rpc_url
 
-    def client(self, name: str, tag: str = "main") -> EHRClient:
-        """`name`'s client on the consortium's one store, with the state directory of `tag`."""
-        return EHRClient(self.chain, LocalStore(self.root / "store"), self.ids[name],
+    def client(self, name: str, tag: str = "main", *, chain: ChainClient | None = None) -> EHRClient:
+        """`name`'s client on the consortium's one store, with the state directory of `tag` (and `chain`,
+        another `ChainClient` of the same deployment, if given)."""
+        return EHRClient(chain or self.chain, LocalStore(self.root / "store"), self.ids[name],
                          state_dir=self.root / "state" / tag / name)
 
     def scratch(self, name: str) -> Path:

@@ -2,8 +2,9 @@
 
 Raw: cryptography's AESGCM over the buffer in 1 MiB pieces, one nonce each, nothing else.
 Envelope: exactly the bytes `EHRClient` stores for a record: the keyring header (the data key
-sealed to two readers with X25519) followed by `iter_encrypt`'s chunked STREAM envelope (HKDF key
-derivation, key commitment, 1 MiB chunks bound to record id and version). Also reported: the
+sealed to two readers with X25519, the record's binding) followed by `iter_encrypt`'s chunked
+STREAM envelope (HKDF key derivation, key commitment, 1 MiB chunks whose associated data binds
+record id, version, patient, scope and author). Also reported: the
 envelope with the sha256 the client computes while storing, which the chain anchors.
 Best of `rounds` for each, interleaved, in the same process; MB/s is 10^6 bytes per second.
 """
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ehr_client.crypto import generate_data_key, generate_x25519_keypair, iter_encrypt, record_associated_data, \
-    wrap_data_key
-from ehr_client.package import PackageHeader, Wrap
+from ehr_client.crypto import generate_data_key, generate_x25519_keypair, iter_encrypt, wrap_data_key
+from ehr_client.package import PackageHeader, RecordBinding, Wrap
+from ehr_client.records import Scope
 
 PIECE = 1 << 20
 MB = 1e6
@@ -45,11 +46,13 @@ def _raw(buffer: memoryview, key: bytes) -> int:
 
 
 def _envelope(buffer: memoryview, readers: list[bytes]) -> Iterable[bytes]:
-    record_id, data_key = os.urandom(32), generate_data_key()
-    aad = record_associated_data(record_id, 1)
+    data_key = generate_data_key()
+    patient, author = "0x" + os.urandom(20).hex(), "0x" + os.urandom(20).hex()
+    binding = RecordBinding.of(os.urandom(32), 1, patient, int(Scope.GENOMICS), author)
+    aad = binding.associated_data
     wraps = tuple(Wrap(os.urandom(20), 1, wrap_data_key(data_key, public, associated_data=aad)) for public in readers)
-    yield PackageHeader(1, "application/octet-stream", wraps).to_bytes()
-    yield from iter_encrypt(buffer, data_key, record_id=record_id, version=1)
+    yield PackageHeader(1, "application/octet-stream", wraps, None, binding).to_bytes()
+    yield from iter_encrypt(buffer, data_key, record_id=binding.record_id, version=1, context=binding.context)
 
 
 def _consume(chunks: Iterable[bytes]) -> int:

@@ -13,6 +13,7 @@ from bench._records import observation
 from bench._world import DAY, World
 from ehr_client.batch import BatchItem, BatchWriter
 from ehr_client.chain.client import TxResult
+from ehr_client.client import EHRClient, RecordInfo
 from ehr_client.records import Scope
 
 LAB = int(Scope.LAB)
@@ -82,17 +83,43 @@ def measure(world: World) -> GasResult:
                "hospital relays a signed grant for the same grantee again, after the revocation (slot reused)")
 
     patient.grant(doctor.address, LAB, expires_at=now() + DAY, share_keys=False)
-    accesses = [doctor.chain.transact(doctor.identity.account,
-                                      doctor.chain.consent.functions.requestAccess(w.record_id),
-                                      action="request access").gas_used for w in own]
-    result.add("request_access", _median(accesses),
+    result.add("request_access", _median([_request(doctor, "requestAccess", w.record_id) for w in own]),
                f"a grantee's access request for a single record (the on-chain fact of a read); median of {REPEATS}")
+    result.add("tombstone", _median([patient.tombstone(patient.get_record(w.record_id)).gas_used for w in own]),
+               f"patient tombstones one of their single records (`tombstone`); median of {REPEATS}")
 
+    batches: dict[int, list[RecordInfo]] = {}
     for size in ANCHOR_SIZES:
         summary = BatchWriter(lab, batch_size=size).write(
             BatchItem(patient.address, observation(1000 * size + i)) for i in range(size))
         gas = _gas(summary.batches[0].tx)
         result.anchor_total[str(size)] = gas
         result.anchor_per_record[str(size)] = round(gas / size)
-    result.paths["anchor_per_record"] = "lab anchors a batch of N records with one anchorBatch; gasUsed / N"
+        batches[size] = [lab.get_record(r.record_id) for r in summary.batches[0].records]
+    result.paths["anchor_per_record"] = ("lab anchors one batch of N records of one patient with one anchorBatch "
+                                         "(written by BatchWriter); gasUsed / N")
+
+    for size, key in ((16, "request_batched_access"), (256, "request_batched_access_256")):
+        infos = batches[size][:REPEATS]
+        depth = len(infos[0].batch.proof) if infos[0].batch else 0
+        result.add(key, _median([_request(doctor, "requestBatchedAccess", i.batch.as_arg() if i.batch else None)
+                                 for i in infos]),
+                   f"the same grantee's access request for a record anchored in a batch of {size} (proof of {depth} "
+                   f"hashes, checked on chain); median of {REPEATS}")
+    sixteen = batches[16]
+    amended = [lab.amend_record(info.record_id, observation(300 + i)) for i, info in enumerate(sixteen[:REPEATS])]
+    result.add("amend_batched_record", _median([_gas(w.tx) for w in amended]),
+               f"lab amends a record it anchored in a batch of 16 (`amendBatchedRecord`: proof checked, the batched "
+               f"record's state stored, the new version added); median of {REPEATS}")
+    erased = [patient.tombstone(info).gas_used for info in sixteen[REPEATS:2 * REPEATS]]
+    result.add("tombstone_batched_record", _median(erased),
+               f"patient tombstones a record of a batch of 16 never stored on its own (`tombstoneBatchedRecord`); "
+               f"median of {REPEATS}")
     return result
+
+
+def _request(client: EHRClient, function: str, arg: object) -> int:
+    if arg is None:
+        raise RuntimeError("the benchmark expected a batched record and found a single one")
+    fn = getattr(client.chain.consent.functions, function)(arg)
+    return client.chain.transact(client.identity.account, fn, action="request access").gas_used

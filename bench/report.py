@@ -14,6 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 
+GAS_ROWS = ("register_patient", "add_record", "add_record_by_patient", "amend_record", "amend_batched_record",
+            "tombstone", "tombstone_batched_record", "grant", "grant_by_signature", "grant_by_signature_regrant",
+            "revoke", "revoke_after_signed_grant", "request_access", "request_batched_access",
+            "request_batched_access_256")
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -70,9 +76,7 @@ def table(results: dict[str, Any], checks: list[Target]) -> Table:
         out.add_row(section, metric, _fmt(value) + unit, rule, status)
 
     gas = results["gas"]
-    for key in ("register_patient", "add_record", "add_record_by_patient", "amend_record", "grant",
-                "grant_by_signature", "grant_by_signature_regrant", "revoke", "revoke_after_signed_grant",
-                "request_access"):
+    for key in GAS_ROWS:
         row("gas", key, gas[key], f"gas.{key}")
     for size, per in gas["anchor_per_record"].items():
         row("gas", f"anchor_per_record[{size}] ({gas['anchor_batch_total'][size]:,} / {size})", per,
@@ -99,6 +103,11 @@ def table(results: dict[str, Any], checks: list[Target]) -> Table:
         row("memory", "peak RSS before the write", mem["peak_before_write_MiB"], unit=" MiB")
         row("memory", "ru_maxrss from wait4 (counts the parent's pages at fork)", mem["ru_maxrss_MiB_from_wait4"],
             unit=" MiB")
+    for name, trips in results.get("rpc", {}).items():
+        row("rpc", f"{name}: round trips, warm (cold); calls", trips["round_trips"],
+            unit=f" ({trips['round_trips_cold']}); {trips['json_rpc_calls']}")
+        methods = ", ".join(f"{m.removeprefix('eth_')} x{n}" for m, n in trips["methods"].items())
+        out.add_row("", f"  methods (warm): {methods}", "", "", "")
     rd = results["read"]
     row("read", f"full read p50 ({rd['reads']} reads)", rd["p50_ms"], unit=" ms")
     row("read", "full read p95", rd["p95_ms"], unit=" ms")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench._records import observation
 from bench._world import DAY, World
-from ehr_client._batch_journal import BatchJournal, StoredEntry
+from ehr_client.batch.journal import BatchJournal, OpenBatch, StoredEntry
 from ehr_client.batch import BatchItem, BatchWriter
 from ehr_client.records import Scope, validate_fhir
 from ehr_client.storage import Cid, LocalStore
@@ -64,8 +64,8 @@ def measure(world: World, *, records: int, batch_size: int) -> ThroughputResult:
     summary = BatchWriter(lab_batched, batch_size=batch_size).write(
         BatchItem(patient.address, resource) for resource in resources)
     batched = time.perf_counter() - start
-    if len(summary.records) != records:
-        raise RuntimeError(f"the batched write anchored {len(summary.records)} of {records} records")
+    if len(summary.record_ids) != records:
+        raise RuntimeError(f"the batched write anchored {len(summary.record_ids)} of {records} records")
     return ThroughputResult(records, batch_size, single, batched, len(summary.batches), local_steps(lab_single.address))
 
 
@@ -87,6 +87,9 @@ def local_steps(author: str, count: int = 200) -> dict[str, float]:
             "store_1KB_blob_fsync": _per_call_ms(lambda i: store.put(blobs[i]), count),
         }
         with BatchJournal(Path(tmp) / "state", author).open() as (journal, state):
-            entry = StoredEntry("00" * 32, b"\x01" * 32, author, b"\x02" * 32, 2, Cid(store.put(b"x")))
-            steps["journal_line_fsync"] = _per_call_ms(lambda i: journal.stored(state, entry), count)
+            batch = OpenBatch(secrets.token_bytes(32), author, int(Scope.LAB))
+            journal.opened(state, batch)
+            cid = Cid(store.put(b"x"))
+            steps["journal_line_fsync"] = _per_call_ms(
+                lambda i: journal.stored(batch, StoredEntry(f"{i:064x}", i, int(Scope.LAB), b"\x02" * 32, cid)), count)
     return {key: round(value, 3) for key, value in steps.items()}
