@@ -50,6 +50,8 @@ abstract contract EhrChecks {
         _zero(handler.identityChanged(), "record identity changed");
         _zero(handler.illegalTransitions(), "illegal status transition");
         _zero(handler.recordMismatches(), "chain state differs from the ghost records");
+        // The author is bound into the id: an id still derived from the recorded author is that author's.
+        _zero(handler.idMismatches(), "an id no longer derived from the author who anchored it");
     }
 
     /// Only the patient tombstones.
@@ -58,10 +60,11 @@ abstract contract EhrChecks {
         _zero(handler.tombstonesNotByPatient(), "a tombstoned record not erased by its patient");
     }
 
-    /// No id is used twice: single and batched ids never collide, and a batched record always
-    /// resolves to the id it was anchored under (checked in recordMismatches too).
+    /// No id is used twice: single and batched ids never collide, every id is the one derived
+    /// from its author, and a batched record always resolves to the id it was anchored under.
     function check_idsNeverReused() public view {
         _zero(handler.idsReused(), "id reused");
+        _zero(handler.idMismatches(), "an id not derived from its author, or a batched record resolving elsewhere");
     }
 
     /// No record or batch is anchored by anyone but the patient or an author with an amend grant

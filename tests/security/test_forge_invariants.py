@@ -16,6 +16,7 @@ may create a network namespace (`unshare -n`, as root) it runs inside one, which
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -126,3 +127,35 @@ def test_each_check_fails_on_an_injected_fault_and_the_handler_reaches_every_pat
     assert not missing, f"tests forge did not run: {sorted(missing)}"
     failed = {name: tests[name]["reason"] for name in expected if tests[name]["status"] != "Success"}
     assert not failed, failed
+
+
+# A planted bug for the fuzzer to find: the read path checks only that some grant exists,
+# ignoring its scopes and expiry (canRead stays correct, so only the reads themselves are wrong).
+MUTATION = (
+    "if (member && _grantCovers(_grants[patient][msg.sender], scope, Access.Read)) {",
+    "if (member && _grants[patient][msg.sender].access != Access.None) {",
+)
+
+
+def test_fuzzer_finds_a_planted_bug_in_a_mutated_consent_manager(tmp_path: Path) -> None:
+    """The same handler and invariant, fuzzed against a copy of the contracts with the read path's
+    grant check weakened, must fail, and say why; otherwise the fuzzing above proves nothing."""
+    forge = _forge()
+    source = (REPO / "contracts" / "ConsentManager.sol").read_text()
+    assert source.count(MUTATION[0]) == 1, "ConsentManager's read check changed: update MUTATION"
+    shutil.copytree(REPO / "contracts", tmp_path / "contracts")
+    shutil.copytree(REPO / "contracts-test", tmp_path / "contracts-test")
+    (tmp_path / "contracts" / "ConsentManager.sol").write_text(source.replace(*MUTATION))
+    (tmp_path / "node_modules").symlink_to(REPO / "node_modules")
+    config = (REPO / "foundry.toml").read_text().replace('".build/solcx/', f'"{REPO}/.build/solcx/')
+    (tmp_path / "foundry.toml").write_text(config)
+    command = [*_isolated(), str(forge), "test", "--json", "--match-test", "invariant_noReadWithoutCoveringGrant"]
+    env = {**os.environ, "FOUNDRY_INVARIANT_RUNS": "64", "FOUNDRY_INVARIANT_DEPTH": "200",
+           "FOUNDRY_INVARIANT_SHRINK_RUN_LIMIT": "0"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode != 0, "forge passed against a consent manager that ignores scopes and expiry"
+    report = json.loads(result.stdout)
+    outcome = next(iter(report.values()))["test_results"]["invariant_noReadWithoutCoveringGrant()"]
+    assert outcome["status"] == "Failure"
+    print(f"planted bug found: {outcome['reason']} ({outcome['kind']['Invariant']['calls']} calls)")
+    assert outcome["reason"].startswith("read without a covering grant"), outcome["reason"]
