@@ -604,7 +604,7 @@ contract EhrHandler {
         return _reads[i];
     }
 
-    function leaf(uint256 i) external view returns (IRecordRegistry.BatchedRecord memory) {
+    function leafAt(uint256 i) external view returns (IRecordRegistry.BatchedRecord memory) {
         return _leaves[i];
     }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {log} from "./Vm.sol";
 import {EhrHandler} from "./EhrHandler.sol";
 
 /// @notice The handler reaches every path the invariants speak about: a fixed pseudo-random
@@ -38,6 +39,17 @@ contract HandlerReachTest {
             else if (kind == 14) h.reinstate(a, uint64(r >> 168));
             else h.warp(uint32(r >> 168) % 1200);
         }
+        log("reads", h.nReads());
+        log("emergency reads", h.nEmergencyReads());
+        log("single records", h.nRecords());
+        log("batches", h.nBatches());
+        log("amendments", h.nAmends());
+        log("tombstones", h.nTombstones());
+        log("grants", h.nGrants());
+        log("signed grants", h.nSignedGrants());
+        log("revocations", h.nRevokes());
+        log("break-glass confirmations", h.nBreakGlass());
+        log("suspensions", h.nSuspensions());
         require(h.nReads() > 0 && h.nEmergencyReads() > 0, "no reads or no emergency reads");
         require(h.nRecords() > 0 && h.nBatches() > 0 && h.nAmends() > 0 && h.nTombstones() > 0, "no writes");
         require(h.nGrants() > 0 && h.nSignedGrants() > 0 && h.nRevokes() > 0, "no grants");

@@ -74,7 +74,7 @@ def forge_run() -> dict[str, Any]:
     forge = _forge()
     if not SOLC_SHIM.exists():
         pytest.fail(f"{SOLC_SHIM.relative_to(REPO)} is missing: run `make install`")
-    command = [*_isolated(), str(forge), "test", "--json"]
+    command = [*_isolated(), str(forge), "test", "--json", "-vv"]  # -vv: console logs in the report
     started = time.monotonic()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
     elapsed = time.monotonic() - started
@@ -127,6 +127,7 @@ def test_each_check_fails_on_an_injected_fault_and_the_handler_reaches_every_pat
     assert not missing, f"tests forge did not run: {sorted(missing)}"
     failed = {name: tests[name]["reason"] for name in expected if tests[name]["status"] != "Success"}
     assert not failed, failed
+    print("handler reach over 3,000 calls:", ", ".join(tests["test_handlerReachesEveryPath()"]["decoded_logs"]))
 
 
 # A planted bug for the fuzzer to find: the read path checks only that some grant exists,
@@ -158,4 +159,6 @@ def test_fuzzer_finds_a_planted_bug_in_a_mutated_consent_manager(tmp_path: Path)
     outcome = next(iter(report.values()))["test_results"]["invariant_noReadWithoutCoveringGrant()"]
     assert outcome["status"] == "Failure"
     print(f"planted bug found: {outcome['reason']} ({outcome['kind']['Invariant']['calls']} calls)")
-    assert outcome["reason"].startswith("read without a covering grant"), outcome["reason"]
+    # Out-of-scope reads fail the count check; reads on expired grants, the per-read basis check.
+    assert outcome["reason"].startswith(("read without a covering grant", "a recorded read had no basis")), \
+        outcome["reason"]
