@@ -218,12 +218,13 @@ contract EhrHandler {
         }
     }
 
-    /// asPatient: the record's own patient tries (the common, allowed case); else a random actor.
-    function tombstone(uint256 callerSeed, uint256 recordSeed, bool asPatient, bool batchedPath) external {
+    /// mode % 4 == 0: the record's own patient erases it (allowed); else a random actor tries (mostly
+    /// refused), so that records stay readable long enough for reads to be exercised.
+    function tombstone(uint256 callerSeed, uint256 recordSeed, uint8 mode, bool batchedPath) external {
         if (recordIds.length == 0) return;
         bytes32 id = recordIds[recordSeed % recordIds.length];
         GhostRecord storage g = ghost[id];
-        address caller = asPatient ? g.patient : _actor(callerSeed);
+        address caller = mode % 4 == 0 ? g.patient : _actor(callerSeed);
         vm.recordLogs();
         if (g.batched && (batchedPath || !g.materialized)) {
             IRecordRegistry.BatchedRecord memory leaf = _leaves[g.leaf];
@@ -293,11 +294,12 @@ contract EhrHandler {
     }
 
     /// A reader asks for a record. mode 0: a random actor; 1: the patient; 2: an actor the model says
-    /// holds or held a grant from the patient (including revoked and expired ones); 3: a provider
-    /// that opened break-glass for the patient (confirmed or not, expired or not).
+    /// holds or held a grant from the patient (including revoked and expired ones); 3: the provider
+    /// that last opened break-glass, on a record of that patient (confirmed or not, expired or not).
     function requestAccess(uint256 readerSeed, uint256 recordSeed, uint8 mode, bool batchedPath) external {
         if (recordIds.length == 0) return;
         bytes32 id = recordIds[recordSeed % recordIds.length];
+        if (mode % 4 == 3 && _lastBreakGlassRequester != address(0)) id = _recordOf(_lastBreakGlassPatient, recordSeed, id);
         GhostRecord storage g = ghost[id];
         address reader = _reader(mode, readerSeed, g.patient);
         vm.recordLogs();
@@ -532,9 +534,17 @@ contract EhrHandler {
         } catch {}
     }
 
-    /// Two of three governors reinstate a suspended member.
+    /// Two of three governors reinstate a member: a suspended one when there is one (else anyone,
+    /// which must be refused).
     function reinstate(uint256 targetSeed, uint64 window) external {
         address target = _actor(targetSeed);
+        for (uint256 i = 0; i < ACTORS; ++i) {
+            address a = actors[(targetSeed % ACTORS + i) % ACTORS];
+            if (modelSuspended[a]) {
+                target = a;
+                break;
+            }
+        }
         vm.prank(governors[0]);
         try consortium.propose(IConsortium.Action.Reinstate, target, 0, 1 + window % 1 days) returns (uint256 id) {
             vm.prank(governors[1]);
@@ -946,6 +956,16 @@ contract EhrHandler {
         return _actor(seed);
     }
 
+    /// A record of `patient`, searched from `seed` (or `otherwise`, when the patient has none).
+    function _recordOf(address patient, uint256 seed, bytes32 otherwise) private view returns (bytes32) {
+        uint256 n = recordIds.length;
+        for (uint256 i = 0; i < n; ++i) {
+            bytes32 id = recordIds[(seed % n + i) % n];
+            if (ghost[id].patient == patient) return id;
+        }
+        return otherwise;
+    }
+
     /// Someone holding a grant from `patient` (or anyone, when nobody does).
     function _holder(uint256 seed, address patient) private view returns (address) {
         for (uint256 i = 0; i < ACTORS; ++i) {
@@ -958,6 +978,7 @@ contract EhrHandler {
     function _reader(uint8 mode, uint256 seed, address patient) private view returns (address) {
         if (mode % 4 == 1) return patient;
         if (mode % 4 == 3) {
+            if (patient == _lastBreakGlassPatient) return _lastBreakGlassRequester;
             for (uint256 i = 3; i < 5; ++i) {
                 if (modelBreakGlass[patient][actors[i]].requestedAt != 0) return actors[i];
             }

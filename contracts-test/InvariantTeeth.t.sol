@@ -83,7 +83,7 @@ contract InvariantTeethTest is EhrChecks {
     function test_tombstoneByNonPatientIsCaught() public {
         _holds(this.check_onlyPatientTombstones);
         _setRecordPatient(handler.recordIds(0), attacker);
-        handler.tombstone(8, 0, false, false);
+        handler.tombstone(8, 0, 1, false);
         _breaks(this.check_onlyPatientTombstones, "tombstone by someone other than the patient");
     }
 
