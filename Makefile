@@ -1,6 +1,6 @@
 # Everything a fresh machine needs is installed by these targets, into ignored folders:
 #   .venv/          Python packages pinned in requirements.lock
-#   node_modules/   Anvil, solcjs and OpenZeppelin Contracts pinned in package-lock.json
+#   node_modules/   Anvil, Forge, solcjs and OpenZeppelin Contracts pinned in package-lock.json
 #   .build/         the solc shim for py-solc-x, Kubo built from its Go module, compiled contracts
 # Reruns only redo what changed.
 
@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo lint test test-fast demo bench slither clean
+.PHONY: all install compile kubo lint test test-fast demo bench slither fuzz clean
 
 all: compile
 
@@ -73,6 +73,11 @@ demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo)
 # Static analysis alone (make test runs it too, in tests/security/test_static_analysis.py).
 slither: compile
 	$(BIN)/python tools/slither/run.py
+
+# The contract invariants alone, with forge's own report (make test runs them too, in
+# tests/security/test_forge_invariants.py). Seed, runs and depth are fixed in foundry.toml.
+fuzz: install
+	node_modules/.bin/forge test
 
 # Gas, throughput, crypto, memory and read latency on a fresh Anvil; writes bench/results/latest.json.
 bench: install
