@@ -13,6 +13,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ehr_client.batch import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, BatchProgress, ImportResult, import_directory
+from ehr_client.batch.bundle import BundleImport, import_bundle
+from ehr_client.records.fhir import validate_bundle_entries
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
 from ehr_client.cli._output import JsonFlag, err, hexid, out, print_json, tx_line
@@ -55,18 +57,25 @@ def _report(result: ImportResult, patient: str, json_: bool) -> None:
 
 def import_records(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, readable=True,
-                                              help="Folder of FHIR *.json files, one resource per file.")],
+    source: Annotated[Path, typer.Argument(exists=True, readable=True,
+                                           help="A folder of FHIR *.json files (one resource each), or a FHIR Bundle "
+                                                "file (one record per entry).")],
     patient: Annotated[str, typer.Option("--patient", help="The patient's address or local wallet name.")],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE,
                                             help="Records anchored per transaction.")] = DEFAULT_BATCH_SIZE,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid",
-                                               help="Import the valid files and list the invalid ones.")] = False,
+                                               help="Import the valid files or entries and list the invalid ones.")]
+    = False,
     json_: JsonFlag = False,
 ) -> None:
-    """Validate every file, then encrypt, store and anchor them in batches for PATIENT (providers and labs)."""
+    """Validate every file (or Bundle entry), then encrypt, store and anchor them in batches for PATIENT.
+
+    A Bundle becomes one record per entry, its internal references rewritten to the entries' ids
+    so they resolve when read back; to keep a Bundle as one record, use `record add`."""
     app_ = app_context(ctx)
     address = _parse.address(app_, patient)
+    if source.is_file():
+        validate_bundle_entries(source)  # a wrong file fails before any key is unlocked
     client = app_.client()
     console = err()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -76,6 +85,27 @@ def import_records(
         def progress(p: BatchProgress) -> None:
             bar.update(task, completed=p.processed, total=p.total, description=_describe(p))
 
-        result = import_directory(client, address, directory, batch_size=batch_size, skip_invalid=skip_invalid,
+        if source.is_file():
+            bundle = import_bundle(client, address, source, batch_size=batch_size, skip_invalid=skip_invalid,
+                                   progress=progress)
+            _report_bundle(bundle, address, json_)
+            return
+        result = import_directory(client, address, source, batch_size=batch_size, skip_invalid=skip_invalid,
                                   progress=progress)
     _report(result, address, json_)
+
+
+def _report_bundle(result: BundleImport, patient: str, json_: bool) -> None:
+    ids = result.summary.record_ids
+    if json_:
+        print_json({"patient": patient, "stored": result.summary.stored, "skipped": result.summary.skipped,
+                    "records": [{"entry": index, "reference": ref, "recordId": hexid(record_id)}
+                                for (index, ref), record_id in zip(result.entries, ids, strict=True)],
+                    "invalid": [{"entry": index, "problem": why} for index, why in result.skipped]})
+        return
+    out().print(f"imported {len(ids)} Bundle entries for {patient} as records "
+                f"({result.summary.stored} stored now, {result.summary.skipped} already anchored)")
+    for (index, ref), record_id in zip(result.entries, ids, strict=True):
+        out().print(f"  entry {index} {ref}: {hexid(record_id)}")
+    for index, why in result.skipped:
+        err().print(f"[yellow]skipped[/] entry {index}: {why}")
