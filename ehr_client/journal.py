@@ -89,6 +89,27 @@ class Journal:
             raise
 
     @property
+    def shares_path(self) -> Path:
+        return self._dir.parent / "shares.log"
+
+    def shared(self, cid: str) -> None:
+        """Note a key share this writer stored (its CID travels off chain, so only this log keeps it from gc)."""
+        try:
+            self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with open(self.shares_path, "a") as log:
+                log.write(f"{cid}\n")
+                log.flush()
+                os.fsync(log.fileno())
+        except OSError as exc:
+            raise _unwritable(self._dir.parent, exc) from None
+
+    def shares(self) -> list[str]:
+        try:
+            return [line for line in self.shares_path.read_text().split("\n") if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    @property
     def acknowledged_path(self) -> Path:
         return self._dir.parent / "acknowledged.log"
 

@@ -21,11 +21,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ehr_client.batch.gc import collect
 from ehr_client.cli import _parse
 from ehr_client.cli._context import AppContext, app_context
 from ehr_client.cli._output import err, hexid, out, print_json, short
 from ehr_client.client import EHRClient, Identity, RecordInfo
-from ehr_client.errors import BlobNotFound, InvalidRecord, StorageError, StorageUnavailable
+from ehr_client.errors import BlobNotFound, ConfigError, InvalidRecord, StorageError, StorageUnavailable
+from ehr_client.storage import LocalStore
 from ehr_client.storage.fragmented import FragmentedStore, HealthReport, InvalidManifest, RepairResult
 from ehr_client.storage.nodes import CONFIG_ENV, load_storage_config, storage_config_path
 
@@ -223,3 +225,29 @@ def repair(
     """
     rows, node_count = _run(ctx, records, patient, config, _repair_one, "repairing fragments")
     _finish(rows, node_count, json_, repaired=True)
+
+
+@app.command("gc")
+def gc(
+    ctx: typer.Context,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove the garbage; without it, only report (dry run).")]
+    = False,
+    grace: Annotated[str, typer.Option("--grace", help="Never touch blobs younger than this (e.g. 24h, 7d).")] = "24h",
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Find blobs of the local store that no anchored record, batch, journal or key share references."""
+    app_ = app_context(ctx)
+    seconds = _parse.duration(grace)
+    store = app_.store()
+    if not isinstance(store, LocalStore):
+        raise ConfigError("garbage collection works on the embedded store (--store local); Kubo has `ipfs repo gc`")
+    journals = app_.settings.home_dir / "journal"
+    state_dirs = sorted(p for p in journals.iterdir() if p.is_dir()) if journals.is_dir() else []
+    report = collect(app_.chain(), store, state_dirs, grace=seconds, delete=delete)
+    if json_:
+        print_json({"garbage": list(report.garbage), "bytes": report.bytes_garbage, "referenced": report.referenced,
+                    "tooYoung": report.too_young, "removed": report.removed, "dryRun": not delete})
+        return
+    verb = "removed" if delete else "would remove (dry run; --delete to remove)"
+    out().print(f"{verb} {len(report.garbage)} unreferenced blobs ({report.bytes_garbage:,} bytes); kept "
+                f"{report.referenced} referenced and {report.too_young} younger than {grace}")

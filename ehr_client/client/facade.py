@@ -77,7 +77,7 @@ class EHRClient:
         self.locator = RecordLocator(chain, store)
         self.reader = RecordReader(chain, store, identity)
         self.writer = RecordWriter(chain, store, identity, self.journal, self.directory)
-        self.sharer = KeySharer(identity, self.locator, self.reader, self.directory)
+        self.sharer = KeySharer(identity, self.locator, self.reader, self.directory, self.journal)
 
     @property
     def address(self) -> str:

@@ -20,6 +20,7 @@ from ehr_client.client.model import Identity, Skipped, hex_id
 from ehr_client.client.read import RecordReader
 from ehr_client.crypto import wrap_data_key
 from ehr_client.errors import DecryptionError, IntegrityError, StorageError
+from ehr_client.journal import Journal
 from ehr_client.keyshare import KeyShare, ShareEntry
 from ehr_client.storage import Cid
 
@@ -33,7 +34,8 @@ class ShareOutcome:
 
 class KeySharer:
     def __init__(self, identity: Identity, locator: RecordLocator, reader: RecordReader,
-                 directory: KeyDirectory) -> None:
+                 directory: KeyDirectory, journal: Journal) -> None:
+        self.journal = journal
         self.identity = identity
         self.locator = locator
         self.reader = reader
@@ -65,4 +67,5 @@ class KeySharer:
         if not entries:
             return ShareOutcome(None, 0, tuple(skipped))
         cid = self.reader.store.put(KeyShare(me, grantee, tuple(entries)).to_bytes())
+        self.journal.shared(cid)
         return ShareOutcome(cid, len(entries), tuple(skipped))

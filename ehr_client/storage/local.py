@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ehr_client.errors import BlobNotFound, StorageUnavailable
+from ehr_client.errors import BlobNotFound, InvalidRecord, StorageUnavailable
 from ehr_client.storage._verify import check_bytes, verified_chunks
 from ehr_client.storage.cid import RAW, Cid, CidHasher, cid_for_bytes, decode_cid
 
@@ -80,6 +80,18 @@ class LocalStore:
             raise StorageUnavailable(
                 f"cannot delete blob {cid} from {self!r}: {exc.strerror}; check the directory's permissions"
             ) from exc
+
+    def blobs(self) -> Iterator[tuple[Cid, float]]:
+        """Every stored blob and its modification time (for garbage collection); temporary files skipped."""
+        for shard in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != _INCOMING):
+            for path in sorted(shard.iterdir()):
+                if path.name.startswith(".") or not path.is_file():
+                    continue
+                try:
+                    decode_cid(Cid(path.name))
+                except InvalidRecord:
+                    continue
+                yield Cid(path.name), path.stat().st_mtime
 
     def size(self, cid: Cid) -> int:
         self._require_raw(cid)

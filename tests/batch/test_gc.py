@@ -1,0 +1,60 @@
+"""Garbage collection removes only what nothing references: a crash's orphan, never a record,
+a pending or acknowledged write, a batch, a manifest or a key share."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ehr_client.batch import BatchItem, BatchWriter
+from ehr_client.batch.gc import collect
+from ehr_client.client import EHRClient
+from ehr_client.client.write import prepare
+from ehr_client.journal import PendingWrite
+from ehr_client.package import RecordBinding
+from ehr_client.chain.ids import record_id_of
+from ehr_client.records import canonicalize
+from tests.batch.conftest import observation
+from tests.constants import DAY
+
+OLD = 2 * DAY
+
+
+def _age(store, cids, seconds: float) -> None:
+    for cid in cids:
+        path = store.path_for(cid)
+        os.utime(path, (path.stat().st_atime - seconds, path.stat().st_mtime - seconds))
+
+
+def test_only_unreferenced_old_blobs_are_collected(people: dict[str, EHRClient], writer_lab: EHRClient, store,
+                                                    tmp_path: Path) -> None:
+    patient, doctor = people["patient"], people["doctor"]
+    single = writer_lab.add_record(patient.address, observation(1))
+    batch = BatchWriter(writer_lab).write([BatchItem(patient.address, observation(2 + i)) for i in range(2)])
+    share = patient.grant(doctor.address, int(single.scope), expires_at=patient.chain.now() + DAY).key_share
+    # a write that crashed after storing, before its journal line: an orphan
+    orphan = store.put(b"ciphertext of a write that crashed before its journal line")
+    # a write stored and journaled but not anchored yet (pending): protected
+    prepared = prepare(observation(9))
+    salt = os.urandom(32)
+    rid = record_id_of(writer_lab.address, salt)
+    pending_cid, pending_hash = writer_lab.writer.seal(
+        RecordBinding.of(rid, 1, patient.address, prepared.scope, writer_lab.address), prepared.media_type,
+        prepared.source())
+    writer_lab.journal.put("ab" * 32, PendingWrite("0x" + rid.hex(), patient.address, pending_cid,
+                                                   "0x" + pending_hash.hex(), prepared.scope, None, "0x" + salt.hex()))
+    every = [cid for cid, _ in store.blobs()]
+    _age(store, every, OLD)
+    young = store.put(b"a blob stored a moment ago, its journal line not yet written")
+
+    states = [writer_lab.state_dir, patient.state_dir]
+    dry = collect(patient.chain, store, states, grace=DAY)
+    assert dry.garbage == (orphan,) and dry.removed == 0 and dry.too_young == 1
+    assert store.has(orphan)
+
+    done = collect(patient.chain, store, states, grace=DAY, delete=True)
+    assert done.removed == 1 and not store.has(orphan) and store.has(young) and store.has(pending_cid)
+    assert share is not None and store.has(share)
+    assert doctor.read_record(single.record_id, key_share=share).data == canonicalize(observation(1))
+    assert patient.read_record(batch.record_ids[1]).data == canonicalize(observation(3))
+    assert collect(patient.chain, store, states, grace=DAY).garbage == ()
