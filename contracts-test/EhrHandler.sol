@@ -435,8 +435,8 @@ contract EhrHandler {
     }
 
     /// A relayer submits a patient's signed grant. signerSeed % 8 == 0: someone else signed it;
-    /// == 1: the signature's validity passed. Both must be refused. == 2: the relayer holds the
-    /// genuine signature and submits it later (relayHeld). Terms that cannot be signed as access
+    /// == 1: the signature's validity passed. Both must be refused. == 2 or 3: the relayer holds
+    /// the genuine signature and submits it later (relayHeld). Terms that cannot be signed as access
     /// None carry a scope bit no category names instead, which must be refused too.
     /// replay: submit it a second time.
     function grantBySig(
@@ -461,8 +461,11 @@ contract EhrHandler {
         bool expired = signerSeed % 8 == 1;
         g.validUntil = uint64(expired ? block.timestamp - 1 : block.timestamp + 1 hours);
         uint256 signer = signerSeed % 8 == 0 ? (p + 1 + signerSeed % (ACTORS - 1)) % ACTORS : p;
-        if (signerSeed % 8 == 2) {
+        if (signerSeed % 8 == 2 || signerSeed % 8 == 3) {
+            // Held for a day; the grant it carries lasts a day longer than the random terms, so that
+            // it can still take effect when it is relayed (the random terms are kept otherwise).
             g.validUntil = uint64(block.timestamp + 1 days);
+            if (g.grantEndsAt > block.timestamp) g.grantEndsAt += 1 days;
             g.signature = _sign(p, _grantStructHash(g));
             _hold(g, signerSeed);
             return;
@@ -496,21 +499,34 @@ contract EhrHandler {
     }
 
     /// A relayer submits a signature it held, after whatever happened since it was signed.
-    function relayHeld(uint256 heldSeed, bool grantNotRevocation) external {
-        if (grantNotRevocation && _heldGrants.length > 0) {
-            uint256 i = heldSeed % _heldGrants.length;
-            SignedGrant memory g = _heldGrants[i];
-            _heldGrants[i] = _heldGrants[_heldGrants.length - 1];
-            _heldGrants.pop();
-            vm.prank(actors[8]);
-            if (_relayGrant(g, true)) nHeldRelayed++;
-        } else if (_heldRevocations.length > 0) {
-            uint256 i = heldSeed % _heldRevocations.length;
-            SignedRevocation memory r = _heldRevocations[i];
-            _heldRevocations[i] = _heldRevocations[_heldRevocations.length - 1];
-            _heldRevocations.pop();
-            if (_relayRevocation(r, true)) nHeldRelayed++;
+    /// mode % 3 == 0: a held grant; 1: a held revocation; 2: a held grant, then a held revocation
+    /// of the same pair if there is one (the race of issue 13: the revocation must still win).
+    function relayHeld(uint256 heldSeed, uint8 mode) external {
+        if (mode % 3 == 1 || _heldGrants.length == 0) {
+            if (_heldRevocations.length > 0) _relayHeldRevocation(heldSeed % _heldRevocations.length);
+            return;
         }
+        uint256 i = heldSeed % _heldGrants.length;
+        SignedGrant memory g = _heldGrants[i];
+        _heldGrants[i] = _heldGrants[_heldGrants.length - 1];
+        _heldGrants.pop();
+        vm.prank(actors[8]);
+        if (_relayGrant(g, true)) nHeldRelayed++;
+        if (mode % 3 != 2) return;
+        for (uint256 j = 0; j < _heldRevocations.length; ++j) {
+            SignedRevocation storage r = _heldRevocations[j];
+            if (r.patient == g.patient && r.grantee == g.grantee) {
+                _relayHeldRevocation(j);
+                return;
+            }
+        }
+    }
+
+    function _relayHeldRevocation(uint256 i) private {
+        SignedRevocation memory r = _heldRevocations[i];
+        _heldRevocations[i] = _heldRevocations[_heldRevocations.length - 1];
+        _heldRevocations.pop();
+        if (_relayRevocation(r, true)) nHeldRelayed++;
     }
 
     /// Relays a signed grant (the caller pranks the relayer) and checks the outcome with the model.

@@ -67,7 +67,7 @@ contract HandlerReachTest {
         else if (kind == 14) h.reinstate(a, uint64(w));
         else if (kind == 15) h.warp(w % 1200);
         else if (kind == 16) h.signRevocation(a, b, uint256(c), f);
-        else h.relayHeld(a, f);
+        else h.relayHeld(a, e);
     }
 
     function _add(EhrHandler h) private {

@@ -72,19 +72,19 @@ contract InvariantTeethTest is EhrChecks {
     function test_signedRevocationVoidedByEarlierGrantIsCaught() public {
         handler.grantBySig(0, 0, 1, 1, 1 hours, 2, false); // held: patient -> provider, Read, nonce 0
         handler.signRevocation(0, 0, 0, true); // held: the same pair, nonce 0
-        handler.relayHeld(0, false); // the revocation: nothing in force, voids grants signed at 0
+        handler.relayHeld(0, 1); // the revocation: nothing in force, voids grants signed at 0
         require(handler.nSignedRevokes() == 1, "setup: the revocation was not relayed");
-        handler.relayHeld(0, true); // the grant signed at 0: refused
+        handler.relayHeld(0, 0); // the grant signed at 0: refused
         _holds(this.check_revokedOrExpiredGrantNeverReads);
         handler.grantBySig(0, 0, 1, 1, 1 hours, 2, false);
         handler.signRevocation(0, 0, 0, true);
-        handler.relayHeld(0, false); // nonce 1 -> 2
+        handler.relayHeld(0, 1); // nonce 1 -> 2
         // The nonce slips back to the one the held grant was signed at.
         bytes32 slot = _grantSlot(patient, provider);
         uint256 word = uint256(VM.load(address(handler.consent()), slot));
         word = (word & ~(uint256(type(uint40).max) << NONCE_BIT)) | (uint256(1) << NONCE_BIT);
         VM.store(address(handler.consent()), slot, bytes32(word));
-        handler.relayHeld(0, true);
+        handler.relayHeld(0, 0);
         _breaks(this.check_revokedOrExpiredGrantNeverReads, "signed revocation voided by an earlier-signed grant");
     }
 
@@ -93,19 +93,19 @@ contract InvariantTeethTest is EhrChecks {
     function test_signedRevocationRefusedAfterEarlierGrantIsCaught() public {
         handler.grantBySig(0, 0, 1, 1, 1 hours, 2, false);
         handler.signRevocation(0, 0, 0, true);
-        handler.relayHeld(0, true); // the grant signed at 0: in force, nonce 1
-        handler.relayHeld(0, false); // the revocation signed at 0 ends it
+        handler.relayHeld(0, 0); // the grant signed at 0: in force, nonce 1
+        handler.relayHeld(0, 1); // the revocation signed at 0 ends it
         require(handler.nSignedRevokes() == 1 && handler.nRevokes() == 1, "setup: the revocation did not end the grant");
         _holds(this.check_revokedOrExpiredGrantNeverReads);
         handler.grantBySig(0, 0, 1, 1, 1 hours, 2, false); // at nonce 2
         handler.signRevocation(0, 0, 0, true);
-        handler.relayHeld(0, true); // in force, decided at 2
+        handler.relayHeld(0, 0); // in force, decided at 2
         // The grant in force is recorded as decided after the revocation was signed.
         bytes32 slot = _grantSlot(patient, provider);
         uint256 word = uint256(VM.load(address(handler.consent()), slot));
         word = (word & ~(uint256(type(uint40).max) << GRANT_NONCE_BIT)) | (uint256(3) << GRANT_NONCE_BIT);
         VM.store(address(handler.consent()), slot, bytes32(word));
-        handler.relayHeld(0, false);
+        handler.relayHeld(0, 1);
         _breaks(this.check_revokedOrExpiredGrantNeverReads, "signed revocation voided by an earlier-signed grant");
     }
 
