@@ -33,6 +33,30 @@ contract EhrHandler {
         uint64 expiresAt;
         IConsentManager.Access access;
         bool revoked;
+        bytes5 purposeTag; // the first five bytes of keccak256(purpose)
+        uint40 decidedAt; // the nonce the grant in force was decided at (0 when none)
+    }
+
+    /// A grant the patient signed (relayed at once, or held by a relayer for later).
+    struct SignedGrant {
+        address patient;
+        address grantee;
+        uint64 scopes;
+        bool mayAmend;
+        string purpose;
+        uint64 grantEndsAt;
+        uint256 nonce;
+        uint64 validUntil;
+        bytes signature;
+    }
+
+    /// A revocation the patient signed and a relayer holds.
+    struct SignedRevocation {
+        address patient;
+        address grantee;
+        uint256 nonce;
+        uint64 validUntil;
+        bytes signature;
     }
 
     struct ModelBreakGlass {
@@ -64,6 +88,22 @@ contract EhrHandler {
     uint256 public constant MAX_RECORDS = 96;
     uint256 public constant MAX_READ_FACTS = 64;
     uint64 public constant ALL_SCOPES = 15;
+    uint256 public constant MAX_HELD = 8;
+    /// The scope bits a wallet shows by name (ehr_client/chain/eip712.py CATEGORY_FIELDS).
+    uint64 public constant NAMED_SCOPES = 0xBFFF;
+    /// What the patient's wallet signs, as ehr_client/chain/eip712.py encodes the types (written
+    /// out here, not read from the contract, so a contract typehash that drifts fails the run).
+    bytes32 public constant GRANT_TYPEHASH = keccak256(
+        "Grant(address patient,address grantee,Categories categories,bool mayAmend,string purpose,uint64 grantEndsAt,uint256 nonce,uint64 signatureValidUntil)"
+        "Categories(bool demographics,bool lab,bool vitals,bool conditions,bool medications,bool procedures,bool encounters,bool imaging,bool genomics,bool mentalHealth,bool documents,bool immunizations,bool carePlans,bool socialHistory,bool other)"
+    );
+    bytes32 public constant CATEGORIES_TYPEHASH = keccak256(
+        "Categories(bool demographics,bool lab,bool vitals,bool conditions,bool medications,bool procedures,bool encounters,bool imaging,bool genomics,bool mentalHealth,bool documents,bool immunizations,bool carePlans,bool socialHistory,bool other)"
+    );
+    bytes32 public constant REVOKE_TYPEHASH =
+        keccak256("Revoke(address patient,address grantee,uint256 nonce,uint64 signatureValidUntil)");
+    /// `signedAt` of a decision the patient sent as their own transaction.
+    uint256 private constant UNSIGNED = type(uint256).max;
 
     Vm private constant vm = VM;
 
@@ -83,6 +123,14 @@ contract EhrHandler {
     mapping(address => bool) public modelRegistered;
     mapping(address => mapping(address => ModelGrant)) public modelGrant;
     mapping(address => mapping(address => ModelBreakGlass)) public modelBreakGlass;
+    /// The nonce the pair's next signature must carry, as the patient's decisions moved it.
+    mapping(address => mapping(address => uint256)) public modelNonce;
+    /// Grants signed at a nonce below this were revoked (by a relayed signed revocation or the
+    /// patient's own revoke) and must never take effect.
+    mapping(address => mapping(address => uint256)) public revokedBelow;
+    /// Signatures a relayer holds and submits later, in any order.
+    SignedGrant[] internal _heldGrants;
+    SignedRevocation[] internal _heldRevocations;
 
     // ---- ghost records ----
     mapping(bytes32 => GhostRecord) public ghost;
@@ -115,6 +163,7 @@ contract EhrHandler {
     uint256 public unauthorisedBatches;
     uint256 public forgedAccepted;
     uint256 public badGrants;
+    uint256 public revocationsVoided;
     uint256 public badBreakGlass;
     uint256 public badGovernance;
     string public firstViolation;
@@ -129,6 +178,10 @@ contract EhrHandler {
     uint256 public nGrants;
     uint256 public nSignedGrants;
     uint256 public nRevokes;
+    uint256 public nSignedRevokes;
+    uint256 public nHeldRelayed;
+    /// Signed revocations that ended a grant relayed after the revocation was signed.
+    uint256 public nRevocationRaces;
     uint256 public nBreakGlass;
     uint256 public nSuspensions;
 
@@ -139,7 +192,7 @@ contract EhrHandler {
         address[] memory govs = new address[](3);
         (govs[0], govs[1], govs[2]) = (governors[0], governors[1], governors[2]);
         consortium = new Consortium(govs, 2);
-        registry = new RecordRegistry(consortium);
+        registry = new RecordRegistry(consortium, "EHR Consent (forge)");
         consent = ConsentManager(registry.consentManager());
         vm.warp(1_750_000_000);
         for (uint256 i = 0; i < ACTORS; ++i) {
@@ -374,14 +427,18 @@ contract EhrHandler {
         address patient = _actor(patientSeed);
         address grantee = _grantee(granteeSeed);
         (uint64 scopes, IConsentManager.Access access, uint64 expiresAt) = _terms(scopeSeed, accessSeed, duration);
+        string memory purpose = _purpose(accessSeed / 3);
         vm.prank(patient);
-        try consent.grant(grantee, scopes, access, expiresAt) {
-            _granted(patient, grantee, scopes, access, expiresAt);
+        try consent.grant(grantee, scopes, access, expiresAt, purpose) {
+            _granted(patient, grantee, scopes, access, expiresAt, bytes5(keccak256(bytes(purpose))), UNSIGNED);
         } catch {}
     }
 
     /// A relayer submits a patient's signed grant. signerSeed % 8 == 0: someone else signed it;
-    /// == 1: the deadline passed. Both must be refused. replay: submit it a second time.
+    /// == 1: the signature's validity passed. Both must be refused. == 2 or 3: the relayer holds
+    /// the genuine signature and submits it later (relayHeld). Terms that cannot be signed as access
+    /// None carry a scope bit no category names instead, which must be refused too.
+    /// replay: submit it a second time.
     function grantBySig(
         uint256 patientSeed,
         uint256 granteeSeed,
@@ -395,90 +452,202 @@ contract EhrHandler {
         uint256 p = patientSeed % ACTORS;
         g.patient = actors[p];
         g.grantee = _grantee(granteeSeed);
-        (g.scopes, g.access, g.expiresAt) = _terms(scopeSeed, accessSeed, duration);
+        IConsentManager.Access access;
+        (g.scopes, access, g.grantEndsAt) = _terms(scopeSeed, accessSeed, duration);
+        if (access == IConsentManager.Access.None) g.scopes |= uint64(1) << 14;
+        g.mayAmend = access == IConsentManager.Access.Amend;
+        g.purpose = _purpose(accessSeed / 3);
+        g.nonce = consent.nonces(g.patient, g.grantee);
         bool expired = signerSeed % 8 == 1;
-        g.deadline = expired ? block.timestamp - 1 : block.timestamp + 1 hours;
+        g.validUntil = uint64(expired ? block.timestamp - 1 : block.timestamp + 1 hours);
         uint256 signer = signerSeed % 8 == 0 ? (p + 1 + signerSeed % (ACTORS - 1)) % ACTORS : p;
+        if (signerSeed % 8 == 2 || signerSeed % 8 == 3) {
+            // Held for a day; the grant it carries lasts a day longer than the random terms, so that
+            // it can still take effect when it is relayed (the random terms are kept otherwise).
+            g.validUntil = uint64(block.timestamp + 1 days);
+            if (g.grantEndsAt > block.timestamp) g.grantEndsAt += 1 days;
+            g.signature = _sign(p, _grantStructHash(g));
+            _hold(g, signerSeed);
+            return;
+        }
         g.signature = _sign(signer, _grantStructHash(g));
         bool genuine = signer == p && !expired;
         vm.prank(actors[(p + 3) % ACTORS]);
-        if (!_relay(g)) return;
-        if (!genuine) {
-            badGrants++;
-            _violate("a grant signed by someone else, or after its deadline, was accepted");
-        }
-        nSignedGrants++;
-        _granted(g.patient, g.grantee, g.scopes, g.access, g.expiresAt);
+        if (!_relayGrant(g, genuine)) return;
         if (replay && _relay(g)) {
             badGrants++;
             _violate("a signed grant was accepted twice");
         }
     }
 
-    struct SignedGrant {
-        address patient;
-        address grantee;
-        uint64 scopes;
-        IConsentManager.Access access;
-        uint64 expiresAt;
-        uint256 deadline;
-        bytes signature;
+    /// The patient signs a revocation at the pair's current nonce and a relayer holds it.
+    /// ofHeld: for the pair of a grant signature a relayer already holds (so the two race).
+    function signRevocation(uint256 heldSeed, uint256 patientSeed, uint256 granteeSeed, bool ofHeld) external {
+        SignedRevocation memory r;
+        if (ofHeld && _heldGrants.length > 0) {
+            SignedGrant storage h = _heldGrants[heldSeed % _heldGrants.length];
+            (r.patient, r.grantee) = (h.patient, h.grantee);
+        } else {
+            r.patient = _actor(patientSeed);
+            r.grantee = _holder(granteeSeed, r.patient);
+        }
+        r.nonce = consent.nonces(r.patient, r.grantee);
+        r.validUntil = uint64(block.timestamp + 1 days);
+        r.signature = _sign(_index(r.patient), _revokeStructHash(r));
+        if (_heldRevocations.length < MAX_HELD) _heldRevocations.push(r);
+        else _heldRevocations[heldSeed % MAX_HELD] = r;
     }
 
-    function _grantStructHash(SignedGrant memory g) private view returns (bytes32) {
+    /// A relayer submits a signature it held, after whatever happened since it was signed.
+    /// mode % 3 == 0: a held grant; 1: a held revocation; 2: a held grant, then a held revocation
+    /// of the same pair if there is one (the race of issue 13: the revocation must still win).
+    function relayHeld(uint256 heldSeed, uint8 mode) external {
+        if (mode % 3 == 1 || _heldGrants.length == 0) {
+            if (_heldRevocations.length > 0) _relayHeldRevocation(heldSeed % _heldRevocations.length);
+            return;
+        }
+        uint256 i = heldSeed % _heldGrants.length;
+        SignedGrant memory g = _heldGrants[i];
+        _heldGrants[i] = _heldGrants[_heldGrants.length - 1];
+        _heldGrants.pop();
+        vm.prank(actors[8]);
+        if (_relayGrant(g, true)) nHeldRelayed++;
+        if (mode % 3 != 2) return;
+        for (uint256 j = 0; j < _heldRevocations.length; ++j) {
+            SignedRevocation storage r = _heldRevocations[j];
+            if (r.patient == g.patient && r.grantee == g.grantee) {
+                _relayHeldRevocation(j);
+                return;
+            }
+        }
+    }
+
+    function _relayHeldRevocation(uint256 i) private {
+        SignedRevocation memory r = _heldRevocations[i];
+        _heldRevocations[i] = _heldRevocations[_heldRevocations.length - 1];
+        _heldRevocations.pop();
+        if (_relayRevocation(r, true)) nHeldRelayed++;
+    }
+
+    /// Relays a signed grant (the caller pranks the relayer) and checks the outcome with the model.
+    function _relayGrant(SignedGrant memory g, bool genuine) private returns (bool) {
+        if (!_relay(g)) return false;
+        if (!genuine || block.timestamp > g.validUntil) {
+            badGrants++;
+            _violate("a grant signed by someone else, or after its deadline, was accepted");
+        }
+        if (g.scopes & ~NAMED_SCOPES != 0) {
+            badGrants++;
+            _violate("a signed grant with a scope bit the wallet could not show was accepted");
+        }
+        nSignedGrants++;
+        IConsentManager.Access access = g.mayAmend ? IConsentManager.Access.Amend : IConsentManager.Access.Read;
+        _granted(g.patient, g.grantee, g.scopes, access, g.grantEndsAt, bytes5(keccak256(bytes(g.purpose))), g.nonce);
+        return true;
+    }
+
+    function _hold(SignedGrant memory g, uint256 seed) private {
+        if (_heldGrants.length < MAX_HELD) _heldGrants.push(g);
+        else _heldGrants[seed % MAX_HELD] = g;
+    }
+
+    /// hashStruct(Categories): one bool per named category, in bit order (bit 14 has no name).
+    function _categoriesHash(uint64 scopes) private pure returns (bytes32) {
+        bytes memory encoded = abi.encode(CATEGORIES_TYPEHASH);
+        for (uint256 bit = 0; bit < 16; ++bit) {
+            if (bit != 14) encoded = bytes.concat(encoded, abi.encode((scopes >> bit) & 1 == 1));
+        }
+        return keccak256(encoded);
+    }
+
+    function _grantStructHash(SignedGrant memory g) private pure returns (bytes32) {
         return keccak256(
             abi.encode(
-                consent.GRANT_TYPEHASH(),
+                GRANT_TYPEHASH,
                 g.patient,
                 g.grantee,
-                g.scopes,
-                g.access,
-                g.expiresAt,
-                consent.nonces(g.patient, g.grantee),
-                g.deadline
+                _categoriesHash(g.scopes),
+                g.mayAmend,
+                keccak256(bytes(g.purpose)),
+                g.grantEndsAt,
+                g.nonce,
+                g.validUntil
             )
         );
     }
 
+    function _revokeStructHash(SignedRevocation memory r) private pure returns (bytes32) {
+        return keccak256(abi.encode(REVOKE_TYPEHASH, r.patient, r.grantee, r.nonce, r.validUntil));
+    }
+
     function _relay(SignedGrant memory g) private returns (bool) {
-        try consent.grantBySig(g.patient, g.grantee, g.scopes, g.access, g.expiresAt, g.deadline, g.signature) {
+        try consent.grantBySig(
+            g.patient, g.grantee, g.scopes, g.mayAmend, g.purpose, g.grantEndsAt, g.validUntil, g.signature
+        ) {
             return true;
         } catch {
             return false;
         }
     }
 
+    /// signed: the patient signs a revocation at the current nonce (wrongSigner: someone else
+    /// does) and an outsider relays it at once; else the patient revokes directly.
     function revoke(uint256 patientSeed, uint256 granteeSeed, bool signed, bool wrongSigner) external {
         uint256 p = patientSeed % ACTORS;
         address patient = actors[p];
         address grantee = _holder(granteeSeed, patient);
-        bool had = modelGrant[patient][grantee].access != IConsentManager.Access.None;
         if (signed) {
-            uint256 deadline = block.timestamp + 1 hours;
-            bytes32 structHash = keccak256(
-                abi.encode(consent.REVOKE_TYPEHASH(), patient, grantee, consent.nonces(patient, grantee), deadline)
-            );
-            uint256 signer = wrongSigner ? (p + 1) % ACTORS : p;
-            bytes memory signature = _sign(signer, structHash);
-            vm.prank(actors[8]);
-            try consent.revokeBySig(patient, grantee, deadline, signature) {
-                if (wrongSigner) {
-                    badGrants++;
-                    _violate("a revocation signed by someone else was accepted");
-                }
-                _revoked(patient, grantee, had);
-            } catch {}
+            SignedRevocation memory r;
+            (r.patient, r.grantee) = (patient, grantee);
+            r.nonce = consent.nonces(patient, grantee);
+            r.validUntil = uint64(block.timestamp + 1 hours);
+            r.signature = _sign(wrongSigner ? (p + 1) % ACTORS : p, _revokeStructHash(r));
+            _relayRevocation(r, !wrongSigner);
         } else {
+            bool had = modelGrant[patient][grantee].access != IConsentManager.Access.None;
             vm.prank(patient);
             try consent.revoke(grantee) {
-                _revoked(patient, grantee, had);
+                _revoked(patient, grantee, had, UNSIGNED);
             } catch {}
         }
     }
 
+    /// Relays a signed revocation and checks the outcome against the rule: a revocation signed at
+    /// nonce n ends a grant decided at n or earlier (whichever was relayed first) and, with no
+    /// grant in force, voids the grants signed at n; a grant decided later stands.
+    function _relayRevocation(SignedRevocation memory r, bool genuine) private returns (bool ok) {
+        ModelGrant storage m = modelGrant[r.patient][r.grantee];
+        bool had = m.access != IConsentManager.Access.None;
+        bool due = genuine && block.timestamp <= r.validUntil
+            && (had ? m.decidedAt <= r.nonce : r.nonce == modelNonce[r.patient][r.grantee]);
+        vm.prank(actors[8]);
+        try consent.revokeBySig(r.patient, r.grantee, r.nonce, r.validUntil, r.signature) {
+            ok = true;
+        } catch {}
+        if (ok && !due) {
+            badGrants++;
+            _violate("a signed revocation by someone else, past its validity or older than the grant was accepted");
+        }
+        if (!ok && due) {
+            revocationsVoided++;
+            _violate("a revocation the patient signed was refused though no later decision superseded it");
+        }
+        if (ok) {
+            nSignedRevokes++;
+            if (had && r.nonce < modelNonce[r.patient][r.grantee]) nRevocationRaces++;
+            _revoked(r.patient, r.grantee, had, r.nonce);
+        }
+    }
+
     function cancelSignatures(uint256 patientSeed, uint256 granteeSeed) external {
-        vm.prank(_actor(patientSeed));
-        consent.cancelSignatures(_actor(granteeSeed));
+        address patient = _actor(patientSeed);
+        address grantee = _actor(granteeSeed);
+        vm.prank(patient);
+        consent.cancelSignatures(grantee);
+        uint256 nonce = ++modelNonce[patient][grantee];
+        ModelGrant storage m = modelGrant[patient][grantee];
+        // The grant in force now counts as decided at the new nonce.
+        if (m.access != IConsentManager.Access.None) m.decidedAt = uint40(nonce);
     }
 
     /// callerSeed even: one of the two providers; odd: anyone (who must be refused unless a provider).
@@ -685,6 +854,8 @@ contract EhrHandler {
                 ModelGrant storage m = modelGrant[patient][reader];
                 IConsentManager.Grant memory s = consent.getGrant(patient, reader);
                 if (s.scopes != m.scopes || s.expiresAt != m.expiresAt || s.access != m.access) ++bad;
+                if (s.purposeTag != m.purposeTag || s.grantNonce != m.decidedAt) ++bad;
+                if (s.nonce != modelNonce[patient][reader]) ++bad;
                 bool dead = m.revoked || (m.access != IConsentManager.Access.None && m.expiresAt <= block.timestamp);
                 if (dead && !_breakGlassActive(patient, reader)) {
                     for (uint64 bit = 1; bit <= 8; bit <<= 1) {
@@ -892,12 +1063,15 @@ contract EhrHandler {
     // Model helpers
     // =====================================================================================
 
+    /// `signedAt`: the nonce the patient's signature carried, or UNSIGNED for their own transaction.
     function _granted(
         address patient,
         address grantee,
         uint64 scopes,
         IConsentManager.Access access,
-        uint64 expiresAt
+        uint64 expiresAt,
+        bytes5 purposeTag,
+        uint256 signedAt
     ) private {
         IConsortium.Role role = modelRole[grantee];
         bool amender = role == IConsortium.Role.Provider || role == IConsortium.Role.Lab;
@@ -909,16 +1083,47 @@ contract EhrHandler {
             badGrants++;
             _violate("a grant to a non-member, the patient, or on invalid terms was accepted");
         }
-        modelGrant[patient][grantee] = ModelGrant(scopes, expiresAt, access, false);
         nGrants++;
+        ModelGrant storage m = modelGrant[patient][grantee];
+        uint256 nonce = modelNonce[patient][grantee];
+        uint256 decidedAt;
+        if (signedAt == UNSIGNED) {
+            // The same terms and purpose again: a no-op that moves no nonce.
+            if (m.access == access && m.scopes == scopes && m.expiresAt == expiresAt && m.purposeTag == purposeTag) {
+                return;
+            }
+            decidedAt = nonce + 1;
+        } else {
+            if (signedAt != nonce) {
+                badGrants++;
+                _violate("a grant signed at a nonce other than the pair's current one was accepted");
+            }
+            if (signedAt < revokedBelow[patient][grantee]) {
+                revocationsVoided++;
+                _violate("a grant signed at or before a relayed revocation was accepted");
+            }
+            decidedAt = signedAt;
+        }
+        modelNonce[patient][grantee] = nonce + 1;
+        modelGrant[patient][grantee] = ModelGrant(scopes, expiresAt, access, false, purposeTag, uint40(decidedAt));
     }
 
-    function _revoked(address patient, address grantee, bool had) private {
+    /// `signedAt` as in {_granted}; `had`: a grant was in force (expired or not) before the call.
+    function _revoked(address patient, address grantee, bool had, uint256 signedAt) private {
+        uint256 nonce = modelNonce[patient][grantee];
+        uint256 revokedAt = signedAt == UNSIGNED ? nonce : signedAt;
+        if (revokedAt + 1 > revokedBelow[patient][grantee]) revokedBelow[patient][grantee] = revokedAt + 1;
+        // A signed revocation at an older nonce than the current one moves nothing on.
+        if (signedAt == UNSIGNED || signedAt == nonce) modelNonce[patient][grantee] = nonce + 1;
         if (!had) {
-            badGrants++;
-            _violate("a revocation of a grant that did not exist was accepted");
+            // Only a signature at the current nonce may void the grants signed at it.
+            if (signedAt != nonce) {
+                badGrants++;
+                _violate("a revocation of a grant that did not exist was accepted");
+            }
+            return;
         }
-        modelGrant[patient][grantee] = ModelGrant(0, 0, IConsentManager.Access.None, true);
+        modelGrant[patient][grantee] = ModelGrant(0, 0, IConsentManager.Access.None, true, bytes5(0), 0);
         nRevokes++;
     }
 
@@ -999,6 +1204,18 @@ contract EhrHandler {
     /// Mostly members (3..7), sometimes the outsider (8), who must be refused.
     function _grantee(uint256 seed) private view returns (address) {
         return actors[3 + seed % 6];
+    }
+
+    function _purpose(uint256 seed) private pure returns (string memory) {
+        uint256 k = seed % 3;
+        return k == 0 ? "treatment" : k == 1 ? "research" : "payment";
+    }
+
+    function _index(address actor) private view returns (uint256) {
+        for (uint256 i = 0; i < ACTORS; ++i) {
+            if (actors[i] == actor) return i;
+        }
+        revert("not an actor");
     }
 
     function _actor(uint256 seed) private view returns (address) {

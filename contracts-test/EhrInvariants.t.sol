@@ -24,10 +24,13 @@ abstract contract EhrChecks {
         }
     }
 
-    /// A revoked or expired grant never reads, and the chain never reports one as readable.
+    /// A revoked or expired grant never reads, and the chain never reports one as readable. A
+    /// revocation the patient signed at nonce n is never voided by relaying a grant signed at n or
+    /// earlier, before or after it (issue 13).
     function check_revokedOrExpiredGrantNeverReads() public view {
         _zero(handler.readsRevoked(), "read on a revoked grant");
         _zero(handler.readsExpired(), "read on an expired grant");
+        _zero(handler.revocationsVoided(), "signed revocation voided by an earlier-signed grant");
         _zero(handler.grantMismatches(), "stored grants differ from the patients' decisions");
         _zero(handler.badGrants(), "grant or revocation the patient did not make");
     }
@@ -118,7 +121,7 @@ contract EhrInvariantsTest is EhrChecks {
     }
 
     function targetSelectors() public view returns (FuzzSelector[] memory selectors) {
-        bytes4[] memory s = new bytes4[](16);
+        bytes4[] memory s = new bytes4[](18);
         s[0] = EhrHandler.registerPatient.selector;
         s[1] = EhrHandler.addRecord.selector;
         s[2] = EhrHandler.amendRecord.selector;
@@ -135,6 +138,8 @@ contract EhrInvariantsTest is EhrChecks {
         s[13] = EhrHandler.suspend.selector;
         s[14] = EhrHandler.reinstate.selector;
         s[15] = EhrHandler.warp.selector;
+        s[16] = EhrHandler.signRevocation.selector;
+        s[17] = EhrHandler.relayHeld.selector;
         selectors = new FuzzSelector[](1);
         selectors[0] = FuzzSelector(address(handler), s);
     }

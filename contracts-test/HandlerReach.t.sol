@@ -5,16 +5,19 @@ import {log} from "./Vm.sol";
 import {EhrHandler} from "./EhrHandler.sol";
 
 /// @notice The handler reaches every path the invariants speak about: fixed pseudo-random runs
-/// shaped like the fuzzer's (8 fresh handlers, 400 calls each, the same 16 actions) must produce
+/// shaped like the fuzzer's (8 fresh handlers, 400 calls each, the same 18 actions) must produce
 /// reads by patients, grantees and break-glass providers, batches, amendments, tombstones, signed
-/// grants, revocations and suspensions, and no violation. The totals are logged.
+/// grants, revocations (signed ones too), signatures relayed after other decisions, and
+/// suspensions, and no violation. The totals are logged.
 contract HandlerReachTest {
     uint256 private constant RUNS = 8;
     uint256 private constant DEPTH = 400;
 
     // Totals over the runs: reads, emergency reads, records, batches, amendments, tombstones,
-    // grants, signed grants, revocations, break-glass confirmations, suspensions.
-    uint256[11] private _totals;
+    // grants, signed grants, revocations, break-glass confirmations, suspensions, signed
+    // revocations, held signatures relayed later, signed revocations that ended a grant relayed
+    // after they were signed.
+    uint256[14] private _totals;
 
     function test_handlerReachesEveryPath() public {
         bytes32 rng = keccak256("ehr-forge-reach");
@@ -27,11 +30,12 @@ contract HandlerReachTest {
             require(bytes(h.firstViolation()).length == 0, h.firstViolation());
             _add(h);
         }
-        string[11] memory names = [
+        string[14] memory names = [
             "reads", "emergency reads", "single records", "batches", "amendments", "tombstones", "grants",
-            "signed grants", "revocations", "break-glass confirmations", "suspensions"
+            "signed grants", "revocations", "break-glass confirmations", "suspensions", "signed revocations",
+            "held signatures relayed", "revocations that beat an earlier-signed grant"
         ];
-        for (uint256 k = 0; k < 11; ++k) {
+        for (uint256 k = 0; k < 14; ++k) {
             log(names[k], _totals[k]);
             require(_totals[k] > 0, string.concat("the handler never reached: ", names[k]));
         }
@@ -45,7 +49,7 @@ contract HandlerReachTest {
         uint8 e = uint8(r >> 152);
         bool f = (r >> 160) & 1 == 1;
         uint32 w = uint32(r >> 168);
-        uint256 kind = r % 16;
+        uint256 kind = r % 18;
         if (kind == 0) h.registerPatient(a);
         else if (kind == 1) h.addRecord(a, b, c, d, e);
         else if (kind == 2) h.amendRecord(a, b, c, d, f);
@@ -61,15 +65,18 @@ contract HandlerReachTest {
         else if (kind == 12) h.confirmBreakGlass(a, b, uint256(c), f);
         else if (kind == 13) h.suspend(a, b, e % 8 == 0);
         else if (kind == 14) h.reinstate(a, uint64(w));
-        else h.warp(w % 1200);
+        else if (kind == 15) h.warp(w % 1200);
+        else if (kind == 16) h.signRevocation(a, b, uint256(c), f);
+        else h.relayHeld(a, e);
     }
 
     function _add(EhrHandler h) private {
-        uint256[11] memory counts = [
+        uint256[14] memory counts = [
             h.nReads(), h.nEmergencyReads(), h.nRecords(), h.nBatches(), h.nAmends(), h.nTombstones(), h.nGrants(),
-            h.nSignedGrants(), h.nRevokes(), h.nBreakGlass(), h.nSuspensions()
+            h.nSignedGrants(), h.nRevokes(), h.nBreakGlass(), h.nSuspensions(), h.nSignedRevokes(), h.nHeldRelayed(),
+            h.nRevocationRaces()
         ];
-        for (uint256 k = 0; k < 11; ++k) {
+        for (uint256 k = 0; k < 14; ++k) {
             _totals[k] += counts[k];
         }
     }

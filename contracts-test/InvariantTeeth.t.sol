@@ -9,10 +9,14 @@ import {IConsentManager} from "../contracts/interfaces/IConsentManager.sol";
 /// (the invariant holds), then makes the chain misbehave the way a bug would, by editing the
 /// contracts' storage or granting behind the handler's back, and shows the invariant now fails.
 /// Storage slots come from `forge inspect <Contract> storageLayout` (RecordRegistry._records is
-/// slot 1, ConsentManager._grants slot 2); a layout change makes these tests fail, not pass.
+/// slot 1, ConsentManager._grants slot 2, the Grant struct's fields as listed below); a layout change makes these tests fail, not pass.
 contract InvariantTeethTest is EhrChecks {
     uint256 private constant RECORDS_SLOT = 1;
     uint256 private constant GRANTS_SLOT = 2;
+    /// Grant is one slot: scopes (bits 0-63), expiresAt (64-127), access (128-135), nonce (136-175),
+    /// grantNonce (176-215), purposeTag (216-255).
+    uint256 private constant NONCE_BIT = 136;
+    uint256 private constant GRANT_NONCE_BIT = 176;
 
     address private patient;
     address private provider;
@@ -33,7 +37,7 @@ contract InvariantTeethTest is EhrChecks {
         // A bug that lets the provider read: the grant exists on chain but the patient never made it.
         IConsentManager consent = handler.consent();
         VM.prank(patient);
-        consent.grant(provider, 1, IConsentManager.Access.Read, uint64(block.timestamp + 1 hours));
+        consent.grant(provider, 1, IConsentManager.Access.Read, uint64(block.timestamp + 1 hours), "treatment");
         handler.requestAccess(3, 0, 0, false);
         _breaks(this.check_noReadWithoutCoveringGrant, "read without a covering grant");
     }
@@ -61,6 +65,48 @@ contract InvariantTeethTest is EhrChecks {
         VM.store(address(handler.consent()), slot, bytes32(word));
         handler.requestAccess(3, 0, 2, false);
         _breaks(this.check_revokedOrExpiredGrantNeverReads, "read on an expired grant");
+    }
+
+    /// The patient signs a grant and a revocation at the same nonce; the revocation is relayed
+    /// first. A contract that forgets the revocation moved the nonce lets the grant in after it.
+    function test_signedRevocationVoidedByEarlierGrantIsCaught() public {
+        handler.grantBySig(0, 0, 1, 1, 1 hours, 2, false); // held: patient -> provider, Read, nonce 0
+        handler.signRevocation(0, 0, 0, true); // held: the same pair, nonce 0
+        handler.relayHeld(0, 1); // the revocation: nothing in force, voids grants signed at 0
+        require(handler.nSignedRevokes() == 1, "setup: the revocation was not relayed");
+        handler.relayHeld(0, 0); // the grant signed at 0: refused
+        _holds(this.check_revokedOrExpiredGrantNeverReads);
+        handler.grantBySig(0, 0, 1, 1, 1 hours, 2, false);
+        handler.signRevocation(0, 0, 0, true);
+        handler.relayHeld(0, 1); // nonce 1 -> 2
+        // The nonce slips back to the one the held grant was signed at.
+        bytes32 slot = _grantSlot(patient, provider);
+        uint256 word = uint256(VM.load(address(handler.consent()), slot));
+        word = (word & ~(uint256(type(uint40).max) << NONCE_BIT)) | (uint256(1) << NONCE_BIT);
+        VM.store(address(handler.consent()), slot, bytes32(word));
+        handler.relayHeld(0, 0);
+        _breaks(this.check_revokedOrExpiredGrantNeverReads, "signed revocation voided by an earlier-signed grant");
+    }
+
+    /// The same two signatures relayed the other way round: the grant first, then the revocation,
+    /// which must still end it. A contract that records the grant as decided later refuses it.
+    function test_signedRevocationRefusedAfterEarlierGrantIsCaught() public {
+        handler.grantBySig(0, 0, 1, 1, 1 hours, 2, false);
+        handler.signRevocation(0, 0, 0, true);
+        handler.relayHeld(0, 0); // the grant signed at 0: in force, nonce 1
+        handler.relayHeld(0, 1); // the revocation signed at 0 ends it
+        require(handler.nSignedRevokes() == 1 && handler.nRevokes() == 1, "setup: the revocation did not end the grant");
+        _holds(this.check_revokedOrExpiredGrantNeverReads);
+        handler.grantBySig(0, 0, 1, 1, 1 hours, 2, false); // at nonce 2
+        handler.signRevocation(0, 0, 0, true);
+        handler.relayHeld(0, 0); // in force, decided at 2
+        // The grant in force is recorded as decided after the revocation was signed.
+        bytes32 slot = _grantSlot(patient, provider);
+        uint256 word = uint256(VM.load(address(handler.consent()), slot));
+        word = (word & ~(uint256(type(uint40).max) << GRANT_NONCE_BIT)) | (uint256(3) << GRANT_NONCE_BIT);
+        VM.store(address(handler.consent()), slot, bytes32(word));
+        handler.relayHeld(0, 1);
+        _breaks(this.check_revokedOrExpiredGrantNeverReads, "signed revocation voided by an earlier-signed grant");
     }
 
     function test_accessEventNamingAnotherPatientIsCaught() public {
@@ -99,7 +145,7 @@ contract InvariantTeethTest is EhrChecks {
         _holds(this.check_writesNeedAnAmendGrant);
         IConsentManager consent = handler.consent();
         VM.prank(patient);
-        consent.grant(provider, 15, IConsentManager.Access.Amend, uint64(block.timestamp + 1 hours));
+        consent.grant(provider, 15, IConsentManager.Access.Amend, uint64(block.timestamp + 1 hours), "treatment");
         handler.anchorBatch(3, 0, 0, 1, 0, false, 0);
         _breaks(this.check_writesNeedAnAmendGrant, "batch anchored without an amend grant");
     }

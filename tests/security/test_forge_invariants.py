@@ -6,7 +6,8 @@ Consortium, RecordRegistry and ConsentManager as patients, authorised authors, m
 grants and an outsider; each `invariant_*` is fuzzed in a campaign of its own (256 runs of 400
 calls). The same run executes InvariantTeethTest, which shows every check failing on an injected
 fault, and HandlerReachTest, which shows the handler reaches reads, emergency reads, batches,
-amendments, tombstones, signed grants, revocations, break-glass and suspensions.
+amendments, tombstones, signed grants, revocations, break-glass, suspensions, and signed
+revocations that end a grant signed at or before their nonce but relayed after them (issue 13).
 
 Forge compiles through the project's solcjs shim and never touches the network; when the process
 may create a network namespace (`unshare -n`, as root) it runs inside one, which proves it.
@@ -50,6 +51,8 @@ TEETH = {
     "test_tombstoneByNonPatientIsCaught()",
     "test_reusedIdIsCaught()",
     "test_batchWithoutAmendGrantIsCaught()",
+    "test_signedRevocationVoidedByEarlierGrantIsCaught()",
+    "test_signedRevocationRefusedAfterEarlierGrantIsCaught()",
 }
 
 pytestmark = pytest.mark.slow
@@ -115,7 +118,7 @@ def test_every_invariant_held_for_at_least_100000_calls(forge_run: dict[str, Any
         # The handler catches every refusal it provokes; a revert escaping it is a broken test.
         assert campaign["reverts"] == 0, f"{name}: {campaign['reverts']} handler calls reverted"
         called = {selector.rsplit(".", 1)[-1] for selector in campaign["metrics"]}
-        assert {"requestAccess", "anchorBatch", "grantBySig", "tombstone", "forgeBatched"} <= called, called
+        assert {"requestAccess", "anchorBatch", "grantBySig", "tombstone", "forgeBatched", "relayHeld"} <= called, called
 
 
 def test_each_check_fails_on_an_injected_fault_and_the_handler_reaches_every_path(
