@@ -1,7 +1,7 @@
 # Everything a fresh machine needs is installed by these targets, into ignored folders:
 #   .venv/          Python packages pinned in requirements.lock
 #   node_modules/   Anvil, solcjs and OpenZeppelin Contracts pinned in package-lock.json
-#   .build/         the solc shim for py-solc-x, Kubo built from its Go module, compiled contracts
+#   .build/         the solc shim for py-solc-x, Kubo and geth built from their Go modules, compiled contracts
 # Reruns only redo what changed.
 
 SHELL := /bin/bash
@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo test demo bench slither clean
+.PHONY: all install compile kubo geth test demo bench slither clean
 
 all: compile
 
@@ -49,8 +49,11 @@ compile: install
 kubo:
 	tools/build-kubo.sh
 
+geth:
+	tools/build-geth.sh
+
 # EHR_REQUIRE_KUBO=1: IPFS tests fail rather than skip when Kubo is missing.
-test: compile kubo
+test: compile kubo geth
 	EHR_REQUIRE_KUBO=1 $(BIN)/ape test $(PYTEST_ARGS)
 
 demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo)
