@@ -16,7 +16,7 @@ from ehr_client.records import describe
 
 ZERO32 = "0x" + "00" * 32
 ACCESS = {0: "none", 1: "read", 2: "amend"}
-ROLES = {0: "none", 1: "provider", 2: "insurer", 3: "lab", 4: "auditor", 5: "key custodian"}
+ROLES = {0: "none", 1: "provider", 2: "insurer", 3: "lab", 4: "auditor", 5: "key custodian", 6: "validator"}
 KEY_TYPES = {0: "none", 1: "X25519", 2: "secp256k1", 3: "Umbral"}
 ACTIONS = {0: "admit", 1: "reinstate", 2: "add governor", 3: "remove governor", 4: "set threshold"}
 

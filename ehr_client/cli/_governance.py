@@ -12,7 +12,7 @@ from eth_utils import to_checksum_address
 
 from ehr_client.chain.client import ChainClient, TxResult
 
-ROLES = {"provider": 1, "insurer": 2, "lab": 3, "auditor": 4, "custodian": 5}
+ROLES = {"provider": 1, "insurer": 2, "lab": 3, "auditor": 4, "custodian": 5, "validator": 6}
 ROLE_NAMES = {value: name for name, value in ROLES.items()}
 ACTIONS = {"admit": 0, "reinstate": 1, "add-governor": 2, "remove-governor": 3, "set-threshold": 4}
 ACTION_NAMES = {value: name for name, value in ACTIONS.items()}

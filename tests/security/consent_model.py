@@ -21,6 +21,7 @@ class Role(IntEnum):
     LAB = 3
     AUDITOR = 4
     CUSTODIAN = 5
+    VALIDATOR = 6
 
 
 class Access(IntEnum):
