@@ -66,6 +66,11 @@ class ChainUnavailable(ChainError, ConnectionError):
     """The JSON-RPC endpoint is down or unreachable."""
 
 
+class ChainStalled(ChainUnavailable, TimeoutError):
+    """The node answers but the chain made no progress within the deadline (no block, no inclusion):
+    e.g. too few validators are sealing. Bring validators back or raise the deadline."""
+
+
 class TransactionReverted(ChainError):
     """A transaction or call reverted; `error_name` and `error_args` carry the decoded custom error."""
 
