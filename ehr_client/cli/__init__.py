@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ehr_client.cli import audit_ext, batch, consent, consortium, custodian, deploy, keys, node, patient, records, storage
+from ehr_client.cli import audit_ext, batch, consent, consortium, custodian, deploy, keys, network, node, patient, records, storage
 from ehr_client.cli._context import WALLET_NAME, AppContext, Settings, StoreKind
 from ehr_client.cli._errors import ErrorReportingGroup, report
 from ehr_client.errors import EHRError
@@ -85,6 +85,7 @@ app.add_typer(consortium.app, name="consortium")
 app.add_typer(patient.app, name="patient")
 app.add_typer(records.app, name="record")
 app.add_typer(node.app, name="node")
+app.add_typer(network.app, name="network")
 app.add_typer(storage.app, name="storage")
 app.add_typer(custodian.app, name="custodian")
 records.app.command("import")(batch.import_records)
