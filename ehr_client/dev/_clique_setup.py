@@ -79,7 +79,9 @@ def genesis(*, chain_id: int, period: int, epoch: int, signers: Sequence[str],
     }
 
 
-def node_config_toml(static_nodes: Sequence[str]) -> str:
-    """geth's --config file: only the static peers (geth 1.13 ignores static-nodes.json)."""
+def node_config_toml(p2p_port: int, static_nodes: Sequence[str]) -> str:
+    """geth's --config file: the p2p listener on loopback (the --port flag would bind every interface)
+    and the static peers (geth 1.13 ignores static-nodes.json)."""
     listed = ", ".join(json.dumps(enode) for enode in static_nodes)
-    return f"[Node.P2P]\nStaticNodes = [{listed}]\nTrustedNodes = [{listed}]\n"
+    return (f'[Node.P2P]\nListenAddr = "127.0.0.1:{p2p_port}"\n'
+            f"StaticNodes = [{listed}]\nTrustedNodes = [{listed}]\n")

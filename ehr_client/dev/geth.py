@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from ehr_client import processes
 from ehr_client.dev import _clique_setup as setup
-from ehr_client.dev._rpc import RpcRefused, rpc
+from ehr_client.dev.rpc import RpcRefused, rpc
 from ehr_client.errors import ChainStalled, ChainUnavailable, ConfigError
 
 GETH_BIN_ENV = "EHR_GETH_BIN"
@@ -49,6 +49,7 @@ GcMode = Literal["archive", "full"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILT_GETH = REPO_ROOT / ".build" / "bin" / "geth"
 HTTP_APIS = "eth,net,web3,clique,admin,txpool"
+VALIDATOR_APIS = HTTP_APIS + ",miner"  # miner_start: see CliqueNetwork.nudge_sealers
 NETWORK_FILE = "network.json"
 DEFAULT_CHAIN_ID = 31415
 _MARKER = "geth"
@@ -164,8 +165,9 @@ class GethNode:
         args = [
             str(self.binary), "--datadir", str(self.datadir), "--config", str(self.datadir / "config.toml"),
             "--networkid", str(self.chain_id), "--syncmode", "full", "--gcmode", self.gcmode,
-            "--port", str(spec.p2p_port), "--nodiscover", "--netrestrict", "127.0.0.0/8", "--nat", "none",
-            "--http", "--http.addr", "127.0.0.1", "--http.port", str(spec.http_port), "--http.api", HTTP_APIS,
+            "--nodiscover", "--netrestrict", "127.0.0.0/8", "--nat", "none",
+            "--http", "--http.addr", "127.0.0.1", "--http.port", str(spec.http_port),
+            "--http.api", VALIDATOR_APIS if spec.kind == "validator" else HTTP_APIS,
             "--authrpc.addr", "127.0.0.1", "--authrpc.port", str(spec.authrpc_port), "--ipcdisable",
             "--verbosity", "3",
         ]
@@ -312,7 +314,7 @@ class CliqueNetwork:
             for spec in specs:
                 datadir = building / "nodes" / spec.name
                 peers = [other.enode for other in specs if other.name != spec.name]
-                (datadir / "config.toml").write_text(setup.node_config_toml(peers))
+                (datadir / "config.toml").write_text(setup.node_config_toml(spec.p2p_port, peers))
                 _geth_init(binary, datadir, building / "genesis.json")
             described = {"chain_id": chain_id, "period": period, "epoch": epoch, "gcmode": gcmode,
                          "nodes": [asdict(spec) for spec in specs]}
@@ -396,13 +398,34 @@ class CliqueNetwork:
                 return node
         raise ChainUnavailable(f"no node of the network under {self.root} runs; `ehr network up`")
 
+    def nudge_sealers(self) -> None:
+        """Make every running validator start a new sealing round (`miner_start`, a no-op if sealing).
+
+        geth 1.13's miner starts a round on a new head, or on its 2 s timer only when new
+        transactions arrived. After an equal-height reorg (a returning validator seals a competing
+        in-turn block) we saw the other validators start no round at all, and the chain stood still
+        until the next new transaction. Production networks see transactions; idle test chains
+        need this nudge.
+        """
+        for node in self.validators:
+            if node.running:
+                rpc(node.rpc_url, "miner_start")
+
     def wait_for_block(self, number: int, *, name: str | None = None, timeout: float = 30.0) -> int:
-        """Wait until `name`'s (or any running node's) head reaches `number`; ChainStalled after `timeout`."""
+        """Wait until `name`'s (or any running node's) head reaches `number`; ChainStalled after `timeout`.
+
+        A head that stands still for three periods gets the sealers nudged (see `nudge_sealers`).
+        """
         deadline = time.monotonic() + timeout
-        head = -1
+        head, moved = -1, time.monotonic()
         while True:
             try:
-                head = self.head(name)
+                seen = self.head(name)
+                if seen != head:
+                    head, moved = seen, time.monotonic()
+                elif time.monotonic() - moved > 3 * self.period:
+                    self.nudge_sealers()
+                    moved = time.monotonic()
             except ChainUnavailable:
                 if time.monotonic() >= deadline:
                     raise
@@ -424,6 +447,20 @@ class CliqueNetwork:
             if time.monotonic() >= deadline:
                 raise ChainUnavailable(f"nodes did not peer within {timeout:.0f}s (peer counts {counts}); "
                                        "check the p2p ports in their geth.log")
+            time.sleep(0.2)
+
+    def wait_for_sync(self, *, timeout: float = 60.0) -> int:
+        """Wait until every running node is within one block of the others (a restarted node has
+        caught up); return the lowest head. ChainStalled after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            heads = {node.name: int(rpc(node.rpc_url, "eth_blockNumber"), 16)
+                     for node in self.nodes.values() if node.running}
+            if heads and max(heads.values()) - min(heads.values()) <= 1:
+                return min(heads.values())
+            if time.monotonic() >= deadline:
+                raise ChainStalled(f"nodes did not catch up with each other within {timeout:.0f}s (heads {heads}); "
+                                   "see their geth.log")
             time.sleep(0.2)
 
     def signers(self, name: str | None = None) -> list[str]:

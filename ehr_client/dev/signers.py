@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
 
-from ehr_client.dev._rpc import rpc
+from ehr_client.dev.rpc import rpc
 from ehr_client.errors import ChainStalled, ConfigError
 
 

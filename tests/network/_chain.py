@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
-from web3.exceptions import TimeExhausted
+from web3.exceptions import TransactionIndexingInProgress, TransactionNotFound
 from web3.middleware import ExtraDataToPOAMiddleware
 
 from ehr_client.errors import ChainStalled
@@ -39,8 +40,16 @@ def send(w3: Web3, sender: LocalAccount, tx: dict[str, Any]) -> HexBytes:
 
 
 def wait_receipt(w3: Web3, tx_hash: HexBytes, *, timeout: float) -> Any:
-    """The receipt, or ChainStalled once `timeout` seconds pass without inclusion."""
-    try:
-        return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.1)
-    except TimeExhausted:
-        raise ChainStalled(f"transaction {tx_hash.hex()} not included within {timeout:.0f}s") from None
+    """The receipt, or ChainStalled once `timeout` seconds pass without inclusion.
+
+    geth answers "transaction indexing is in progress" for a while after it starts: not yet, too.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return w3.eth.get_transaction_receipt(tx_hash)
+        except (TransactionNotFound, TransactionIndexingInProgress):
+            pass
+        if time.monotonic() >= deadline:
+            raise ChainStalled(f"transaction {tx_hash.hex()} not included within {timeout:.0f}s")
+        time.sleep(0.1)

@@ -38,4 +38,5 @@ def network(four_validators: CliqueNetwork) -> CliqueNetwork:
     """The module's network with every node running and peered, whatever the last test stopped."""
     four_validators.start()
     four_validators.wait_for_peers(timeout=60)
+    four_validators.wait_for_sync(timeout=60)
     return four_validators

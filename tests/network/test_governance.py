@@ -26,8 +26,9 @@ from web3.logs import DISCARD
 from ehr_client.chain.abi import load_artifact
 from ehr_client.cli import app
 from ehr_client.dev.geth import CliqueNetwork
+from ehr_client.dev.rpc import rpc
 from ehr_client.dev.signers import current_signers, sync_signers
-from ehr_client.errors import ConfigError
+from ehr_client.errors import ChainStalled, ConfigError
 from tests.constants import ACTION, DAY, ROLE
 from tests.network._chain import dev_account, send, wait_receipt, web3
 from tests.network.conftest import FUNDED
@@ -124,6 +125,18 @@ def test_admitted_validators_match_the_signer_set(env: Env) -> None:
     assert current_signers(network.rpc_url()) == {v.spec.address for v in network.validators}
 
 
+def test_sync_from_too_few_own_nodes_times_out_and_changes_nothing(env: Env) -> None:
+    network = env.network
+    before = current_signers(network.rpc_url())
+    target = network.node("validator-4").spec.address
+    one_node = network.node("validator-1").rpc_url
+    with pytest.raises(ChainStalled, match="more than half"):  # 1 vote of 4 signers
+        sync_signers([one_node], before - {target}, timeout=6)
+    assert current_signers(network.rpc_url()) == before
+    rpc(one_node, "clique_discard", target)  # an operator who gives up withdraws the vote
+    assert rpc(one_node, "clique_proposals") == {}
+
+
 def test_suspended_validator_is_voted_out_and_seals_no_more(env: Env) -> None:
     network = env.network
     w3 = web3(network.rpc_url())
@@ -166,3 +179,24 @@ def test_patient_registers_and_anchors_a_record_by_raw_call(env: Env) -> None:
     assert (added.recordId, added.patient, added.contentHash) == (record_id, PATIENT.address, content_hash)
     assert registry.functions.recordStatus(record_id).call() == 1  # Active
     assert registry.functions.isPatient(PATIENT.address).call()
+
+
+def test_up_again_reuses_the_running_chain_and_refuses_a_different_shape(env: Env) -> None:
+    assert "reusing the chain" in env.ehr("network", "up")
+    refused = env.ehr("network", "up", "--validators", "3", expect=1)
+    assert "has 4 validators" in refused and "--fresh" in refused
+    assert "network is running" in env.ehr("network", "up", "--fresh", expect=1)
+
+
+def test_down_and_up_keep_the_chain_and_its_contracts(env: Env) -> None:
+    network = env.network
+    w3 = web3(network.rpc_url())
+    head = w3.eth.block_number
+    kept = {n: w3.eth.get_block(n)["hash"] for n in (1, head // 2, head)}
+    env.ehr("network", "down")
+    assert not any(node.running for node in env.network.nodes.values())
+    env.ehr("network", "up")
+    w3 = web3(env.network.rpc_url())
+    assert {n: w3.eth.get_block(n)["hash"] for n in kept} == kept
+    assert env.contract(w3, "RecordRegistry").functions.isPatient(PATIENT.address).call()
+    env.network.wait_for_block(head + 3, timeout=WAIT)
