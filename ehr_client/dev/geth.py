@@ -19,6 +19,9 @@ with the block; after a kill -9 the node restarts at the head it had acknowledge
 default (`full`), recent state lives only in memory and a killed node rewinds to an older block
 and, if it is the only sealer, re-seals different blocks at the same heights (tests/network).
 
+Sealing: validators start without --mine; `CliqueNetwork.start` calls miner_start once a
+validator has caught up with the running nodes (see `start` for the deadlock this avoids).
+
 Every child runs in its own process group. Nodes started without `detach` are stopped when the
 interpreter exits; detached ones (`ehr network up`) outlive it and are found again by pidfile.
 """
@@ -26,11 +29,13 @@ interpreter exits; detached ones (`ehr network up`) outlive it and are found aga
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -53,6 +58,7 @@ VALIDATOR_APIS = HTTP_APIS + ",miner"  # miner_start: see CliqueNetwork.nudge_se
 NETWORK_FILE = "network.json"
 DEFAULT_CHAIN_ID = 31415
 _MARKER = "geth"
+_PR_SET_PDEATHSIG = 1
 NodeKind = Literal["validator", "rpc"]
 
 
@@ -173,7 +179,8 @@ class GethNode:
         ]
         if spec.kind == "validator":
             assert spec.address is not None
-            args += ["--mine", "--miner.etherbase", spec.address, "--unlock", spec.address,
+            # No --mine: CliqueNetwork.start calls miner_start once the node has caught up.
+            args += ["--miner.etherbase", spec.address, "--unlock", spec.address,
                      "--password", str(self.datadir / "password"), "--allow-insecure-unlock"]
         return args
 
@@ -185,7 +192,8 @@ class GethNode:
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(self.arguments(), stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True)
+                                             stdin=subprocess.DEVNULL, start_new_session=True,
+                                             preexec_fn=None if self.detach else _end_with_parent)
         self.pid_path.write_text(f"{self._process.pid}\n")
         if not self.detach:
             atexit.register(self._stop_at_exit, self._process)
@@ -375,17 +383,46 @@ class CliqueNetwork:
         return list(self.nodes.values()) if names is None else [self.node(name) for name in names]
 
     def start(self, names: Iterable[str] | None = None, *, timeout: float = 60.0) -> None:
-        for node in self._select(names):
+        """Start the nodes; a validator begins sealing only once it has the head the running nodes have.
+
+        A validator that seals on its stale head as soon as it starts makes a competing block at a
+        height the others already filled. With equal difficulty each node keeps its own block, and
+        Clique deadlocks when every live signer is barred ("signed recently") on its own fork but
+        allowed on another's: seen here with 3 of 4 validators, for good.
+        """
+        selected = [node for node in self._select(names) if not node.running]
+        joining = any(node.running for node in self.nodes.values())  # else a cold start: nobody to catch up with
+        for node in selected:
             node.start(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for node in selected:
+            if node.spec.kind == "validator":
+                if joining:
+                    self._catch_up(node, deadline)
+                rpc(node.rpc_url, "miner_start")
+
+    def _catch_up(self, node: GethNode, deadline: float) -> None:
+        """Wait until `node` has the head of the nodes that ran before it (geth syncs a node that
+        is behind within its 10 s sync cycle; a node level with the others needs nothing)."""
+        while True:
+            others = [int(rpc(o.rpc_url, "eth_blockNumber"), 16)
+                      for o in self.nodes.values() if o is not node and o.running]
+            own = int(rpc(node.rpc_url, "eth_blockNumber"), 16)
+            if own >= max(others, default=0):
+                return
+            if time.monotonic() >= deadline:
+                raise ChainStalled(f"{node.name} is at block {own}, the others at {max(others)}: it did not catch up "
+                                   f"in time, so it does not seal; check its peers (`ehr network status`, "
+                                   f"{node.log_path})")
+            time.sleep(0.2)
 
     def stop(self, names: Iterable[str] | None = None, *, timeout: float = 30.0) -> None:
         for node in self._select(names):
             node.stop(timeout=timeout)
 
     def restart(self, name: str, *, timeout: float = 60.0) -> None:
-        node = self.node(name)
-        node.stop()
-        node.start(timeout=timeout)
+        self.node(name).stop()
+        self.start([name], timeout=timeout)
 
     def head(self, name: str | None = None) -> int:
         return int(rpc(self._any_running(name).rpc_url, "eth_blockNumber"), 16)
@@ -399,17 +436,22 @@ class CliqueNetwork:
         raise ChainUnavailable(f"no node of the network under {self.root} runs; `ehr network up`")
 
     def nudge_sealers(self) -> None:
-        """Make every running validator start a new sealing round (`miner_start`, a no-op if sealing).
+        """Make every running validator start a new sealing round: `miner_stop`, then `miner_start`
+        (geth ignores a start while it mines, so the stop is needed).
 
         geth 1.13's miner starts a round on a new head, or on its 2 s timer only when new
-        transactions arrived. After an equal-height reorg (a returning validator seals a competing
-        in-turn block) we saw the other validators start no round at all, and the chain stood still
-        until the next new transaction. Production networks see transactions; idle test chains
-        need this nudge.
+        transactions arrived. After an equal-height reorg we saw the one validator allowed to seal
+        next start no round, and the chain stood still until a new transaction came. Production
+        networks see transactions; idle test chains get this nudge.
         """
         for node in self.validators:
-            if node.running:
-                rpc(node.rpc_url, "miner_start")
+            if not node.running:
+                continue
+            rpc(node.rpc_url, "miner_stop")
+            deadline = time.monotonic() + 5
+            while rpc(node.rpc_url, "eth_mining") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            rpc(node.rpc_url, "miner_start")
 
     def wait_for_block(self, number: int, *, name: str | None = None, timeout: float = 30.0) -> int:
         """Wait until `name`'s (or any running node's) head reaches `number`; ChainStalled after `timeout`.
@@ -484,6 +526,13 @@ class CliqueNetwork:
             except (ChainUnavailable, RpcRefused):
                 pass
         return NetworkStatus(self.chain_id, self.period, nodes, signers, sealers)
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM it when its parent dies, even by SIGKILL, where atexit never runs."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _geth_init(binary: Path, datadir: Path, genesis: Path) -> None:
