@@ -1,7 +1,7 @@
 # Everything a fresh machine needs is installed by these targets, into ignored folders:
 #   .venv/          Python packages pinned in requirements.lock
 #   node_modules/   Anvil, Forge, solcjs and OpenZeppelin Contracts pinned in package-lock.json
-#   .build/         the solc shim for py-solc-x, Kubo built from its Go module, compiled contracts
+#   .build/         the solc shim for py-solc-x, Kubo and geth built from their Go modules, compiled contracts
 # Reruns only redo what changed.
 
 SHELL := /bin/bash
@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo lint test test-fast demo bench slither fuzz clean
+.PHONY: all install compile kubo geth lint test test-fast demo bench slither fuzz clean
 
 all: compile
 
@@ -53,13 +53,16 @@ compile: install
 kubo:
 	tools/build-kubo.sh
 
+geth:
+	tools/build-geth.sh
+
 # The declared layers (pyproject's [tool.importlinter]) and the types are gates, like the tests.
 lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy ehr_client
 
 # EHR_REQUIRE_KUBO=1: IPFS tests fail rather than skip when Kubo is missing.
-test: compile kubo lint
+test: compile kubo geth lint
 	EHR_REQUIRE_KUBO=1 $(BIN)/ape test $(PYTEST_ARGS)
 
 # The quick loop: contracts, client and record model only (no custodians, CLI world, faults or fuzzing).

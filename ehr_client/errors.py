@@ -70,6 +70,11 @@ class ChainMismatch(ChainError, ConfigError):
     """The node serves another chain than the deployment describes (reset, replaced, or wrong network)."""
 
 
+class ChainStalled(ChainUnavailable, TimeoutError):
+    """The node answers but the chain made no progress within the deadline (no block, no inclusion):
+    e.g. too few validators are sealing. Bring validators back or raise the deadline."""
+
+
 class TransactionReverted(ChainError):
     """A transaction or call reverted; `error_name` and `error_args` carry the decoded custom error."""
 

@@ -11,9 +11,20 @@ from pathlib import Path
 import click
 from ape import chain, project
 from ape.cli import ConnectedProviderCommand, account_option
+from web3.middleware import ExtraDataToPOAMiddleware
 
 from ehr_client.chain.deployment import Deployment, deployment_path
 from ehr_client.chain.eip712 import check_domain_name, default_domain_name
+
+
+def _read_proof_of_authority_blocks() -> None:
+    """Clique blocks carry 97 bytes of extraData (vanity + seal); web3.py needs its POA middleware for
+    them, and Ape's own detection misses it on a custom-URI network (the formatter error it gets is
+    not the ExtraDataLengthError it looks for)."""
+    genesis = chain.provider.make_request("eth_getBlockByNumber", ["0x0", False])
+    web3 = chain.provider.web3
+    if len(bytes.fromhex(genesis["extraData"][2:])) > 32 and ExtraDataToPOAMiddleware not in web3.middleware_onion:
+        web3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
 
 
 def _is_live(path: Path, network_name: str) -> bool:
@@ -34,6 +45,7 @@ def _is_live(path: Path, network_name: str) -> bool:
               help="Consent domain name wallets show (consortium and deployment); default: after the network")
 @click.option("--force", is_flag=True, help="Overwrite the file of a deployment that is still live")
 def cli(ecosystem, network, account, governors, threshold, consent_name, out, force):
+    _read_proof_of_authority_blocks()
     network_name = f"{ecosystem.name}:{network.name}"
     path = out or deployment_path(network_name)
     if not force and _is_live(path, network_name):

@@ -3,18 +3,22 @@ pragma solidity ^0.8.24;
 
 /// @title IConsortium
 /// @notice The permissioned participant list of the network. Governors, set at deployment, admit,
-/// suspend and reinstate members (providers, insurers, labs, auditors, key custodians). Admission,
+/// suspend and reinstate members (providers, insurers, labs, auditors, key custodians, validators). Admission,
 /// reinstatement and every change to the governor set need M-of-N governor approvals through
 /// proposals that expire. Suspension is an emergency brake that any single governor can pull.
 interface IConsortium {
     /// @notice What a member does in the network. `None` means "not a member".
+    /// @dev New roles are appended so stored and signed values keep their numbers. A Validator's
+    /// address is its block-sealing key: validators' nodes vote the active Validator members into
+    /// the chain's signer set and suspended or removed ones out (`ehr network sync-validators`).
     enum Role {
         None,
         Provider,
         Insurer,
         Lab,
         Auditor,
-        KeyCustodian
+        KeyCustodian,
+        Validator
     }
 
     /// @notice What a proposal does once executed.

@@ -18,6 +18,7 @@ import requests
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
+from web3.middleware import ExtraDataToPOAMiddleware
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
@@ -110,6 +111,9 @@ class ChainClient:
         self.provider = FailoverProvider(self.rpc_urls, request_timeout=request_timeout or min(timeout, 10.0))
         self.provider.cache_allowed_requests = True  # eth_chainId once, not once per transaction
         self.w3 = Web3(self.provider)
+        # Clique blocks carry the sealer's signature in extraData (97 bytes); web3 refuses them without
+        # this middleware. On other chains it changes nothing.
+        self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
         self.sender_lock = _SenderLocks()
         self._checked_at = 0.0
         self.contracts: dict[str, Contract] = {

@@ -11,7 +11,7 @@ from ehr_client.chain.types import Action, Role
 from ehr_client.chain.client import ChainClient, TxResult
 
 ROLES = {"provider": Role.PROVIDER, "insurer": Role.INSURER, "lab": Role.LAB, "auditor": Role.AUDITOR,
-         "custodian": Role.KEY_CUSTODIAN}
+         "custodian": Role.KEY_CUSTODIAN, "validator": Role.VALIDATOR}
 ROLE_NAMES = {int(value): name for name, value in ROLES.items()}
 ACTIONS = {a.name.lower().replace("_", "-"): a for a in Action}
 ACTION_NAMES = {value: name for name, value in ACTIONS.items()}

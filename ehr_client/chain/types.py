@@ -14,6 +14,7 @@ class Role(IntEnum):
     LAB = 3
     AUDITOR = 4
     KEY_CUSTODIAN = 5
+    VALIDATOR = 6
 
 
 class Access(IntEnum):

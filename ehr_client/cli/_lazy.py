@@ -51,6 +51,7 @@ COMMANDS: dict[str, Lazy] = {
                           ("validate", "ehr_client.cli.validate:validate"),
                           ("recover", "ehr_client.cli.recover:recover"))),
     "node": Lazy("ehr_client.cli.node:app", "Run a local Anvil (and Kubo) in the background."),
+    "network": Lazy("ehr_client.cli.network:app", "Run a local consortium chain: geth Clique validators on loopback."),
     "storage": Lazy("ehr_client.cli.storage:app",
                     "Check and repair records stored as fragments across several storage nodes."),
     "custodian": Lazy("ehr_client.cli.custodian:app",

@@ -35,6 +35,7 @@ class Role(str, enum.Enum):
     lab = "lab"
     auditor = "auditor"
     custodian = "custodian"
+    validator = "validator"
 
 
 def _maybe_execute(ctx: typer.Context, proposal_id: int, *, quiet: bool = False) -> TxResult | None:

@@ -70,7 +70,7 @@ def test_unknown_proposal_reverts(consortium, governors):
         consortium.approve(99, sender=governors[0])
 
 
-@pytest.mark.parametrize("bad_role", [0, 6])
+@pytest.mark.parametrize("bad_role", [0, 7])
 def test_admit_rejects_invalid_role(consortium, governors, applicant, bad_role):
     with ape.reverts(consortium.ConsortiumInvalidRole, role=bad_role):
         consortium.propose(ACTION["admit"], applicant, bad_role, DAY, sender=governors[0])
@@ -138,3 +138,15 @@ def test_threshold_change_and_bounds(consortium, governors):
     # with M = N = 3, no governor can be removed
     with ape.reverts(consortium.ConsortiumInvalidGovernance, governors=2, threshold=3):
         consortium.propose(ACTION["remove_governor"], governors[2], 0, DAY, sender=governors[0])
+
+
+def test_validator_role_is_admitted_and_lost_on_suspension(consortium, governors, applicant):
+    proposal_id = consortium.propose(ACTION["admit"], applicant, ROLE["validator"], DAY,
+                                     sender=governors[0]).return_value
+    consortium.approve(proposal_id, sender=governors[1])
+    consortium.execute(proposal_id, sender=governors[0])
+    assert consortium.hasActiveRole(applicant, ROLE["validator"])
+    assert consortium.memberOf(applicant)[0] == ROLE["validator"]
+
+    consortium.suspend(applicant, sender=governors[2])
+    assert not consortium.hasActiveRole(applicant, ROLE["validator"])
