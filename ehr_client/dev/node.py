@@ -63,7 +63,9 @@ class AnvilNode:
         args = [str(find_anvil_binary()), "--host", "127.0.0.1", "--port", "0", "--chain-id", str(self.chain_id),
                 "--accounts", str(self.accounts), "--mnemonic", DEV_MNEMONIC]
         if self.state_path is not None:
-            args += ["--state", str(self.state_path)]
+            # Anvil writes --state only on a clean exit; dumping it every second bounds what a kill -9
+            # loses to the last second, and `ehr record recover` anchors that again (same ids).
+            args += ["--state", str(self.state_path), "--state-interval", "1"]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
