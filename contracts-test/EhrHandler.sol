@@ -1088,10 +1088,7 @@ contract EhrHandler {
         uint256 nonce = modelNonce[patient][grantee];
         uint256 decidedAt;
         if (signedAt == UNSIGNED) {
-            // The same terms and purpose again: a no-op that moves no nonce.
-            if (m.access == access && m.scopes == scopes && m.expiresAt == expiresAt && m.purposeTag == purposeTag) {
-                return;
-            }
+            // A direct grant always moves the nonce, even with the same terms: it is a decision.
             decidedAt = nonce + 1;
         } else {
             if (signedAt != nonce) {

@@ -245,9 +245,9 @@ contract ConsentManager is IConsentManager, EIP712 {
         bytes5 purposeTag = bytes5(purposeHash);
         bool unchanged = previous.scopes == scopes && previous.access == access && previous.expiresAt == expiresAt
             && previous.purposeTag == purposeTag;
-        if (unchanged && signedAt == _UNSIGNED) return;
-        // Every change, and every signature used, moves the pair's nonce on: a grant or revocation
-        // the patient signed earlier and never relayed cannot undo a later decision. The grant
+        // Every grant, even one that repeats the terms in force, and every signature used, moves the
+        // pair's nonce on: a grant or revocation the patient signed earlier and never relayed cannot
+        // undo a later decision (a same-terms grant is a decision too: it confirms them). The grant
         // remembers the nonce it was decided at, so a revocation signed at that nonce or later
         // still ends it whichever of the two was relayed first.
         uint40 nonce = _nextNonce(previous.nonce);

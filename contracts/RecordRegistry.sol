@@ -17,8 +17,9 @@ contract RecordRegistry is IRecordRegistry {
     uint8 private constant _SINGLE = 1;
     uint8 private constant _BATCHED = 2;
     uint8 private constant _BATCH = 3;
-    /// @dev A manifest and `leafCount` are bounded by this (2^16 leaves, depth 16).
-    uint32 private constant _MAX_LEAVES = 1 << 16;
+    /// @dev A batch holds at most 1,024 leaves (depth 10): the gas per record is already flat well
+    /// below it, and readers that locate a batched record by id compute the ids of every leaf.
+    uint32 private constant _MAX_LEAVES = 1 << 10;
 
     IConsortium private immutable _consortium;
     IConsentManager private immutable _consent;
@@ -185,7 +186,7 @@ contract RecordRegistry is IRecordRegistry {
     /// depth, so an inner node can never pass for a leaf (leaves are also double-hashed).
     function _rootOf(BatchedRecord calldata record) private pure returns (bytes32 node) {
         uint256 depth;
-        // leafCount <= 2^16 (checked at anchoring), so the shift stays far below 2^256.
+        // leafCount <= 2^10 (checked at anchoring), so the shift stays far below 2^256.
         while ((uint256(1) << depth) < record.leafCount) ++depth;
         if (record.proof.length != depth) return bytes32(0);
         node = keccak256(

@@ -118,10 +118,7 @@ class Journal:
         payload = json.dumps(asdict(entry), separators=(",", ":"), sort_keys=True).encode()
         try:
             self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with open(self.acknowledged_path, "ab") as log:
-                log.write(payload + b"\t" + _checksum(payload) + b"\n")
-                log.flush()
-                os.fsync(log.fileno())
+            append_line(self.acknowledged_path, payload + b"\t" + _checksum(payload) + b"\n")
         except OSError as exc:
             raise _unwritable(self._dir.parent, exc) from None
 
@@ -167,6 +164,23 @@ class Journal:
         if not self._dir.exists():
             return []
         return [entry for path in sorted(self._dir.glob("*.json")) if (entry := self.get(path.stem)) is not None]
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line, fsynced. A torn last line (a crash or a full disk mid-append) is cut off
+    first, so the new line never fuses with it into one that fails its checksum."""
+    with open(path, "a+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            handle.seek(max(0, size - 65536))
+            tail = handle.read()
+            if not tail.endswith(b"\n"):
+                cut = tail.rfind(b"\n")
+                keep = size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size)
+                handle.truncate(keep)
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _unwritable(directory: Path, exc: OSError) -> StorageUnavailable:

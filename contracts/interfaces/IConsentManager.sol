@@ -88,8 +88,8 @@ interface IConsentManager {
 
     /// @notice Grant `grantee` access to the caller's records in `scopes` until `expiresAt`, for `purpose`.
     /// @dev Replaces any earlier grant to the same grantee and voids the patient's unrelayed
-    /// signatures for this grantee (grants and revocations alike). Granting the same terms and
-    /// purpose twice is a no-op that emits nothing.
+    /// signatures for this grantee (grants and revocations alike), even when it repeats the terms
+    /// in force (it then emits nothing).
     /// Requirements:
     /// - `grantee` is an active member other than the caller; for Amend, a provider or lab;
     /// - `scopes` is non-zero, `access` is not None, `expiresAt` is in the future.

@@ -68,8 +68,8 @@ interface IRecordRegistry {
     error RecordNotPatient(address caller, bytes32 recordId);
     /// @notice The batched record is not a leaf of an anchored batch at the position it claims.
     error RecordInvalidProof(bytes32 batchId, uint32 index);
-    /// @notice The batch's root, leaf count, scopes or manifest is empty, or the caller already
-    /// used this batch key.
+    /// @notice The batch's root, leaf count, scopes or manifest is empty, the leaf count is over
+    /// 1,024, or the caller already used this batch key.
     error RecordInvalidBatch(bytes32 batchId);
 
     /// @notice An address registered as a patient.
@@ -173,7 +173,7 @@ interface IRecordRegistry {
     /// {batchIdOf}(caller, batchKey), so no one else can anchor under it.
     /// Requirements: `patient` is registered; the caller is the patient or an active provider or
     /// lab holding an amend grant covering `scopes`; the batch key is unused by the caller;
-    /// `root`, `scopes`, `leafCount`, `manifestHash` and `manifestCid` are non-empty.
+    /// `root`, `scopes`, `leafCount` (at most 1,024), `manifestHash` and `manifestCid` are non-empty.
     /// Emits a {BatchAnchored} event.
     /// @param batchKey The author's key for this batch (fixed before encrypting its records).
     /// @param patient Whose records the batch holds.

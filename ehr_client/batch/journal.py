@@ -39,7 +39,7 @@ from eth_utils import to_checksum_address
 
 from ehr_client.client.manifest import BatchLeaf
 from ehr_client.errors import ConfigError, EHRError
-from ehr_client.journal import JournalDamaged
+from ehr_client.journal import JournalDamaged, append_line
 from ehr_client.storage import Cid, parse_cid
 
 JOURNAL_NAME = "journal.jsonl"
@@ -234,15 +234,9 @@ class BatchJournal:
                               "root": _hex(sealed.root), "count": len(batch.entries),
                               "manifestHash": _hex(sealed.manifest_hash), "manifestCid": str(sealed.manifest_cid)},
                              separators=(",", ":"), sort_keys=True).encode()
-        with open(self.batches_path, "ab") as log:
-            log.write(payload + b"\t" + _checksum(payload) + b"\n")
-            log.flush()
-            os.fsync(log.fileno())
-        with open(self.anchored_path, "ab") as log:
-            log.write(b"".join(f"{e.fingerprint} {_hex(r)}\n".encode() for e, r in zip(batch.entries, record_ids,
-                                                                                          strict=True)))
-            log.flush()
-            os.fsync(log.fileno())
+        append_line(self.batches_path, payload + b"\t" + _checksum(payload) + b"\n")
+        append_line(self.anchored_path, b"".join(f"{e.fingerprint} {_hex(r)}\n".encode()
+                                                 for e, r in zip(batch.entries, record_ids, strict=True)))
         self._append({"op": "anchored", "key": _hex(batch.key)})
         del state.batches[batch.key]
 

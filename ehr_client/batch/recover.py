@@ -50,6 +50,25 @@ def recover(client: EHRClient) -> list[Recovered]:
     chain, records = client.chain, client.chain.records.functions
     chain.check_chain()
     out: list[Recovered] = []
+    # Batches first: an acknowledged amendment may amend a batched record the chain also lost.
+    for batch in BatchJournal(client.state_dir, client.address).anchored_batches():
+        key = bytes.fromhex(batch["key"][2:])
+        batch_id = batch_id_of(client.address, key)
+        if bytes(chain.call(records.batchCommitment(batch_id), action="look up batch")) != bytes(32):
+            out.append(Recovered("batch", batch_id, "on chain"))
+            continue
+        manifest = Cid(batch["manifestCid"])
+        if not _blob_ok(client, manifest, bytes.fromhex(batch["manifestHash"][2:])):
+            out.append(Recovered("batch", batch_id, "blob missing", f"manifest {manifest} is not in the store"))
+            continue
+        try:
+            tx = chain.transact(client.identity.account, records.anchorBatch(
+                key, batch["patient"], int(batch["scopes"]), bytes.fromhex(batch["root"][2:]), int(batch["count"]),
+                bytes.fromhex(batch["manifestHash"][2:]), cid_to_bytes(manifest)), action="re-anchor batch")
+        except EHRError as exc:
+            out.append(Recovered("batch", batch_id, "refused", str(exc)))
+            continue
+        out.append(Recovered("batch", batch_id, "re-anchored", tx=tx))
     for entry in client.journal.acknowledged():
         record_id = bytes.fromhex(entry.record_id[2:])
         if int(chain.call(records.recordStatus(record_id), action="look up record")) != Status.NONE:
@@ -75,22 +94,4 @@ def recover(client: EHRClient) -> list[Recovered]:
             out.append(Recovered("record", record_id, "refused", str(exc)))
             continue
         out.append(Recovered("record", record_id, "re-anchored", tx=tx))
-    for batch in BatchJournal(client.state_dir, client.address).anchored_batches():
-        key = bytes.fromhex(batch["key"][2:])
-        batch_id = batch_id_of(client.address, key)
-        if bytes(chain.call(records.batchCommitment(batch_id), action="look up batch")) != bytes(32):
-            out.append(Recovered("batch", batch_id, "on chain"))
-            continue
-        manifest = Cid(batch["manifestCid"])
-        if not _blob_ok(client, manifest, bytes.fromhex(batch["manifestHash"][2:])):
-            out.append(Recovered("batch", batch_id, "blob missing", f"manifest {manifest} is not in the store"))
-            continue
-        try:
-            tx = chain.transact(client.identity.account, records.anchorBatch(
-                key, batch["patient"], int(batch["scopes"]), bytes.fromhex(batch["root"][2:]), int(batch["count"]),
-                bytes.fromhex(batch["manifestHash"][2:]), cid_to_bytes(manifest)), action="re-anchor batch")
-        except EHRError as exc:
-            out.append(Recovered("batch", batch_id, "refused", str(exc)))
-            continue
-        out.append(Recovered("batch", batch_id, "re-anchored", tx=tx))
     return out

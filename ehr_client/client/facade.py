@@ -43,6 +43,7 @@ from ehr_client.client.model import (
     Listing,
     ReadResult,
     RecordInfo,
+    Skipped,
     VerifyResult,
     WriteResult,
     hex_id,
@@ -212,8 +213,17 @@ class EHRClient:
         """Every record version of `patient` within `scopes`, single and batched, oldest first; erased
         records and unverifiable batches are left out. Raises AccessDenied if the reader may not read
         one of them: pass the `scopes` you were granted."""
-        infos = [r for r in self.list_records(patient) if r.scope & scopes == r.scope]
-        return self.reader.read(infos, key_share=key_share, skip_erased=True)
+        return self.read_history_report(patient, scopes=scopes, key_share=key_share)[0]
+
+    def read_history_report(
+        self, patient: str, *, scopes: int = int(ALL_SCOPES), key_share: Cid | None = None
+    ) -> tuple[list[ReadResult], list[Skipped]]:
+        """`read_history`, with what was skipped (unverifiable batches, records whose blob is missing
+        or fails a check, or whose key this reader lacks) and why: one bad record never hides the rest."""
+        listing = self.locator.listing(patient)
+        skipped = list(listing.skipped)
+        infos = [r for r in listing.records if r.scope & scopes == r.scope]
+        return self.reader.read(infos, key_share=key_share, skip_erased=True, skipped=skipped), skipped
 
     def fetch_verified(self, info: RecordInfo, *, doing: str) -> bytes:
         """The stored bytes of a record, only if their sha256 is the one anchored on chain."""

@@ -28,7 +28,7 @@ from ehr_client.chain.batches import BatchIndex
 from ehr_client.chain.types import Status
 from ehr_client.client.manifest import BatchManifest
 from ehr_client.client.model import BatchProof, Listing, RecordInfo, Skipped, hex_id
-from ehr_client.errors import IntegrityError, InvalidRecord, RecordNotFound, StorageError
+from ehr_client.errors import EHRError, IntegrityError, InvalidRecord, RecordNotFound
 from ehr_client.storage import BlobStore, cid_from_bytes
 
 
@@ -50,8 +50,9 @@ class RecordLocator:
 
     # --- one record -----------------------------------------------------------------------------
 
-    def find(self, record_id: bytes) -> RecordInfo:
-        """The record with this id, single or batched, with its current status."""
+    def find(self, record_id: bytes, *, patient: str | None = None) -> RecordInfo:
+        """The record with this id, single or batched, with its current status. With `patient`, a
+        batched record is looked for among that patient's batches only (cheaper on a large chain)."""
         self.chain.ensure_chain()
         events = self.chain.get_events("RecordRegistry", "RecordAdded", filters={"recordId": record_id})
         if events:
@@ -60,7 +61,7 @@ class RecordLocator:
             except IntegrityError as exc:
                 raise IntegrityError(f"record {hex_id(record_id)} cannot be trusted: {exc}") from None
         else:
-            located = self.batch_index.locate(record_id)
+            located = self.batch_index.locate(record_id, patient=patient)
             if located is None:
                 raise RecordNotFound(
                     f"no record {hex_id(record_id)} on this chain; check the id, the --network and the deployment"
@@ -68,7 +69,7 @@ class RecordLocator:
             event, index = located
             try:
                 info = batched_infos(event, self.manifest(event), [index])[0]
-            except (IntegrityError, StorageError) as exc:
+            except EHRError as exc:
                 raise IntegrityError(
                     f"record {hex_id(record_id)} is in batch {hex_id(bytes(event.args['batchId']))} by "
                     f"{event.args['author']}, which cannot be verified ({exc}); nothing was read"
@@ -92,7 +93,7 @@ class RecordLocator:
         for event in self.chain.get_events("RecordRegistry", "BatchAnchored", filters={"patient": patient}):
             try:
                 manifest = self.manifest(event)
-            except (IntegrityError, StorageError) as exc:
+            except EHRError as exc:  # whatever another member anchored, it never breaks this listing
                 skipped.append(skipped_batch(event, str(exc)))
                 continue
             infos += batched_infos(event, manifest, range(len(manifest.leaves)))

@@ -23,13 +23,14 @@ from typing import Any
 
 from eth_utils import is_address, keccak, to_checksum_address
 
+from ehr_client._json import load_untrusted
 from ehr_client.chain.ids import batched_record_id_of
 from ehr_client.chain.merkle import PositionalTree, batch_leaf
 from ehr_client.errors import IntegrityError, InvalidRecord
 from ehr_client.storage import Cid, cid_to_bytes, parse_cid
 
 MANIFEST_FORMAT = "ehr-batch-manifest/2"
-MAX_LEAVES = 1 << 16
+MAX_LEAVES = 1 << 10  # as RecordRegistry allows
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
@@ -101,9 +102,7 @@ class BatchManifest:
     def from_bytes(cls, data: bytes) -> BatchManifest:
         """Parse an untrusted manifest; anything malformed raises IntegrityError."""
         try:
-            if len(data) > MAX_MANIFEST_BYTES:
-                raise ValueError("too large")
-            doc = json.loads(data)
+            doc = load_untrusted(data, max_depth=4, max_bytes=MAX_MANIFEST_BYTES)
             raw = doc["leaves"]
             key = bytes.fromhex(str(doc["batchKey"]).removeprefix("0x"))
             if doc.get("format") != MANIFEST_FORMAT or not isinstance(raw, list) or len(key) != 32:
@@ -114,7 +113,7 @@ class BatchManifest:
                 raise ValueError("bad leaf count")
             leaves = tuple(_parse_leaf(item) for item in raw)
             return cls(to_checksum_address(doc["author"]), to_checksum_address(doc["patient"]), key, leaves)
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, InvalidRecord):
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, InvalidRecord, RecursionError):
             raise IntegrityError("its manifest is not a valid batch manifest") from None
 
 

@@ -32,9 +32,16 @@ from ehr_client.chain.calls import (
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.merkle import batch_leaf, root_from_proof
 from ehr_client.client.keysource import ShareIndex, check_header, own_data_key
-from ehr_client.client.model import FHIR_MEDIA_TYPE, Identity, KeyRelease, ReadResult, RecordInfo, hex_id
+from ehr_client.client.model import FHIR_MEDIA_TYPE, Identity, KeyRelease, ReadResult, RecordInfo, Skipped, hex_id
 from ehr_client.crypto import iter_decrypt
-from ehr_client.errors import AccessDenied, IntegrityError, KeyNotFound, RecordErased
+from ehr_client.errors import (
+    AccessDenied,
+    DecryptionError,
+    IntegrityError,
+    KeyNotFound,
+    RecordErased,
+    StorageError,
+)
 from ehr_client.package import PackageHeader, max_header_size, parse_header
 from ehr_client.records import validate_fhir
 from ehr_client.keyshare import KeyShare
@@ -54,8 +61,12 @@ class RecordReader:
         key_share: Cid | None = None,
         key_release: KeyRelease | None = None,
         skip_erased: bool = False,
+        skipped: list[Skipped] | None = None,
     ) -> list[ReadResult]:
-        """Read `infos` (as located, with current status); see the module docstring."""
+        """Read `infos` (as located, with current status); see the module docstring.
+
+        With `skipped` (a history), a record whose blob is missing or fails a check, or whose key
+        this reader lacks, is reported there instead of failing the others."""
         kept = []
         for info in infos:
             if info.status == "tombstoned":
@@ -68,7 +79,16 @@ class RecordReader:
             return []
         accesses = self._request_access(kept)
         share = ShareIndex.of(KeyShare.from_bytes(self.store.get(key_share))) if key_share is not None else None
-        return [self._open(info, access, share, key_release) for info, access in zip(kept, accesses, strict=True)]
+        results = []
+        for info, access in zip(kept, accesses, strict=True):
+            try:
+                results.append(self._open(info, access, share, key_release))
+            except (StorageError, IntegrityError, DecryptionError, KeyNotFound) as exc:
+                if skipped is None:
+                    raise
+                skipped.append(Skipped(f"record {hex_id(info.record_id)}", str(exc) or type(exc).__name__,
+                                       info.author, info.tx_hash))
+        return results
 
     def _request_access(self, infos: Sequence[RecordInfo]) -> list[TxResult]:
         chain, me = self.chain, self.identity.address

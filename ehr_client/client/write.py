@@ -26,7 +26,16 @@ from ehr_client.chain.ids import record_id_of
 from ehr_client.client.directory import KeyDirectory
 from ehr_client.client.model import FHIR_MEDIA_TYPE, Identity, RecordInfo, WriteResult, hex_id
 from ehr_client.crypto import HashedChunks, generate_data_key, iter_encrypt, wrap_data_key, x25519_public_key
-from ehr_client.errors import AccessDenied, IntegrityError, InvalidRecord, TransactionReverted
+from ehr_client.chain.types import Status
+from ehr_client.errors import (
+    AccessDenied,
+    EHRError,
+    IntegrityError,
+    InvalidRecord,
+    RecordErased,
+    StorageUnavailable,
+    TransactionReverted,
+)
 from ehr_client.journal import Journal, PendingWrite
 from ehr_client.package import PackageHeader, RecordBinding, UmbralSeal, Wrap
 from ehr_client.records import Scope, describe, load_opaque, validate_fhir
@@ -158,7 +167,11 @@ class RecordWriter:
             Call(self.chain.records, "recordStatus", (record_id,)),
         ], action="check write permission")
         if int(status) != 0:
-            return self._already_anchored(record_id, patient, scope, previous_id, None)
+            result = self._already_anchored(record_id, patient, scope, previous_id, None, Status(int(status)))
+            self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, result.cid,
+                                                         hex_id(result.content_hash), scope,
+                                                         hex_id(previous_id) if previous_id else None, hex_id(salt)))
+            return result
         if not registered:
             raise InvalidRecord(f"{patient} is not a registered patient; they must run `ehr patient register`")
         if not allowed:
@@ -167,10 +180,10 @@ class RecordWriter:
                 "from the patient and an active provider/lab membership are needed"
             )
         pending = self.journal.get(fingerprint)
-        if pending is not None and pending.record_id == hex_id(record_id) and self.store.has(Cid(pending.cid)):
+        if pending is not None and pending.record_id == hex_id(record_id) and self._intact(pending):
             log.info("reusing stored, unanchored record %s", pending.record_id)
             cid, content_hash, reused = Cid(pending.cid), bytes.fromhex(pending.content_hash[2:]), True
-        else:
+        else:  # nothing stored yet, or a pending entry that no longer matches its blob: seal afresh
             binding = RecordBinding.of(record_id, version, patient, scope, self.address)
             cid, content_hash = self.seal(binding, prepared.media_type, prepared.source())
             pending = PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
@@ -183,16 +196,33 @@ class RecordWriter:
             if getattr(exc, "error_name", None) != "RecordIdUnavailable":
                 raise
             # An earlier attempt of this same write was mined meanwhile (the id is ours alone).
-            result = self._already_anchored(record_id, patient, scope, previous_id, cid)
-            self.journal.acknowledge(PendingWrite(hex_id(record_id), patient, result.cid, hex_id(result.content_hash),
-                                                  scope, pending.previous_id, hex_id(salt)))
-            self.journal.done(fingerprint)
+            result = self._already_anchored(record_id, patient, scope, previous_id, cid, Status.ACTIVE)
+            self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, result.cid,
+                                                         hex_id(result.content_hash), scope, pending.previous_id,
+                                                         hex_id(salt)))
             return result
-        self.journal.acknowledge(PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
-                                              hex_id(previous_id) if previous_id else None, hex_id(salt)))
-        self.journal.done(fingerprint)
+        try:
+            self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
+                                                         hex_id(previous_id) if previous_id else None, hex_id(salt)))
+        except StorageUnavailable as exc:
+            raise StorageUnavailable(
+                f"record {hex_id(record_id)} was anchored (tx {tx.tx_hash}) but not acknowledged: {exc}. Write it "
+                "again once there is space: it reports that same record and acknowledges it"
+            ) from None
         log.info("anchored record %s in tx %s", hex_id(record_id), tx.tx_hash)
         return WriteResult(record_id, cid, content_hash, tx, reused, scope)
+
+    def _acknowledged(self, fingerprint: str, entry: PendingWrite) -> None:
+        self.journal.acknowledge(entry)
+        self.journal.done(fingerprint)
+
+    def _intact(self, pending: PendingWrite) -> bool:
+        """Whether a pending entry's blob is stored and hashes to what the entry says (a damaged entry
+        must never be anchored: the id is fixed, so a wrong hash could never be corrected)."""
+        try:
+            return hashlib.sha256(self.store.get(Cid(pending.cid))).digest() == bytes.fromhex(pending.content_hash[2:])
+        except (EHRError, ValueError):
+            return False
 
     def _anchor(self, salt: bytes, patient: str, content_hash: bytes, scope: int, cid: Cid,
                 previous: RecordInfo | None) -> TxResult:
@@ -210,8 +240,10 @@ class RecordWriter:
         return int(self.chain.call(self.chain.records.functions.recordStatus(record_id), action="look up record")) != 0
 
     def _already_anchored(self, record_id: bytes, patient: str, scope: int, previous_id: bytes | None,
-                          unused_blob: Cid | None) -> WriteResult:
-        """The record this write already landed as; anything else under its id is an integrity failure."""
+                          unused_blob: Cid | None, status: Status) -> WriteResult:
+        """The record this write already landed as; anything else under its id is an integrity failure.
+        If that record was erased or amended since, writing the same content again is refused: it
+        would silently name a record that is gone or no longer current."""
         events = self.chain.get_events("RecordRegistry", "RecordAdded", filters={"recordId": record_id})
         if not events:
             raise IntegrityError(f"record id {hex_id(record_id)} has state on chain but no anchoring event")
@@ -226,5 +258,11 @@ class RecordWriter:
         anchored_cid = cid_from_bytes(bytes(args["cid"]))
         if unused_blob is not None and unused_blob != anchored_cid:
             self.store.remove(unused_blob)
+        if status == Status.TOMBSTONED:
+            raise RecordErased(f"this content was written before as record {hex_id(record_id)}, which its patient "
+                               "erased; it cannot be written again unchanged")
+        if status == Status.SUPERSEDED:
+            raise InvalidRecord(f"this content was written before as record {hex_id(record_id)}, since amended; "
+                                "amend its latest version instead")
         log.info("record %s was already anchored by an earlier attempt of this write", hex_id(record_id))
         return WriteResult(record_id, anchored_cid, bytes(args["contentHash"]), None, True, scope)

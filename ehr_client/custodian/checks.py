@@ -72,21 +72,24 @@ class ChainChecks:
         """The later of the custodian's clock and the chain's latest block time."""
         return max(int(self.clock()), self.chain.now())
 
-    def record(self, record_id: bytes) -> RecordFacts:
+    def record(self, record_id: bytes, *, patient: str | None) -> RecordFacts:
+        """What the chain says about a record said to belong to `patient`. A batched record is looked
+        for among that patient's batches only (none without a patient), so no stranger's batches,
+        however many and large, cost a custodian anything."""
         try:
-            patient, scope, status = self.chain.call(self.chain.records.functions.getRecord(record_id),
-                                                     action="look up record")
+            stored_patient, scope, status = self.chain.call(self.chain.records.functions.getRecord(record_id),
+                                                            action="look up record")
         except RecordNotFound:
-            located = self.batches.locate(record_id)
+            located = self.batches.locate(record_id, patient=patient) if patient else None
             if located is None:
                 raise CustodianRefused("record-unknown",
                                        f"record 0x{record_id.hex()} is not anchored on this chain") from None
             event, _ = located
             return RecordFacts(record_id, str(event.args["patient"]), int(event.args["scopes"]), "active")
-        return RecordFacts(record_id, str(patient), int(scope), Status(int(status)).label)
+        return RecordFacts(record_id, str(stored_patient), int(scope), Status(int(status)).label)
 
-    def live_record(self, record_id: bytes) -> RecordFacts:
-        facts = self.record(record_id)
+    def live_record(self, record_id: bytes, *, patient: str | None) -> RecordFacts:
+        facts = self.record(record_id, patient=patient)
         if facts.status == "tombstoned":
             raise CustodianRefused("record-erased", f"record 0x{record_id.hex()} was erased")
         return facts

@@ -154,7 +154,9 @@ class Custodian:
             yield verified
         except CustodianRefused as refusal:
             refusal.signer = verified.get("signer")
-            if refusal.signer is None or refusal.reason == "rate-limited":
+            # Strangers (no signature, or a signer the chain does not know as a member) are only
+            # counted: throwaway wallets cannot make the custodian store anything either.
+            if refusal.signer is None or refusal.reason in ("rate-limited", "not-a-member"):
                 with self._unrecorded_lock:
                     self._unrecorded[refusal.reason] += 1
                 log.debug("refused %s: %s (not recorded)", action, refusal.reason)
@@ -238,7 +240,8 @@ class Custodian:
             if "0x" + token_hash.hex() != clean["session"] or self.store.session(token_hash, now=self._now()) != grantee:
                 raise CustodianRefused("mfa-required", "no live second-factor session for this grantee; open one")
             record_id = bytes.fromhex(clean["recordId"][2:])
-            facts = self.checks.live_record(record_id)
+            held = self.store.fragment(record_id, grantee)
+            facts = self.checks.live_record(record_id, patient=held.patient if held else None)
             self.checks.grant_valid(facts, grantee)
             proof = self.checks.access_request(record_id, grantee, clean["accessTx"], patient=facts.patient)
             if self.store.access_request_used(proof.tx_hash):
@@ -325,7 +328,7 @@ class Custodian:
             raise CustodianRefused("malformed", "a fragment lacks a field or has one of the wrong type") from None
         if not 1 <= threshold <= shares <= MAX_SHARES:
             raise CustodianRefused("malformed", "threshold and shares must satisfy 1 <= m <= n <= 255")
-        facts = self.checks.live_record(record_id)
+        facts = self.checks.live_record(record_id, patient=patient)
         if facts.patient != patient:
             raise CustodianRefused("not-patient", f"{patient} is not the patient of record 0x{record_id.hex()}")
         if self.checks.umbral_key_at(patient, delegating_version) != delegating:
@@ -354,7 +357,7 @@ class Custodian:
         with self._audited("destroy", message) as verified:
             clean = self._accept("Destroy", message, signature, verified)
             record_id = bytes.fromhex(clean["recordId"][2:])
-            facts = self.checks.record(record_id)
+            facts = self.checks.record(record_id, patient=clean["patient"])
             if facts.patient != clean["patient"]:
                 raise CustodianRefused("not-patient", f"{clean['patient']} is not the patient of this record")
             now = self._now()

@@ -31,7 +31,7 @@ from ehr_client.client import ACCESS, EHRClient, ReadResult, RecordInfo, WriteRe
 from ehr_client.client.keysource import check_header
 from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable
 from ehr_client.custodian.seal import fragment_associated_data, seal
-from ehr_client.errors import AccessDenied, ConfigError, IntegrityError, KeyNotFound
+from ehr_client.errors import AccessDenied, ConfigError, DecryptionError, IntegrityError, KeyNotFound, StorageError
 from ehr_client.sharing.release import CustodianRelease, SessionBook, threshold_error
 from ehr_client.sharing.remote import CustodianClient, CustodianInfo, CustodianSet, ErasureReceipt, Session
 from ehr_client.storage import Cid
@@ -169,11 +169,11 @@ class AuditedSharing:
         items: dict[str, list[dict[str, object]]] = {info.address: [] for _, info in reachable}
         shared, skipped = [], []
         for info in records:
-            header = self.client.read_header(info.cid)
             try:
-                check_header(info, header)
-            except IntegrityError:
-                skipped.append(info.record_id)  # re-listed under another identity: never delegated
+                header = self.client.read_header(info.cid)
+                binding = check_header(info, header)
+            except (IntegrityError, DecryptionError, StorageError):
+                skipped.append(info.record_id)  # missing, altered, or re-listed under another identity
                 continue
             if header.umbral is None:
                 skipped.append(info.record_id)
@@ -183,6 +183,14 @@ class AuditedSharing:
             if secret is None:
                 raise KeyNotFound(f"this keystore lacks the Umbral key version {header.umbral.key_version} "
                                   "the record was sealed to")
+            try:
+                # The capsule must open, with the patient's own key, to this record's identity: a
+                # capsule copied from another record (say, mental health into a lab record's header)
+                # would otherwise be re-encrypted to the grantee, who can ignore the binding.
+                header.umbral.open_original(secret, info.record_id, header.version, binding.context)
+            except DecryptionError:
+                skipped.append(info.record_id)
+                continue
             kfrags = _kfrags(secret, receiving[1], self.threshold, len(reachable))
             delegation = "0x" + secrets.token_hex(16)
             for kfrag, (_, custodian) in zip(kfrags, reachable, strict=True):

@@ -18,6 +18,7 @@ import httpx
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from ehr_client._json import load_untrusted
 from ehr_client.chain.client import ChainClient
 from ehr_client.chain.types import KeyType
 from ehr_client.custodian import messages
@@ -98,6 +99,9 @@ def _signed(account: LocalAccount, domain: CustodianDomain, kind: str, message: 
     return {"message": full, "signature": messages.sign(account.key, domain, kind, full)}
 
 
+MAX_RESPONSE_BYTES = 1 << 20
+
+
 class CustodianClient:
     """One custodian endpoint. Network failures raise CustodianUnavailable; refusals CustodianRefused."""
 
@@ -118,8 +122,8 @@ class CustodianClient:
                 f"custodian {self.address or self.url} is unreachable ({type(exc).__name__}); try again or use others"
             ) from None
         try:
-            doc = response.json()
-        except ValueError:
+            doc = load_untrusted(response.content, max_depth=8, max_bytes=MAX_RESPONSE_BYTES)
+        except ValueError:  # too large, too deep or not JSON: nothing a custodian's answer can be
             doc = {}
         if response.status_code in (400, 403) and isinstance(doc, dict) and "reason" in doc:
             raise CustodianRefused(str(doc["reason"]), str(doc.get("message", "")), custodian=self.address or self.url)

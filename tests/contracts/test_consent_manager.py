@@ -380,6 +380,6 @@ def test_cancel_signatures_voids_them_when_there_is_no_grant(network, consent, p
 def test_signed_grant_with_unchanged_terms_still_uses_its_nonce(network, consent, patient, doctor, chain):
     signed = _signed_grant(consent, chain, patient, doctor)
     consent.grantBySig(*signed, sender=patient)
-    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, signed[5], PURPOSE, sender=patient)  # same terms: no-op
+    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, signed[5], PURPOSE, sender=patient)  # same terms: no event, but the nonce moves
     with ape.reverts(consent.ConsentInvalidSignature, patient=patient.address):
         consent.grantBySig(*signed, sender=patient)

@@ -201,7 +201,7 @@ def test_batch_rules(network, records, hospital, lab, insurer, stranger, patient
     bid = batch.batch_id
     for args in [(key, owner, scopes, bytes(32), count, mhash, mcid), (key, owner, scopes, root, 0, mhash, mcid),
                  (key, owner, 0, root, count, mhash, mcid), (key, owner, scopes, root, count, bytes(32), mcid),
-                 (key, owner, scopes, root, count, mhash, b""), (key, owner, scopes, root, 1 << 17, mhash, mcid)]:
+                 (key, owner, scopes, root, count, mhash, b""), (key, owner, scopes, root, 1025, mhash, mcid)]:
         with ape.reverts(records.RecordInvalidBatch, batchId=bid):
             records.anchorBatch(*args, sender=lab)
     records.anchorBatch(*batch.anchor_args(), sender=lab)

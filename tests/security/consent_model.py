@@ -119,14 +119,12 @@ class ConsentModel:
 
     def apply_grant(self, patient: str, grantee: str, scopes: int, access: Access, expires_at: int, *,
                     signed_at: int | None = None) -> bool:
-        """Store the grant; True when the terms changed (an AccessGranted event is due). A direct
-        grant that changes nothing is a no-op; otherwise the pair's nonce moves on and the grant
-        remembers the nonce it was decided at: the signature's, or the new one for a direct grant
-        (which outranks every signature given out before it)."""
+        """Store the grant; True when the terms changed (an AccessGranted event is due). Every grant,
+        a direct one that repeats the terms too, moves the pair's nonce on, and the grant remembers
+        the nonce it was decided at: the signature's, or the new one for a direct grant (which
+        outranks every signature given out before it)."""
         current = self.grants.setdefault((patient, grantee), Grant())
         changed = (current.scopes, current.access, current.expires_at) != (scopes, access, expires_at)
-        if not changed and signed_at is None:
-            return False
         current.nonce += 1
         current.grant_nonce = current.nonce if signed_at is None else signed_at
         current.scopes, current.access, current.expires_at = scopes, access, expires_at
