@@ -114,13 +114,25 @@ class Journal:
         return self._dir.parent / "acknowledged.log"
 
     def acknowledge(self, entry: PendingWrite) -> None:
-        """Append an anchored write to the acknowledged log (fsynced), before its pending entry goes."""
+        """Append an anchored write to the acknowledged log (fsynced), before its pending entry goes.
+        A write acknowledged just before a crash (it is then among the last lines) is not logged twice."""
         payload = json.dumps(asdict(entry), separators=(",", ":"), sort_keys=True).encode()
+        if self._recently_acknowledged(entry.record_id):
+            return
         try:
             self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             append_line(self.acknowledged_path, payload + b"\t" + _checksum(payload) + b"\n")
         except OSError as exc:
             raise _unwritable(self._dir.parent, exc) from None
+
+    def _recently_acknowledged(self, record_id: str) -> bool:
+        try:
+            with open(self.acknowledged_path, "rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(0, size - 65536))
+                return f'"record_id":"{record_id}"'.encode() in log.read()
+        except FileNotFoundError:
+            return False
 
     def acknowledged(self) -> list[PendingWrite]:
         """Every acknowledged write, oldest first; a damaged line raises `JournalDamaged`."""

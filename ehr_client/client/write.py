@@ -168,9 +168,11 @@ class RecordWriter:
         ], action="check write permission")
         if int(status) != 0:
             result = self._already_anchored(record_id, patient, scope, previous_id, None, Status(int(status)))
-            self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, result.cid,
-                                                         hex_id(result.content_hash), scope,
-                                                         hex_id(previous_id) if previous_id else None, hex_id(salt)))
+            if self.journal.get(fingerprint) is not None:  # a crash between mined and done: finish the bookkeeping
+                self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, result.cid,
+                                                             hex_id(result.content_hash), scope,
+                                                             hex_id(previous_id) if previous_id else None,
+                                                             hex_id(salt)))
             return result
         if not registered:
             raise InvalidRecord(f"{patient} is not a registered patient; they must run `ehr patient register`")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ehr_client.batch import BatchItem, BatchWriter, JournalDamaged, import_directory
+from ehr_client.batch.gc import collect
 from ehr_client.batch.journal import _checksum
 from ehr_client.errors import AccessDenied, ChainUnavailable, ConfigError
 from ehr_client.records import canonicalize
@@ -96,14 +97,17 @@ def test_grant_revoked_before_the_resumed_anchor_anchors_nothing_until_discarded
     assert _blobs(store) == [] and writer.pending() == []
 
 
-def _kill_mid_import(tmp_path, suite, ids, patient, directory, *, batch_size, kill_after_stored):
+def _kill_mid_import(tmp_path, suite, ids, patient, directory, *, batch_size, kill_after_stored=None,
+                     kill_after=None):
     config = tmp_path / "killed-import.json"
     config.touch(mode=0o600)
     config.write_text(json.dumps({
         "rpc": suite.rpc_url, "deployment": suite.deployment.to_json(), "wallet": ids["lab"].account.key.hex(),
         "x25519": ids["lab"].x25519[1].hex(), "store": str(tmp_path / "store"),
         "state": str(tmp_path / "state" / "lab"), "patient": patient, "directory": str(directory),
-        "batch_size": batch_size, "kill_after_stored": kill_after_stored,
+        "batch_size": batch_size,
+        **({"kill_after_stored": kill_after_stored} if kill_after_stored is not None else {}),
+        **({"kill_after": kill_after} if kill_after is not None else {}),
     }))
     done = subprocess.run([sys.executable, "-m", "tests.batch._killed_import", str(config)], cwd=REPO,
                           capture_output=True, timeout=120)
@@ -191,3 +195,26 @@ def test_a_well_formed_journal_replays(writer_lab):
     writer.journal.dir.mkdir(parents=True)
     writer.journal.path.write_text(_line(f'{{"op":"start","author":"{writer_lab.address}"}}'))
     assert writer.pending() == []
+
+
+@pytest.mark.parametrize("step", ["sealed", "sent", "mined", "anchored", "finished"])
+def test_import_killed_at_each_anchoring_step_lands_once_and_leaves_no_orphan(
+    people, writer_lab, store, suite, ids, fhir_dir, tmp_path, step
+):
+    """The ledger after a kill at each step of anchoring, and the same import run again: every
+    record once, all readable, and after gc nothing unreferenced in the store."""
+    patient = people["patient"]
+    directory = fhir_dir(5)
+    _kill_mid_import(tmp_path, suite, ids, patient.address, directory, batch_size=8, kill_after=step)
+    if step == "sent":
+        suite.w3.provider.make_request("evm_mine", [])  # the node mines the anchor anyway
+
+    summary = import_directory(writer_lab, patient.address, directory, batch_size=8).summary
+
+    located = patient.list_records(patient.address)
+    assert len(located) == 5 and sorted(r.record_id for r in located) == sorted(summary.record_ids)
+    assert len(_anchored_roots(writer_lab)) == 1  # one anchor, never two
+    assert patient.read_record(summary.record_ids[4]).data == canonicalize(observation(4))
+    collect(suite, store, [writer_lab.state_dir], grace=0, delete=True)
+    manifests = {str(r.batch.manifest_cid) for r in located if r.batch}
+    assert {p.name for p in _blobs(store)} == {str(r.cid) for r in located} | manifests
