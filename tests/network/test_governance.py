@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from web3 import Web3
 from web3.logs import DISCARD
 
+from ehr_client.chain.ids import record_id_of
 from ehr_client.chain.abi import load_artifact
 from ehr_client.cli import app
 from ehr_client.dev.geth import CliqueNetwork
@@ -172,9 +173,10 @@ def test_patient_registers_and_anchors_a_record_by_raw_call(env: Env) -> None:
     w3 = web3(env.network.rpc_url())
     registry = env.contract(w3, "RecordRegistry")
     _transact(w3, PATIENT, registry.functions.registerPatient())
-    record_id, content_hash = secrets.token_bytes(32), sha256(b"ciphertext stand-in").digest()
+    salt, content_hash = secrets.token_bytes(32), sha256(b"ciphertext stand-in").digest()
+    record_id = record_id_of(PATIENT.address, salt)  # ids are derived from the author and its salt
     cid = bytes.fromhex("01551220") + content_hash  # CIDv1, raw codec, sha2-256
-    receipt = _transact(w3, PATIENT, registry.functions.addRecord(record_id, PATIENT.address, content_hash, 1, cid))
+    receipt = _transact(w3, PATIENT, registry.functions.addRecord(salt, PATIENT.address, content_hash, 1, cid))
     added = registry.events.RecordAdded().process_receipt(receipt, errors=DISCARD)[0].args
     assert (added.recordId, added.patient, added.contentHash) == (record_id, PATIENT.address, content_hash)
     assert registry.functions.recordStatus(record_id).call() == 1  # Active
