@@ -14,19 +14,17 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from eth_abi import encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from ehr_client.chain.client import ChainClient, EventRecord
+from ehr_client.chain.ids import batched_record_ids
 
 _CACHE = 4096
 
 
 def _leaf_ids(event: EventRecord) -> Iterator[tuple[int, bytes]]:
-    author, key = to_checksum_address(event.args["author"]), bytes(event.args["batchKey"])
-    prefix = encode(["uint8", "address", "bytes32"], [2, author, key])
-    for index in range(int(event.args["leafCount"])):
-        yield index, keccak(prefix + index.to_bytes(32, "big"))
+    return batched_record_ids(to_checksum_address(event.args["author"]), bytes(event.args["batchKey"]),
+                              int(event.args["leafCount"]))
 
 
 class BatchIndex:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import typer

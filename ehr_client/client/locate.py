@@ -18,7 +18,6 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
 
@@ -30,12 +29,6 @@ from ehr_client.client.manifest import BatchManifest
 from ehr_client.client.model import BatchProof, Listing, RecordInfo, Skipped, hex_id
 from ehr_client.errors import EHRError, IntegrityError, InvalidRecord, RecordNotFound
 from ehr_client.storage import BlobStore, cid_from_bytes
-
-
-@dataclass(frozen=True)
-class _Batch:
-    event: EventRecord
-    manifest: BatchManifest
 
 
 class RecordLocator:

@@ -95,3 +95,11 @@ def condition() -> dict[str, Any]:
         "code": {"text": "Type 2 diabetes"},
         "subject": {"reference": "Patient/example"},
     }
+
+
+def lab_result(text: str, value: float) -> dict[str, Any]:
+    """A minimal lab Observation (scope: lab) whose code text makes it distinct; ids derive from content."""
+    return {"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "laboratory"}]}],
+            "code": {"text": text}, "valueQuantity": {"value": value, "unit": "mmol/L"}}

@@ -17,6 +17,7 @@ from ehr_client.chain.client import ChainClient
 from ehr_client.client import EHRClient, Identity
 from ehr_client.records import Scope, canonicalize
 from ehr_client.storage import LocalStore
+from tests.client.conftest import lab_result
 from tests.constants import DAY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,10 +26,7 @@ STEPS = ["stored", "journaled", "sent", "mined", "acknowledged", "done"]
 
 
 def _obs(step: str) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final",
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                      "code": "laboratory"}]}],
-            "code": {"text": f"killed after {step}"}, "valueQuantity": {"value": 5.5, "unit": "mmol/L"}}
+    return lab_result(f"killed after {step}", 5.5)
 
 
 @pytest.mark.parametrize("step", STEPS)

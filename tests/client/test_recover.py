@@ -9,16 +9,14 @@ from ehr_client.batch import BatchItem, BatchWriter
 from ehr_client.batch.recover import recover
 from ehr_client.client import EHRClient
 from ehr_client.records import Scope, canonicalize
+from tests.client.conftest import lab_result
 from tests.constants import DAY
 
 LAB = int(Scope.LAB)
 
 
 def _obs(n: int) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final",
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                      "code": "laboratory"}]}],
-            "code": {"text": f"glucose {n}"}, "valueQuantity": {"value": 5 + n / 10, "unit": "mmol/L"}}
+    return lab_result(f"glucose {n}", 5 + n / 10)
 
 
 def test_writes_a_chain_lost_are_anchored_again_under_the_same_ids(people: dict[str, EHRClient]) -> None:

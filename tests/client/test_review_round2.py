@@ -19,16 +19,14 @@ from ehr_client.errors import InvalidRecord, RecordErased
 from ehr_client.records import Scope, canonicalize
 from ehr_client.sharing.remote import CustodianClient
 from ehr_client.storage import cid_to_bytes
+from tests.client.conftest import lab_result
 from tests.constants import DAY
 
 LAB = int(Scope.LAB)
 
 
 def _obs(n: int) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final",
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                      "code": "laboratory"}]}],
-            "code": {"text": f"glucose {n}"}, "valueQuantity": {"value": 5 + n / 10, "unit": "mmol/L"}}
+    return lab_result(f"glucose {n}", 5 + n / 10)
 
 
 def _lab(people: dict[str, EHRClient]) -> EHRClient:
