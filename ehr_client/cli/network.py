@@ -78,8 +78,7 @@ def up(
                                        period=period or 1, chain_id=chain_id, alloc=alloc, detach=True)
         out().print(f"created chain {chain_id} under {root}; funded {len(alloc)} account(s)")
     network.start()
-    network.wait_for_peers(timeout=60)
-    head = network.wait_for_block(network.head() + 1, timeout=30 + 10 * network.period)
+    head = network.wait_for_block(network.head() + 1, timeout=60 + 10 * network.period)
     for node in network.nodes.values():
         role = f"validator {node.spec.address}" if node.spec.address else "rpc"
         out().print(f"{node.name} up (pid {node.pid}) at {node.rpc_url}; {role}")

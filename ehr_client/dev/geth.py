@@ -385,8 +385,8 @@ class CliqueNetwork:
     def start(self, names: Iterable[str] | None = None, *, timeout: float = 60.0) -> None:
         """Start the nodes; a validator begins sealing only once it has the head the running nodes have.
 
-        A validator that seals on its stale head as soon as it starts makes a competing block at a
-        height the others already filled. With equal difficulty each node keeps its own block, and
+        A validator that seals on its stale head as soon as it starts (or, on a cold start, before it
+        has peers) makes a competing block at a height the others already filled. With equal difficulty each node keeps its own block, and
         Clique deadlocks when every live signer is barred ("signed recently") on its own fork but
         allowed on another's: seen here with 3 of 4 validators, for good.
         """
@@ -395,6 +395,9 @@ class CliqueNetwork:
         for node in selected:
             node.start(timeout=timeout)
         deadline = time.monotonic() + timeout
+        if not joining:
+            # Sealing before the static peers connect gives each validator a block 1 of its own.
+            self.wait_for_peers(timeout=max(1.0, deadline - time.monotonic()))
         for node in selected:
             if node.spec.kind == "validator":
                 if joining:
@@ -453,19 +456,42 @@ class CliqueNetwork:
                 time.sleep(0.05)
             rpc(node.rpc_url, "miner_start")
 
+    def reconnect_peers(self) -> None:
+        """Drop and re-add every running node's static peers, so each handshake carries the peer's
+        current total difficulty.
+
+        geth learns a peer's difficulty from the handshake and from the *parent* of each block the
+        peer announces, and a node still at genesis discards announced blocks until it has synced.
+        Nodes that each sealed a block 1 of their own can therefore wait on each other for good; a
+        fresh handshake lets the lighter ones sync to the heaviest fork.
+        """
+        running = [node for node in self.nodes.values() if node.running]
+        for node in running:
+            for other in running:
+                if other is not node:
+                    rpc(node.rpc_url, "admin_removePeer", other.enode)
+        for node in running:
+            for other in running:
+                if other is not node:
+                    rpc(node.rpc_url, "admin_addPeer", other.enode)
+
     def wait_for_block(self, number: int, *, name: str | None = None, timeout: float = 30.0) -> int:
         """Wait until `name`'s (or any running node's) head reaches `number`; ChainStalled after `timeout`.
 
-        A head that stands still for three periods gets the sealers nudged (see `nudge_sealers`).
+        A head that stands still for three periods gets the sealers nudged (see `nudge_sealers`), and
+        every third nudge also reconnects the peers (see `reconnect_peers`).
         """
         deadline = time.monotonic() + timeout
-        head, moved = -1, time.monotonic()
+        head, moved, nudges = -1, time.monotonic(), 0
         while True:
             try:
                 seen = self.head(name)
                 if seen != head:
-                    head, moved = seen, time.monotonic()
+                    head, moved, nudges = seen, time.monotonic(), 0
                 elif time.monotonic() - moved > 3 * self.period:
+                    nudges += 1
+                    if nudges % 3 == 0:
+                        self.reconnect_peers()
                     self.nudge_sealers()
                     moved = time.monotonic()
             except ChainUnavailable:
@@ -475,8 +501,24 @@ class CliqueNetwork:
                 return head
             if time.monotonic() >= deadline:
                 raise ChainStalled(f"the chain is at block {head}, not {number}, after {timeout:.0f}s: too few "
-                                   "validators are sealing (Clique needs more than half); start stopped ones")
+                                   "validators are sealing (Clique needs more than half); start stopped ones. "
+                                   f"Nodes: {self._heads_report()}")
             time.sleep(0.1)
+
+    def _heads_report(self) -> str:
+        """Each running node's head number, head hash prefix and peer count, for a stall's error."""
+        parts = []
+        for node in self.nodes.values():
+            if not node.running:
+                parts.append(f"{node.name} stopped")
+                continue
+            try:
+                block = rpc(node.rpc_url, "eth_getBlockByNumber", "latest", False, timeout=2.0)
+                peers = int(rpc(node.rpc_url, "net_peerCount", timeout=2.0), 16)
+                parts.append(f"{node.name} #{int(block['number'], 16)} {block['hash'][:10]} {peers} peers")
+            except (ChainUnavailable, RpcRefused, KeyError, TypeError):
+                parts.append(f"{node.name} not answering")
+        return "; ".join(parts)
 
     def wait_for_peers(self, *, timeout: float = 30.0) -> None:
         """Wait until every running node sees every other running node."""
