@@ -469,11 +469,11 @@ class CliqueNetwork:
         for node in running:
             for other in running:
                 if other is not node:
-                    rpc(node.rpc_url, "admin_removePeer", other.enode)
+                    rpc(node.rpc_url, "admin_removePeer", other.spec.enode)
         for node in running:
             for other in running:
                 if other is not node:
-                    rpc(node.rpc_url, "admin_addPeer", other.enode)
+                    rpc(node.rpc_url, "admin_addPeer", other.spec.enode)
 
     def wait_for_block(self, number: int, *, name: str | None = None, timeout: float = 30.0) -> int:
         """Wait until `name`'s (or any running node's) head reaches `number`; ChainStalled after `timeout`.
