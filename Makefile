@@ -69,8 +69,8 @@ test: compile kubo geth lint
 test-fast: compile kubo
 	EHR_REQUIRE_KUBO=1 $(BIN)/ape test tests/contracts tests/client tests/batch tests/crypto tests/records -x $(PYTEST_ARGS)
 
-demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo)
-	@echo "==> ehr demo (its own Anvil; stopped at the end)"
+demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo) $(if $(filter consortium,$(EHR_DEMO_CHAIN)),geth)
+	@echo "==> ehr demo (its own $(if $(filter consortium,$(EHR_DEMO_CHAIN)),geth Clique network,Anvil); stopped at the end)"
 	$(BIN)/ehr demo $(DEMO_ARGS)
 
 # Static analysis alone (make test runs it too, in tests/security/test_static_analysis.py).

@@ -423,6 +423,7 @@ def deploy_suite(
     domain is named `consent_name`, by default after the network)."""
     consent_name = check_domain_name(consent_name or default_domain_name(network))
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)  # Clique blocks: see ChainClient
     try:
         chain_id = w3.eth.chain_id
         deploy_block = w3.eth.block_number + 1
