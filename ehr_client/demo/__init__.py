@@ -218,7 +218,8 @@ def _story(say: _Narrator, rpc_url: str, store: BlobStore, workdir: Path, *,
 
     say.step("Deploy the contracts")
     deployment = deploy_suite(rpc_url, ids["governor-a"].account, network="demo",
-                              governors=[ids["governor-a"].address, ids["governor-b"].address], threshold=2)
+                              governors=[ids["governor-a"].address, ids["governor-b"].address], threshold=2,
+                              confirmations=confirmations)
     chain = ChainClient(rpc_url, deployment, confirmations=confirmations)
     for name, address in deployment.contracts.items():
         say.ok(f"{name:<15} {address}")
