@@ -9,7 +9,7 @@ from typing import Any
 from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector
 
-from ehr_client.chain.abi import CONTRACT_NAMES, load_artifact
+from ehr_client.chain.abi import ARTIFACT_NAMES, load_artifact
 from ehr_client.errors import (
     AccessDenied,
     ConsentRefused,
@@ -98,7 +98,7 @@ _HINTS: dict[str, tuple[type[EHRError], Callable[[dict[str, Any]], str]]] = {
 @cache
 def _error_table() -> dict[bytes, tuple[str, list[str], list[str]]]:
     table: dict[bytes, tuple[str, list[str], list[str]]] = {}
-    for contract in CONTRACT_NAMES:
+    for contract in ARTIFACT_NAMES:
         for item in load_artifact(contract)["abi"]:
             if item.get("type") != "error":
                 continue
