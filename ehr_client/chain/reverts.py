@@ -88,6 +88,15 @@ _HINTS: dict[str, tuple[type[EHRError], Callable[[dict[str, Any]], str]]] = {
         lambda a: f"{_short(a['grantee'])} cannot receive this grant: it must be an active consortium member "
         "other than the patient, and a provider or lab for amend access",
     ),
+    "ClaimUnauthorizedAuthor": (
+        AccessDenied,
+        lambda a: f"{_short(a['author'])} may not commit claims of record {_short(a['recordId'])}: the record's author "
+        "must be an active provider or lab with the patient's amend grant for its scope",
+    ),
+    "ClaimAlreadyCommitted": (
+        TransactionReverted,
+        lambda a: f"record {_short(a['recordId'])} already has a claim commitment; it never changes",
+    ),
     "ConsentNoGrant": (
         TransactionReverted,
         lambda a: f"patient {_short(a['patient'])} has no grant to {_short(a['grantee'])} to revoke",
