@@ -16,6 +16,7 @@ from typing import Any
 
 from eth_utils import is_hex_address, to_checksum_address
 
+from ehr_client._json import load_untrusted
 from ehr_client.claims.predicate import Predicate
 from ehr_client.claims.prover import Groth16Proof
 from ehr_client.errors import MalformedProof
@@ -46,10 +47,8 @@ class ClaimProof:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ClaimProof:
-        if len(text) > MAX_SIZE:
-            raise MalformedProof(f"a claim proof is at most {MAX_SIZE} bytes; this is not one")
         try:
-            data = json.loads(text)
+            data = load_untrusted(text, max_depth=4, max_bytes=MAX_SIZE)
             if not isinstance(data, dict) or set(data) != _KEYS or data["format"] != FORMAT:
                 raise ValueError("keys")
             proof = data["proof"]
