@@ -29,7 +29,7 @@ FINAL_ZKEY = "claims_final.zkey"
 VERIFICATION_KEY = "verification_key.json"
 VERIFIER_SOURCE = "ClaimsGroth16Verifier.sol"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
-_HASH_LINE = re.compile(r"Contribution Hash:\s*\n((?:\s*[0-9a-f ]+\n?){4})", re.IGNORECASE)
+_HASH_LINE = re.compile(r"Contribution (?:Response )?Hash[^:\n]*:\s*\n((?:[ \t]*[0-9a-f]{8}(?:[ \t]+[0-9a-f]{8}){3}\s*\n?){4})")
 
 
 @dataclass(frozen=True)
@@ -154,3 +154,12 @@ def run_ceremony(directory: Path, members: Sequence[str]) -> Ceremony:
         ceremony.contribute(member)
     ceremony.finish()
     return ceremony
+
+
+def verify_setup(directory: Path, build: CircuitBuild | None = None) -> None:
+    """Check a finished setup again (anyone can, from the public files): the final zkey descends
+    from the powers of tau through the listed contributions. ZkToolError when it does not."""
+    build = build or build_circuit()
+    Ceremony(directory, build).transcript()
+    snarkjs(["zkey", "verify", str(build.r1cs), "pot_final.ptau", FINAL_ZKEY], cwd=directory,
+            what="verifying the setup")

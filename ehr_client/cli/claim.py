@@ -70,13 +70,19 @@ def _predicate(text: str) -> Predicate:
 @app.command("setup")
 def setup(
     ctx: typer.Context,
-    member: Annotated[list[str], typer.Option("--member", help="A contributing member (repeat; one contribution each).")],
+    member: Annotated[list[str] | None, typer.Option(
+        "--member", help="A contributing member (repeat; one contribution each). None: only start the ceremony, "
+                         "for members to contribute in turn on their own machines (`ehr claim contribute`).")] = None,
     setup_dir: SetupDir = None,
 ) -> None:
     """Run the whole two-phase Groth16 ceremony here, one contribution per --member (local powers of tau)."""
     directory = _setup_dir(app_context(ctx), setup_dir)
     ceremony = Ceremony(directory)
     ceremony.start()
+    if not member:
+        out().print(f"ceremony started in {directory}; pass the directory from member to member "
+                    "(`ehr claim contribute`), then `ehr claim close` after each phase")
+        return
     for phase in ("powers of tau", "circuit"):
         for name in member:
             contribution = ceremony.contribute(name)
@@ -85,6 +91,29 @@ def setup(
             ceremony.close_tau()
     ceremony.finish()
     out().print(f"setup ready in {directory} (every contribution verified); deploy it with `ehr claim deploy`")
+
+
+@app.command("contribute")
+def contribute(
+    ctx: typer.Context,
+    member: Annotated[str, typer.Option("--member", help="Your name in the transcript.")],
+    setup_dir: SetupDir = None,
+) -> None:
+    """Add your contribution to the ceremony's current phase (your randomness is used once and never stored)."""
+    contribution = Ceremony(_setup_dir(app_context(ctx), setup_dir)).contribute(member)
+    out().print(f"{contribution.phase} phase: {member} contributed; hash {contribution.contribution_hash or '-'}")
+
+
+@app.command("close")
+def close(ctx: typer.Context, setup_dir: SetupDir = None) -> None:
+    """Verify every contribution of the current phase and close it (the second close finishes the setup)."""
+    ceremony = Ceremony(_setup_dir(app_context(ctx), setup_dir))
+    if ceremony.transcript()["phase"] == "tau":
+        ceremony.close_tau()
+        out().print("powers of tau verified and closed; members now contribute to the circuit phase")
+    else:
+        ceremony.finish()
+        out().print("circuit phase verified; setup ready, deploy it with `ehr claim deploy`")
 
 
 @app.command("deploy")
