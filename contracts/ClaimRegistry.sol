@@ -30,8 +30,8 @@ contract ClaimRegistry is IClaimRegistry {
     /// @param verifier_ The Groth16 verifier of this deployment's setup.
     constructor(IRecordRegistry records_, IClaimsGroth16Verifier verifier_) {
         _records = records_;
-        _consortium = IConsortium(records_.consortium());
-        _consent = IConsentManager(records_.consentManager());
+        _consortium = IConsortium(_records.consortium());
+        _consent = IConsentManager(_records.consentManager());
         _verifier = verifier_;
     }
 
