@@ -4,6 +4,7 @@ verify (anyone, by a view call or a transaction that enters the patient's audit 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +20,11 @@ from ehr_client.claims.proof_file import ClaimProof
 from ehr_client.claims.prover import prove
 from ehr_client.claims.registry import CheckedClaim, ClaimRegistry
 from ehr_client.claims.setup import ClaimSetup
-from ehr_client.client import EHRClient, WriteResult
+from ehr_client.client import FHIR_MEDIA_TYPE, EHRClient, WriteResult
 from ehr_client.client.keysource import check_header, own_data_key
-from ehr_client.crypto import claim_secret
+from ehr_client.crypto import claim_secret, iter_decrypt
 from ehr_client.errors import AccessDenied, ClaimNotAvailable, ClaimProofRejected, IntegrityError, ZkToolError
+from ehr_client.package import parse_header
 
 NO_CHALLENGE = bytes(32)
 _SALT_LABEL = b"ehr-claim-salt/1"
@@ -53,19 +55,33 @@ class Claims:
         """Write a FHIR record and commit to its claim. A retry after a crash between the two lands as
         the same record and only adds the missing commitment."""
         written = self.client.add_record(patient, dict(resource), **options)
-        return ClaimedWrite(written, self.commit(written, resource))
+        return ClaimedWrite(written, self.commit(written))
 
-    def commit(self, written: WriteResult, resource: Mapping[str, Any]) -> TxResult | None:
-        claim = extract_claim(resource)
-        if claim is None:
-            return None
+    def amend_record(self, previous_id: bytes, resource: Mapping[str, Any]) -> ClaimedWrite:
+        """A new version commits to its own claim; proofs about the old version stop counting."""
+        written = self.client.amend_record(previous_id, dict(resource))
+        return ClaimedWrite(written, self.commit(written))
+
+    def commit(self, written: WriteResult) -> TxResult | None:
+        """Commit to the claim of a record this identity just wrote, as the stored record says it (the
+        author opens it with its own key; no access request): what is committed is what the patient
+        will read. None when the record carries no claim or the same commitment is already set."""
         if written.salt is None:
             raise ZkToolError("this write result carries no salt; write the record with this client version")
         info = self.client.get_record(written.record_id)
-        header = self.client.read_header(info.cid)
-        data_key = own_data_key(self.client.identity, header, check_header(info, header))
+        blob = self.client.fetch_verified(info, doing="committed to")
+        header, offset = parse_header(blob)
+        binding = check_header(info, header)
+        data_key = own_data_key(self.client.identity, header, binding)
         if data_key is None:
             raise AccessDenied("only the record's author commits to its claims, with the key it sealed for itself")
+        if header.media_type != FHIR_MEDIA_TYPE:
+            return None
+        plaintext = b"".join(iter_decrypt(memoryview(blob)[offset:], data_key, record_id=info.record_id,
+                                          version=header.version, context=binding.context))
+        claim = extract_claim(json.loads(plaintext))
+        if claim is None:
+            return None
         commitment = claim.commitment(written.record_id, claim_salt(claim_secret(data_key, written.record_id)))
         current = self.registry.commitment_of(written.record_id)
         if current == commitment:

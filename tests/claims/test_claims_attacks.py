@@ -106,8 +106,11 @@ def test_proof_about_a_tombstoned_record_is_rejected(world: dict[str, Claims], t
 
 def test_proof_about_a_superseded_record_is_rejected(world: dict[str, Claims], two: tuple[Any, Any],
                                                      proof: ClaimProof, events: Callable[[str], list[Any]]) -> None:
-    world["lab"].client.amend_record(two[0].record.record_id, hba1c(5.8))
+    amended = world["lab"].amend_record(two[0].record.record_id, hba1c(5.8))
     _rejected(world["insurer"], proof, events)
+    assert amended.commit is not None  # the current version has its own claim, and proofs about it hold
+    current = world["patient"].prove(amended.record.record_id, ASKED, verifier=world["insurer"].client.address)
+    assert world["insurer"].check(current).patient == world["patient"].client.address
 
 
 def test_prover_refuses_a_predicate_the_claim_does_not_satisfy(world: dict[str, Claims],
@@ -136,7 +139,7 @@ def test_member_without_write_rights_cannot_commit(world: dict[str, Claims]) -> 
     written = hospital.client.add_record(patient.client.address, hba1c(5.5, "2026-02-01"))
     patient.client.revoke(hospital.client.address)
     with pytest.raises(AccessDenied) as caught:
-        hospital.commit(written, hba1c(5.5, "2026-02-01"))
+        hospital.commit(written)
     _reveals_nothing(caught.value)
     assert hospital.registry.commitment_of(written.record_id) == 0
 
