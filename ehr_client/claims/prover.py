@@ -42,6 +42,17 @@ def public_signals(commitment: int, record_id: bytes, binding: int, predicate: P
             *codes]
 
 
+def circuit_inputs(signals: list[int], claim: Claim, salt: int) -> dict[str, object]:
+    """The witness input: the public signals by name, then the claim and the salt (secret)."""
+    names = ["commitment", "recordHi", "recordLo", "binding", "kind", "unit", "valueLo", "valueHi", "dateLo",
+             "dateHi", "codeCheck"]
+    inputs: dict[str, object] = {name: str(value) for name, value in zip(names, signals, strict=False)}
+    inputs["codes"] = [str(c) for c in signals[len(names):]]
+    inputs.update(code=str(claim.code), claimUnit=str(claim.unit), value=str(claim.value), date=str(claim.date),
+                  salt=str(salt))
+    return inputs
+
+
 def prove(setup: ClaimSetup, claim: Claim, salt: int, record_id: bytes, commitment: int, binding: int,
           predicate: Predicate) -> Groth16Proof:
     if claim.commitment(record_id, salt) != commitment:
@@ -51,12 +62,7 @@ def prove(setup: ClaimSetup, claim: Claim, salt: int, record_id: bytes, commitme
         raise ClaimUnsatisfied("the record does not satisfy this predicate, so no proof was made; check the "
                                "predicate (type, code, unit, bounds) against what you want to show")
     signals = public_signals(commitment, record_id, binding, predicate)
-    names = ["commitment", "recordHi", "recordLo", "binding", "kind", "unit", "valueLo", "valueHi", "dateLo",
-             "dateHi", "codeCheck"]
-    inputs: dict[str, object] = {name: str(value) for name, value in zip(names, signals, strict=False)}
-    inputs["codes"] = [str(c) for c in signals[len(names):]]
-    inputs.update(code=str(claim.code), claimUnit=str(claim.unit), value=str(claim.value), date=str(claim.date),
-                  salt=str(salt))
+    inputs = circuit_inputs(signals, claim, salt)
     with tempfile.TemporaryDirectory(prefix="ehr-claim-") as work:
         folder = Path(work)
         os.chmod(folder, 0o700)

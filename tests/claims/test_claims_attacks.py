@@ -181,3 +181,24 @@ def test_malformed_proof_files_are_refused(proof: ClaimProof) -> None:
 def test_proof_for_another_chain_is_rejected(world: dict[str, Claims], proof: ClaimProof) -> None:
     with pytest.raises(ClaimProofRejected):
         world["insurer"].check(dataclasses.replace(proof, chain_id=proof.chain_id + 1))
+
+
+def test_suspended_author_cannot_commit(world: dict[str, Claims], claims_for: Callable[[str], Claims]) -> None:
+    lab, patient = world["lab"], world["patient"]
+    written = lab.client.add_record(patient.client.address, hba1c(5.4, "2026-02-03"))
+    governor = claims_for("gov_a").client
+    governor.chain.transact(governor.identity.account, governor.chain.consortium.functions.suspend(lab.client.address),
+                            action="suspend")
+    with pytest.raises(AccessDenied):
+        lab.commit(written)
+    assert lab.registry.commitment_of(written.record_id) == 0
+
+
+def test_a_crash_between_write_and_commit_is_finished_by_writing_again(world: dict[str, Claims]) -> None:
+    lab, patient = world["lab"], world["patient"]
+    written = lab.client.add_record(patient.client.address, hba1c(5.6, "2026-02-04"))  # then the process dies
+    assert lab.registry.commitment_of(written.record_id) == 0
+    again = lab.add_record(patient.client.address, hba1c(5.6, "2026-02-04"))
+    assert again.record.record_id == written.record_id and again.record.tx is None and again.commit is not None
+    proof = patient.prove(written.record_id, ASKED, verifier=world["insurer"].client.address)
+    assert world["insurer"].check(proof).patient == patient.client.address
