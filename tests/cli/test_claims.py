@@ -52,6 +52,9 @@ def test_lab_adds_patient_proves_verifier_checks(cli: Cli, world: dict[str, str]
     checked = cli.json("claim", "verify", str(proof), "--expect", ASKED, "--patient", "patient", "--record",
                        wallet="doctor")
     assert checked["valid"] is True and checked["patient"] == world["patient"] and checked["txHash"]
+    trail = [(e["name"], e["actor"], e["recordId"]) for e in cli.json("audit", "patient")]
+    assert ("ClaimsCommitted", world["lab"], added["recordId"]) in trail
+    assert ("ClaimProven", world["doctor"], added["recordId"]) in trail
 
     refused = cli("claim", "verify", str(proof), "--expect", ASKED.replace("6.5", "6.0"), wallet="doctor", expect=1)
     assert "not what was asked" in refused.stderr and "5.87" not in refused.stderr
