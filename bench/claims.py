@@ -1,8 +1,8 @@
 """Zero-knowledge claims: constraints, proving time, proof size, verification gas, and what
 committing a claim adds to a write (`python -m bench.claims`; writes bench/results/claims.json).
 
-Uses the setup under .build/zk/<circuit>/bench-ceremony, running the ceremony (two members) the
-first time and timing it then. Write cost is measured against a write without claims in the same
+Uses the local throwaway setup (`ehr_client.dev.claims`), running its two-member ceremony the first
+time and timing it then. Write cost is measured against a write without claims in the same
 run: the same lab, the same kind of record, alternating, median of each.
 """
 
@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from bench._world import DAY, World
-from ehr_client.claims import Claims, ClaimSetup, deploy_claim_registry, run_ceremony
+from ehr_client.claims import Claims, ClaimSetup, deploy_claim_registry
 from ehr_client.claims.registry import ClaimRegistry
-from ehr_client.claims.toolchain import build_circuit
+from ehr_client.dev.claims import local_claim_setup, local_claim_setup_ready
 from ehr_client.records import Scope
 
 OUT = Path(__file__).resolve().parent / "results" / "claims.json"
@@ -36,14 +35,10 @@ def hba1c(value: float) -> dict[str, Any]:
 
 
 def setup() -> tuple[ClaimSetup, float | None]:
-    directory = build_circuit().directory / "bench-ceremony"
-    try:
-        return ClaimSetup.load(directory), None
-    except Exception:
-        shutil.rmtree(directory, ignore_errors=True)
+    if local_claim_setup_ready():
+        return local_claim_setup(), None
     started = time.perf_counter()
-    run_ceremony(directory, ("member-a", "member-b"))
-    return ClaimSetup.load(directory), time.perf_counter() - started
+    return local_claim_setup(), time.perf_counter() - started
 
 
 def main() -> None:

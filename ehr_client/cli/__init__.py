@@ -100,11 +100,13 @@ def _demo(
                                                       "LocalStore; also EHR_DEMO_STORE=ipfs.")] = False,
     audited: Annotated[bool, typer.Option("--audited/--no-audited", help="Also tell the second story: audited "
                                           "key release through three custodians, revocation, erasure.")] = True,
+    claims: Annotated[bool, typer.Option("--claims/--no-claims", help="Also tell the third story: a zero-knowledge "
+                                         "proof that a lab result is in range (runs a local ceremony once).")] = True,
 ) -> None:
     """Run the whole story on a throwaway local chain: consortium, records, signed consent, audit."""
     from ehr_client.demo import run_demo, store_from_env
 
-    run_demo(ipfs=ipfs or store_from_env(), audited=audited)
+    run_demo(ipfs=ipfs or store_from_env(), audited=audited, claims=claims)
 
 
 def main() -> None:

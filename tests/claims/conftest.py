@@ -2,12 +2,12 @@
 registry deployed on the client tests' suite, and people who write, prove and verify.
 
 The ceremony is real (circom2 and snarkjs from node_modules, local powers of tau, two members);
-the first session after a circuit change runs it (a minute or two), later sessions reuse it.
+the first session after a circuit change runs it (a minute or two), later sessions, the demo and
+the benchmark reuse it (`ehr_client.dev.claims`).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 
 from ehr_client.chain.client import ChainClient
-from ehr_client.claims import Claims, ClaimSetup, deploy_claim_registry, run_ceremony
+from ehr_client.claims import Claims, ClaimSetup, deploy_claim_registry
 from ehr_client.claims.registry import ClaimRegistry
-from ehr_client.claims.toolchain import build_circuit
 from ehr_client.client import EHRClient, Identity
+from ehr_client.dev.claims import LOCAL_MEMBERS, local_claim_setup
 from ehr_client.records import Scope
 from ehr_client.storage import LocalStore
 from tests.client.conftest import ids, rpc_url, suite  # noqa: F401  (fixtures shared with the client tests)
 from tests.constants import DAY
 
-MEMBERS = ("hospital-a", "lab-b")
+MEMBERS = LOCAL_MEMBERS
 LAB = int(Scope.LAB)
 WRITES = int(Scope.LAB | Scope.DEMOGRAPHICS | Scope.IMMUNIZATIONS | Scope.CONDITIONS)
 HBA1C = "http://loinc.org|4548-4"
@@ -32,13 +32,7 @@ HBA1C = "http://loinc.org|4548-4"
 
 @pytest.fixture(scope="session")
 def claim_setup() -> ClaimSetup:
-    directory = build_circuit().directory / "test-ceremony"
-    try:
-        return ClaimSetup.load(directory)
-    except Exception:
-        shutil.rmtree(directory, ignore_errors=True)
-    run_ceremony(directory, MEMBERS)
-    return ClaimSetup.load(directory)
+    return local_claim_setup()
 
 
 @pytest.fixture(scope="session")

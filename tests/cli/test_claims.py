@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ehr_client.claims import ClaimSetup, run_ceremony
-from ehr_client.claims.toolchain import build_circuit
+from ehr_client.dev.claims import local_claim_setup
 from tests.cli.conftest import Cli
 
 HBA1C = {"resourceType": "Observation", "status": "final",
@@ -22,13 +21,8 @@ ASKED = "type = Observation and code = http://loinc.org|4548-4 and unit = % and 
 
 @pytest.fixture(scope="module")
 def setup_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The claims tests' cached ceremony when present (else a fresh one), copied for this home."""
-    cached = build_circuit().directory / "test-ceremony"
-    try:
-        ClaimSetup.load(cached)
-    except Exception:
-        shutil.rmtree(cached, ignore_errors=True)
-        run_ceremony(cached, ("hospital-a", "lab-b"))
+    """The local throwaway ceremony (run on first use), copied for this home."""
+    cached = local_claim_setup().directory
     target = tmp_path_factory.mktemp("claims") / "setup"
     shutil.copytree(cached, target)
     return target
