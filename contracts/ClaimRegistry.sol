@@ -43,7 +43,8 @@ contract ClaimRegistry is IClaimRegistry {
         if (_commitments[recordId] != 0) revert ClaimAlreadyCommitted(recordId);
         bool member = _consortium.hasActiveRole(msg.sender, IConsortium.Role.Provider)
             || _consortium.hasActiveRole(msg.sender, IConsortium.Role.Lab);
-        if (!member || !_consent.canAmend(record.patient, msg.sender, record.scope)) {
+        // A member writing about itself as a patient would be self-declaring; canAmend is true for the patient.
+        if (!member || msg.sender == record.patient || !_consent.canAmend(record.patient, msg.sender, record.scope)) {
             revert ClaimUnauthorizedAuthor(msg.sender, recordId);
         }
         _commitments[recordId] = commitment;

@@ -52,7 +52,8 @@ interface IClaimRegistry {
     error ClaimInvalidCommitment(bytes32 recordId);
     /// @notice The record's claims were committed already; a commitment never changes.
     error ClaimAlreadyCommitted(bytes32 recordId);
-    /// @notice The author is not an active provider or lab, or lacks the patient's amend grant.
+    /// @notice The author is not an active provider or lab, lacks the patient's amend grant, or is the
+    /// record's patient (a claim about oneself is self-declared, whatever one's role).
     error ClaimUnauthorizedAuthor(address author, bytes32 recordId);
     /// @notice No claims were committed for the record.
     error ClaimNotCommitted(bytes32 recordId);
@@ -69,7 +70,8 @@ interface IClaimRegistry {
 
     /// @notice Commit to the claims of a record the caller anchored with `salt`.
     /// Requirements: the record {IRecordRegistry-recordIdOf}(caller, salt) is active; the caller is
-    /// an active provider or lab member with the patient's amend grant for the record's scope; no
+    /// an active provider or lab member, not the record's patient, with the patient's amend grant
+    /// for the record's scope; no
     /// commitment was set for it; `commitment` is a non-zero field element.
     /// Emits a {ClaimsCommitted} event.
     /// @param salt The salt the record was anchored with.

@@ -202,3 +202,11 @@ def test_a_crash_between_write_and_commit_is_finished_by_writing_again(world: di
     assert again.record.record_id == written.record_id and again.record.tx is None and again.commit is not None
     proof = patient.prove(written.record_id, ASKED, verifier=world["insurer"].client.address)
     assert world["insurer"].check(proof).patient == patient.client.address
+
+
+def test_a_provider_cannot_attest_a_claim_about_itself(world: dict[str, Claims]) -> None:
+    hospital = world["hospital"]
+    hospital.client.register_patient()
+    with pytest.raises(AccessDenied) as caught:
+        hospital.add_record(hospital.client.address, hba1c(5.1, "2026-02-05"))
+    _reveals_nothing(caught.value)
