@@ -86,3 +86,16 @@ def test_predicates_survive_their_canonical_form(text: str) -> None:
     predicate = Predicate.parse(text)
     assert Predicate.from_json(predicate.to_json()) == predicate
     assert Predicate.parse(predicate.describe()) == predicate
+
+
+def test_the_documented_vector() -> None:
+    """docs/claims.md states these numbers; another implementation checks itself against them."""
+    from ehr_client.claims.service import claim_salt
+    claim = extract_claim(hba1c(5.87))
+    assert claim is not None
+    assert (int(claim.kind), claim.code, claim.unit, claim.value, claim.date) == (
+        1, 386300864015113683870828788780267048238500209845041490513355133225994036174,
+        233198023304729678829850205723680553109129105192660448919012638145151917920, 140737488361198, 20260302)
+    assert claim.commitment(bytes(range(32)), 42) == \
+        2303674981011654231172318088888604295907749157659547444270502346233865740704
+    assert claim_salt(bytes(32)) == 6771859172617046956280780582855666393832421809321897880176587356022209910035
