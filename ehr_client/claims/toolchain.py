@@ -109,9 +109,13 @@ def build_circuit() -> CircuitBuild:
                  [os.path.relpath(CIRCUIT, PROJECT_ROOT), "--r1cs", "--wasm", "-l",
                   os.path.relpath(node_modules(), PROJECT_ROOT), "-o", os.path.relpath(staging, PROJECT_ROOT)],
                  cwd=PROJECT_ROOT, timeout=300, what="compiling the claims circuit")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        if not (build.r1cs.exists() and build.wasm.exists()):
+            shutil.rmtree(target, ignore_errors=True)  # an incomplete build; a complete one (another process's) stays
+            try:
+                staging.rename(target)
+            except OSError:
+                if not (build.r1cs.exists() and build.wasm.exists()):
+                    raise ZkToolError(f"cannot place the compiled circuit in {target}; check that folder") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return build
