@@ -35,7 +35,8 @@ def build_root() -> Path:
     return Path(os.environ.get("EHR_ZK_BUILD") or PROJECT_ROOT / ".build" / "zk")
 
 
-def _package_version(name: str) -> str:
+def package_version(name: str) -> str:
+    """The installed version of an npm package of node_modules; ZkToolError when it is missing."""
     try:
         return str(json.loads((node_modules() / name / "package.json").read_text())["version"])
     except (OSError, ValueError, KeyError):
@@ -89,7 +90,7 @@ class CircuitBuild:
 def circuit_key() -> str:
     digest = hashlib.sha256(CIRCUIT.read_bytes())
     for name in ("circom2", "circomlib", "snarkjs"):
-        digest.update(f"{name}@{_package_version(name)}".encode())
+        digest.update(f"{name}@{package_version(name)}".encode())
     return digest.hexdigest()[:16]
 
 
