@@ -1,4 +1,7 @@
-"""`ehr claim`: the trusted-setup ceremony, claims committed on write, proofs and their checks."""
+"""`ehr claim`: the trusted-setup ceremony, the claim registry, proofs and their checks.
+
+Claims are committed on write: `ehr record add` and `ehr record amend` commit a FHIR record's claim
+whenever the deployment has a ClaimRegistry (`ehr claim deploy`)."""
 
 from __future__ import annotations
 
@@ -22,8 +25,7 @@ from ehr_client.claims import (
     Predicate,
     deploy_claim_registry,
 )
-from ehr_client._json import load_untrusted
-from ehr_client.errors import ConfigError, InvalidRecord
+from ehr_client.errors import ConfigError
 
 app = typer.Typer(help="Prove facts about a record without revealing it (zero-knowledge claims).",
                   no_args_is_help=True)
@@ -127,32 +129,6 @@ def deploy(ctx: typer.Context, setup_dir: SetupDir = None) -> None:
                                                                   "ClaimRegistry": address})
     deployment.save(app_.deployment_file)
     out().print(f"ClaimRegistry at {address}, written to {app_.deployment_file}")
-
-
-@app.command("add")
-def add(
-    ctx: typer.Context,
-    patient: Annotated[str, typer.Argument(help="The patient (address or wallet name).")],
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A FHIR JSON resource.")],
-    json_: JsonFlag = False,
-) -> None:
-    """Write a FHIR record and commit to its claim (writing it again only adds a missing commitment)."""
-    app_ = app_context(ctx)
-    claims = _claims(app_, None)
-    try:
-        resource = load_untrusted(file.read_bytes(), max_depth=64, max_bytes=8 << 20)
-    except ValueError:
-        raise InvalidRecord(f"{file} is not JSON; a claim comes from a FHIR resource") from None
-    if not isinstance(resource, dict):
-        raise InvalidRecord("a claim comes from a FHIR resource (a JSON object)")
-    written = claims.add_record(_parse.address(app_, patient), resource)
-    result = {"recordId": hexid(written.record.record_id), "claimCommitted": written.commit is not None,
-              "gasUsed": written.commit.gas_used if written.commit else None}
-    if json_:
-        print_json(result)
-    else:
-        out().print(f"record {result['recordId']}" + (f"; claim committed ({tx_line(written.commit)})"
-                                                       if written.commit else "; no new claim commitment"))
 
 
 @app.command("prove")
