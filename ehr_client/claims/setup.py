@@ -49,9 +49,12 @@ class ClaimSetup:
         """ABI and creation bytecode of the generated verifier, compiled with the project's solc
         (solcjs 0.8.28, EVM paris, optimised) and cached next to its source."""
         cached = self.directory / "ClaimsGroth16Verifier.json"
-        if cached.is_file():
+        try:
             artifact: dict[str, Any] = json.loads(cached.read_text())
-            return artifact
+            if isinstance(artifact, dict) and artifact.get("abi") and str(artifact.get("bytecode", "")).startswith("0x6"):
+                return artifact
+        except (OSError, ValueError):
+            pass  # absent or damaged: compile again from the source
         request = {
             "language": "Solidity",
             "sources": {VERIFIER_SOURCE: {"content": self.verifier_source.read_text()}},
@@ -66,5 +69,7 @@ class ClaimSetup:
             raise ZkToolError(f"compiling the Groth16 verifier failed: {errors[0].get('message')}")
         contract = result["contracts"][VERIFIER_SOURCE]["Groth16Verifier"]
         artifact = {"abi": contract["abi"], "bytecode": "0x" + contract["evm"]["bytecode"]["object"]}
-        cached.write_text(json.dumps(artifact) + "\n")
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(artifact) + "\n")
+        tmp.replace(cached)
         return artifact

@@ -51,3 +51,11 @@ def test_a_member_contributes_once_per_phase_and_never_after_the_end(claim_setup
         Ceremony(claim_setup.directory).contribute("mallory")
     with pytest.raises(ZkToolError, match="already holds"):
         Ceremony(claim_setup.directory).start()
+
+
+def test_a_damaged_compiled_verifier_is_compiled_again(claim_setup: ClaimSetup, tmp_path: Path) -> None:
+    copy = tmp_path / "setup"
+    shutil.copytree(claim_setup.directory, copy)
+    expected = ClaimSetup.load(claim_setup.directory).verifier_artifact()
+    (copy / "ClaimsGroth16Verifier.json").write_text('{"abi": [], "bytec')
+    assert ClaimSetup.load(copy).verifier_artifact() == expected
