@@ -103,11 +103,14 @@ def _demo(
     chain: Annotated[str | None, typer.Option("--chain", help="anvil (one instant-mining process) or consortium "
                                               "(four geth Clique validators and an RPC node); also "
                                               "EHR_DEMO_CHAIN.")] = None,
+    claims: Annotated[bool, typer.Option("--claims/--no-claims", help="Also tell the third story: a zero-knowledge "
+                                         "proof that a lab result is in range (runs a local ceremony once).")] = True,
 ) -> None:
     """Run the whole story on a throwaway local chain: consortium, records, signed consent, audit."""
     from ehr_client.demo import chain_from_env, run_demo, store_from_env
 
-    run_demo(ipfs=ipfs or store_from_env(), audited=audited, chain=(chain or chain_from_env()).lower())
+    run_demo(ipfs=ipfs or store_from_env(), audited=audited, claims=claims,
+             chain=(chain or chain_from_env()).lower())
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import hmac
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 from ehr_client.chain.calls import Call, call_many
@@ -173,7 +173,7 @@ class RecordWriter:
                                                              hex_id(result.content_hash), scope,
                                                              hex_id(previous_id) if previous_id else None,
                                                              hex_id(salt)))
-            return result
+            return replace(result, salt=salt)
         if not registered:
             raise InvalidRecord(f"{patient} is not a registered patient; they must run `ehr patient register`")
         if not allowed:
@@ -202,7 +202,7 @@ class RecordWriter:
             self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, result.cid,
                                                          hex_id(result.content_hash), scope, pending.previous_id,
                                                          hex_id(salt)))
-            return result
+            return replace(result, salt=salt)
         try:
             self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
                                                          hex_id(previous_id) if previous_id else None, hex_id(salt)))
@@ -212,7 +212,7 @@ class RecordWriter:
                 "again once there is space: it reports that same record and acknowledges it"
             ) from None
         log.info("anchored record %s in tx %s", hex_id(record_id), tx.tx_hash)
-        return WriteResult(record_id, cid, content_hash, tx, reused, scope)
+        return WriteResult(record_id, cid, content_hash, tx, reused, scope, salt)
 
     def _acknowledged(self, fingerprint: str, entry: PendingWrite) -> None:
         self.journal.acknowledge(entry)

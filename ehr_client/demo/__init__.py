@@ -35,6 +35,7 @@ from ehr_client.chain.client import ChainClient, TxResult, deploy_suite
 from ehr_client.chain import governance as gov
 from ehr_client.text import short
 from ehr_client.demo.audited_story import run_audited_story
+from ehr_client.demo.claims_story import run_claims_story
 from ehr_client.audit import MonitorConfig, WorkingHours, scan_alerts
 from ehr_client.demo.audit_table import audit_table
 from ehr_client.client import EHRClient, Identity, SignedConsent
@@ -138,9 +139,10 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
     return restore
 
 
-def run_demo(*, ipfs: bool = False, audited: bool = True, chain: str = "anvil",
+def run_demo(*, ipfs: bool = False, audited: bool = True, claims: bool = True, chain: str = "anvil",
              console: Console | None = None) -> None:
-    """Start a chain (and Kubo), tell the story (and the audited-release story), always stop what was started."""
+    """Start a chain (and Kubo), tell the story (and the audited-release and claims stories), always stop
+    what was started."""
     if chain not in CHAINS:
         raise ConfigError(f"unknown demo chain {chain!r}: use one of {', '.join(CHAINS)}")
     if console is None:
@@ -180,6 +182,9 @@ def run_demo(*, ipfs: bool = False, audited: bool = True, chain: str = "anvil",
             console.rule("[bold]Second story: audited key release through custodians")
             custodians = {f"custodian-{i}": dev_identity(6 + i) for i in (1, 2, 3)}
             run_audited_story(console, client, store, {**ids, **custodians}, workdir=workdir)
+        if claims:
+            console.rule("[bold]Third story: prove a lab result is in range without showing it")
+            run_claims_story(console, client, store, ids, workdir=workdir)
     finally:
         if isinstance(store, IpfsStore):
             store.close()
