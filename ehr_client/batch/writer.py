@@ -133,6 +133,7 @@ class BatchWriter:
         with self.journal.open() as (journal, state):
             run = _Run(self, journal, state, progress, total)
             run.finish_interrupted()
+            journal.check_logs()
             for chunk in _chunks(items, self.batch_size):
                 run.add(chunk)
             run.anchor_all()
