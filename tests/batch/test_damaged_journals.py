@@ -184,3 +184,24 @@ def _live(world: _World) -> list[str]:
         if info.batch is not None:
             found.append(str(info.batch.manifest_cid))
     return found
+
+
+def test_a_lost_state_directory_never_writes_a_batch_twice(
+    people: dict[str, EHRClient], writer_lab: EHRClient, store: LocalStore,
+) -> None:
+    """The whole state directory gone (a new laptop, a wiped home): single writes land as the same
+    records; a batch import is refused, naming the way out, rather than written a second time."""
+    patient = people["patient"]
+    world = _World(people, writer_lab, [people["doctor"].address, people["insurer"].address])
+    world.write()
+    shutil.rmtree(writer_lab.state_dir)
+
+    with pytest.raises(JournalDamaged, match=r"anchored 2 batches .*\(touch .*anchored\.log"):
+        world.next_steps()
+
+    contents = world.contents()
+    assert max(contents.values()) == 1
+    assert contents == Counter([canonicalize(_single(n)) for n in range(3)]
+                               + [canonicalize(observation(i)) for i in range(4)])
+    assert all(store.has(cid) for cid in _live(world))
+    assert patient.list_records(patient.address)  # and everything on chain still reads
