@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,6 +56,29 @@ class SmallDisk:
             return original(*args, **kwargs)
 
         monkeypatch.setattr(owner, name, wrapped)
+
+
+def no_growth_during(owner: Any, name: str, path: Path, monkeypatch: pytest.MonkeyPatch, *, call: int = 1) -> None:
+    """During the `call`-th call of `owner.name` from now, no file may grow past `path`'s size then
+    (RLIMIT_FSIZE, SIGXFSZ ignored: the kernel fails the write with EFBIG). For an append to a file
+    whose last page still has room, which a full tmpfs would let through."""
+    original: Callable[..., Any] = getattr(owner, name)
+    calls = [0]
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] != call:
+            return original(*args, **kwargs)
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size, limits[1]))
+        try:
+            return original(*args, **kwargs)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+            signal.signal(signal.SIGXFSZ, handler)
+
+    monkeypatch.setattr(owner, name, wrapped)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ health data is written here.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -227,7 +228,8 @@ class BatchJournal:
                 self._handle.flush()
                 os.fsync(self._handle.fileno())
             except OSError:
-                self._handle.close()
+                with contextlib.suppress(OSError):  # its buffer cannot be written either; the file closes anyway
+                    self._handle.close()
                 self._handle = None
                 with open(self.path, "r+b") as handle:
                     handle.truncate(size)

@@ -1,8 +1,9 @@
 """A disk that fills up at each write step of a batch: a typed `StorageFull` (CLI exit code 5),
 nothing half-written, and once space is back the same write lands every record exactly once.
 
-(A step that only appends a line to the batch journal that already exists may still find room
-in the page the file holds; the steps below each need new space, as on a real full disk.)"""
+A full tmpfs lets an append through while the file's last page has room, so the appends to the
+existing batch journal (`stored`, `sealed`) are failed by a file-size limit instead (EFBIG from
+the kernel), which the client treats as a full disk."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ehr_client.errors import StorageFull
 from ehr_client.records import canonicalize
 from ehr_client.storage import LocalStore
 from tests.batch.conftest import observation
-from tests.small_disk import SmallDisk, small_disk  # noqa: F401  (fixture)
+from tests.small_disk import SmallDisk, no_growth_during, small_disk  # noqa: F401  (fixture)
 
 # step: (what fills the disk just before it is called, which call, anchored on chain when it fails)
 STEPS: dict[str, tuple[str, int, bool]] = {
@@ -31,6 +32,8 @@ STEPS: dict[str, tuple[str, int, bool]] = {
     "manifest": ("store.put", 4, False),
     "anchored log": ("append_line", 1, True),
     "batches log": ("append_line", 2, True),
+    "stored line": ("journal.stored", 2, False),
+    "sealed line": ("journal.sealed", 1, False),
 }
 
 
@@ -64,8 +67,12 @@ def test_a_batch_on_a_full_disk_fails_typed_and_lands_once_when_space_returns(
     patient = people["patient"]
     writer = BatchWriter(writer_lab, batch_size=8)
     target, call, anchored = STEPS[step]
-    owner: Any = {"journal.opened": writer.journal, "store.put": store, "append_line": batch_journal}[target]
-    small_disk.full_before(owner, target.split(".")[-1], monkeypatch, call=call)
+    owner: Any = {"journal.opened": writer.journal, "store.put": store, "append_line": batch_journal,
+                  "journal.stored": writer.journal, "journal.sealed": writer.journal}[target]
+    if target in ("journal.stored", "journal.sealed"):
+        no_growth_during(owner, target.split(".")[-1], writer.journal.path, monkeypatch, call=call)
+    else:
+        small_disk.full_before(owner, target.split(".")[-1], monkeypatch, call=call)
 
     with pytest.raises(StorageFull, match="disk full") as failed:
         writer.write(_items(patient.address))
