@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo geth zk lint test test-fast demo bench slither fuzz clean
+.PHONY: all install compile kubo geth zk lint test test-fast demo bench soak slither fuzz clean
 
 all: compile
 
@@ -90,6 +90,11 @@ fuzz: install
 # Gas, throughput, crypto, memory and read latency on a fresh Anvil; writes bench/results/latest.json.
 bench: install
 	$(BIN)/python -m bench
+
+# Writers and the local node SIGKILLed at random for EHR_SOAK_MINUTES (default 3), then recovery and a
+# ledger audit (lost, duplicated, orphans after gc); writes bench/results/soak.json. Not in `make test`.
+soak: install
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf .build/__local__.json .build/ape-data .pytest_cache .hypothesis

@@ -54,6 +54,11 @@ class StorageUnavailable(StorageError, ConnectionError):
     """The storage node is down, unreachable or timing out."""
 
 
+class StorageFull(StorageUnavailable):
+    """The disk holding the store or the journals is full (or over quota): free space, then run the
+    same write again; it lands once (CLI exit code 5, like any storage that cannot take a write)."""
+
+
 class BlobNotFound(StorageError, LookupError):
     """The store is up but does not hold the requested blob."""
 

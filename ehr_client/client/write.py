@@ -190,7 +190,11 @@ class RecordWriter:
             cid, content_hash = self.seal(binding, prepared.media_type, prepared.source())
             pending = PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
                                    hex_id(previous_id) if previous_id else None, hex_id(salt))
-            self.journal.put(fingerprint, pending)
+            try:
+                self.journal.put(fingerprint, pending)
+            except StorageUnavailable:
+                self.store.remove(cid)  # unjournaled, the blob would be an orphan (and it takes the space)
+                raise
             reused = False
         try:
             tx = self._anchor(salt, patient, content_hash, scope, cid, previous)
@@ -207,7 +211,7 @@ class RecordWriter:
             self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
                                                          hex_id(previous_id) if previous_id else None, hex_id(salt)))
         except StorageUnavailable as exc:
-            raise StorageUnavailable(
+            raise type(exc)(
                 f"record {hex_id(record_id)} was anchored (tx {tx.tx_hash}) but not acknowledged: {exc}. Write it "
                 "again once there is space: it reports that same record and acknowledges it"
             ) from None
