@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ehr_client.batch import BatchItem, BatchWriter
+from ehr_client.batch.journal import ANCHORED_NAME, BATCHES_NAME
 from ehr_client.chain.client import ChainClient
 from ehr_client.client import EHRClient, Identity
 from ehr_client.client.keysource import check_header, open_sealed
@@ -64,6 +66,13 @@ def test_no_key_share_ever_holds_a_key_of_a_scope_the_grant_lacks(
     tmp_path = tmp_path_factory.mktemp("property")
     patient = _fresh_patient(suite, store, tmp_path, people)
     writers = {"lab": people["lab"], "hospital": people["hospital"], "patient": patient}
+    for name in ("lab", "hospital"):
+        # Their forged batches go on chain by raw calls, beside their batch writer: as for a wallet used
+        # from another tool or home, the writer refuses unlogged batches until its logs are started.
+        logs = Path(people[name].state_dir) / "batch"
+        logs.mkdir(parents=True, exist_ok=True)
+        for log_name in (ANCHORED_NAME, BATCHES_NAME):
+            (logs / log_name).touch()
     written: list[tuple[bytes, int]] = []  # (record id, true scope) of every honest record
     counter = iter(range(10_000))
     for kind, who, arg, extra in ops:
