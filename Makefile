@@ -1,6 +1,6 @@
 # Everything a fresh machine needs is installed by these targets, into ignored folders:
 #   .venv/          Python packages pinned in requirements.lock
-#   node_modules/   Anvil, Forge, solcjs and OpenZeppelin Contracts pinned in package-lock.json
+#   node_modules/   Anvil, Forge, solcjs, OpenZeppelin Contracts, circom2/circomlib/snarkjs pinned in package-lock.json
 #   .build/         the solc shim for py-solc-x, Kubo and geth built from their Go modules, compiled contracts
 # Reruns only redo what changed.
 
@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo geth lint test test-fast demo bench slither fuzz clean
+.PHONY: all install compile kubo geth zk lint test test-fast demo bench soak slither fuzz clean
 
 all: compile
 
@@ -56,21 +56,26 @@ kubo:
 geth:
 	tools/build-geth.sh
 
+# The zero-knowledge claims circuit (circom2 and circomlib from node_modules), compiled once per
+# source and pin under .build/zk/<hash>/; the tests run their ceremony there once and reuse it.
+zk: install
+	$(BIN)/python -c "from ehr_client.claims.toolchain import build_circuit; print(build_circuit().directory)"
+
 # The declared layers (pyproject's [tool.importlinter]) and the types are gates, like the tests.
 lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy ehr_client
 
 # EHR_REQUIRE_KUBO=1: IPFS tests fail rather than skip when Kubo is missing.
-test: compile kubo geth lint
+test: compile kubo geth zk lint
 	EHR_REQUIRE_KUBO=1 $(BIN)/ape test $(PYTEST_ARGS)
 
 # The quick loop: contracts, client and record model only (no custodians, CLI world, faults or fuzzing).
 test-fast: compile kubo
 	EHR_REQUIRE_KUBO=1 $(BIN)/ape test tests/contracts tests/client tests/batch tests/crypto tests/records -x $(PYTEST_ARGS)
 
-demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo)
-	@echo "==> ehr demo (its own Anvil; stopped at the end)"
+demo: install $(if $(filter ipfs,$(EHR_DEMO_STORE)),kubo) $(if $(filter consortium,$(EHR_DEMO_CHAIN)),geth)
+	@echo "==> ehr demo (its own $(if $(filter consortium,$(EHR_DEMO_CHAIN)),geth Clique network,Anvil); stopped at the end)"
 	$(BIN)/ehr demo $(DEMO_ARGS)
 
 # Static analysis alone (make test runs it too, in tests/security/test_static_analysis.py).
@@ -85,6 +90,11 @@ fuzz: install
 # Gas, throughput, crypto, memory and read latency on a fresh Anvil; writes bench/results/latest.json.
 bench: install
 	$(BIN)/python -m bench
+
+# Writers and the local node SIGKILLed at random for EHR_SOAK_MINUTES (default 3), then recovery and a
+# ledger audit (lost, duplicated, orphans after gc); writes bench/results/soak.json. Not in `make test`.
+soak: install
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf .build/__local__.json .build/ape-data .pytest_cache .hypothesis

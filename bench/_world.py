@@ -37,19 +37,29 @@ def dev_identity(index: int) -> Identity:
 class World:
     """Start with `with World() as world:`; `client(name, tag)` gives an EHRClient with its own store."""
 
-    def __init__(self) -> None:
+    def __init__(self, rpc_url: str | None = None, *, confirmations: int = 0) -> None:
+        """On a fresh Anvil of its own, or on the chain at `rpc_url` (whose genesis funds `funded()`),
+        with writes reported after `confirmations` blocks."""
         self.root = Path(tempfile.mkdtemp(prefix="ehr-bench-"))
-        self.node = AnvilNode(log_path=self.root / "anvil.log", accounts=len(CAST))
+        self.node = AnvilNode(log_path=self.root / "anvil.log", accounts=len(CAST)) if rpc_url is None else None
+        self._rpc_url = rpc_url
+        self.confirmations = confirmations
         self.ids = {name: dev_identity(i) for i, name in enumerate(CAST)}
         self._chain: ChainClient | None = None
 
+    @staticmethod
+    def funded() -> list[str]:
+        """The addresses of the cast, for a genesis allocation."""
+        return [dev_identity(i).address for i in range(len(CAST))]
+
     def __enter__(self) -> World:
         try:
-            self.node.start()
+            if self.node is not None:
+                self.node.start()
             governors = [self.ids[g].address for g in ("gov_a", "gov_b", "gov_c")]
-            deployment = deploy_suite(self.node.rpc_url, self.ids["gov_a"].account, network="bench",
-                                      governors=governors, threshold=2)
-            self._chain = ChainClient(self.node.rpc_url, deployment, timeout=60)
+            deployment = deploy_suite(self.rpc_url, self.ids["gov_a"].account, network="bench",
+                                      governors=governors, threshold=2, confirmations=self.confirmations)
+            self._chain = ChainClient(self.rpc_url, deployment, timeout=60, confirmations=self.confirmations)
             self._admit_members()
         except BaseException:
             self.__exit__(None, None, None)
@@ -67,7 +77,8 @@ class World:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.node.stop()
+        if self.node is not None:
+            self.node.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
     @property
@@ -78,7 +89,7 @@ class World:
 
     @property
     def rpc_url(self) -> str:
-        return self.node.rpc_url
+        return self.node.rpc_url if self.node is not None else str(self._rpc_url)
 
     def client(self, name: str, tag: str = "main", *, chain: ChainClient | None = None) -> EHRClient:
         """`name`'s client on the consortium's one store, with the state directory of `tag` (and `chain`,

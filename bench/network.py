@@ -2,7 +2,9 @@
 
 For each chain, in the same run: blocks per second while measuring, and the inclusion latency of a
 plain value transfer (signed locally, sent to the chain's RPC node, receipt polled every 20 ms),
-one transaction at a time, p50 and p95. Anvil mines each transaction at once, so its latency is the
+one transaction at a time, p50 and p95. Then the client's own work on the same chain: a lab's
+single writes and a doctor's reads (each a transaction: the access request), p50 and p95, and one
+batch of records (its latency and records/s). Writes are reported done one block deep on Clique. Anvil mines each transaction at once, so its latency is the
 round trips alone, and it makes blocks only for transactions (no blocks/s figure). On Clique a
 transaction waits for the next block: about half a period on average plus the sealing delay of an
 out-of-turn signer, bounded by the period. Writes bench/results/network.json.
@@ -29,7 +31,11 @@ from web3 import HTTPProvider, Web3
 from web3.exceptions import TransactionIndexingInProgress, TransactionNotFound
 from web3.middleware import ExtraDataToPOAMiddleware
 
+from bench._records import observation
+from bench._world import DAY, World
 from bench.report import write_json
+from ehr_client.batch import BatchItem, BatchWriter
+from ehr_client.records import Scope
 from ehr_client.dev.geth import CliqueNetwork
 from ehr_client.errors import ChainStalled, EHRError
 from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
@@ -77,6 +83,44 @@ def measure_chain(url: str, txs: int, *, deadline_s: float = 30.0) -> dict[str, 
             "blocks": blocks, "seconds": round(elapsed, 1), "blocks_per_s": round(blocks / elapsed, 3)}
 
 
+def _timed_ms(action: Any, count: int) -> list[float]:
+    samples = []
+    for i in range(count):
+        start = time.perf_counter()
+        action(i)
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(statistics.median(samples), 1), "p95_ms": round(_percentile(samples, 0.95), 1)}
+
+
+def measure_client(world: World, *, writes: int, reads: int, batch: int) -> dict[str, Any]:
+    """A lab's single writes, a doctor's reads and one batched write on `world`'s chain."""
+    patient, lab, doctor = (world.client(name, "network") for name in ("patient", "lab", "doctor"))
+    patient.register_patient()
+    for client in (patient, lab, doctor):
+        client.publish_key()
+    patient.grant(lab.address, int(Scope.LAB), access="amend", expires_at=patient.chain.now() + DAY, share_keys=False)
+    written = []
+    write_ms = _timed_ms(lambda i: written.append(lab.add_record(patient.address, observation(i))), writes)
+    patient.grant(doctor.address, int(Scope.LAB), expires_at=patient.chain.now() + DAY, share_keys=False)
+    share, _ = patient.share_keys(doctor.address, int(Scope.LAB))
+    target = written[0].record_id
+    if doctor.read_record(target, key_share=share).data != lab.read_record(target).data:
+        raise EHRError("the benchmark's reader decrypted something else than the writer wrote")
+    read_ms = _timed_ms(lambda i: doctor.read_record(target, key_share=share), reads)
+    start = time.perf_counter()
+    summary = BatchWriter(lab, batch_size=batch).write(
+        BatchItem(patient.address, observation(10_000 + i)) for i in range(batch))
+    batch_s = time.perf_counter() - start
+    if len(summary.record_ids) != batch:
+        raise EHRError(f"the batched write anchored {len(summary.record_ids)} of {batch} records")
+    return {"write": {"count": writes, **_summary(write_ms)}, "read": {"count": reads, **_summary(read_ms)},
+            "batch": {"records": batch, "seconds": round(batch_s, 2), "records_per_s": round(batch / batch_s, 1)}}
+
+
 def _pending(w3: Web3, tx_hash: HexBytes) -> bool:
     try:
         w3.eth.get_transaction_receipt(tx_hash)
@@ -87,12 +131,16 @@ def _pending(w3: Web3, tx_hash: HexBytes) -> bool:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    funded = {_sender().address: 10**24}
+    funded = {address: 10**24 for address in {_sender().address, *World.funded()}}
+    client_load = {"writes": args.writes, "reads": args.reads, "batch": args.batch}
     with tempfile.TemporaryDirectory(prefix="ehr-bench-net-") as tmp:
         root = Path(tmp)
-        with AnvilNode(log_path=root / "anvil.log") as anvil:
+        with AnvilNode(log_path=root / "anvil.log", accounts=len(funded)) as anvil:
             anvil_figures = measure_chain(anvil.rpc_url, args.txs)
             anvil_figures["blocks_per_s"] = None  # automine: a block per transaction, none otherwise
+            _progress("anvil: the client's writes, reads and a batch")
+            with World(anvil.rpc_url) as world:
+                anvil_figures["client"] = measure_client(world, **client_load)
             results["anvil"] = anvil_figures
         for period in args.periods:
             _progress(f"clique: {args.validators} validators + 1 RPC node, period {period} s")
@@ -103,6 +151,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 network.wait_for_peers(timeout=60)
                 network.wait_for_block(network.head() + 2, timeout=60)
                 figures = measure_chain(network.rpc_url(), max(5, args.txs // period))
+                _progress(f"clique period {period}: the client's writes, reads and a batch")
+                with World(network.rpc_url(), confirmations=1) as world:
+                    figures["client"] = measure_client(world, **client_load)
                 results[f"clique_period_{period}"] = {**figures, "validators": args.validators, "period_s": period}
     return results
 
@@ -112,6 +163,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--txs", type=int, default=30, help="sequential transfers per chain (30; halved at period 2)")
     parser.add_argument("--validators", type=int, default=4, help="sealing validators (4)")
     parser.add_argument("--periods", type=int, nargs="+", default=[1, 2], help="Clique periods to run (1 2)")
+    parser.add_argument("--writes", type=int, default=10, help="single writes by the lab per chain (10)")
+    parser.add_argument("--reads", type=int, default=10, help="reads by the doctor per chain (10)")
+    parser.add_argument("--batch", type=int, default=64, help="records in the one batched write (64)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="result file (bench/results/network.json)")
     return parser.parse_args(argv)
 
@@ -135,14 +189,20 @@ def main(argv: list[str] | None = None) -> int:
                           "engine": "geth v1.13.15 Clique, --gcmode archive, loopback",
                           "what": "one value transfer at a time, signed locally; latency = send until receipt"}
     write_json(args.out, results)
-    table = Table("chain", "txs", "p50 ms", "p95 ms", "max ms", "blocks/s")
+    table = Table("chain", "transfer p50/p95 ms", "blocks/s", "write p50/p95 ms", "read p50/p95 ms",
+                  "batch s", "batched rec/s", "write vs anvil", "read vs anvil")
+    anvil = results["anvil"]["client"]
     for name, figures in results.items():
         if name == "context":
             continue
-        rate = figures["blocks_per_s"]
-        table.add_row(name, str(figures["txs"]), str(figures["p50_ms"]), str(figures["p95_ms"]),
-                      str(figures["max_ms"]), "-" if rate is None else str(rate))
-    Console().print(table)
+        rate, client = figures["blocks_per_s"], figures["client"]
+        table.add_row(name, f"{figures['p50_ms']}/{figures['p95_ms']}", "-" if rate is None else str(rate),
+                      f"{client['write']['p50_ms']}/{client['write']['p95_ms']}",
+                      f"{client['read']['p50_ms']}/{client['read']['p95_ms']}",
+                      str(client["batch"]["seconds"]), str(client["batch"]["records_per_s"]),
+                      f"{client['write']['p50_ms'] / anvil['write']['p50_ms']:.1f}x",
+                      f"{client['read']['p50_ms'] / anvil['read']['p50_ms']:.1f}x")
+    Console(width=200).print(table)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

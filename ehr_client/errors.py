@@ -54,6 +54,11 @@ class StorageUnavailable(StorageError, ConnectionError):
     """The storage node is down, unreachable or timing out."""
 
 
+class StorageFull(StorageUnavailable):
+    """The disk holding the store or the journals is full (or over quota): free space, then run the
+    same write again; it lands once (CLI exit code 5, like any storage that cannot take a write)."""
+
+
 class BlobNotFound(StorageError, LookupError):
     """The store is up but does not hold the requested blob."""
 
@@ -116,3 +121,28 @@ class KeyNotFound(KeystoreError, LookupError):
 
 class KeyRevoked(KeystoreError):
     """The key was revoked on chain and must not be used to encrypt to its owner."""
+
+
+class ClaimError(EHRError):
+    """Root of zero-knowledge claim failures. Messages never carry a claim's value, code or date."""
+
+
+class ClaimUnsatisfied(ClaimError, ValueError):
+    """The record's claim does not satisfy the predicate: the prover refuses, no proof is made."""
+
+
+class ClaimNotAvailable(ClaimError, LookupError):
+    """The record carries no claim (its type or its dates are not supported) or none was committed."""
+
+
+class MalformedProof(ClaimError, ValueError):
+    """A proof file is not a claim proof of this format (truncated, altered structure, wrong types)."""
+
+
+class ClaimProofRejected(ClaimError):
+    """The chain rejects a well-formed proof: another record, verifier, challenge or predicate than the
+    one it was made for, altered values, or a record that is no longer active."""
+
+
+class ZkToolError(ClaimError, RuntimeError):
+    """circom2 or snarkjs failed or is missing (run `make install`), or the setup files are damaged."""

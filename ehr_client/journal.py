@@ -6,14 +6,19 @@ storing a duplicate. Entries are keyed by an HMAC of the content under a key of 
 the journal never holds health data or an unkeyed hash of it.
 
 Once the anchor is mined (to the configured depth) the write is appended, fsynced, to
-`<state_dir>/acknowledged.log` (`json<TAB>sha256-prefix` per line) before the pending entry goes:
-what was acknowledged can be re-anchored, under the same id and with the same blob, if a chain
-loses it (`EHRClient.recover`). A damaged line or pending file is reported (`JournalDamaged`),
-never skipped in silence.
+`<state_dir>/acknowledged.log` before the pending entry goes: what was acknowledged can be
+re-anchored, under the same id and with the same blob, if a chain loses it (`EHRClient.recover`).
+
+Every journal file is checked: a pending entry, and each line of a log, is ``payload<TAB>sha256
+of the payload, 16 hex``. A crash mid-append leaves a torn last line (no newline), which is
+ignored (it was never acknowledged) and cut off before the next append; any other damage (a bad
+checksum, a truncated pending entry) raises `JournalDamaged` naming the file, the line and the
+command that gets past it, never skipped in silence. A full disk raises `StorageFull`.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
@@ -22,7 +27,9 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ehr_client.errors import ConfigError, StorageUnavailable
+from ehr_client.errors import ConfigError, StorageFull, StorageUnavailable
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class JournalDamaged(ConfigError):
@@ -44,6 +51,45 @@ def _checksum(payload: bytes) -> bytes:
     return hashlib.sha256(payload).hexdigest()[:16].encode()
 
 
+def checked_line(payload: bytes) -> bytes:
+    """One journal line: the payload, a tab, its checksum, a newline."""
+    return payload + b"\t" + _checksum(payload) + b"\n"
+
+
+def checked_payload(line: bytes) -> bytes:
+    """The payload of a checked line; ValueError if its checksum does not match."""
+    payload, tab, checksum = line.rstrip(b"\n").rpartition(b"\t")
+    if not tab or _checksum(payload) != checksum:
+        raise ValueError("checksum mismatch")
+    return payload
+
+
+def read_checked(path: Path, *, then: str) -> list[bytes]:
+    """The payloads of a checked log, oldest first, a torn last line ignored; [] if it does not exist.
+    `then` says what to run after cutting a damaged line out."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot read the journal {path} ({exc.strerror or exc}); check its permissions") from None
+    complete, _, _torn = data.rpartition(b"\n")
+    payloads = []
+    for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
+        try:
+            payloads.append(checked_payload(line))
+        except ValueError as exc:
+            raise damaged_line(path, number, str(exc), then=then) from None
+    return payloads
+
+
+def damaged_line(path: Path, number: int, why: str, *, then: str) -> JournalDamaged:
+    return JournalDamaged(
+        f"{path} is damaged at line {number} ({why}); nothing was replayed. Keep a copy and drop that line "
+        f"(sed -i.damaged '{number}d' {path}), then {then}"
+    )
+
+
 class Journal:
     """Pending writes in `<state_dir>/pending/<fingerprint>.json`, written atomically."""
 
@@ -60,7 +106,7 @@ class Journal:
     def get(self, fingerprint: str) -> PendingWrite | None:
         path = self._dir / f"{fingerprint}.json"
         try:
-            return PendingWrite(**json.loads(path.read_text()))
+            return PendingWrite(**json.loads(checked_payload(path.read_bytes())))
         except FileNotFoundError:
             return None
         except (ValueError, TypeError, UnicodeDecodeError):
@@ -74,16 +120,17 @@ class Journal:
             self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".pending.")
         except OSError as exc:
-            raise _unwritable(self._dir, exc) from None
+            raise unwritable(self._dir, exc) from None
         try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(asdict(entry), handle)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(checked_line(json.dumps(asdict(entry), separators=(",", ":"), sort_keys=True).encode()))
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self._dir / f"{fingerprint}.json")
+            _fsync_dir(self._dir)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
-            raise _unwritable(self._dir, exc) from None
+            raise unwritable(self._dir, exc) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -96,18 +143,13 @@ class Journal:
         """Note a key share this writer stored (its CID travels off chain, so only this log keeps it from gc)."""
         try:
             self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with open(self.shares_path, "a") as log:
-                log.write(f"{cid}\n")
-                log.flush()
-                os.fsync(log.fileno())
+            append_line(self.shares_path, checked_line(cid.encode()))
         except OSError as exc:
-            raise _unwritable(self._dir.parent, exc) from None
+            raise unwritable(self._dir.parent, exc) from None
 
     def shares(self) -> list[str]:
-        try:
-            return [line for line in self.shares_path.read_text().split("\n") if line.strip()]
-        except FileNotFoundError:
-            return []
+        return [line.decode() for line in read_checked(
+            self.shares_path, then="share the record again (`ehr consent grant`) before `ehr storage gc --delete`")]
 
     @property
     def acknowledged_path(self) -> Path:
@@ -121,9 +163,9 @@ class Journal:
             return
         try:
             self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            append_line(self.acknowledged_path, payload + b"\t" + _checksum(payload) + b"\n")
+            append_line(self.acknowledged_path, checked_line(payload))
         except OSError as exc:
-            raise _unwritable(self._dir.parent, exc) from None
+            raise unwritable(self._dir.parent, exc) from None
 
     def _recently_acknowledged(self, record_id: str) -> bool:
         try:
@@ -136,23 +178,13 @@ class Journal:
 
     def acknowledged(self) -> list[PendingWrite]:
         """Every acknowledged write, oldest first; a damaged line raises `JournalDamaged`."""
-        try:
-            data = self.acknowledged_path.read_bytes()
-        except FileNotFoundError:
-            return []
-        complete, _, _torn = data.rpartition(b"\n")  # a torn last line was never acknowledged
+        then = "run `ehr record recover` (the write of that line, if a chain lost it, must be written again)"
         entries = []
-        for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
-            payload, tab, checksum = line.rpartition(b"\t")
+        for number, payload in enumerate(read_checked(self.acknowledged_path, then=then), start=1):
             try:
-                if not tab or _checksum(payload) != checksum:
-                    raise ValueError("checksum mismatch")
                 entries.append(PendingWrite(**json.loads(payload)))
             except (ValueError, TypeError) as exc:
-                raise JournalDamaged(
-                    f"{self.acknowledged_path} is damaged at line {number} ({exc}); copy it aside and remove that "
-                    "line to recover the others"
-                ) from None
+                raise damaged_line(self.acknowledged_path, number, str(exc), then=then) from None
         return entries
 
     def done(self, fingerprint: str) -> None:
@@ -163,11 +195,8 @@ class Journal:
         removed = 0
         if self._dir.exists():
             for path in sorted(self._dir.glob("*.json")):
-                try:
-                    record_id = json.loads(path.read_text()).get("record_id")
-                except (OSError, ValueError, AttributeError):
-                    continue
-                if record_id in record_ids:
+                entry = self.get(path.stem)
+                if entry is not None and entry.record_id in record_ids:
                     path.unlink(missing_ok=True)
                     removed += 1
         return removed
@@ -195,7 +224,21 @@ def append_line(path: Path, line: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _unwritable(directory: Path, exc: OSError) -> StorageUnavailable:
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unwritable(directory: Path, exc: OSError) -> StorageUnavailable:
+    """The typed error for a journal write that failed: `StorageFull` when the disk is full."""
+    if exc.errno in DISK_FULL:
+        return StorageFull(
+            f"disk full: cannot write the journal in {directory} ({exc.strerror or exc}); free disk space, then "
+            "write again: what was stored is reused, the same write lands once"
+        )
     return StorageUnavailable(
         f"cannot write the journal in {directory} ({exc.strerror or exc}); free disk space or fix permissions, then "
         "write again: what was stored is reused, nothing was anchored"

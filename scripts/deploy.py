@@ -1,7 +1,7 @@
 """Deploy the suite with Ape and write deployments/<network>.json.
 
     ape run deploy --network ethereum:local:foundry --account ALIAS \
-        --governor 0x... --governor 0x... --threshold 2
+        --governor 0x... --governor 0x... --threshold 2 [--confirmations 3]
 
 Refuses to overwrite the file of a deployment that is still live on that chain unless --force.
 """
@@ -9,10 +9,12 @@ Refuses to overwrite the file of a deployment that is still live on that chain u
 from pathlib import Path
 
 import click
+from hexbytes import HexBytes
 from ape import chain, project
 from ape.cli import ConnectedProviderCommand, account_option
 from web3.middleware import ExtraDataToPOAMiddleware
 
+from ehr_client.chain.client import settled_block
 from ehr_client.chain.deployment import Deployment, deployment_path
 from ehr_client.chain.eip712 import check_domain_name, default_domain_name
 
@@ -44,7 +46,9 @@ def _is_live(path: Path, network_name: str) -> bool:
 @click.option("--name", "consent_name", default=None,
               help="Consent domain name wallets show (consortium and deployment); default: after the network")
 @click.option("--force", is_flag=True, help="Overwrite the file of a deployment that is still live")
-def cli(ecosystem, network, account, governors, threshold, consent_name, out, force):
+@click.option("--confirmations", type=int, default=0,
+              help="Blocks that must follow the registry's before its block is written down (a few on Clique)")
+def cli(ecosystem, network, account, governors, threshold, consent_name, out, force, confirmations):
     _read_proof_of_authority_blocks()
     network_name = f"{ecosystem.name}:{network.name}"
     path = out or deployment_path(network_name)
@@ -59,6 +63,9 @@ def cli(ecosystem, network, account, governors, threshold, consent_name, out, fo
     name = check_domain_name(consent_name or default_domain_name(network_name))
     records = account.deploy(project.RecordRegistry, consortium.address, name)
     receipt = chain.provider.get_receipt(records.txn_hash)
+    registry_block = (receipt.block_number, chain.blocks[receipt.block_number].hash.to_0x_hex())
+    if confirmations > 0:
+        registry_block = settled_block(chain.provider.web3, HexBytes(records.txn_hash), confirmations, 120.0)
     deployment = Deployment(
         network=network_name,
         chain_id=chain.chain_id,
@@ -72,8 +79,8 @@ def cli(ecosystem, network, account, governors, threshold, consent_name, out, fo
         },
         governors=governor_list,
         threshold=threshold,
-        registry_block_number=receipt.block_number,
-        registry_block_hash=chain.blocks[receipt.block_number].hash.to_0x_hex(),
+        registry_block_number=registry_block[0],
+        registry_block_hash=registry_block[1],
     )
     deployment.save(path)
     click.echo(f"deployed to chain {chain.chain_id}; wrote {path}")

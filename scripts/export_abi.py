@@ -8,14 +8,14 @@ from pathlib import Path
 
 from ape import project
 
-from ehr_client.chain.abi import CONTRACT_NAMES, artifact_json
+from ehr_client.chain.abi import ARTIFACT_NAMES, artifact_json
 
 OUT = Path(__file__).resolve().parent.parent / "ehr_client" / "abi"
 
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    for name in CONTRACT_NAMES:
+    for name in ARTIFACT_NAMES:
         contract_type = getattr(project, name).contract_type
         text = artifact_json(
             name,

@@ -103,6 +103,11 @@ _FACTS: dict[tuple[str, str], FactsFn] = {
     ("RecordRegistry", "BatchAnchored"): lambda a, s: Facts(
         a["author"], a["patient"], related_record=a["batchId"],
         detail=f"anchored a batch of {a['leafCount']} records (batch {a['batchId']})"),
+    ("ClaimRegistry", "ClaimsCommitted"): lambda a, s: Facts(
+        a["author"], a["patient"], record_id=a["recordId"], detail="committed to the record's claim (hidden)"),
+    ("ClaimRegistry", "ClaimProven"): lambda a, s: Facts(
+        a["verifier"], a["patient"], record_id=a["recordId"],
+        detail=f"checked a zero-knowledge proof about the record (predicate {a['predicate']})"),
     ("ConsentManager", "AccessGranted"): _granted,
     ("ConsentManager", "AccessRevoked"): _revoked,
     ("ConsentManager", "AccessRequested"): _requested,

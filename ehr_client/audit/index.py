@@ -87,6 +87,16 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _contracts_added(stored: str, current: str) -> bool:
+    """Whether `current` is `stored` with more contracts (same chain and deployment)."""
+    try:
+        old, new = json.loads(stored), json.loads(current)
+        same = {k: v for k, v in old.items() if k != "contracts"} == {k: v for k, v in new.items() if k != "contracts"}
+        return bool(same and set(old["contracts"]) < set(new["contracts"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def index_path(chain: ChainClient, state_dir: Path, *, kind: str = "audit") -> Path:
     """Where a deployment's index (or, with kind="monitor", monitor state) lives under `state_dir`."""
     registry = chain.deployment.address("RecordRegistry").lower()
@@ -157,6 +167,14 @@ class AuditIndex:
             with self.db:
                 self._set_meta("schema", SCHEMA_VERSION)
                 self._set_meta("identity", identity)
+        elif self._meta("schema") == SCHEMA_VERSION and _contracts_added(stored, identity):
+            # A contract joined the deployment (the claim registry, `ehr claim deploy`): index its
+            # events from the deploy block too. Rows are keyed by (tx, log index), so the rescan
+            # rewrites what was indexed and adds the rest.
+            with self.db:
+                self._set_meta("identity", identity)
+                for key in ("last_block", "tx_from", "tx_to"):
+                    self._set_meta(key, None)
         elif stored != identity or self._meta("schema") != SCHEMA_VERSION:
             raise ConfigError(
                 f"the audit index {self.path} belongs to another deployment or index version; "

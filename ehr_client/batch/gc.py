@@ -5,7 +5,9 @@ A blob is kept if anything could still need it:
 - a journal of any wallet of the home: pending single writes, acknowledged writes, open or sealed
   batches, anchored batches' manifests, and the key shares a wallet stored (their CIDs travel off
   chain, with the grants);
-- age: anything younger than the grace period (a write in flight stores before it journals).
+- age: anything younger than the grace period (a write in flight stores before it journals);
+- a key share, even one no log names: its CID went off chain with a grant, and a shares.log
+  lost or cut short must not cost a grantee their keys (shares are small).
 Everything else is garbage. A dry run (the default) only reports; a damaged journal stops the
 collection (`JournalDamaged`) rather than risk deleting what it would have protected.
 """
@@ -22,10 +24,12 @@ from ehr_client.batch.journal import BatchJournal
 from ehr_client.chain.client import ChainClient
 from ehr_client.client.manifest import BatchManifest
 from ehr_client.errors import EHRError
-from ehr_client.journal import Journal, JournalDamaged
+from ehr_client.journal import Journal, JournalDamaged, checked_payload
+from ehr_client.keyshare import KeyShare
 from ehr_client.storage import Cid, LocalStore, cid_from_bytes
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
+_MAX_SHARE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,16 +87,29 @@ def _open_batch_cids(path: Path) -> set[str]:
     found = set()
     complete, _, _ = data.rpartition(b"\n")
     for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
-        payload, _, _ = line.rpartition(b"\t")
         try:
-            step = json.loads(payload)
+            step = json.loads(checked_payload(line))
         except ValueError:
             raise JournalDamaged(f"the batch journal {path} is damaged at line {number}; garbage collection stopped "
-                                 "so that nothing it protects is deleted") from None
+                                 f"so that nothing it protects is deleted. Move it aside (mv {path} {path}.damaged), "
+                                 "run the same import again, then `ehr storage gc`") from None
         for key in ("cid", "manifestCid"):
             if isinstance(step.get(key), str):
                 found.add(step[key])
     return found
+
+
+def _is_key_share(store: LocalStore, cid: Cid) -> bool:
+    try:
+        if store.size(cid) > _MAX_SHARE_BYTES:
+            return False
+        data = store.get(cid)
+        if not data.startswith(b"{"):  # a sealed record package starts with its binary header
+            return False
+        KeyShare.from_bytes(data)
+    except EHRError:
+        return False
+    return True
 
 
 def collect(chain: ChainClient, store: LocalStore, state_dirs: Iterable[Path], *, grace: float = DEFAULT_GRACE_SECONDS,
@@ -106,6 +123,8 @@ def collect(chain: ChainClient, store: LocalStore, state_dirs: Iterable[Path], *
             referenced += 1
         elif now - mtime < grace:
             young += 1
+        elif _is_key_share(store, cid):
+            referenced += 1
         else:
             garbage.append(cid)
             size += store.size(cid)

@@ -15,18 +15,20 @@ was ever acted on. Any other damage (a bad checksum, a line that does not parse,
 not follow) raises `JournalDamaged` naming the line and the way out; nothing is replayed past it.
 
 Anchored fingerprints are also appended to `<state_dir>/batch/anchored.log` (fingerprint and
-record id, fsynced before the journal's `anchored` line), which outlives the journal, so running
+record id, a checked line each, fsynced before the journal's `anchored` line), which outlives the journal, so running
 the same import again after it completed, or after a crash right after it completed, skips what
 is on chain instead of writing it twice; and each anchored batch (key, patient, scopes, root,
 leaf count, manifest hash and CID) to `batches.log`, so a batch a chain lost can be anchored
-again under the same ids (`EHRClient.recover`). Fingerprints are HMACs under a key of the writer's; no
+again under the same ids (`EHRClient.recover`). The two logs must agree (as many records as the
+batches hold): one lost or cut short is reported, since running an import again without it would
+write what is on chain a second time. Fingerprints are HMACs under a key of the writer's; no
 health data is written here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -39,7 +41,15 @@ from eth_utils import to_checksum_address
 
 from ehr_client.client.manifest import BatchLeaf
 from ehr_client.errors import ConfigError, EHRError
-from ehr_client.journal import JournalDamaged, append_line
+from ehr_client.journal import (
+    JournalDamaged,
+    append_line,
+    checked_line,
+    checked_payload,
+    damaged_line,
+    read_checked,
+    unwritable,
+)
 from ehr_client.storage import Cid, parse_cid
 
 JOURNAL_NAME = "journal.jsonl"
@@ -101,10 +111,6 @@ def _unhex(value: Any) -> bytes:
     return bytes.fromhex(str(value).removeprefix("0x"))
 
 
-def _checksum(payload: bytes) -> bytes:
-    return hashlib.sha256(payload).hexdigest()[:16].encode()
-
-
 class BatchJournal:
     """Open with `with BatchJournal(state_dir, author).open() as (journal, state):`; one writer at a time."""
 
@@ -120,8 +126,12 @@ class BatchJournal:
     @contextmanager
     def open(self) -> Iterator[tuple[BatchJournal, JournalState]]:
         """Lock the journal (refusing a second writer) and replay it; the file is created on the first step."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.dir / "lock", "a") as lock:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            lock = open(self.dir / "lock", "a")
+        except OSError as exc:
+            raise unwritable(self.dir, exc) from None
+        with lock:
             try:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -153,13 +163,17 @@ class BatchJournal:
             return state
         complete, _, torn = data.rpartition(b"\n")
         if torn:
-            with open(self.path, "r+b") as handle:
-                handle.truncate(len(complete) + 1 if complete else 0)
-                os.fsync(handle.fileno())
+            try:
+                with open(self.path, "r+b") as handle:
+                    handle.truncate(len(complete) + 1 if complete else 0)
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                raise unwritable(self.dir, exc) from None
         for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
-            payload, tab, checksum = line.rpartition(b"\t")
-            if not tab or _checksum(payload) != checksum:
-                raise self._damaged(number, "checksum mismatch")
+            try:
+                payload = checked_payload(line)
+            except ValueError:
+                raise self._damaged(number, "checksum mismatch") from None
             try:
                 self._apply(state, json.loads(payload))
             except (ValueError, KeyError, TypeError) as exc:
@@ -201,16 +215,27 @@ class BatchJournal:
             raise ValueError(f"unknown step {kind!r}")
 
     def _append(self, op: dict[str, Any]) -> None:
-        if self._handle is None:
-            self._handle = open(self.path, "ab")
+        """Append a step, fsynced. If that fails (a full disk), the torn line is cut off and the
+        handle dropped, so the journal ends at the last step that was done."""
         ops = [] if self._started else [{"op": "start", "author": self.author}]
-        lines = []
-        for item in [*ops, op]:
-            payload = json.dumps(item, separators=(",", ":")).encode()
-            lines.append(payload + b"\t" + _checksum(payload) + b"\n")
-        self._handle.write(b"".join(lines))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        data = b"".join(checked_line(json.dumps(item, separators=(",", ":")).encode()) for item in [*ops, op])
+        try:
+            if self._handle is None:
+                self._handle = open(self.path, "ab")
+            size = self._handle.seek(0, os.SEEK_END)
+            try:
+                self._handle.write(data)
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):  # its buffer cannot be written either; the file closes anyway
+                    self._handle.close()
+                self._handle = None
+                with open(self.path, "r+b") as handle:
+                    handle.truncate(size)
+                raise
+        except OSError as exc:
+            raise unwritable(self.dir, exc) from None
         self._started = True
 
     def opened(self, state: JournalState, batch: OpenBatch) -> None:
@@ -234,9 +259,13 @@ class BatchJournal:
                               "root": _hex(sealed.root), "count": len(batch.entries),
                               "manifestHash": _hex(sealed.manifest_hash), "manifestCid": str(sealed.manifest_cid)},
                              separators=(",", ":"), sort_keys=True).encode()
-        append_line(self.batches_path, payload + b"\t" + _checksum(payload) + b"\n")
-        append_line(self.anchored_path, b"".join(f"{e.fingerprint} {_hex(r)}\n".encode()
-                                                 for e, r in zip(batch.entries, record_ids, strict=True)))
+        lines = b"".join(checked_line(f"{e.fingerprint} {_hex(r)}".encode())
+                         for e, r in zip(batch.entries, record_ids, strict=True))
+        try:  # anchored.log first: a crash between the two leaves it ahead, which `check_logs` reports
+            append_line(self.anchored_path, lines)
+            append_line(self.batches_path, checked_line(payload))
+        except OSError as exc:
+            raise unwritable(self.dir, exc) from None
         self._append({"op": "anchored", "key": _hex(batch.key)})
         del state.batches[batch.key]
 
@@ -246,35 +275,41 @@ class BatchJournal:
 
     def anchored_batches(self) -> list[dict[str, Any]]:
         """Every batch this state directory anchored (as `anchored` logged it), oldest first."""
-        try:
-            data = self.batches_path.read_bytes()
-        except FileNotFoundError:
-            return []
-        complete, _, _torn = data.rpartition(b"\n")
+        then = "run `ehr record recover` (a batch of that line, if a chain lost it, must be written again)"
         found = []
-        for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
-            payload, tab, checksum = line.rpartition(b"\t")
+        for number, payload in enumerate(read_checked(self.batches_path, then=then), start=1):
             try:
-                if not tab or _checksum(payload) != checksum:
-                    raise ValueError("checksum mismatch")
                 found.append(dict(json.loads(payload)))
             except (ValueError, TypeError) as exc:
-                raise JournalDamaged(f"{self.batches_path} is damaged at line {number} ({exc}); copy it aside and "
-                                     "remove that line to recover the others") from None
+                raise damaged_line(self.batches_path, number, str(exc), then=then) from None
         return found
 
     def anchored_fingerprints(self) -> dict[str, bytes]:
         """Fingerprint -> record id of every record this state directory's batches anchored."""
-        try:
-            data = self.anchored_path.read_bytes()
-        except FileNotFoundError:
-            return {}
+        then = "run `ehr record list` for the patients imported and import only the records missing there"
         found = {}
-        for line in data.split(b"\n"):
-            parts = line.split(b" ")
-            if len(parts) == 2 and len(parts[1]) == 66:
-                found[parts[0].decode()] = _unhex(parts[1].decode())
+        for number, payload in enumerate(read_checked(self.anchored_path, then=then), start=1):
+            fingerprint, _, record_id = payload.decode().partition(" ")
+            if len(record_id) != 66:
+                raise damaged_line(self.anchored_path, number, "not a fingerprint and a record id", then=then)
+            found[fingerprint] = _unhex(record_id)
         return found
+
+    def check_logs(self) -> dict[str, bytes]:
+        """The anchored fingerprints, once anchored.log and batches.log are found to agree: as many
+        records as the logged batches hold (call it after interrupted batches were settled: a crash
+        between the two appends is mended by settling that batch again). A log deleted or cut short would make an import written
+        again land a second time, so it is reported (`JournalDamaged`) instead."""
+        anchored = self.anchored_fingerprints()
+        logged = sum({batch["key"]: int(batch["count"]) for batch in self.anchored_batches()}.values())
+        if len(anchored) != logged:
+            raise JournalDamaged(
+                f"{self.anchored_path} names {len(anchored)} anchored records but {self.batches_path} holds batches "
+                f"of {logged}: one of them was deleted or cut short, and writing the import again could write "
+                "records that are on chain a second time. Nothing was written. Run `ehr record recover` to see what "
+                "is on chain, move both logs aside, and import only the records `ehr record list` does not show"
+            )
+        return anchored
 
     def finish(self, state: JournalState) -> None:
         """Nothing is in flight any more: forget the journal (anchored.log stays)."""

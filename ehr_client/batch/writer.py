@@ -21,7 +21,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from dataclasses import dataclass
 
-from ehr_client.batch.journal import BatchJournal, JournalState, OpenBatch, Sealed, StoredEntry
+from ehr_client.batch.journal import (
+    ANCHORED_NAME,
+    BATCHES_NAME,
+    BatchJournal,
+    JournalState,
+    OpenBatch,
+    Sealed,
+    StoredEntry,
+)
 from ehr_client.chain.calls import Call, RpcFailure, call_request, decoded, rpc_batch
 from ehr_client.chain.client import TxResult
 from ehr_client.chain.ids import batch_id_of, batched_record_id_of
@@ -30,6 +38,7 @@ from ehr_client.client import EHRClient
 from ehr_client.client.manifest import BatchManifest, address, build_manifest
 from ehr_client.client.write import Prepared, Source, prepare, scope_names
 from ehr_client.errors import AccessDenied, ChainError, ConfigError, InvalidRecord, KeyNotFound
+from ehr_client.journal import JournalDamaged
 from ehr_client.package import RecordBinding
 from ehr_client.storage import Cid, cid_to_bytes
 
@@ -133,6 +142,9 @@ class BatchWriter:
         with self.journal.open() as (journal, state):
             run = _Run(self, journal, state, progress, total)
             run.finish_interrupted()
+            journal.check_logs()
+            if not (journal.anchored_path.exists() or journal.batches_path.exists()):
+                run.check_no_unlogged_batches()
             for chunk in _chunks(items, self.batch_size):
                 run.add(chunk)
             run.anchor_all()
@@ -221,6 +233,19 @@ class _Run:
                 self.settle(batch, None)
             else:
                 self._anchor(batch)
+
+    def check_no_unlogged_batches(self) -> None:
+        """A state directory without batch logs: refuse if this wallet anchored batches anyway (the logs
+        were lost, or this is another home), since an import run again would write them a second time."""
+        anchored = self.chain.get_events("RecordRegistry", "BatchAnchored", filters={"author": self.client.address})
+        if anchored:
+            logs = self.journal.dir
+            raise JournalDamaged(
+                f"{self.client.address} anchored {len(anchored)} batches on this chain that no log in {logs} names: "
+                "the batch logs were deleted, or they were written from another home. Nothing was written. Run the "
+                "import from the home that wrote them; or, if none of these records is among them, start logs "
+                f"here (touch {logs / ANCHORED_NAME} {logs / BATCHES_NAME}) and run it again"
+            )
 
     def anchored_on_chain(self, batch: OpenBatch) -> bool:
         """Whether this author's batch under `batch.key` is anchored (no one else can anchor under it)."""

@@ -22,7 +22,7 @@ from web3.middleware import ExtraDataToPOAMiddleware
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3._utils.method_formatters import log_entry_formatter, receipt_formatter
-from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionNotFound
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionIndexingInProgress, TransactionNotFound
 
 from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.deployment import Deployment
@@ -30,7 +30,7 @@ from ehr_client.chain.eip712 import check_domain_name, default_domain_name
 from ehr_client.chain.reverts import revert_error
 from ehr_client.chain.rpc import FailoverProvider, parse_urls
 from ehr_client.chain.txplan import GAS_MARGIN, RpcFailure, answer_of, plan, plan_requests
-from ehr_client.errors import ChainMismatch, ChainUnavailable, TransactionReverted
+from ehr_client.errors import ChainMismatch, ChainStalled, ChainUnavailable, TransactionReverted
 
 T = TypeVar("T")
 
@@ -480,6 +480,24 @@ def iter_pages(start: int, end: int, size: int = LOG_PAGE_BLOCKS) -> Iterator[tu
         yield page_start, min(page_start + size - 1, end)
 
 
+def settled_block(w3: Web3, tx_hash: HexBytes, confirmations: int, timeout: float) -> tuple[int, str]:
+    """The canonical block holding `tx_hash` once `confirmations` blocks follow it (a reorganisation
+    may have moved the transaction to another block, or back to the pool for a while)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            receipt = w3.eth.get_transaction_receipt(tx_hash)
+            number, block_hash = int(receipt["blockNumber"]), receipt["blockHash"]
+            if w3.eth.block_number >= number + confirmations and w3.eth.get_block(number)["hash"] == block_hash:
+                return number, block_hash.to_0x_hex()
+        except (TransactionNotFound, TransactionIndexingInProgress):
+            pass
+        if time.monotonic() >= deadline:
+            raise ChainStalled(f"the deployment's transaction {tx_hash.to_0x_hex()} did not get {confirmations} "
+                               f"confirmations within {timeout:.0f}s; is the chain producing blocks?")
+        time.sleep(0.2)
+
+
 def deploy_suite(
     rpc_url: str,
     account: LocalAccount,
@@ -489,11 +507,18 @@ def deploy_suite(
     threshold: int,
     timeout: float = 30.0,
     consent_name: str | None = None,
+    confirmations: int = 0,
 ) -> Deployment:
     """Deploy Consortium, KeyRegistry and RecordRegistry (which creates ConsentManager, whose EIP-712
-    domain is named `consent_name`, by default after the network)."""
+    domain is named `consent_name`, by default after the network).
+
+    The deployment names the block that holds RecordRegistry, and clients refuse a chain without
+    it. On a chain that can reorganise (Clique), pass `confirmations`: the block is read once that
+    many blocks follow it, so a short fork cannot leave the file naming a block that lost.
+    """
     consent_name = check_domain_name(consent_name or default_domain_name(network))
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)  # Clique blocks: see ChainClient
     try:
         chain_id = w3.eth.chain_id
         deploy_block = w3.eth.block_number + 1
@@ -501,6 +526,7 @@ def deploy_suite(
         raise ChainUnavailable(f"cannot reach the chain node at {rpc_url}; start it or fix --rpc") from None
 
     blocks: dict[str, tuple[int, str]] = {}
+    sent: dict[str, HexBytes] = {}
 
     def create(name: str, *args: Any) -> str:
         artifact = load_artifact(name)
@@ -523,12 +549,15 @@ def deploy_suite(
         if receipt["status"] != 1 or not receipt["contractAddress"]:
             raise TransactionReverted(f"deploying {name} reverted (transaction {tx_hash.to_0x_hex()})")
         blocks[name] = (int(receipt["blockNumber"]), receipt["blockHash"].to_0x_hex())
+        sent[name] = HexBytes(tx_hash)
         return str(receipt["contractAddress"])
 
     checksummed = [Web3.to_checksum_address(g) for g in governors]
     consortium = create("Consortium", checksummed, threshold)
     keys = create("KeyRegistry")
     records = create("RecordRegistry", consortium, consent_name)
+    if confirmations > 0:
+        blocks["RecordRegistry"] = settled_block(w3, sent["RecordRegistry"], confirmations, timeout)
     registry = w3.eth.contract(address=Web3.to_checksum_address(records), abi=load_artifact("RecordRegistry")["abi"])
     consent = str(registry.functions.consentManager().call())
     return Deployment(

@@ -9,7 +9,7 @@ from typing import Any
 from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector
 
-from ehr_client.chain.abi import CONTRACT_NAMES, load_artifact
+from ehr_client.chain.abi import ARTIFACT_NAMES, load_artifact
 from ehr_client.errors import (
     AccessDenied,
     ConsentRefused,
@@ -88,6 +88,15 @@ _HINTS: dict[str, tuple[type[EHRError], Callable[[dict[str, Any]], str]]] = {
         lambda a: f"{_short(a['grantee'])} cannot receive this grant: it must be an active consortium member "
         "other than the patient, and a provider or lab for amend access",
     ),
+    "ClaimUnauthorizedAuthor": (
+        AccessDenied,
+        lambda a: f"{_short(a['author'])} may not commit claims of record {_short(a['recordId'])}: the record's author "
+        "must be an active provider or lab with the patient's amend grant for its scope",
+    ),
+    "ClaimAlreadyCommitted": (
+        TransactionReverted,
+        lambda a: f"record {_short(a['recordId'])} already has a claim commitment; it never changes",
+    ),
     "ConsentNoGrant": (
         TransactionReverted,
         lambda a: f"patient {_short(a['patient'])} has no grant to {_short(a['grantee'])} to revoke",
@@ -98,7 +107,7 @@ _HINTS: dict[str, tuple[type[EHRError], Callable[[dict[str, Any]], str]]] = {
 @cache
 def _error_table() -> dict[bytes, tuple[str, list[str], list[str]]]:
     table: dict[bytes, tuple[str, list[str], list[str]]] = {}
-    for contract in CONTRACT_NAMES:
+    for contract in ARTIFACT_NAMES:
         for item in load_artifact(contract)["abi"]:
             if item.get("type") != "error":
                 continue

@@ -100,11 +100,17 @@ def _demo(
                                                       "LocalStore; also EHR_DEMO_STORE=ipfs.")] = False,
     audited: Annotated[bool, typer.Option("--audited/--no-audited", help="Also tell the second story: audited "
                                           "key release through three custodians, revocation, erasure.")] = True,
+    chain: Annotated[str | None, typer.Option("--chain", help="anvil (one instant-mining process) or consortium "
+                                              "(four geth Clique validators and an RPC node); also "
+                                              "EHR_DEMO_CHAIN.")] = None,
+    claims: Annotated[bool, typer.Option("--claims/--no-claims", help="Also tell the third story: a zero-knowledge "
+                                         "proof that a lab result is in range (runs a local ceremony once).")] = True,
 ) -> None:
     """Run the whole story on a throwaway local chain: consortium, records, signed consent, audit."""
-    from ehr_client.demo import run_demo, store_from_env
+    from ehr_client.demo import chain_from_env, run_demo, store_from_env
 
-    run_demo(ipfs=ipfs or store_from_env(), audited=audited)
+    run_demo(ipfs=ipfs or store_from_env(), audited=audited, claims=claims,
+             chain=(chain or chain_from_env()).lower())
 
 
 def main() -> None:

@@ -52,9 +52,10 @@ class AppContext:
     def rpc_url(self) -> str:
         if self.settings.rpc:
             return self.settings.rpc
-        state = read_node_state(self.settings.node_dir, "anvil")
-        if state and isinstance(state.get("rpc_url"), str):
-            return str(state["rpc_url"])
+        for engine in ("anvil", "geth"):  # `ehr node up` runs one of them
+            state = read_node_state(self.settings.node_dir, engine)
+            if state and isinstance(state.get("rpc_url"), str):
+                return str(state["rpc_url"])
         return DEFAULT_RPC_URL
 
     @property

@@ -56,6 +56,8 @@ COMMANDS: dict[str, Lazy] = {
                     "Check and repair records stored as fragments across several storage nodes."),
     "custodian": Lazy("ehr_client.cli.custodian:app",
                       "Key custodians: run one, or release keys through them (audited reads)."),
+    "claim": Lazy("ehr_client.cli.claim:app",
+                  "Prove facts about a record without revealing it (zero-knowledge claims)."),
     "audit": Lazy("ehr_client.cli.audit_ext:app", "Who did what to whose records, and when; FHIR export."),
 }
 

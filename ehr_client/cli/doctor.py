@@ -23,7 +23,8 @@ from ehr_client.chain.deployment import Deployment
 from ehr_client.cli._context import AppContext, app_context
 from ehr_client.cli._output import JsonFlag, out, print_json
 from ehr_client.cli._settings import StoreKind
-from ehr_client.errors import ConfigError, EHRError
+from ehr_client.claims.toolchain import package_version
+from ehr_client.errors import ConfigError, EHRError, ZkToolError
 from ehr_client.dev.node import REPO_ROOT, find_anvil_binary
 from ehr_client.storage.ipfs import api_base_url
 from ehr_client.storage.kubo import find_kubo_binary
@@ -65,6 +66,12 @@ def toolchain(app_: AppContext) -> list[Check]:
     except ConfigError as exc:
         checks.append(Check("kubo", "fail" if needs_kubo else "note",
                             str(exc) if needs_kubo else "not built (needed only for --store ipfs)", "make kubo"))
+    try:
+        tools = ", ".join(f"{name} {package_version(name)}" for name in ("circom2", "circomlib", "snarkjs"))
+        checks.append(Check("zk tools", "ok", tools))
+    except ZkToolError:
+        checks.append(Check("zk tools", "note", "circom2/snarkjs not installed (needed only for zero-knowledge "
+                                                "claims, `ehr claim`)", "make install"))
     geth = os.environ.get(GETH_BIN_ENV) or shutil.which("geth")
     built = REPO_ROOT / ".build" / "bin" / "geth"
     if geth is None and built.is_file():

@@ -1,8 +1,12 @@
-"""`ehr node up|down|status|fund`: a local Anvil (and, with --ipfs, a Kubo daemon) that outlives the CLI.
+"""`ehr node up|down|status|fund`: a local chain (and, with --ipfs, a Kubo daemon) that outlives the CLI.
+
+The chain is Anvil (default: instant blocks) or, with `--engine geth`, a one-validator geth Clique
+chain (a block a second, every acknowledged block on disk through `kill -9`). One at a time.
 
 State lives in `<home>/node/`: `anvil.pid` + `anvil.json` (pid, rpc url), `anvil.log`, the chain
-state `anvil-state.json` (Anvil dumps it on exit and reloads it on the next `up`, so deployments
-survive a restart; `--fresh` discards it), and for Kubo `kubo.pid` + `kubo.json`, `ipfs/` (repo,
+state `anvil-state.json` (Anvil writes it every second and on exit, and reloads it on the next
+`up`, so deployments survive a restart; `--fresh` discards it); for geth `geth.json` and the
+network folder `geth/` (genesis, key, data directory, log); and for Kubo `kubo.pid` + `kubo.json`, `ipfs/` (repo,
 with its daemon.log). Later commands take their default --rpc and --ipfs-api from these files.
 `up --ipfs` also records `store.json` ({"store": "ipfs"}): commands under this home then use the
 Kubo store unless --store/EHR_STORE says otherwise; it outlives `down` (the records are still
@@ -13,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
 import requests
 import typer
+from eth_account import Account
 from rich.table import Table
 
 from ehr_client.dev import processes as _procs
@@ -26,12 +32,16 @@ from ehr_client.cli._context import app_context, read_node_state
 from ehr_client.cli._settings import StoreKind, remember_store, remembered_store
 from ehr_client.cli._output import JsonFlag, err, out, print_json
 from ehr_client.errors import ChainUnavailable, ConfigError
-from ehr_client.dev.node import AnvilNode
+from ehr_client.dev.geth import CliqueNetwork, find_geth_binary
+from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
 from ehr_client.storage.kubo import KuboDaemon, find_kubo_binary
 
-app = typer.Typer(help="Run a local Anvil (and Kubo) in the background.", no_args_is_help=True)
+app = typer.Typer(help="Run a local chain (Anvil or geth) and Kubo in the background.", no_args_is_help=True)
 
-_MARKERS = {"anvil": "anvil", "kubo": "ipfs"}
+_MARKERS = {"anvil": "anvil", "geth": "geth", "kubo": "ipfs"}
+ENGINES = ("anvil", "geth")
+DEV_ACCOUNTS = 10  # the development mnemonic's first accounts, funded on either engine
+FUNDING_WEI = 10**24
 
 
 def _write_state(node_dir: Path, name: str, state: dict[str, Any]) -> None:
@@ -61,6 +71,50 @@ def _url(node_dir: Path, name: str) -> str:
     return str(state.get("rpc_url") or state.get("api_url") or "?")
 
 
+def _anvil_up(node_dir: Path, *, fresh: bool) -> None:
+    pid = running(node_dir, "anvil")
+    if pid is not None:
+        if fresh:
+            raise ConfigError("the node is running; `ehr node down` first to start it --fresh")
+        out().print(f"anvil already running (pid {pid}) at {_url(node_dir, 'anvil')}")
+        return
+    chain_state = node_dir / "anvil-state.json"
+    if fresh:
+        chain_state.unlink(missing_ok=True)
+    node = AnvilNode(log_path=node_dir / "anvil.log", state_path=chain_state).start()
+    _write_state(node_dir, "anvil", {"pid": node.pid, "rpc_url": node.rpc_url, "chain_id": node.chain_id,
+                                     "log": str(node.log_path), "state": str(chain_state)})
+    out().print(f"anvil up (pid {node.pid}) at {node.rpc_url}; log {node.log_path}")
+
+
+def _geth_up(wallets: dict[str, str], node_dir: Path, *, fresh: bool) -> None:
+    pid = running(node_dir, "geth")
+    root = node_dir / "geth"
+    if pid is not None:
+        if fresh:
+            raise ConfigError("the node is running; `ehr node down` first to start it --fresh")
+        out().print(f"geth already running (pid {pid}) at {_url(node_dir, 'geth')}")
+        return
+    find_geth_binary()  # a clear error before anything is written
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    if root.exists():
+        network = CliqueNetwork(root, detach=True)
+    else:
+        Account.enable_unaudited_hdwallet_features()
+        dev = [Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").address
+               for i in range(DEV_ACCOUNTS)]
+        alloc = {address: FUNDING_WEI for address in [*dev, *wallets]}
+        network = CliqueNetwork.create(root, validators=1, period=1, alloc=alloc, detach=True)
+        out().print(f"created a one-validator chain {network.chain_id} under {root}; funded {len(alloc)} account(s)")
+    network.start()
+    network.wait_for_block(network.head() + 1, timeout=60)
+    node = network.validators[0]
+    _write_state(node_dir, "geth", {"pid": node.pid, "rpc_url": node.rpc_url, "chain_id": network.chain_id,
+                                    "log": str(node.log_path), "network": str(root)})
+    out().print(f"geth up (pid {node.pid}) at {node.rpc_url}; log {node.log_path}")
+
+
 def running(node_dir: Path, name: str) -> int | None:
     """The pid of our `name` process if it still runs."""
     pid = _pid(node_dir, name)
@@ -72,24 +126,24 @@ def up(
     ctx: typer.Context,
     ipfs: Annotated[bool, typer.Option("--ipfs", help="Also start a Kubo daemon (loopback only, offline).")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard the saved chain state: start from block 0.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="anvil (instant blocks, state written every second) or "
+                                        "geth (one Clique validator, a block a second, durable through kill -9).")]
+    = "anvil",
 ) -> None:
     """Start the local node(s) in the background; idempotent."""
-    node_dir = app_context(ctx).settings.node_dir
+    context = app_context(ctx)
+    node_dir = context.settings.node_dir
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
+    other = "geth" if engine == "anvil" else "anvil"
+    if running(node_dir, other) is not None:
+        raise ConfigError(f"a local {other} chain is running; `ehr node down` first (one local chain at a time)")
     node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     binary = find_kubo_binary() if ipfs else None  # fail before starting anything
-    pid = running(node_dir, "anvil")
-    if pid is not None:
-        if fresh:
-            raise ConfigError("the node is running; `ehr node down` first to start it --fresh")
-        out().print(f"anvil already running (pid {pid}) at {_url(node_dir, 'anvil')}")
+    if engine == "geth":
+        _geth_up(context.known_wallets(), node_dir, fresh=fresh)
     else:
-        chain_state = node_dir / "anvil-state.json"
-        if fresh:
-            chain_state.unlink(missing_ok=True)
-        node = AnvilNode(log_path=node_dir / "anvil.log", state_path=chain_state).start()
-        _write_state(node_dir, "anvil", {"pid": node.pid, "rpc_url": node.rpc_url, "chain_id": node.chain_id,
-                                         "log": str(node.log_path), "state": str(chain_state)})
-        out().print(f"anvil up (pid {node.pid}) at {node.rpc_url}; log {node.log_path}")
+        _anvil_up(node_dir, fresh=fresh)
     if binary is None:
         if fresh:
             remember_store(node_dir, None)
@@ -114,10 +168,12 @@ def down(ctx: typer.Context) -> None:
     """Stop the background node(s) and remove their pidfiles (the chain state is kept)."""
     node_dir = app_context(ctx).settings.node_dir
     stopped = False
-    for name in ("kubo", "anvil"):
+    for name in ("kubo", "anvil", "geth"):
         pid = running(node_dir, name)
         if pid is not None:
-            if name == "anvil":
+            if name == "geth":
+                CliqueNetwork(node_dir / "geth", detach=True).stop()  # SIGTERM: geth closes its database
+            elif name == "anvil":
                 _procs.stop_group(pid)  # the npm launcher and the native binary
             else:
                 _procs.stop_process(pid)
@@ -168,12 +224,12 @@ def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
     settings = app_context(ctx).settings
     node_dir = settings.node_dir
     report: dict[str, Any] = {}
-    for name in ("anvil", "kubo"):
+    for name in ("anvil", "geth", "kubo"):
         state = read_node_state(node_dir, name) or {}
         pid = running(node_dir, name)
         entry: dict[str, Any] = {"running": pid is not None, "pid": pid,
                                  "url": state.get("rpc_url") or state.get("api_url"), "log": state.get("log")}
-        if name == "anvil" and pid is not None and entry["url"]:
+        if name != "kubo" and pid is not None and entry["url"]:
             entry.update(_chain_facts(str(entry["url"])))
         report[name] = entry
     store = {"kind": settings.store.value, "recordedByNodeUp": remembered_store(node_dir) is not None}

@@ -14,9 +14,11 @@ from rich.table import Table
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
 from ehr_client.cli._output import JsonFlag, ProgressStore, err, hexid, out, print_json, short, tx_line, when
+from ehr_client.chain.client import TxResult
+from ehr_client.claims import ClaimRegistry, Claims
 from ehr_client.client import FHIR_MEDIA_TYPE, EHRClient, RecordInfo, Skipped, WriteResult
 from ehr_client.client.write import prepare
-from ehr_client.errors import ConfigError, IntegrityError, InvalidRecord
+from ehr_client.errors import ConfigError, EHRError, IntegrityError, InvalidRecord
 from ehr_client.records import describe
 
 app = typer.Typer(help="Add, amend, read, list and verify records.", no_args_is_help=True)
@@ -50,18 +52,35 @@ def skipped_json(item: Skipped) -> dict[str, Any]:
     return {"what": item.what, "reason": item.reason, "author": item.author, "txHash": item.tx_hash}
 
 
-def _report_write(result: WriteResult, json_: bool) -> None:
+def _report_write(result: WriteResult, json_: bool, claim: TxResult | None = None) -> None:
     if json_:
         print_json({
             "recordId": hexid(result.record_id), "cid": result.cid, "contentHash": hexid(result.content_hash),
             "txHash": result.tx.tx_hash if result.tx else None, "gasUsed": result.tx.gas_used if result.tx else None,
             "reusedPending": result.reused_pending, "scope": result.scope, "scopeNames": describe(result.scope),
+            "claimTxHash": claim.tx_hash if claim else None,
         })
         return
     out().print(f"record {hexid(result.record_id)}")
     out().print(f"  cid {result.cid}")
     reused = "  (reused the blob stored by an earlier attempt)" if result.reused_pending else ""
     out().print(f"  {tx_line(result.tx)}{reused}")
+    if claim is not None:
+        out().print(f"  claim committed ({tx_line(claim)})")
+
+
+def _commit_claim(client: EHRClient, written: WriteResult, category: str | None, json_: bool) -> TxResult | None:
+    """When the deployment has a claim registry, commit to a FHIR record's claim (`ehr claim`). If that
+    fails the record is reported as written, then the error: writing it again lands as the same
+    record and only commits."""
+    address = client.chain.deployment.contracts.get("ClaimRegistry")
+    if not address or category is not None or client.get_record(written.record_id).patient == client.address:
+        return None  # a patient's own record carries no attested claim
+    try:
+        return Claims(client, ClaimRegistry(client.chain, address)).commit(written)
+    except EHRError:
+        _report_write(written, json_)
+        raise
 
 
 def _check_input(file: Path, category: str | None, scope: int | None = None) -> None:
@@ -100,7 +119,8 @@ def add(
     bits = int(_parse.scopes(scope)) if scope else None
     _check_input(file, category, bits)
     client = _write_client(ctx, file, category)
-    _report_write(client.add_record(address, file, category=category, scope=bits), json_)
+    written = client.add_record(address, file, category=category, scope=bits)
+    _report_write(written, json_, _commit_claim(client, written, category, json_))
 
 
 @app.command("amend")
@@ -115,7 +135,8 @@ def amend(
     record_id = _parse.record_id(record)
     _check_input(file, category)
     client = _write_client(ctx, file, category)
-    _report_write(client.amend_record(record_id, file, category=category), json_)
+    written = client.amend_record(record_id, file, category=category)
+    _report_write(written, json_, _commit_claim(client, written, category, json_))
 
 
 def _write_private(path: Path, data: bytes, *, force: bool) -> None:

@@ -110,6 +110,9 @@ class WriteResult:
     tx: TxResult | None
     reused_pending: bool = False
     scope: int = 0
+    salt: bytes | None = None
+    """The salt the id was derived from (`record_id_of(author, salt)`); what proves authorship to
+    other contracts, such as the claim registry."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class ReadResult:
     info: RecordInfo
     media_type: str
     data: bytes = field(repr=False)
+    claim_secret: bytes = field(default=b"", repr=False)
+    """Derived from the data key (`ehr_client.crypto.claim_secret`): what a reader proves claims with."""
 
     def resource(self) -> dict[str, Any]:
         """The FHIR resource as a dict (FHIR records only)."""

@@ -33,7 +33,7 @@ from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.merkle import batch_leaf, root_from_proof
 from ehr_client.client.keysource import ShareIndex, check_header, own_data_key
 from ehr_client.client.model import FHIR_MEDIA_TYPE, Identity, KeyRelease, ReadResult, RecordInfo, Skipped, hex_id
-from ehr_client.crypto import iter_decrypt
+from ehr_client.crypto import claim_secret, iter_decrypt
 from ehr_client.errors import (
     AccessDenied,
     DecryptionError,
@@ -145,7 +145,7 @@ class RecordReader:
                                      version=header.version, context=binding.context))
         if header.media_type == FHIR_MEDIA_TYPE:
             validate_fhir(data)
-        return ReadResult(info, header.media_type, data)
+        return ReadResult(info, header.media_type, data, claim_secret(data_key, info.record_id))
 
     def fetch_verified(self, info: RecordInfo, *, doing: str) -> bytes:
         """The stored bytes of a record, only if their sha256 is the one anchored on chain."""

@@ -17,7 +17,7 @@ import hmac
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 from ehr_client.chain.calls import Call, call_request, decoded, rpc_batch
@@ -177,7 +177,7 @@ class RecordWriter:
                                                              hex_id(result.content_hash), scope,
                                                              hex_id(previous_id) if previous_id else None,
                                                              hex_id(salt)))
-            return result
+            return replace(result, salt=salt)
         if not registered:
             raise InvalidRecord(f"{patient} is not a registered patient; they must run `ehr patient register`")
         if not allowed:
@@ -196,7 +196,11 @@ class RecordWriter:
             cid, content_hash = self.seal(binding, prepared.media_type, prepared.source(), patient_key=patient_key)
             pending = PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
                                    hex_id(previous_id) if previous_id else None, hex_id(salt))
-            self.journal.put(fingerprint, pending)
+            try:
+                self.journal.put(fingerprint, pending)
+            except StorageUnavailable:
+                self.store.remove(cid)  # unjournaled, the blob would be an orphan (and it takes the space)
+                raise
             reused = False
         try:
             tx = self._anchor(salt, patient, content_hash, scope, cid, previous)
@@ -208,17 +212,17 @@ class RecordWriter:
             self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, result.cid,
                                                          hex_id(result.content_hash), scope, pending.previous_id,
                                                          hex_id(salt)))
-            return result
+            return replace(result, salt=salt)
         try:
             self._acknowledged(fingerprint, PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
                                                          hex_id(previous_id) if previous_id else None, hex_id(salt)))
         except StorageUnavailable as exc:
-            raise StorageUnavailable(
+            raise type(exc)(
                 f"record {hex_id(record_id)} was anchored (tx {tx.tx_hash}) but not acknowledged: {exc}. Write it "
                 "again once there is space: it reports that same record and acknowledges it"
             ) from None
         log.info("anchored record %s in tx %s", hex_id(record_id), tx.tx_hash)
-        return WriteResult(record_id, cid, content_hash, tx, reused, scope)
+        return WriteResult(record_id, cid, content_hash, tx, reused, scope, salt)
 
     def _acknowledged(self, fingerprint: str, entry: PendingWrite) -> None:
         self.journal.acknowledge(entry)

@@ -20,6 +20,7 @@ from ehr_client.crypto._format import (
     record_associated_data,
 )
 from ehr_client.crypto._source import ByteSource
+from ehr_client.crypto.claim_secret import claim_secret
 from ehr_client.crypto.hashing import HashedChunks
 from ehr_client.crypto.keys import DATA_KEY_SIZE, DataKey, X25519KeyPair, generate_data_key, generate_x25519_keypair, x25519_public_key
 from ehr_client.crypto.record import EncryptedRecord, decrypt_record, encrypt_record
@@ -42,6 +43,7 @@ __all__ = [
     "StreamInfo",
     "WrappedKey",
     "X25519KeyPair",
+    "claim_secret",
     "decrypt_record",
     "decrypt_stream",
     "decrypt_to_path",

@@ -5,9 +5,11 @@ lab and the hospital write encrypted FHIR records under amend grants; the patien
 read grant for the doctor that the hospital relays; the doctor reads and verifies; a stranger is
 refused; the patient revokes and the doctor is refused too; the audit trail shows it all.
 
-Everything runs on its own Anvil (a free loopback port) and an embedded LocalStore in a temporary
-directory, or with ``ipfs=True`` a Kubo daemon on its own temporary repo. Both are stopped, and
-the directory removed, however the demo ends (error, Ctrl-C or SIGTERM). Health data is printed
+Everything runs on its own Anvil (a free loopback port), or with ``chain="consortium"`` a geth Clique
+network of four validators and an RPC node (period 1 s, writes confirmed one block deep), and an
+embedded LocalStore in a temporary directory, or with ``ipfs=True`` a Kubo daemon on its own
+temporary repo. All are stopped, and the directory removed, however the demo ends (error, Ctrl-C or
+SIGTERM). Health data is printed
 once, on the doctor's screen, and never logged.
 """
 
@@ -33,17 +35,22 @@ from ehr_client.chain.client import ChainClient, TxResult, deploy_suite
 from ehr_client.chain import governance as gov
 from ehr_client.text import short
 from ehr_client.demo.audited_story import run_audited_story
+from ehr_client.demo.claims_story import run_claims_story
 from ehr_client.audit import MonitorConfig, WorkingHours, scan_alerts
 from ehr_client.demo.audit_table import audit_table
 from ehr_client.client import EHRClient, Identity, SignedConsent
 from ehr_client.crypto import generate_x25519_keypair
-from ehr_client.errors import AccessDenied, EHRError
+from ehr_client.errors import AccessDenied, ConfigError, EHRError
+from ehr_client.dev.geth import CliqueNetwork
 from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
 from ehr_client.records import Scope
 from ehr_client.storage import BlobStore, IpfsStore, LocalStore
 from ehr_client.storage.kubo import KuboDaemon
 
 DEMO_STORE_ENV = "EHR_DEMO_STORE"
+DEMO_CHAIN_ENV = "EHR_DEMO_CHAIN"
+CHAINS = ("anvil", "consortium")
+DEV_ACCOUNTS = 10  # the cast, then custodians 7..9
 DAY = 86_400
 CAST = ("governor-a", "governor-b", "hospital", "doctor", "lab", "patient", "stranger")
 
@@ -67,6 +74,14 @@ CONDITION: dict[str, Any] = {
 def store_from_env() -> bool:
     """Whether EHR_DEMO_STORE asks for IPFS."""
     return os.environ.get(DEMO_STORE_ENV, "").strip().lower() == "ipfs"
+
+
+def chain_from_env() -> str:
+    """EHR_DEMO_CHAIN: "anvil" (default) or "consortium"."""
+    chosen = os.environ.get(DEMO_CHAIN_ENV, "").strip().lower() or "anvil"
+    if chosen not in CHAINS:
+        raise ConfigError(f"{DEMO_CHAIN_ENV}={chosen!r}: use one of {', '.join(CHAINS)}")
+    return chosen
 
 
 def dev_identity(index: int) -> Identity:
@@ -124,8 +139,12 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
     return restore
 
 
-def run_demo(*, ipfs: bool = False, audited: bool = True, console: Console | None = None) -> None:
-    """Start a node (and Kubo), tell the story (and the audited-release story), always stop what was started."""
+def run_demo(*, ipfs: bool = False, audited: bool = True, claims: bool = True, chain: str = "anvil",
+             console: Console | None = None) -> None:
+    """Start a chain (and Kubo), tell the story (and the audited-release and claims stories), always stop
+    what was started."""
+    if chain not in CHAINS:
+        raise ConfigError(f"unknown demo chain {chain!r}: use one of {', '.join(CHAINS)}")
     if console is None:
         console = Console(highlight=False)
         if not console.is_terminal:
@@ -133,13 +152,23 @@ def run_demo(*, ipfs: bool = False, audited: bool = True, console: Console | Non
     workdir = Path(tempfile.mkdtemp(prefix="ehr-demo-"))
     restore_signal = _sigterm_as_interrupt()
     node: AnvilNode | None = None
+    network: CliqueNetwork | None = None
     kubo: KuboDaemon | None = None
     store: BlobStore | None = None
     try:
-        console.print("[bold]EHR demo[/]: patient-controlled, encrypted health records on a local chain")
-        node = AnvilNode(log_path=workdir / "anvil.log")
-        node.start()
-        console.print(f"  anvil pid {node.pid} at {node.rpc_url}")
+        if chain == "consortium":
+            console.print("[bold]EHR demo[/]: patient-controlled, encrypted health records on a consortium chain")
+            network = _start_consortium(workdir / "network")
+            for name, geth in network.nodes.items():
+                role = f"validator {short(geth.spec.address)}" if geth.spec.address else "rpc node"
+                console.print(f"  geth {name} pid {geth.pid} at {geth.rpc_url} ({role})")
+            rpc_url, confirmations = network.rpc_url(), 1
+        else:
+            console.print("[bold]EHR demo[/]: patient-controlled, encrypted health records on a local chain")
+            node = AnvilNode(log_path=workdir / "anvil.log")
+            node.start()
+            console.print(f"  anvil pid {node.pid} at {node.rpc_url}")
+            rpc_url, confirmations = node.rpc_url, 0
         if ipfs:
             kubo = KuboDaemon(workdir / "ipfs")
             kubo.start()
@@ -148,11 +177,14 @@ def run_demo(*, ipfs: bool = False, audited: bool = True, console: Console | Non
         else:
             store = LocalStore(workdir / "store")
             console.print(f"  embedded LocalStore in {store.root}")
-        chain, ids = _story(_Narrator(console), node.rpc_url, store, workdir)
+        client, ids = _story(_Narrator(console), rpc_url, store, workdir, confirmations=confirmations)
         if audited:
             console.rule("[bold]Second story: audited key release through custodians")
             custodians = {f"custodian-{i}": dev_identity(6 + i) for i in (1, 2, 3)}
-            run_audited_story(console, chain, store, {**ids, **custodians}, workdir=workdir)
+            run_audited_story(console, client, store, {**ids, **custodians}, workdir=workdir)
+        if claims:
+            console.rule("[bold]Third story: prove a lab result is in range without showing it")
+            run_claims_story(console, client, store, ids, workdir=workdir)
     finally:
         if isinstance(store, IpfsStore):
             store.close()
@@ -163,18 +195,37 @@ def run_demo(*, ipfs: bool = False, audited: bool = True, console: Console | Non
             pid = node.pid
             node.stop()
             console.print(f"  anvil stopped (pid {pid})")
+        if network is not None:
+            pids = [geth.pid for geth in network.nodes.values() if geth.pid is not None]
+            network.stop()
+            console.print(f"  geth nodes stopped (pids {', '.join(map(str, pids))})")
         shutil.rmtree(workdir, ignore_errors=True)
         restore_signal()
 
 
-def _story(say: _Narrator, rpc_url: str, store: BlobStore, workdir: Path) -> tuple[ChainClient, dict[str, Identity]]:
+def _start_consortium(root: Path) -> CliqueNetwork:
+    """Four validators and one RPC node, the demo's accounts funded in the genesis."""
+    funded = {dev_identity(index).address: 10**24 for index in range(DEV_ACCOUNTS)}
+    network = CliqueNetwork.create(root, validators=4, rpc_nodes=1, period=1, alloc=funded)
+    try:
+        network.start()
+        network.wait_for_block(2, timeout=60)
+    except BaseException:
+        network.stop()
+        raise
+    return network
+
+
+def _story(say: _Narrator, rpc_url: str, store: BlobStore, workdir: Path, *,
+           confirmations: int = 0) -> tuple[ChainClient, dict[str, Identity]]:
     ids = {name: dev_identity(index) for index, name in enumerate(CAST)}
     labels = {identity.address: name for name, identity in ids.items()}
 
     say.step("Deploy the contracts")
     deployment = deploy_suite(rpc_url, ids["governor-a"].account, network="demo",
-                              governors=[ids["governor-a"].address, ids["governor-b"].address], threshold=2)
-    chain = ChainClient(rpc_url, deployment)
+                              governors=[ids["governor-a"].address, ids["governor-b"].address], threshold=2,
+                              confirmations=confirmations)
+    chain = ChainClient(rpc_url, deployment, confirmations=confirmations)
     for name, address in deployment.contracts.items():
         say.ok(f"{name:<15} {address}")
 

@@ -42,6 +42,7 @@ _ADD_PARAMS = {
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 _NOT_FOUND_MARKERS = ("not found", "could not find", "not pinned", "no link named")
 _MAX_BACKOFF = 2.0
+_MIN_ATTEMPT = 0.05  # seconds: an attempt with less time than this left is not made
 _DOWNLOAD_CHUNK = 1 << 16
 
 Params = Mapping[str, str | list[str]]
@@ -65,9 +66,10 @@ def api_base_url(api_url: str) -> str:
 class IpfsStore:
     """A `BlobStore` backed by a Kubo node's RPC API at `api_url`.
 
-    `timeout` bounds each connect, read and write; idempotent calls are retried up to `retries`
-    times with exponential backoff (from `backoff` seconds) on connection errors, timeouts and
-    5xx answers that are not a Kubo error message. `put` is retried too: adding the same bytes
+    `timeout` is one deadline for a whole call, retries included (a hung node yields
+    `StorageUnavailable` once it passes, never a multiple of it); within it, idempotent calls are
+    retried up to `retries` times with exponential backoff (from `backoff` seconds) on connection
+    errors, timeouts and 5xx answers that are not a Kubo error message. `put` is retried too: adding the same bytes
     twice gives the same CID. `put_stream` is retried only while none of the stream was consumed
     (the iterable is read once); after that a failure is `StorageUnavailable` and the caller must
     retry with a fresh stream.
@@ -217,10 +219,13 @@ class IpfsStore:
         replayable: Callable[[], bool] = lambda: True,
     ) -> httpx.Response:
         attempt = 0
+        deadline = time.monotonic() + self.timeout
         while True:
             headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"} if body else None
+            left = max(deadline - time.monotonic(), _MIN_ATTEMPT)
             request = self._client.build_request(
-                "POST", command, params=params, content=body() if body else None, headers=headers
+                "POST", command, params=params, content=body() if body else None, headers=headers,
+                timeout=httpx.Timeout(left),
             )
             failure: Exception
             try:
@@ -242,9 +247,10 @@ class IpfsStore:
                         f"is {self.api_url} a Kubo RPC API?"
                     )
                 failure = httpx.HTTPStatusError(f"HTTP {response.status_code}", request=request, response=response)
-            if attempt >= self.retries or not replayable():
+            pause = min(self.backoff * 2**attempt, _MAX_BACKOFF)
+            if attempt >= self.retries or not replayable() or time.monotonic() + pause + _MIN_ATTEMPT > deadline:
                 raise self._unavailable(command, failure, attempts=attempt + 1) from failure
-            time.sleep(min(self.backoff * 2**attempt, _MAX_BACKOFF))
+            time.sleep(pause)
             attempt += 1
 
     def _read_all(self, command: str, response: httpx.Response) -> None:

@@ -17,14 +17,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ehr_client.errors import BlobNotFound, InvalidRecord, StorageUnavailable
+from ehr_client.errors import BlobNotFound, InvalidRecord, StorageFull, StorageUnavailable
 from ehr_client.storage._verify import check_bytes, verified_chunks
 from ehr_client.storage.cid import RAW, Cid, CidHasher, cid_for_bytes, decode_cid
 
 _INCOMING = ".incoming"
 _TEMP_PREFIX = ".tmp-"
 _READ_CHUNK = 1 << 20
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # EFBIG: over a file-size limit
 
 
 class LocalStore:
@@ -163,7 +163,7 @@ class LocalStore:
 
     def _write_error(self, exc: OSError) -> StorageUnavailable:
         if exc.errno in _DISK_FULL:
-            return StorageUnavailable(
+            return StorageFull(
                 f"disk full: cannot store the blob in {self!r} ({exc.strerror}); nothing was written. "
                 "Free some space or move the store to a larger disk, then retry"
             )

@@ -9,7 +9,7 @@ import pytest
 
 from ehr_client.batch import BatchItem, BatchWriter, JournalDamaged, import_directory
 from ehr_client.batch.gc import collect
-from ehr_client.batch.journal import _checksum
+from ehr_client.journal import checked_line
 from ehr_client.errors import AccessDenied, ChainUnavailable, ConfigError
 from ehr_client.records import canonicalize
 from tests.batch.conftest import observation
@@ -163,7 +163,7 @@ def test_torn_last_journal_line_is_cut_off_and_the_write_resumes(people, writer_
 
 
 def _line(payload: str) -> str:
-    return payload + "\t" + _checksum(payload.encode()).decode() + "\n"
+    return checked_line(payload.encode()).decode()
 
 
 @pytest.mark.parametrize("damage", ["unchecksummed line", "line cut in the middle", "flipped byte"])

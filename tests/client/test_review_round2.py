@@ -16,6 +16,7 @@ from ehr_client.client import EHRClient
 from ehr_client.custodian.errors import CustodianUnavailable
 from ehr_client.custodian.messages import CustodianDomain
 from ehr_client.errors import InvalidRecord, RecordErased
+from ehr_client.journal import JournalDamaged
 from ehr_client.records import Scope, canonicalize
 from ehr_client.sharing.remote import CustodianClient
 from ehr_client.storage import cid_to_bytes
@@ -95,9 +96,12 @@ def test_a12_a_damaged_pending_entry_is_never_anchored(people: dict[str, EHRClie
         w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
         lab.chain.timeout = 30
     [entry_path] = list((lab.state_dir / "pending").glob("*.json"))
-    entry = json.loads(entry_path.read_text())
-    entry["content_hash"] = entry["content_hash"][:-1] + ("0" if entry["content_hash"][-1] != "0" else "1")
-    entry_path.write_text(json.dumps(entry))  # still valid JSON, one hex digit flipped
+    raw = entry_path.read_bytes()
+    at = raw.index(b'"content_hash":"0x') + 20
+    entry_path.write_bytes(raw[:at] + (b"0" if raw[at:at + 1] != b"0" else b"1") + raw[at + 1:])  # one digit flipped
+    with pytest.raises(JournalDamaged, match="is damaged; move it aside"):
+        lab.add_record(patient.address, _obs(8))
+    entry_path.rename(entry_path.with_name(entry_path.name + ".damaged"))  # what the message says to do
     written = lab.add_record(patient.address, _obs(8))
     assert not written.reused_pending
     assert patient.read_record(written.record_id).data == canonicalize(_obs(8))

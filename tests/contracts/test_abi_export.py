@@ -2,10 +2,10 @@
 
 import pytest
 
-from ehr_client.chain.abi import CONTRACT_NAMES, artifact_json, load_artifact
+from ehr_client.chain.abi import ARTIFACT_NAMES, artifact_json, load_artifact
 
 
-@pytest.mark.parametrize("name", CONTRACT_NAMES)
+@pytest.mark.parametrize("name", ARTIFACT_NAMES)
 def test_shipped_artifact_matches_compiled_contract(project, name):
     contract_type = getattr(project, name).contract_type
     expected = artifact_json(

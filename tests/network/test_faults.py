@@ -79,3 +79,11 @@ def test_every_node_listens_on_loopback_only(network: CliqueNetwork) -> None:
     sockets = [line.split() for line in listing.splitlines() if any(f"pid={pid}," in line for pid in pids)]
     assert len(sockets) == 3 * len(pids)  # p2p, JSON-RPC, engine API; no UDP discovery
     assert all(fields[0] == "tcp" and fields[4].startswith("127.0.0.1:") for fields in sockets)
+
+
+def test_reconnected_peers_handshake_again_and_the_chain_moves_on(network: CliqueNetwork) -> None:
+    start = network.head()
+    network.reconnect_peers()
+    network.wait_for_peers(timeout=PROGRESS)
+    network.wait_for_block(start + 3, timeout=PROGRESS)
+    assert network.wait_for_sync(timeout=PROGRESS) >= start + 2

@@ -97,13 +97,17 @@ def test_up_status_and_ape_deploy(env: Env) -> None:
     deployed = subprocess.run(
         [str(Path(sys.executable).parent / "ape"), "run", "deploy", "--network",
          f"ethereum:consortium:{env.network.rpc_url()}", "--account", "TEST::0", "--out", str(out),
-         "--governor", GOVERNORS[0].address, "--governor", GOVERNORS[1].address, "--threshold", "2"],
+         "--governor", GOVERNORS[0].address, "--governor", GOVERNORS[1].address, "--threshold", "2",
+         "--confirmations", "3"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=os.environ.copy())
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     written = json.loads(out.read_text())
     assert written["chainId"] == 31415 and written["network"] == "ethereum:consortium"
     w3 = web3(env.network.rpc_url())
     assert all(w3.eth.get_code(address) for address in written["contracts"].values())
+    settled = written["registryBlock"]
+    assert w3.eth.get_block(settled["number"])["hash"].to_0x_hex() == settled["hash"]  # the block that stayed
+    assert w3.eth.block_number >= settled["number"] + 3
 
 
 def test_sync_refuses_an_empty_validator_set_and_changes_nothing(env: Env) -> None:

@@ -1,0 +1,97 @@
+"""Typed calls to ClaimRegistry, and its deployment with the verifier of one ceremony."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+
+from ehr_client.chain.abi import load_artifact
+from ehr_client.chain.client import ChainClient, TxResult
+from ehr_client.claims.predicate import Predicate
+from ehr_client.claims.prover import Groth16Proof
+from ehr_client.claims.setup import ClaimSetup
+from ehr_client.errors import ClaimNotAvailable, ClaimProofRejected, EHRError, TransactionReverted
+
+@dataclass(frozen=True)
+class CheckedClaim:
+    """A proof the chain accepted: whose record it is and the id of the predicate it proves."""
+
+    patient: str
+    predicate_id: bytes
+
+
+class ClaimRegistry:
+    def __init__(self, chain: ChainClient, address: str) -> None:
+        self.chain = chain
+        self.contract: Contract = chain.w3.eth.contract(address=Web3.to_checksum_address(address),
+                                                        abi=load_artifact("ClaimRegistry")["abi"])
+
+    @property
+    def address(self) -> str:
+        return str(self.contract.address)
+
+    def commitment_of(self, record_id: bytes) -> int:
+        return int(self.chain.call(self.contract.functions.commitmentOf(record_id), action="look up a claim"))
+
+    def binding_of(self, verifier: str, challenge: bytes) -> int:
+        return int(self.chain.call(self.contract.functions.bindingOf(Web3.to_checksum_address(verifier), challenge),
+                                   action="bind a proof to its verifier"))
+
+    def commit(self, account: LocalAccount, salt: bytes, commitment: int) -> TxResult:
+        return self.chain.transact(account, self.contract.functions.commitClaims(salt, commitment),
+                                   action="commit claims")
+
+    def check(self, record_id: bytes, verifier: str, challenge: bytes, predicate: Predicate,
+              proof: Groth16Proof) -> CheckedClaim:
+        fn = self.contract.functions.checkClaim(record_id, Web3.to_checksum_address(verifier), challenge,
+                                                predicate.as_struct(), proof.as_struct())
+        try:
+            patient, predicate_id = self.chain.call(fn, action="check a claim proof")
+        except EHRError as exc:
+            raise _typed(exc) from None
+        return CheckedClaim(str(patient), bytes(predicate_id))
+
+    def record(self, account: LocalAccount, record_id: bytes, challenge: bytes, predicate: Predicate,
+               proof: Groth16Proof) -> TxResult:
+        fn = self.contract.functions.proveClaim(record_id, challenge, predicate.as_struct(), proof.as_struct())
+        try:
+            return self.chain.transact(account, fn, action="record a claim proof")
+        except EHRError as exc:
+            raise _typed(exc) from None
+
+
+def _typed(exc: EHRError) -> EHRError:
+    """Reverts of a proof check as claim errors; the message names no claim content."""
+    name = getattr(exc, "error_name", None)
+    if name == "ClaimInvalidProof":
+        return ClaimProofRejected("the chain rejects this proof: it was made for another record, verifier, challenge "
+                                  "or predicate, or it was altered. Ask the patient for a proof made for you")
+    if name == "ClaimRecordNotActive":
+        return ClaimProofRejected("the record this proof is about was amended or erased; a proof counts only for "
+                                  "a record's current version. Ask the patient for a proof about the current one")
+    if name in ("ClaimRecordNotFound", "ClaimNotCommitted"):
+        return ClaimNotAvailable("the chain holds no claim commitment for this record (wrong network, or the "
+                                 "record carries no claims); check --network and the record id")
+    return exc
+
+
+def deploy_claim_registry(chain: ChainClient, account: LocalAccount, setup: ClaimSetup) -> str:
+    """Deploy the ceremony's Groth16 verifier and a ClaimRegistry over the chain's RecordRegistry."""
+    verifier = _deploy(chain, account, setup.verifier_artifact(), (), what="the Groth16 verifier")
+    return _deploy(chain, account, load_artifact("ClaimRegistry"), (chain.records.address, verifier),
+                   what="the claim registry")
+
+
+def _deploy(chain: ChainClient, account: LocalAccount, artifact: dict[str, Any], args: tuple[Any, ...], *,
+            what: str) -> str:
+    factory = chain.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    result = chain.transact(account, factory.constructor(*args), action=f"deploy {what}")  # type: ignore[arg-type]
+    receipt = chain.rpc(lambda: chain.w3.eth.get_transaction_receipt(result.tx_hash))  # type: ignore[arg-type]
+    address = receipt["contractAddress"]
+    if not address:
+        raise TransactionReverted(f"deploying {what} created no contract (transaction {result.tx_hash})")
+    return str(address)

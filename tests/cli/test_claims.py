@@ -1,0 +1,61 @@
+"""`ehr claim`: deploy a finished ceremony, add a lab result with its claim, prove, verify, refuse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ehr_client.dev.claims import local_claim_setup
+from tests.cli.conftest import Cli
+
+HBA1C = {"resourceType": "Observation", "status": "final",
+         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                   "code": "laboratory"}]}],
+         "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+         "effectiveDateTime": "2026-03-02", "valueQuantity": {"value": 5.87, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}
+ASKED = "type = Observation and code = http://loinc.org|4548-4 and unit = % and value < 6.5"
+
+
+@pytest.fixture(scope="module")
+def setup_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local throwaway ceremony (run on first use), copied for this home."""
+    cached = local_claim_setup().directory
+    target = tmp_path_factory.mktemp("claims") / "setup"
+    shutil.copytree(cached, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def deployed(cli: Cli, world: dict[str, str], setup_dir: Path) -> str:
+    return str(cli("claim", "deploy", "--setup", str(setup_dir), wallet="gov-a").stdout)
+
+
+def test_lab_adds_patient_proves_verifier_checks(cli: Cli, world: dict[str, str], deployed: str, setup_dir: Path,
+                                                 tmp_path: Path) -> None:
+    record = tmp_path / "hba1c.json"
+    record.write_text(json.dumps(HBA1C))
+    added = cli.json("record", "add", "patient", str(record), wallet="lab")
+    assert added["claimTxHash"] is not None  # the deployment has a claim registry: the write commits
+    proof = tmp_path / "proof.json"
+    cli("claim", "prove", added["recordId"], "--predicate", ASKED, "--for", "doctor", "--setup", str(setup_dir),
+        "-o", str(proof), wallet="patient")
+    assert proof.stat().st_mode & 0o777 == 0o600 and "5.87" not in proof.read_text()
+    checked = cli.json("claim", "verify", str(proof), "--expect", ASKED, "--patient", "patient", "--record",
+                       wallet="doctor")
+    assert checked["valid"] is True and checked["patient"] == world["patient"] and checked["txHash"]
+    trail = [(e["name"], e["actor"], e["recordId"]) for e in cli.json("audit", "patient")]
+    assert ("ClaimsCommitted", world["lab"], added["recordId"]) in trail
+    assert ("ClaimProven", world["doctor"], added["recordId"]) in trail
+
+    refused = cli("claim", "verify", str(proof), "--expect", ASKED.replace("6.5", "6.0"), wallet="doctor", expect=1)
+    assert "not what was asked" in refused.stderr and "5.87" not in refused.stderr
+    unsatisfied = cli("claim", "prove", added["recordId"], "--predicate", ASKED.replace("6.5", "5.0"), "--for",
+                      "doctor", "--setup", str(setup_dir), "-o", str(tmp_path / "no.json"), wallet="patient", expect=1)
+    assert "does not satisfy" in unsatisfied.stderr and not (tmp_path / "no.json").exists()
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(proof.read_text()[:-40])
+    broken = cli("claim", "verify", str(damaged), wallet="doctor", expect=1)
+    assert "not a claim proof" in broken.stderr
