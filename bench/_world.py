@@ -92,10 +92,13 @@ class World:
         return self.node.rpc_url if self.node is not None else str(self._rpc_url)
 
     def client(self, name: str, tag: str = "main", *, chain: ChainClient | None = None) -> EHRClient:
-        """`name`'s client on the consortium's one store, with the state directory of `tag` (and `chain`,
-        another `ChainClient` of the same deployment, if given)."""
+        """`name`'s client on the consortium's one store and `name`'s one home (and `chain`, another
+        `ChainClient` of the same deployment, if given). `tag` names the section asking; it no longer
+        picks a home: a batch writer refuses a home whose logs miss batches its author anchored on
+        this chain, so every section of one identity shares one home, as a person does."""
+        del tag
         return EHRClient(chain or self.chain, LocalStore(self.root / "store"), self.ids[name],
-                         state_dir=self.root / "state" / tag / name)
+                         state_dir=self.root / "state" / name)
 
     def scratch(self, name: str) -> Path:
         path = self.root / "scratch" / name

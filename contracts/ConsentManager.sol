@@ -42,6 +42,11 @@ contract ConsentManager is IConsentManager, EIP712 {
     /// @dev `signedAt` of a decision the patient sent as their own transaction.
     uint256 private constant _UNSIGNED = type(uint256).max;
 
+    /// @dev Where `_grant` finds the fields of a packed `Grant` slot; the terms are every field but the nonces.
+    uint256 private constant _NONCE_SHIFT = 136;
+    uint256 private constant _GRANT_NONCE_SHIFT = 176;
+    uint256 private constant _TERMS_MASK = ~(uint256(type(uint80).max) << _NONCE_SHIFT);
+
     IConsortium private immutable _consortium;
     IRecordRegistry private immutable _records;
 
@@ -240,24 +245,28 @@ contract ConsentManager is IConsentManager, EIP712 {
                 || (access == Access.Amend && role != IConsortium.Role.Provider && role != IConsortium.Role.Lab)
         ) revert ConsentInvalidGrantee(grantee);
 
+        // The whole slot is read once and written once (field by field, the compiler reads and
+        // writes the shared slot again for every field). Bit layout as Solidity packs `Grant`:
+        // scopes 0-63, expiresAt 64-127, access 128-135, nonce 136-175, grantNonce 176-215, purposeTag 216-255.
         Grant storage current = _grants[patient][grantee];
-        Grant memory previous = current;
-        bytes5 purposeTag = bytes5(purposeHash);
-        bool unchanged = previous.scopes == scopes && previous.access == access && previous.expiresAt == expiresAt
-            && previous.purposeTag == purposeTag;
+        uint256 previous;
+        assembly ("memory-safe") {
+            previous := sload(current.slot)
+        }
         // Every grant, even one that repeats the terms in force, and every signature used, moves the
         // pair's nonce on: a grant or revocation the patient signed earlier and never relayed cannot
         // undo a later decision (a same-terms grant is a decision too: it confirms them). The grant
         // remembers the nonce it was decided at, so a revocation signed at that nonce or later
         // still ends it whichever of the two was relayed first.
-        uint40 nonce = _nextNonce(previous.nonce);
-        current.scopes = scopes;
-        current.expiresAt = expiresAt;
-        current.access = access;
-        current.nonce = nonce;
-        current.grantNonce = signedAt == _UNSIGNED ? nonce : uint40(signedAt);
-        current.purposeTag = purposeTag;
-        if (!unchanged) emit AccessGranted(patient, grantee, scopes, access, expiresAt, purposeHash);
+        uint40 nonce = _nextNonce(uint40(previous >> _NONCE_SHIFT));
+        uint40 decidedAt = signedAt == _UNSIGNED ? nonce : uint40(signedAt);
+        uint256 terms = uint256(scopes) | (uint256(expiresAt) << 64) | (uint256(uint8(access)) << 128)
+            | uint256(bytes32(bytes5(purposeHash)));
+        uint256 word = terms | (uint256(nonce) << _NONCE_SHIFT) | (uint256(decidedAt) << _GRANT_NONCE_SHIFT);
+        assembly ("memory-safe") {
+            sstore(current.slot, word)
+        }
+        if (previous & _TERMS_MASK != terms) emit AccessGranted(patient, grantee, scopes, access, expiresAt, purposeHash);
     }
 
     /// @dev `signedAt` as in {_grant}. A revocation signed at nonce n ends a grant decided at n or

@@ -14,17 +14,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from eth_abi import decode
+from eth_abi import decode, encode
+from eth_abi.exceptions import EncodingError
 from eth_account.signers.local import LocalAccount
-from eth_utils.abi import get_abi_output_types
+from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types, get_abi_output_types
 from web3._utils.method_formatters import receipt_formatter
 from web3.contract import Contract
 
 from ehr_client.chain.client import ChainClient, TxResult
-from ehr_client.chain.reverts import revert_error
-from ehr_client.errors import ChainUnavailable, EHRError, TransactionReverted
+from ehr_client.chain.txplan import Prepared, RpcFailure, plan, plan_requests
+from ehr_client.errors import ChainUnavailable, TransactionReverted
 
-_GAS_MARGIN = 1.2
+__all__ = ["Call", "Prepared", "RpcFailure", "call_many", "call_request", "decoded", "preparation_requests",
+           "prepared", "rpc_batch", "send_prepared", "await_results", "sender_lock"]
+
 _POLL_SECONDS = 0.02
 
 
@@ -38,48 +41,36 @@ class Call:
     block: int | str = "latest"
 
     def data(self) -> str:
-        return str(self.contract.encode_abi(self.name, args=list(self.args)))
+        selector, inputs, _ = _signature(self.contract, self.name)
+        try:
+            return "0x" + (selector + encode(inputs, self.args)).hex()
+        except (EncodingError, TypeError, ValueError):  # arguments web3 would first normalise (hex strings, ...)
+            return str(self.contract.encode_abi(self.name, args=list(self.args)))
 
     def decode(self, result: str) -> Any:
-        abi = self.contract.get_function_by_name(self.name).abi
-        types = get_abi_output_types(abi)
-        values = decode(types, bytes.fromhex(result.removeprefix("0x")))
+        values = decode(_signature(self.contract, self.name)[2], bytes.fromhex(result.removeprefix("0x")))
         return values[0] if len(values) == 1 else values
 
 
-@dataclass(frozen=True)
-class RpcFailure:
-    """A JSON-RPC error for one entry of a batch."""
+_signatures: dict[tuple[str, str], tuple[object, bytes, list[str], list[str]]] = {}
 
-    code: int
-    message: str
-    data: bytes | None
 
-    def error(self, *, action: str) -> EHRError:
-        if self.data is not None and len(self.data) >= 4:
-            return revert_error(self.data, action=action)
-        return TransactionReverted(f"{action} failed: the node answered {self.message!r}")
+def _signature(contract: Contract, name: str) -> tuple[bytes, list[str], list[str]]:
+    """Selector, input and output types of `contract.name`, worked out once per contract ABI: web3's
+    `encode_abi` validates the whole ABI and hashes every signature on each call (~4 ms a call)."""
+    key = (str(contract.address), name)
+    hit = _signatures.get(key)
+    if hit is None or hit[0] is not contract.abi:
+        abi = contract.get_function_by_name(name).abi
+        hit = (contract.abi, function_abi_to_4byte_selector(abi), get_abi_input_types(abi), get_abi_output_types(abi))
+        _signatures[key] = hit
+    _, selector, inputs, outputs = hit
+    return selector, inputs, outputs
 
 
 def rpc_batch(chain: ChainClient, requests_: Sequence[tuple[str, list[Any]]]) -> list[Any]:
     """Send every (method, params) in one round trip; each answer is its result or an RpcFailure."""
-    if not requests_:
-        return []
-    responses = chain.rpc(lambda: chain.provider.make_batch_request(cast(Any, list(requests_))))
-    if not isinstance(responses, list) or len(responses) != len(requests_):
-        raise ChainUnavailable(f"the chain node at {chain.rpc_url} refused a JSON-RPC batch; it must support batches")
-    return [_result(response) for response in cast(list[dict[str, Any]], responses)]
-
-
-def _result(response: dict[str, Any]) -> Any:
-    error = response.get("error")
-    if error is None:
-        return response.get("result")
-    data = error.get("data")
-    if isinstance(data, dict):
-        data = data.get("data")
-    raw = bytes.fromhex(data[2:]) if isinstance(data, str) and data.startswith("0x") else None
-    return RpcFailure(int(error.get("code", 0)), str(error.get("message", "")), raw)
+    return chain.batch(requests_)
 
 
 def call_request(call: Call, sender: str | None = None) -> tuple[str, list[Any]]:
@@ -108,40 +99,14 @@ def call_many(chain: ChainClient, calls: Sequence[Call], *, action: str) -> list
     return [decoded(c, a, action=action) for c, a in zip(calls, answers, strict=True)]
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """What `preparation_requests` learnt in the caller's view batch: gas per call, nonce, fees."""
-
-    gas: tuple[int, ...]
-    nonce: int
-    fees: dict[str, int]
-
-
 def preparation_requests(chain: ChainClient, sender: str, calls: Sequence[Call]) -> list[tuple[str, list[Any]]]:
     """Requests to append to a view batch so that `send_prepared` needs no further lookups."""
-    estimates = [("eth_estimateGas", [{"from": sender, "to": c.contract.address, "data": c.data()}]) for c in calls]
-    return [*estimates, ("eth_getTransactionCount", [sender, "pending"]),
-            ("eth_getBlockByNumber", ["latest", False]), ("eth_maxPriorityFeePerGas", [])]
+    return plan_requests(sender, [(c.contract.address, c.data()) for c in calls])
 
 
 def prepared(calls: Sequence[Call], answers: Sequence[Any], *, action: str) -> Prepared:
     """Interpret the answers to `preparation_requests`; a predicted revert is raised typed."""
-    count = len(calls)
-    gas = []
-    for answer in answers[:count]:
-        if isinstance(answer, RpcFailure):
-            raise answer.error(action=action)
-        gas.append(int(int(answer, 16) * _GAS_MARGIN))
-    nonce, block, tip = answers[count:]
-    if isinstance(nonce, RpcFailure) or isinstance(block, RpcFailure) or not isinstance(block, dict):
-        raise ChainUnavailable(f"{action}: the chain node did not return the nonce and the latest block")
-    base = block.get("baseFeePerGas")
-    if base is None:  # a chain without EIP-1559 (e.g. a free-gas QBFT network): legacy pricing
-        fees = {"gasPrice": 0}
-    else:
-        priority = int(tip, 16) if isinstance(tip, str) else 10**9
-        fees = {"maxPriorityFeePerGas": priority, "maxFeePerGas": priority + 2 * int(base, 16)}
-    return Prepared(tuple(gas), int(nonce, 16), fees)
+    return plan(len(calls), answers, action=action)
 
 
 def send_prepared(

@@ -21,26 +21,26 @@ from web3 import HTTPProvider, Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import (BadFunctionCallOutput, ContractLogicError, TimeExhausted, TransactionIndexingInProgress,
-                             TransactionNotFound, Web3RPCError)
+from web3._utils.method_formatters import log_entry_formatter, receipt_formatter
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionIndexingInProgress, TransactionNotFound
 
 from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.deployment import Deployment
 from ehr_client.chain.eip712 import check_domain_name, default_domain_name
 from ehr_client.chain.reverts import revert_error
 from ehr_client.chain.rpc import FailoverProvider, parse_urls
+from ehr_client.chain.txplan import GAS_MARGIN, RpcFailure, answer_of, plan, plan_requests
 from ehr_client.errors import ChainMismatch, ChainStalled, ChainUnavailable, TransactionReverted
 
 T = TypeVar("T")
 
 LOG_PAGE_BLOCKS = 5_000
-_GAS_MARGIN = 1.2
 _NONCE_RETRIES = 10
 _NONCE_CLASHES = ("nonce", "replacement transaction underpriced", "already known")
 
 
-def _is_nonce_clash(exc: Exception) -> bool:
-    message = str(exc).lower()
+def _is_nonce_clash(message: str) -> bool:
+    message = message.lower()
     return any(marker in message for marker in _NONCE_CLASHES)
 
 
@@ -117,6 +117,7 @@ class ChainClient:
         self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
         self.sender_lock = _SenderLocks()
         self._checked_at = 0.0
+        self._head_hint: int | None = None  # the latest head seen: lets `get_events` skip a round trip
         self.contracts: dict[str, Contract] = {
             name: self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name)["abi"])
             for name, address in deployment.contracts.items()
@@ -140,7 +141,8 @@ class ChainClient:
         if max_age and time.monotonic() - self._checked_at < max_age:
             return
         registry = self.contracts["RecordRegistry"].address
-        requests_: list[tuple[str, list[Any]]] = [("eth_chainId", []), ("eth_getCode", [registry, "latest"])]
+        requests_: list[tuple[str, list[Any]]] = [("eth_chainId", []), ("eth_getCode", [registry, "latest"]),
+                                                  ("eth_blockNumber", [])]
         marker = self.deployment.registry_block
         if marker is not None:
             requests_.append(("eth_getBlockByNumber", [hex(marker[0]), False]))
@@ -148,6 +150,8 @@ class ChainClient:
         if not isinstance(answers, list) or len(answers) != len(requests_):
             raise ChainUnavailable(f"the chain node at {self.rpc_url} refused a JSON-RPC batch; it must support batches")
         results = [a.get("result") if isinstance(a, dict) else None for a in answers]
+        if isinstance(results[2], str):
+            self._head_hint = int(results[2], 16)
         chain_id = int(str(results[0]), 16) if results[0] else None
         where = f"the node at {self.rpc_url}"
         if chain_id != self.deployment.chain_id:
@@ -162,7 +166,7 @@ class ChainClient:
                 "this chain (`ehr record recover` re-anchors what your journal holds), or redeploy"
             )
         if marker is not None:
-            block = results[2]
+            block = results[3]
             if not isinstance(block, dict) or str(block.get("hash")) != marker[1]:
                 raise ChainMismatch(
                     f"{where} has another block {marker[0]} than the one the suite was deployed in: this is not the "
@@ -190,9 +194,10 @@ class ChainClient:
     def chain_id(self) -> int:
         return self.deployment.chain_id
 
-    def rpc(self, request: Callable[[], T]) -> T:
-        """Run `request` (one or more JSON-RPC requests) within the deadline, failing over between nodes."""
-        deadline = time.monotonic() + self.timeout
+    def rpc(self, request: Callable[[], T], *, deadline: float | None = None) -> T:
+        """Run `request` (one or more JSON-RPC requests) within the deadline (`timeout` from now, or the
+        caller's own `time.monotonic()` deadline), failing over between nodes."""
+        deadline = time.monotonic() + self.timeout if deadline is None else deadline
         tried: list[str] = []
         while True:
             remaining = deadline - time.monotonic()
@@ -219,6 +224,15 @@ class ChainClient:
 
     _rpc = rpc
 
+    def batch(self, requests_: Sequence[tuple[str, list[Any]]], *, deadline: float | None = None) -> list[Any]:
+        """Every (method, params) in one round trip; each answer is its result or an `RpcFailure`."""
+        if not requests_:
+            return []
+        responses = self.rpc(lambda: self.provider.make_batch_request(cast(Any, list(requests_))), deadline=deadline)
+        if not isinstance(responses, list) or len(responses) != len(requests_):
+            raise ChainUnavailable(f"the chain node at {self.rpc_url} refused a JSON-RPC batch; it must support batches")
+        return [answer_of(response) for response in cast(list[dict[str, Any]], responses)]
+
     def call(self, fn: ContractFunction, *, action: str, block: int | str = "latest") -> Any:
         """A view call; reverts become typed errors."""
         try:
@@ -234,30 +248,32 @@ class ChainClient:
         except ContractLogicError as exc:
             raise revert_error(_revert_data(exc), action=action) from None
 
-    def transact(self, account: LocalAccount, fn: ContractFunction, *, action: str) -> TxResult:
+    def transact(self, account: LocalAccount, fn: ContractFunction, *, action: str, gas: int | None = None
+                 ) -> TxResult:
         """Sign and send `fn` from `account`, wait for it to be mined, and return the receipt.
 
         A revert is raised as a typed error before anything is sent when the node predicts it,
-        and after mining otherwise; in both cases nothing took effect.
+        and after mining otherwise; in both cases nothing took effect. `gas` is what `simulate`
+        returned for the same call, if the caller ran it (the estimate is then not asked again).
+        Gas, nonce and fees are asked in one round trip, under the sender's lock.
         """
         sender = account.address
-        gas = self.simulate(sender, fn, action=action)
-
+        to, data = str(fn.address), str(fn._encode_transaction_data())
+        known = [] if gas is None else [gas]
+        estimates = [] if known else [(to, data)]
         for attempt in range(_NONCE_RETRIES):
             with self.sender_lock(sender):
-                nonce = self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "pending"))
-                tx = self._rpc(
-                    lambda: fn.build_transaction(
-                        {"from": sender, "nonce": nonce, "gas": int(gas * _GAS_MARGIN), "chainId": self.chain_id}
-                    )
-                )
+                prepared = plan(len(estimates), self.batch(plan_requests(sender, estimates)), action=action,
+                                known_gas=known)
+                tx = {"to": to, "data": data, "value": 0, "gas": prepared.gas[0], "nonce": prepared.nonce,
+                      "chainId": self.chain_id, **prepared.fees}
                 signed = account.sign_transaction(cast(Any, tx))
-                try:
-                    tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+                sent = self.send_raw(signed.raw_transaction)
+                if not isinstance(sent, RpcFailure):
+                    tx_hash = sent
                     break
-                except Web3RPCError as exc:
-                    if not _is_nonce_clash(exc):
-                        raise TransactionReverted(f"{action} failed: the node refused the transaction ({exc})") from None
+                if not _is_nonce_clash(sent.message):
+                    raise TransactionReverted(f"{action} failed: the node refused the transaction ({sent.message})")
             # Another process sending from the same account took this nonce: back off, outside the lock.
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
         else:
@@ -267,16 +283,13 @@ class ChainClient:
             )
         return self._await(tx_hash, fn, sender, action=action)
 
+    def send_raw(self, raw: bytes) -> HexBytes | RpcFailure:
+        """Hand a signed transaction to the node: its hash, or the node's refusal."""
+        sent = self.batch([("eth_sendRawTransaction", ["0x" + raw.hex()])])[0]
+        return sent if isinstance(sent, RpcFailure) else HexBytes(str(sent))
+
     def _await(self, tx_hash: HexBytes, fn: ContractFunction, sender: str, *, action: str) -> TxResult:
-        try:
-            receipt = self._rpc(
-                lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout, poll_latency=0.02)
-            )
-        except TimeExhausted:
-            raise ChainUnavailable(
-                f"{action}: transaction {tx_hash.to_0x_hex()} was not mined within {self.timeout:.0f}s; "
-                "check that the node is producing blocks, then look the hash up before retrying"
-            ) from None
+        receipt = self._receipt(tx_hash, action=action)
         if receipt["status"] == 1:
             receipt = self.confirm(receipt, action=action)
         if receipt["status"] != 1:
@@ -292,6 +305,20 @@ class ChainClient:
             gas_used=int(receipt["gasUsed"]),
             logs=tuple(receipt["logs"]),
         )
+
+    def _receipt(self, tx_hash: HexBytes, *, action: str) -> Any:
+        """The receipt of a sent transaction, polled every 20 ms until it is mined or `timeout` passes."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            answer = self.batch([("eth_getTransactionReceipt", [tx_hash.to_0x_hex()])], deadline=deadline)[0]
+            if isinstance(answer, dict):
+                return receipt_formatter(answer)
+            if time.monotonic() + 0.02 >= deadline:
+                raise ChainUnavailable(
+                    f"{action}: transaction {tx_hash.to_0x_hex()} was not mined within {self.timeout:.0f}s; "
+                    "check that the node is producing blocks, then look the hash up before retrying"
+                )
+            time.sleep(0.02)
 
     def confirm(self, receipt: Any, *, action: str) -> Any:
         """The receipt once `confirmations` blocks follow its block on the node's canonical chain.
@@ -340,29 +367,71 @@ class ChainClient:
         to_block: int | None = None,
     ) -> list[EventRecord]:
         """Every `event` matching `filters` (indexed arguments), oldest first, paged by block range."""
+        return self.get_events_with(contract, event, filters=filters, from_block=from_block, to_block=to_block)[0]
+
+    def get_events_with(
+        self,
+        contract: str,
+        event: str,
+        *,
+        filters: dict[str, Any] | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        extra: Sequence[tuple[str, list[Any]]] = (),
+    ) -> tuple[list[EventRecord], list[Any]]:
+        """`get_events`, and the answers to `extra` requests (results or `RpcFailure`s) asked alongside.
+
+        When the last head this client saw is well within one page of `from_block`, the head and
+        the logs up to it are asked in one round trip; logs that carry their block's timestamp
+        (Anvil, recent geth) need no block lookups."""
         start = self.deployment.deploy_block if from_block is None else from_block
-        end = self._rpc(lambda: self.w3.eth.block_number) if to_block is None else to_block
-        logs: list[Any] = []
         handle = self.contracts[contract].events[event]
-        for page_start, page_end in iter_pages(start, end):
+        abi = handle.abi
 
-            def page(s: int = page_start, e: int = page_end) -> Any:
-                return handle.get_logs(from_block=s, to_block=e, argument_filters=filters or {})
+        def params(s: int, e: int | str) -> dict[str, Any]:
+            found = dict(handle._get_event_filter_params(abi, argument_filters=filters or {}, from_block=s,
+                                                         to_block=e))
+            return {k: hex(v) if isinstance(v, int) else v for k, v in found.items()}
 
-            logs.extend(self._rpc(page))
-        times = self.block_timestamps({log["blockNumber"] for log in logs})
-        return [
-            EventRecord(
+        raw: list[Any] | None = None
+        end = to_block
+        extras: list[Any] | None = None
+        if to_block is None and self._head_hint is not None and self._head_hint - start < LOG_PAGE_BLOCKS // 2:
+            head, logs, *extras = self.batch([("eth_blockNumber", []), ("eth_getLogs", [params(start, "latest")]),
+                                              *extra])
+            if isinstance(head, str):
+                end = self._head_hint = int(head, 16)
+                if end - start < LOG_PAGE_BLOCKS and isinstance(logs, list):
+                    raw = logs
+        if extras is None:
+            extras = self.batch(extra)
+        if raw is None:
+            if end is None:
+                end = self.head()
+            raw = []
+            for page_start, page_end in iter_pages(start, end):
+                answer = self.batch([("eth_getLogs", [params(page_start, page_end)])])[0]
+                if not isinstance(answer, list):
+                    raise ChainUnavailable(f"the chain node at {self.rpc_url} did not answer a log query "
+                                           f"({getattr(answer, 'message', answer)}); retry or check the node")
+                raw.extend(answer)
+        formatted = [log_entry_formatter(log) for log in raw]
+        times = {int(log["blockNumber"]): int(str(r["blockTimestamp"]), 16)
+                 for r, log in zip(raw, formatted, strict=True) if r.get("blockTimestamp")}
+        times.update(self.block_timestamps({log["blockNumber"] for log in formatted} - set(times)))
+        out = []
+        for log in formatted:
+            decoded_log = handle.process_log(log)
+            out.append(EventRecord(
                 contract=contract,
                 name=event,
-                args=dict(log["args"]),
+                args=dict(decoded_log["args"]),
                 block_number=int(log["blockNumber"]),
                 log_index=int(log["logIndex"]),
                 tx_hash=log["transactionHash"].to_0x_hex(),
                 timestamp=times[log["blockNumber"]],
-            )
-            for log in logs
-        ]
+            ))
+        return out, extras
 
     def block_timestamps(self, numbers: set[int]) -> dict[int, int]:
         """Timestamps of many blocks in one batched round trip."""
@@ -397,7 +466,8 @@ class ChainClient:
 
     def head(self) -> int:
         """The latest block number."""
-        return int(self._rpc(lambda: self.w3.eth.block_number))
+        self._head_hint = int(self._rpc(lambda: self.w3.eth.block_number))
+        return self._head_hint
 
     def now(self) -> int:
         """The latest block's timestamp: the chain's idea of the current time."""
@@ -470,7 +540,7 @@ def deploy_suite(
             {
                 "from": account.address,
                 "nonce": w3.eth.get_transaction_count(account.address, "pending"),
-                "gas": int(gas * _GAS_MARGIN),
+                "gas": int(gas * GAS_MARGIN),
                 "chainId": chain_id,
             }
         )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from eth_utils import to_checksum_address
 
+from ehr_client.chain.calls import Call, decoded
 from ehr_client.chain.client import ChainClient
 from ehr_client.chain.types import KeyType
 from ehr_client.errors import KeyNotFound, TransactionReverted
@@ -25,6 +27,33 @@ class KeyDirectory:
                 self.chain.keys.functions.currentKey(to_checksum_address(account), KeyType.X25519),
                 action="look up encryption key",
             )
+        except TransactionReverted:
+            raise KeyNotFound(
+                f"{account} has no active encryption key on chain; they must publish one (`ehr keys publish`)"
+            ) from None
+        return int(version), bytes(key)
+
+    def key_calls(self, account: str) -> list[Call]:
+        """The view calls behind `encryption_key_of` and `umbral_key_of`, for a caller's own batch;
+        give their answers to `from_answers`."""
+        account = to_checksum_address(account)
+        return [Call(self.chain.keys, "currentKey", (account, KeyType.X25519)),
+                Call(self.chain.keys, "currentKey", (account, KeyType.UMBRAL))]
+
+    def from_answers(self, account: str, calls: list[Call], answers: list[Any], *,
+                     need_encryption_key: bool) -> tuple[int, bytes] | None:
+        """The answers to `key_calls`: the Umbral key is remembered as `umbral_key_of` would; the
+        encryption key is returned when needed (KeyNotFound as `encryption_key_of` raises it)."""
+        try:
+            version, key = decoded(calls[1], answers[1], action="look up Umbral key")
+            umbral: tuple[int, bytes] | None = (int(version), bytes(key))
+        except TransactionReverted:
+            umbral = None
+        self._umbral[to_checksum_address(account)] = (time.monotonic(), umbral)
+        if not need_encryption_key:
+            return None
+        try:
+            version, key = decoded(calls[0], answers[0], action="look up encryption key")
         except TransactionReverted:
             raise KeyNotFound(
                 f"{account} has no active encryption key on chain; they must publish one (`ehr keys publish`)"

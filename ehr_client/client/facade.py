@@ -278,9 +278,9 @@ class EHRClient:
         fn = self.chain.consent.functions.grant(grantee, scopes, ACCESS[access], expires_at, parse_purpose(purpose).word)
         # Terms the chain would refuse fail first; then the share, so a grantee without a usable
         # key fails the call before anything is granted.
-        self.chain.simulate(self.address, fn, action="grant access")
+        gas = self.chain.simulate(self.address, fn, action="grant access")
         outcome = self.sharer.share(grantee, scopes) if share_keys else ShareOutcome(None, 0, ())
-        tx = self.chain.transact(self.identity.account, fn, action="grant access")
+        tx = self.chain.transact(self.identity.account, fn, action="grant access", gas=gas)
         return GrantResult(tx, outcome.cid, outcome.shared, outcome.skipped)
 
     def consent_domain(self) -> Domain:

@@ -18,10 +18,11 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from eth_utils import to_checksum_address
 
-from ehr_client.chain.calls import Call, call_many
+from ehr_client.chain.calls import Call, call_many, call_request, decoded
 from ehr_client.chain.client import ChainClient, EventRecord
 from ehr_client.chain.batches import BatchIndex
 from ehr_client.chain.types import Status
@@ -47,7 +48,9 @@ class RecordLocator:
         """The record with this id, single or batched, with its current status. With `patient`, a
         batched record is looked for among that patient's batches only (cheaper on a large chain)."""
         self.chain.ensure_chain()
-        events = self.chain.get_events("RecordRegistry", "RecordAdded", filters={"recordId": record_id})
+        status = Call(self.chain.records, "recordStatus", (record_id,))  # asked with the logs: one round trip
+        events, (answer,) = self.chain.get_events_with("RecordRegistry", "RecordAdded", filters={"recordId": record_id},
+                                                       extra=[call_request(status)])
         if events:
             try:
                 info = single_info(events[0])
@@ -67,7 +70,7 @@ class RecordLocator:
                     f"record {hex_id(record_id)} is in batch {hex_id(bytes(event.args['batchId']))} by "
                     f"{event.args['author']}, which cannot be verified ({exc}); nothing was read"
                 ) from None
-        return self.with_status([info])[0]
+        return self._statused([info], [decoded(status, answer, action="look up record status")])[0]
 
     # --- a patient's records --------------------------------------------------------------------
 
@@ -96,7 +99,9 @@ class RecordLocator:
     def with_status(self, infos: Sequence[RecordInfo]) -> list[RecordInfo]:
         """The records with their current status (one batched round trip)."""
         calls = [Call(self.chain.records, "recordStatus", (i.record_id,)) for i in infos]
-        statuses = call_many(self.chain, calls, action="look up record status")
+        return self._statused(infos, call_many(self.chain, calls, action="look up record status"))
+
+    def _statused(self, infos: Sequence[RecordInfo], statuses: Sequence[Any]) -> list[RecordInfo]:
         out = []
         for info, status in zip(infos, statuses, strict=True):
             value = Status(int(status))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ehr_client.chain.calls import (
@@ -48,11 +48,15 @@ from ehr_client.keyshare import KeyShare
 from ehr_client.storage import BlobStore, Cid, cid_to_bytes
 
 
+_SHARES_KEPT = 16
+
+
 @dataclass
 class RecordReader:
     chain: ChainClient
     store: BlobStore
     identity: Identity
+    _shares: dict[Cid, ShareIndex] = field(default_factory=dict, repr=False)
 
     def read(
         self,
@@ -78,7 +82,7 @@ class RecordReader:
         if not kept:
             return []
         accesses = self._request_access(kept)
-        share = ShareIndex.of(KeyShare.from_bytes(self.store.get(key_share))) if key_share is not None else None
+        share = self._share(key_share) if key_share is not None else None
         results = []
         for info, access in zip(kept, accesses, strict=True):
             try:
@@ -89,6 +93,17 @@ class RecordReader:
                 skipped.append(Skipped(f"record {hex_id(info.record_id)}", str(exc) or type(exc).__name__,
                                        info.author, info.tx_hash))
         return results
+
+    def _share(self, cid: Cid) -> ShareIndex:
+        """A key share, parsed once per CID: the CID names its bytes, so the parse cannot go stale (a share
+        covering a patient's whole history is parsed in milliseconds, on every read otherwise)."""
+        index = self._shares.get(cid)
+        if index is None:
+            index = ShareIndex.of(KeyShare.from_bytes(self.store.get(cid)))
+            if len(self._shares) >= _SHARES_KEPT:
+                self._shares.pop(next(iter(self._shares)))
+            self._shares[cid] = index
+        return index
 
     def _request_access(self, infos: Sequence[RecordInfo]) -> list[TxResult]:
         chain, me = self.chain, self.identity.address

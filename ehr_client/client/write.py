@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
-from ehr_client.chain.calls import Call, call_many
+from ehr_client.chain.calls import Call, call_request, decoded, rpc_batch
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.ids import record_id_of
 from ehr_client.client.directory import KeyDirectory
@@ -161,11 +161,15 @@ class RecordWriter:
         )
         salt = self.salt(fingerprint)
         record_id = record_id_of(self.address, salt)
-        registered, allowed, status = call_many(self.chain, [
+        checks = [
             Call(self.chain.records, "isPatient", (patient,)),
             Call(self.chain.consent, "canAmend", (patient, self.address, scope)),
             Call(self.chain.records, "recordStatus", (record_id,)),
-        ], action="check write permission")
+        ]
+        key_calls = self.directory.key_calls(patient)  # asked now, in the same round trip, used when sealing
+        answers = rpc_batch(self.chain, [call_request(c) for c in checks + key_calls])
+        registered, allowed, status = (decoded(c, a, action="check write permission")
+                                       for c, a in zip(checks, answers, strict=False))
         if int(status) != 0:
             result = self._already_anchored(record_id, patient, scope, previous_id, None, Status(int(status)))
             if self.journal.get(fingerprint) is not None:  # a crash between mined and done: finish the bookkeeping
@@ -187,7 +191,9 @@ class RecordWriter:
             cid, content_hash, reused = Cid(pending.cid), bytes.fromhex(pending.content_hash[2:]), True
         else:  # nothing stored yet, or a pending entry that no longer matches its blob: seal afresh
             binding = RecordBinding.of(record_id, version, patient, scope, self.address)
-            cid, content_hash = self.seal(binding, prepared.media_type, prepared.source())
+            patient_key = self.directory.from_answers(patient, key_calls, answers[len(checks):],
+                                                      need_encryption_key=patient.lower() != self.address.lower())
+            cid, content_hash = self.seal(binding, prepared.media_type, prepared.source(), patient_key=patient_key)
             pending = PendingWrite(hex_id(record_id), patient, cid, hex_id(content_hash), scope,
                                    hex_id(previous_id) if previous_id else None, hex_id(salt))
             try:

@@ -34,7 +34,7 @@ def main(config_path: str) -> int:
     step = config.get("kill_after")
     if step is not None:
         journal_cls = BatchJournal
-        targets = {"sealed": (journal_cls, "sealed"), "sent": (chain.w3.eth, "send_raw_transaction"),
+        targets = {"sealed": (journal_cls, "sealed"), "sent": (chain, "send_raw"),
                    "mined": (chain, "confirm"), "anchored": (journal_cls, "anchored"), "finished": (journal_cls, "finish")}
         owner, name = targets[step]
         original: Callable[..., Any] = getattr(owner, name)

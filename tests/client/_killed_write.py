@@ -41,7 +41,7 @@ def main(config_path: str) -> int:
     step = config["step"]
     targets = {
         "stored": (client.store, "put"), "journaled": (client.journal, "put"),
-        "sent": (chain.w3.eth, "send_raw_transaction"), "mined": (chain, "confirm"),
+        "sent": (chain, "send_raw"), "mined": (chain, "confirm"),
         "acknowledged": (client.journal, "acknowledge"), "done": (client.journal, "done"),
     }
     _die_after(*targets[step])

@@ -1,0 +1,73 @@
+"""JSON-RPC round trips of a warm write, read and grant, counted by the bench's loopback proxy, and
+the one-round-trip log query agreeing with the paged one it stands in for on a short chain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.rpc import RpcCounter
+from ehr_client.chain.client import LOG_PAGE_BLOCKS, ChainClient
+from ehr_client.client import EHRClient, Identity
+from ehr_client.records import Scope
+from ehr_client.storage import LocalStore
+from tests.client.conftest import lab_result
+
+LAB = int(Scope.LAB)
+DAY = 86_400
+
+
+def _counted(counter: RpcCounter, suite: ChainClient, identity: Identity, store: LocalStore, state: Path) -> EHRClient:
+    return EHRClient(ChainClient(counter.url, suite.deployment), store, identity, state_dir=state)
+
+
+def _warm_trips(counter: RpcCounter, op: Callable[[int], object]) -> list[list[str]]:
+    op(0)  # cold: caches fill
+    with counter.counting() as trips:
+        op(1)
+    return trips
+
+
+def test_a_warm_write_read_and_grant_take_few_round_trips(people, suite, ids, store, tmp_path):
+    patient, lab, doctor = people["patient"], people["lab"], people["doctor"]
+    expires = suite.now() + DAY
+    patient.grant(lab.address, LAB, access="amend", expires_at=expires, share_keys=False)
+    counter = RpcCounter(suite.rpc_url)
+    try:
+        writer = _counted(counter, suite, ids["lab"], store, tmp_path / "counted-lab")
+        written = []
+        trips = _warm_trips(counter, lambda i: written.append(
+            writer.add_record(patient.address, lab_result(f"counted write {i}", 5.0 + i))))
+        assert len(trips) <= 6, trips
+        assert {m for t in trips for m in t} >= {"eth_sendRawTransaction", "eth_getTransactionReceipt"}
+
+        patient.grant(doctor.address, LAB, expires_at=expires, share_keys=False)
+        share, _ = patient.share_keys(doctor.address, LAB)
+        reader = _counted(counter, suite, ids["doctor"], store, tmp_path / "counted-doctor")
+        read = []
+        trips = _warm_trips(counter, lambda i: read.append(reader.read_record(written[i].record_id, key_share=share)))
+        assert len(trips) <= 5, trips
+        assert [r.data for r in read] == [lab.read_record(w.record_id).data for w in written]
+
+        granter = _counted(counter, suite, ids["patient"], store, tmp_path / "counted-patient")
+        grantees = [people["hospital"].address, doctor.address]
+        trips = _warm_trips(counter, lambda i: granter.grant(grantees[i], LAB, expires_at=expires + 1,
+                                                               share_keys=False))
+        assert len(trips) <= 4, trips
+        assert suite.consent.functions.canRead(patient.address, grantees[1], LAB).call()
+    finally:
+        counter.close()
+
+
+def test_events_asked_in_one_round_trip_match_the_paged_query(people, suite):
+    patient = people["patient"]
+    written = patient.add_record(patient.address, lab_result("paged", 6.1))
+    one_trip = ChainClient(suite.rpc_url, suite.deployment).get_events(
+        "RecordRegistry", "RecordAdded", filters={"recordId": written.record_id})
+    # More blocks than a page: the query now pages and looks the block's timestamp up.
+    suite.w3.provider.make_request("anvil_mine", [hex(LOG_PAGE_BLOCKS + 10), "0x0"])
+    paged = ChainClient(suite.rpc_url, suite.deployment).get_events(
+        "RecordRegistry", "RecordAdded", filters={"recordId": written.record_id})
+    assert one_trip == paged
+    assert len(paged) == 1 and paged[0].block_number == written.tx.block_number
+    assert paged[0].timestamp == suite.w3.eth.get_block(written.tx.block_number)["timestamp"]
