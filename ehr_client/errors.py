@@ -71,6 +71,12 @@ class ChainUnavailable(ChainError, ConnectionError):
     """The JSON-RPC endpoint is down or unreachable."""
 
 
+class NonceDisplaced(ChainUnavailable):
+    """Another transaction from the same account was mined with this transaction's nonce (two
+    processes sending for one account, each asking its own node for the next nonce): this one can
+    never be mined, so nothing of it took effect. Send it again."""
+
+
 class ChainMismatch(ChainError, ConfigError):
     """The node serves another chain than the deployment describes (reset, replaced, or wrong network)."""
 

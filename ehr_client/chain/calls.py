@@ -21,14 +21,15 @@ from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types, g
 from web3._utils.method_formatters import receipt_formatter
 from web3.contract import Contract
 
-from ehr_client.chain.client import ChainClient, TxResult
+from ehr_client.chain.client import ChainClient, Displacement, TxResult
 from ehr_client.chain.txplan import Prepared, RpcFailure, plan, plan_requests
-from ehr_client.errors import ChainUnavailable, TransactionReverted
+from ehr_client.errors import ChainUnavailable, NonceDisplaced, TransactionReverted
 
 __all__ = ["Call", "Prepared", "RpcFailure", "call_many", "call_request", "decoded", "preparation_requests",
            "prepared", "rpc_batch", "send_prepared", "await_results", "sender_lock"]
 
 _POLL_SECONDS = 0.02
+_RESENDS = 5
 
 
 @dataclass(frozen=True)
@@ -131,34 +132,75 @@ def send_prepared(
 
 
 def await_results(
-    chain: ChainClient, account: LocalAccount, calls: Sequence[Call], hashes: Sequence[str], *, action: str
+    chain: ChainClient, account: LocalAccount, calls: Sequence[Call], hashes: Sequence[str], *, action: str,
+    first_nonce: int | None = None,
 ) -> list[TxResult]:
-    """Wait for every receipt (polled in batches); a reverted one is raised as its typed error."""
+    """Wait for every receipt (polled in batches); a reverted one is raised as its typed error.
+
+    With `first_nonce` (the nonce of the first transaction; the others follow it), a transaction
+    whose nonce another transaction of the same account took is planned and sent again, up to a few
+    times, then `NonceDisplaced`.
+    """
+    hashes = list(hashes)
+    nonces = None if first_nonce is None else [first_nonce + offset for offset in range(len(hashes))]
+    for _ in range(_RESENDS):
+        try:
+            mined = _await_receipts(chain, hashes, action=action, sender=account.address, nonces=nonces)
+            break
+        except _Displaced as displaced:
+            assert nonces is not None
+            redo = [calls[i] for i in displaced.indexes]
+            with sender_lock(chain, account):
+                plan = prepared(redo, rpc_batch(chain, preparation_requests(chain, account.address, redo)),
+                                action=action)
+                fresh = send_prepared(chain, account, redo, plan, action=action)
+            for offset, (index, tx_hash) in enumerate(zip(displaced.indexes, fresh, strict=True)):
+                hashes[index], nonces[index] = tx_hash, plan.nonce + offset
+    else:
+        raise NonceDisplaced(f"{action}: other senders using {account.address} kept taking these transactions' "
+                             "nonces; what was not mined was not applied, retry later")
     results = []
-    for call, receipt in zip(calls, _await_receipts(chain, list(hashes), action=action), strict=True):
+    for index, (call, receipt) in enumerate(zip(calls, mined, strict=True)):
         if receipt["status"] != 1:
             at = Call(call.contract, call.name, call.args, int(receipt["blockNumber"]) - 1)
             failure = rpc_batch(chain, [call_request(at, account.address)])[0]
             if isinstance(failure, RpcFailure):
                 raise failure.error(action=action)
             raise TransactionReverted(f"{action} failed: transaction {receipt['transactionHash'].to_0x_hex()} reverted")
-        receipt = chain.confirm(receipt, action=action)
+        receipt = chain.confirm(receipt, action=action, sender=account.address,
+                                nonce=None if nonces is None else nonces[index])
         results.append(TxResult(receipt["transactionHash"].to_0x_hex(), int(receipt["blockNumber"]),
                                 int(receipt["gasUsed"]), tuple(receipt["logs"])))
     return results
 
 
-def _await_receipts(chain: ChainClient, hashes: list[str], *, action: str) -> list[Any]:
+class _Displaced(Exception):
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(indexes)
+        self.indexes = indexes
+
+
+def _await_receipts(chain: ChainClient, hashes: list[str], *, action: str, sender: str,
+                    nonces: list[int] | None) -> list[Any]:
     receipts: dict[str, Any] = {}
     deadline = time.monotonic() + chain.timeout
+    displaced = Displacement()
     while True:
         missing = [h for h in hashes if h not in receipts]
-        for tx_hash, answer in zip(missing, rpc_batch(chain, [("eth_getTransactionReceipt", [h]) for h in missing]),
-                                   strict=True):
+        requests: list[tuple[str, list[Any]]] = [("eth_getTransactionReceipt", [h]) for h in missing]
+        if nonces is not None:
+            requests.append(("eth_getTransactionCount", [sender, "latest"]))
+        answers = rpc_batch(chain, requests)
+        for tx_hash, answer in zip(missing, answers, strict=False):
             if isinstance(answer, dict):
                 receipts[tx_hash] = receipt_formatter(answer)
         if len(receipts) == len(hashes):
             return [receipts[h] for h in hashes]
+        if nonces is not None:
+            waiting = [i for i, h in enumerate(hashes) if h not in receipts]
+            lowest = min(nonces[i] for i in waiting)
+            if displaced.seen(None, answers[-1], lowest):
+                raise _Displaced([i for i in waiting if nonces[i] < int(answers[-1], 16)])
         if time.monotonic() >= deadline:
             raise ChainUnavailable(
                 f"{action}: {len(hashes) - len(receipts)} of {len(hashes)} transactions were not mined within "

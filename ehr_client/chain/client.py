@@ -7,6 +7,7 @@ the node when it disagrees, so threads of one process can send concurrently.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -30,12 +31,13 @@ from ehr_client.chain.eip712 import check_domain_name, default_domain_name
 from ehr_client.chain.reverts import revert_error
 from ehr_client.chain.rpc import FailoverProvider, parse_urls
 from ehr_client.chain.txplan import GAS_MARGIN, RpcFailure, answer_of, plan, plan_requests
-from ehr_client.errors import ChainMismatch, ChainStalled, ChainUnavailable, TransactionReverted
+from ehr_client.errors import ChainMismatch, ChainStalled, ChainUnavailable, NonceDisplaced, TransactionReverted
 
 T = TypeVar("T")
 
 LOG_PAGE_BLOCKS = 5_000
 _NONCE_RETRIES = 10
+log = logging.getLogger(__name__)
 _NONCE_CLASHES = ("nonce", "replacement transaction underpriced", "already known")
 
 
@@ -90,6 +92,24 @@ def _revert_data(exc: ContractLogicError) -> bytes | None:
     if isinstance(data, str) and data.startswith("0x"):
         return bytes.fromhex(data[2:])
     return None
+
+
+class Displacement:
+    """Tells when a sent transaction lost its nonce: the sender's mined nonce has passed it while the
+    node still knows no receipt, for a whole second (a node may answer a batch's entries in any
+    order, so one poll can see the nonce move before the receipt of our own transaction)."""
+
+    GRACE_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+
+    def seen(self, receipt: Any, mined_nonce: Any, nonce: int) -> bool:
+        if receipt is None and isinstance(mined_nonce, str) and int(mined_nonce, 16) > nonce:
+            self._since = self._since or time.monotonic()
+            return time.monotonic() - self._since >= self.GRACE_SECONDS
+        self._since = None
+        return False
 
 
 class ChainClient:
@@ -255,8 +275,21 @@ class ChainClient:
         A revert is raised as a typed error before anything is sent when the node predicts it,
         and after mining otherwise; in both cases nothing took effect. `gas` is what `simulate`
         returned for the same call, if the caller ran it (the estimate is then not asked again).
-        Gas, nonce and fees are asked in one round trip, under the sender's lock.
+        Gas, nonce and fees are asked in one round trip, under the sender's lock. A transaction
+        whose nonce another one took (`NonceDisplaced`) is planned and sent again.
         """
+        for _ in range(_NONCE_RETRIES):
+            tx_hash, nonce = self._send(account, fn, action=action, gas=gas)
+            try:
+                return self._await(tx_hash, fn, account.address, action=action, nonce=nonce)
+            except NonceDisplaced as exc:
+                log.warning("%s", exc)
+                gas = None  # the chain moved on: estimate again (a call that would now revert says so)
+        raise NonceDisplaced(f"{action}: other senders using {account.address} took this transaction's nonce "
+                             f"{_NONCE_RETRIES} times; nothing was applied, retry later")
+
+    def _send(self, account: LocalAccount, fn: ContractFunction, *, action: str, gas: int | None
+              ) -> tuple[HexBytes, int]:
         sender = account.address
         to, data = str(fn.address), str(fn._encode_transaction_data())
         known = [] if gas is None else [gas]
@@ -270,28 +303,26 @@ class ChainClient:
                 signed = account.sign_transaction(cast(Any, tx))
                 sent = self.send_raw(signed.raw_transaction)
                 if not isinstance(sent, RpcFailure):
-                    tx_hash = sent
-                    break
+                    return sent, prepared.nonce
                 if not _is_nonce_clash(sent.message):
                     raise TransactionReverted(f"{action} failed: the node refused the transaction ({sent.message})")
             # Another process sending from the same account took this nonce: back off, outside the lock.
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-        else:
-            raise ChainUnavailable(
-                f"{action}: {_NONCE_RETRIES} attempts lost the race for the next nonce of {sender} to other "
-                "senders using the same account; nothing was sent, retry later"
-            )
-        return self._await(tx_hash, fn, sender, action=action)
+        raise ChainUnavailable(
+            f"{action}: {_NONCE_RETRIES} attempts lost the race for the next nonce of {sender} to other "
+            "senders using the same account; nothing was sent, retry later"
+        )
 
     def send_raw(self, raw: bytes) -> HexBytes | RpcFailure:
         """Hand a signed transaction to the node: its hash, or the node's refusal."""
         sent = self.batch([("eth_sendRawTransaction", ["0x" + raw.hex()])])[0]
         return sent if isinstance(sent, RpcFailure) else HexBytes(str(sent))
 
-    def _await(self, tx_hash: HexBytes, fn: ContractFunction, sender: str, *, action: str) -> TxResult:
-        receipt = self._receipt(tx_hash, action=action)
+    def _await(self, tx_hash: HexBytes, fn: ContractFunction, sender: str, *, action: str,
+               nonce: int | None = None) -> TxResult:
+        receipt = self._receipt(tx_hash, action=action, sender=sender, nonce=nonce)
         if receipt["status"] == 1:
-            receipt = self.confirm(receipt, action=action)
+            receipt = self.confirm(receipt, action=action, sender=sender, nonce=nonce)
         if receipt["status"] != 1:
             block = receipt["blockNumber"]
             try:
@@ -306,13 +337,25 @@ class ChainClient:
             logs=tuple(receipt["logs"]),
         )
 
-    def _receipt(self, tx_hash: HexBytes, *, action: str) -> Any:
-        """The receipt of a sent transaction, polled every 20 ms until it is mined or `timeout` passes."""
+    def _receipt(self, tx_hash: HexBytes, *, action: str, sender: str | None = None, nonce: int | None = None) -> Any:
+        """The receipt of a sent transaction, polled every 20 ms until it is mined or `timeout` passes.
+
+        With `sender` and `nonce`, each poll also asks for the sender's mined nonce: past ours while
+        our transaction stays unknown, another transaction took the nonce (`NonceDisplaced`).
+        """
         deadline = time.monotonic() + self.timeout
+        watch = sender is not None and nonce is not None
+        displaced = Displacement()
         while True:
-            answer = self.batch([("eth_getTransactionReceipt", [tx_hash.to_0x_hex()])], deadline=deadline)[0]
-            if isinstance(answer, dict):
-                return receipt_formatter(answer)
+            requests: list[tuple[str, list[Any]]] = [("eth_getTransactionReceipt", [tx_hash.to_0x_hex()])]
+            if watch:
+                requests.append(("eth_getTransactionCount", [sender, "latest"]))
+            answers = self.batch(requests, deadline=deadline)
+            if isinstance(answers[0], dict):
+                return receipt_formatter(answers[0])
+            if watch and displaced.seen(answers[0], answers[1], cast(int, nonce)):
+                raise NonceDisplaced(f"{action}: transaction {tx_hash.to_0x_hex()} lost its nonce {nonce} to "
+                                     f"another transaction from {sender}; nothing of it was applied")
             if time.monotonic() + 0.02 >= deadline:
                 raise ChainUnavailable(
                     f"{action}: transaction {tx_hash.to_0x_hex()} was not mined within {self.timeout:.0f}s; "
@@ -320,26 +363,36 @@ class ChainClient:
                 )
             time.sleep(0.02)
 
-    def confirm(self, receipt: Any, *, action: str) -> Any:
+    def confirm(self, receipt: Any, *, action: str, sender: str | None = None, nonce: int | None = None) -> Any:
         """The receipt once `confirmations` blocks follow its block on the node's canonical chain.
 
         On a chain with short forks (Clique) the newest blocks can be replaced: the transaction is
-        then looked up again until it sits `confirmations` deep, or the deadline passes.
+        then looked up again until it sits `confirmations` deep, or the deadline passes. With
+        `sender` and `nonce`, a transaction whose nonce another one took on the chain that won
+        raises `NonceDisplaced` (it can never be mined again).
         """
         if self.confirmations <= 0:
             return receipt
         tx_hash = receipt["transactionHash"]
         deadline = time.monotonic() + self.timeout
+        watch = sender is not None and nonce is not None
+        displaced = Displacement()
         while time.monotonic() < deadline:
-            if self.head() >= int(receipt["blockNumber"]) + self.confirmations:
-                try:
-                    current = self.rpc(lambda: self.w3.eth.get_transaction_receipt(tx_hash))
-                except TransactionNotFound:
-                    current = None  # its block was replaced; it is pending again
-                if current is not None and current["blockHash"] == receipt["blockHash"]:
-                    return current
-                if current is not None:
+            requests: list[tuple[str, list[Any]]] = [("eth_blockNumber", []),
+                                                     ("eth_getTransactionReceipt", [tx_hash.to_0x_hex()])]
+            if watch:
+                requests.append(("eth_getTransactionCount", [sender, "latest"]))
+            answers = self.batch(requests, deadline=deadline)
+            current = receipt_formatter(answers[1]) if isinstance(answers[1], dict) else None
+            if current is not None:
+                if current["blockHash"] != receipt["blockHash"]:
                     receipt = current  # re-mined in another block: count from there
+                elif isinstance(answers[0], str) and int(answers[0], 16) >= int(receipt["blockNumber"]) + self.confirmations:
+                    return current
+            if watch and displaced.seen(answers[1], answers[2], cast(int, nonce)):
+                raise NonceDisplaced(f"{action}: transaction {tx_hash.to_0x_hex()} was mined in a block a fork "
+                                     f"replaced, and another transaction from {sender} took its nonce {nonce} on "
+                                     "the chain that won; nothing of it was applied")
             time.sleep(0.05)
         raise ChainUnavailable(
             f"{action}: transaction {tx_hash.to_0x_hex()} was mined but not {self.confirmations} blocks deep within "

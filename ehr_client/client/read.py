@@ -123,7 +123,7 @@ class RecordReader:
                     )
             plan = prepared(access, answers[len(views):], action="request access")
             hashes = send_prepared(chain, account, access, plan, action="request access")
-        return await_results(chain, account, access, hashes, action="request access")
+        return await_results(chain, account, access, hashes, action="request access", first_nonce=plan.nonce)
 
     def _open(
         self, info: RecordInfo, access: TxResult, share: ShareIndex | None, key_release: KeyRelease | None
