@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo geth lint test test-fast demo bench slither fuzz clean
+.PHONY: all install compile kubo geth lint test test-fast demo bench bench-scale slither fuzz clean
 
 all: compile
 
@@ -85,6 +85,11 @@ fuzz: install
 # Gas, throughput, crypto, memory and read latency on a fresh Anvil; writes bench/results/latest.json.
 bench: install
 	$(BIN)/python -m bench
+
+# How cost grows with the chain: 1,000 patients, checkpoints at 1k, 10k and 100k records (minutes, not in
+# `make test`); writes bench/results/scale.json and scale.png.
+bench-scale: install
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf .build/__local__.json .build/ape-data .pytest_cache .hypothesis
