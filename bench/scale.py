@@ -11,6 +11,7 @@ checkpoints, writes bench/results/scale.json and scale.png next to it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -45,6 +46,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--history-repeats", type=int, default=3, help="timed full history reads per checkpoint (3)")
     parser.add_argument("--threads", type=int, default=8, help="threads onboarding patients (8)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="result file (bench/results/scale.json)")
+    parser.add_argument("--replot", action="store_true",
+                        help="measure nothing: recompute slopes, table and PNG from the result file")
     args = parser.parse_args(argv)
     if not 1 <= args.panel <= MAX_BATCH_SIZE:
         parser.error(f"--panel must be 1 to {MAX_BATCH_SIZE}")
@@ -104,6 +107,13 @@ def run(args: argparse.Namespace, save: Callable[[dict[str, Any]], None]) -> dic
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     picture = args.out.with_suffix(".png")
+    if args.replot:
+        results = json.loads(args.out.read_text())
+        results["slopes"] = slopes(results["checkpoints"])
+        write_json(args.out, results)
+        plot(results, picture)
+        print_table(results)
+        return 0
 
     def save(results: dict[str, Any]) -> None:
         write_json(args.out, results)
