@@ -104,7 +104,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     checkpoints = results["checkpoints"]
     x = [c["records"] for c in checkpoints]
-    figure, (times, sizes) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [2, 1]})
+    figure, (times, sizes) = plt.subplots(1, 2, figsize=(13, 6.5), gridspec_kw={"width_ratios": [2, 1]})
     for name, (path_, unit, expected) in SERIES.items():
         ys = [value(c, path_) * (1000 if unit == "s" else 1) for c in checkpoints]
         if unit == "B":
@@ -112,15 +112,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
         elif "p95" not in name:
             times.plot(x, ys, marker="o", linestyle="--" if expected == "chain" else "-", label=name)
     for c in checkpoints:
-        times.annotate(f"{c['blocks']:,} blocks", (c["records"], times.get_ylim()[0]), fontsize=7, ha="center",
-                       xytext=(0, 4), textcoords="offset points", color="gray")
+        times.annotate(f"{c['blocks']:,} blocks", (c["records"], 0.01), xycoords=("data", "axes fraction"),
+                       fontsize=7, ha="center", color="gray")
     for axis, label in ((times, "milliseconds"), (sizes, "bytes per record")):
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("records on the chain")
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3 if axis is times else 1)
     context = results["context"]
     times.set_title(f"Cost against chain size ({context['patients']} patients; dashed: whole-chain by design)",
                     fontsize=10)
