@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo geth zk lint test test-fast demo bench soak slither fuzz clean
+.PHONY: all install compile kubo geth zk lint test test-fast demo bench bench-scale soak slither fuzz clean
 
 all: compile
 
@@ -95,6 +95,11 @@ bench: install
 # ledger audit (lost, duplicated, orphans after gc); writes bench/results/soak.json. Not in `make test`.
 soak: install
 	$(BIN)/python -m bench.soak
+
+# How cost grows with the chain: 1,000 patients, checkpoints at 1k, 10k and 100k records (minutes, not in
+# `make test`); writes bench/results/scale.json and scale.png.
+bench-scale: install
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf .build/__local__.json .build/ape-data .pytest_cache .hypothesis
