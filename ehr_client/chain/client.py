@@ -21,7 +21,7 @@ from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.contract import Contract
-from web3.contract.contract import ContractFunction
+from web3.contract.contract import ContractConstructor, ContractFunction
 from web3._utils.method_formatters import log_entry_formatter, receipt_formatter
 from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionIndexingInProgress, TransactionNotFound
 
@@ -83,6 +83,13 @@ class _SenderLocks:
     def __call__(self, address: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(address, threading.Lock())
+
+
+def _destination(fn: ContractFunction | ContractConstructor) -> tuple[str | None, str]:
+    """(to, data) of a call, or (None, creation code and arguments) of a contract creation."""
+    if isinstance(fn, ContractConstructor):
+        return None, str(fn.data_in_transaction)
+    return str(fn.address), str(fn._encode_transaction_data())
 
 
 def _revert_data(exc: ContractLogicError) -> bytes | None:
@@ -268,8 +275,8 @@ class ChainClient:
         except ContractLogicError as exc:
             raise revert_error(_revert_data(exc), action=action) from None
 
-    def transact(self, account: LocalAccount, fn: ContractFunction, *, action: str, gas: int | None = None
-                 ) -> TxResult:
+    def transact(self, account: LocalAccount, fn: ContractFunction | ContractConstructor, *, action: str,
+                 gas: int | None = None) -> TxResult:
         """Sign and send `fn` from `account`, wait for it to be mined, and return the receipt.
 
         A revert is raised as a typed error before anything is sent when the node predicts it,
@@ -288,18 +295,18 @@ class ChainClient:
         raise NonceDisplaced(f"{action}: other senders using {account.address} took this transaction's nonce "
                              f"{_NONCE_RETRIES} times; nothing was applied, retry later")
 
-    def _send(self, account: LocalAccount, fn: ContractFunction, *, action: str, gas: int | None
-              ) -> tuple[HexBytes, int]:
+    def _send(self, account: LocalAccount, fn: ContractFunction | ContractConstructor, *, action: str,
+              gas: int | None) -> tuple[HexBytes, int]:
         sender = account.address
-        to, data = str(fn.address), str(fn._encode_transaction_data())
+        to, data = _destination(fn)
         known = [] if gas is None else [gas]
-        estimates = [] if known else [(to, data)]
+        estimates: list[tuple[str | None, str]] = [] if known else [(to, data)]
         for attempt in range(_NONCE_RETRIES):
             with self.sender_lock(sender):
                 prepared = plan(len(estimates), self.batch(plan_requests(sender, estimates)), action=action,
                                 known_gas=known)
-                tx = {"to": to, "data": data, "value": 0, "gas": prepared.gas[0], "nonce": prepared.nonce,
-                      "chainId": self.chain_id, **prepared.fees}
+                tx = {"data": data, "value": 0, "gas": prepared.gas[0], "nonce": prepared.nonce,
+                      "chainId": self.chain_id, **prepared.fees, **({} if to is None else {"to": to})}
                 signed = account.sign_transaction(cast(Any, tx))
                 sent = self.send_raw(signed.raw_transaction)
                 if not isinstance(sent, RpcFailure):
@@ -318,7 +325,7 @@ class ChainClient:
         sent = self.batch([("eth_sendRawTransaction", ["0x" + raw.hex()])])[0]
         return sent if isinstance(sent, RpcFailure) else HexBytes(str(sent))
 
-    def _await(self, tx_hash: HexBytes, fn: ContractFunction, sender: str, *, action: str,
+    def _await(self, tx_hash: HexBytes, fn: ContractFunction | ContractConstructor, sender: str, *, action: str,
                nonce: int | None = None) -> TxResult:
         receipt = self._receipt(tx_hash, action=action, sender=sender, nonce=nonce)
         if receipt["status"] == 1:
@@ -326,7 +333,10 @@ class ChainClient:
         if receipt["status"] != 1:
             block = receipt["blockNumber"]
             try:
-                fn.call({"from": sender}, block_identifier=block - 1)
+                if isinstance(fn, ContractConstructor):
+                    self.w3.eth.call(cast(Any, {"from": sender, "data": _destination(fn)[1]}), block_identifier=block - 1)
+                else:
+                    fn.call({"from": sender}, block_identifier=block - 1)
             except ContractLogicError as exc:
                 raise revert_error(_revert_data(exc), action=action) from None
             raise TransactionReverted(f"{action} failed: transaction {tx_hash.to_0x_hex()} reverted")

@@ -55,11 +55,12 @@ class Prepared:
     fees: dict[str, int]
 
 
-def estimate_request(sender: str, to: str, data: str) -> Request:
-    return "eth_estimateGas", [{"from": sender, "to": to, "data": data}]
+def estimate_request(sender: str, to: str | None, data: str) -> Request:
+    """`to` None: a contract creation."""
+    return "eth_estimateGas", [{"from": sender, "data": data, **({} if to is None else {"to": to})}]
 
 
-def plan_requests(sender: str, estimates: Sequence[tuple[str, str]]) -> list[Request]:
+def plan_requests(sender: str, estimates: Sequence[tuple[str | None, str]]) -> list[Request]:
     """An estimate per (to, data), then nonce, latest block and priority fee: for `plan`."""
     return [*(estimate_request(sender, to, data) for to, data in estimates),
             ("eth_getTransactionCount", [sender, "pending"]), ("eth_getBlockByNumber", ["latest", False]),

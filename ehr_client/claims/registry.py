@@ -89,7 +89,7 @@ def deploy_claim_registry(chain: ChainClient, account: LocalAccount, setup: Clai
 def _deploy(chain: ChainClient, account: LocalAccount, artifact: dict[str, Any], args: tuple[Any, ...], *,
             what: str) -> str:
     factory = chain.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    result = chain.transact(account, factory.constructor(*args), action=f"deploy {what}")  # type: ignore[arg-type]
+    result = chain.transact(account, factory.constructor(*args), action=f"deploy {what}")
     receipt = chain.rpc(lambda: chain.w3.eth.get_transaction_receipt(result.tx_hash))  # type: ignore[arg-type]
     address = receipt["contractAddress"]
     if not address:

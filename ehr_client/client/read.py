@@ -6,8 +6,9 @@ For every record, in this order, and nothing returned that failed a check:
 2. the access requests (`requestAccess`, or `requestBatchedAccess` with the proof for a batched
    record: the chain re-verifies the proof and names the batch's patient), signed and sent in one
    batch and awaited: the on-chain fact of the read comes first;
-3. the blob, its sha256 against the chain, its header against the record's on-chain identity;
-4. the data key (own wrap under any key version, custodian release, or key share), decryption with
+3. the blob, its sha256 against the chain (fetched while the access requests are mined), its
+   header against the record's on-chain identity;
+4. once the requests are mined, the data key (own wrap under any key version, custodian release, or key share), decryption with
    associated data built from the chain's facts, FHIR validation.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,12 +83,25 @@ class RecordReader:
             kept.append(info)
         if not kept:
             return []
-        accesses = self._request_access(kept)
-        share = self._share(key_share) if key_share is not None else None
+        access, hashes, first_nonce = self._send_access(kept)
+        # Ciphertext is fetched and checked against the chain's hash while the access requests are
+        # mined; nothing is decrypted before they are.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ehr-fetch")
+        try:
+            fetched = pool.submit(self._fetch_all, kept)
+            shared = pool.submit(self._share, key_share) if key_share is not None else None
+            accesses = await_results(self.chain, self.identity.account, access, hashes, action="request access",
+                                     first_nonce=first_nonce)
+            blobs = fetched.result()
+            share = shared.result() if shared is not None else None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         results = []
-        for info, access in zip(kept, accesses, strict=True):
+        for info, access_result, blob in zip(kept, accesses, blobs, strict=True):
             try:
-                results.append(self._open(info, access, share, key_release))
+                if isinstance(blob, Exception):
+                    raise blob
+                results.append(self._open(info, blob, access_result, share, key_release))
             except (StorageError, IntegrityError, DecryptionError, KeyNotFound) as exc:
                 if skipped is None:
                     raise
@@ -105,7 +120,19 @@ class RecordReader:
             self._shares[cid] = index
         return index
 
-    def _request_access(self, infos: Sequence[RecordInfo]) -> list[TxResult]:
+    def _fetch_all(self, infos: Sequence[RecordInfo]) -> list[bytes | StorageError | IntegrityError]:
+        """Each record's verified ciphertext, or the error that fetching it raised (reported in order)."""
+        blobs: list[bytes | StorageError | IntegrityError] = []
+        for info in infos:
+            try:
+                blobs.append(self.fetch_verified(info, doing="decrypted"))
+            except (StorageError, IntegrityError) as exc:
+                blobs.append(exc)
+        return blobs
+
+    def _send_access(self, infos: Sequence[RecordInfo]) -> tuple[list[Call], list[str], int]:
+        """Check the grants and send one access request per record; returns the calls, their hashes
+        and the first nonce, for `await_results`."""
         chain, me = self.chain, self.identity.address
         pairs = sorted({(i.patient, i.scope) for i in infos})
         views = [Call(chain.consent, "canRead", (patient, me, scope)) for patient, scope in pairs]
@@ -123,12 +150,12 @@ class RecordReader:
                     )
             plan = prepared(access, answers[len(views):], action="request access")
             hashes = send_prepared(chain, account, access, plan, action="request access")
-        return await_results(chain, account, access, hashes, action="request access", first_nonce=plan.nonce)
+        return access, hashes, plan.nonce
 
     def _open(
-        self, info: RecordInfo, access: TxResult, share: ShareIndex | None, key_release: KeyRelease | None
+        self, info: RecordInfo, blob: bytes, access: TxResult, share: ShareIndex | None,
+        key_release: KeyRelease | None,
     ) -> ReadResult:
-        blob = self.fetch_verified(info, doing="decrypted")
         header, offset = parse_header(blob)
         binding = check_header(info, header)
         data_key = own_data_key(self.identity, header, binding)
