@@ -50,7 +50,7 @@ COMMANDS: dict[str, Lazy] = {
                           ("erase", "ehr_client.cli.custodian:erase"),
                           ("validate", "ehr_client.cli.validate:validate"),
                           ("recover", "ehr_client.cli.recover:recover"))),
-    "node": Lazy("ehr_client.cli.node:app", "Run a local Anvil (and Kubo) in the background."),
+    "node": Lazy("ehr_client.cli.node:app", "Run a local chain (Anvil or geth) and Kubo in the background."),
     "network": Lazy("ehr_client.cli.network:app", "Run a local consortium chain: geth Clique validators on loopback."),
     "storage": Lazy("ehr_client.cli.storage:app",
                     "Check and repair records stored as fragments across several storage nodes."),

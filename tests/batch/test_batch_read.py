@@ -168,7 +168,8 @@ def test_reading_many_records_checks_them_all_in_one_round_trip(people, writer_l
     # estimates (the chain re-verifies each proof), the nonce, the latest block and the tip
     assert len(checks) == 1 + 5 + 3
     assert sends == ["eth_sendRawTransaction"] * 5
-    assert receipts and all(set(trip) == {"eth_getTransactionReceipt"} for trip in receipts)
+    # each receipt poll also asks for the reader's mined nonce (a displaced request is sent again)
+    assert receipts and all(set(trip) == {"eth_getTransactionReceipt", "eth_getTransactionCount"} for trip in receipts)
 
 
 def test_history_read_costs_the_same_round_trips_for_3_or_15_records(people, writer_lab, counted_client,
@@ -180,6 +181,7 @@ def test_history_read_costs_the_same_round_trips_for_3_or_15_records(people, wri
         _write(people, writer_lab, n, first=100 * n)
         rpc_counter.trips.clear()
         assert len(patient.read_history(patient.address)) == expected
-        counts.append(len([trip for trip in rpc_counter.trips if trip != ["eth_getTransactionReceipt"] * len(trip)]))
+        polls = {"eth_getTransactionReceipt", "eth_getTransactionCount"}
+        counts.append(len([trip for trip in rpc_counter.trips if not set(trip) <= polls]))
     # not counting receipt polls (as many as the node needs to mine): the same round trips whatever the size
     assert counts[0] == counts[1] <= 10, rpc_counter.trips
