@@ -59,7 +59,12 @@ contract ClaimRegistry is IClaimRegistry {
         Predicate calldata predicate,
         Proof calldata proof
     ) public view returns (address patient, bytes32 predicateId) {
-        patient = _activeRecord(recordId).patient;
+        IRecordRegistry.Record memory record = _activeRecord(recordId);
+        patient = record.patient;
+        uint64 allowed = _scopesOfKind(predicate.kind);
+        if (record.scope == 0 || record.scope & ~allowed != 0) {
+            revert ClaimKindOutOfScope(recordId, predicate.kind, record.scope);
+        }
         uint256 commitment = _commitments[recordId];
         if (commitment == 0) revert ClaimNotCommitted(recordId);
         uint256[19] memory signals;
@@ -109,6 +114,18 @@ contract ClaimRegistry is IClaimRegistry {
     /// @inheritdoc IClaimRegistry
     function verifier() external view returns (address) {
         return address(_verifier);
+    }
+
+    /// The record categories a claim kind may come from (bits as in the client's Scope): an
+    /// Observation from LAB, VITALS, PROCEDURES, IMAGING, MENTAL_HEALTH, SOCIAL_HISTORY or OTHER;
+    /// an Immunization from IMMUNIZATIONS; a Patient from DEMOGRAPHICS; a Condition from
+    /// CONDITIONS or MENTAL_HEALTH. Other kinds come from nowhere.
+    function _scopesOfKind(uint8 kind) private pure returns (uint64) {
+        if (kind == 1) return (1 << 1) | (1 << 2) | (1 << 5) | (1 << 7) | (1 << 9) | (1 << 13) | (1 << 15);
+        if (kind == 2) return 1 << 11;
+        if (kind == 3) return 1 << 0;
+        if (kind == 4) return (1 << 3) | (1 << 9);
+        return 0;
     }
 
     function _activeRecord(bytes32 recordId) private view returns (IRecordRegistry.Record memory record) {

@@ -60,6 +60,10 @@ interface IClaimRegistry {
     /// @notice The proof does not hold for this record, verifier, challenge and predicate.
     error ClaimInvalidProof(bytes32 recordId);
 
+    /// The proof's claim kind cannot come from a record of this category (a Patient claim from a
+    /// LAB record, say): the author's grant for the record's category does not attest it.
+    error ClaimKindOutOfScope(bytes32 recordId, uint8 kind, uint64 scope);
+
     /// @notice The author of `recordId` committed to its claims.
     event ClaimsCommitted(bytes32 indexed recordId, address indexed patient, address indexed author);
     /// @notice `verifier` checked a proof that the claims of `recordId` satisfy the predicate

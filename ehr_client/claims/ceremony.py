@@ -157,9 +157,57 @@ def run_ceremony(directory: Path, members: Sequence[str]) -> Ceremony:
 
 
 def verify_setup(directory: Path, build: CircuitBuild | None = None) -> None:
-    """Check a finished setup again (anyone can, from the public files): the final zkey descends
-    from the powers of tau through the listed contributions. ZkToolError when it does not."""
+    """Check a finished setup again (anyone can, from the public files): the powers of tau and the
+    final zkey verify, and the contributions inside them are exactly the transcript's, member by
+    member and hash by hash, in order. ZkToolError when they are not: a folder whose files were
+    swapped for a setup nobody listed (whose toxic waste its maker may know) does not pass."""
     build = build or build_circuit()
-    Ceremony(directory, build).transcript()
-    snarkjs(["zkey", "verify", str(build.r1cs), "pot_final.ptau", FINAL_ZKEY], cwd=directory,
-            what="verifying the setup")
+    transcript = Ceremony(directory, build).transcript()
+    if transcript.get("phase") != "done":
+        raise ZkToolError(f"the ceremony in {directory} is not finished")
+    tau = snarkjs(["powersoftau", "verify", "pot_final.ptau"], cwd=directory, what="verifying the powers of tau")
+    circuit = snarkjs(["zkey", "verify", str(build.r1cs), "pot_final.ptau", FINAL_ZKEY], cwd=directory,
+                      what="verifying the setup")
+    for phase, found in (("tau", _tau_contributions(tau)), ("circuit", _zkey_contributions(circuit))):
+        listed = [(c["member"], c["contribution_hash"]) for c in transcript["contributions"] if c["phase"] == phase]
+        if found != listed:
+            raise ZkToolError(
+                f"the {phase} phase of the setup in {directory} holds contributions by "
+                f"{', '.join(name for name, _ in found) or 'nobody'}, but its transcript lists "
+                f"{', '.join(name for name, _ in listed) or 'nobody'} (or their hashes differ): the files are not "
+                "the ceremony's. Do not use them; fetch the setup from its members again")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_HASH_ROW = re.compile(r"^\s*([0-9a-f]{8}(?:\s+[0-9a-f]{8}){3})\s*$")
+
+
+def _hash_after(lines: list[str], start: int) -> str:
+    rows = [_HASH_ROW.match(line) for line in lines[start:start + 4]]
+    return "".join("".join(row.group(1).split()) for row in rows if row) if all(rows) else ""
+
+
+def _tau_contributions(output: str) -> list[tuple[str, str]]:
+    """(member, response hash) of each contribution `powersoftau verify` printed, first first."""
+    lines = _ANSI.sub("", output).splitlines()
+    found: dict[int, tuple[str, str]] = {}
+    current: tuple[int, str] | None = None
+    for i, line in enumerate(lines):
+        header = re.search(r"Contribution #(\d+): (.*)$", line)
+        if header:
+            current = (int(header.group(1)), header.group(2).strip())
+        elif current is not None and line.rstrip().endswith("Response Hash:"):
+            found[current[0]] = (current[1], _hash_after(lines, i + 1))
+            current = None
+    return [found[n] for n in sorted(found)]
+
+
+def _zkey_contributions(output: str) -> list[tuple[str, str]]:
+    """(member, contribution hash) of each contribution `zkey verify` printed, first first."""
+    lines = _ANSI.sub("", output).splitlines()
+    found: dict[int, tuple[str, str]] = {}
+    for i, line in enumerate(lines):
+        header = re.search(r"contribution #(\d+) (.*):\s*$", line)
+        if header:
+            found[int(header.group(1))] = (header.group(2).strip(), _hash_after(lines, i + 1))
+    return [found[n] for n in sorted(found)]

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from ehr_client.claims.field import hash_to_field, split_id
 from ehr_client.claims.poseidon import poseidon8
+from ehr_client.records import Scope
 
 VALUE_SCALE = 1000
 VALUE_OFFSET = 1 << 47
@@ -38,6 +39,11 @@ class ClaimKind(enum.IntEnum):
     @property
     def label(self) -> str:
         return self.name.capitalize()
+
+    @property
+    def scopes(self) -> Scope:
+        """The record categories this kind of claim may come from (ClaimRegistry checks the same)."""
+        return _KIND_SCOPES[self]
 
     @classmethod
     def parse(cls, text: str) -> ClaimKind:
@@ -96,3 +102,12 @@ class Claim:
     def commitment(self, record_id: bytes, salt: int) -> int:
         high, low = split_id(record_id)
         return poseidon8([high, low, int(self.kind), self.code, self.unit, self.value, self.date, salt])
+
+
+_KIND_SCOPES: dict[ClaimKind, Scope] = {
+    ClaimKind.OBSERVATION: Scope.LAB | Scope.VITALS | Scope.PROCEDURES | Scope.IMAGING | Scope.MENTAL_HEALTH
+    | Scope.SOCIAL_HISTORY | Scope.OTHER,
+    ClaimKind.IMMUNIZATION: Scope.IMMUNIZATIONS,
+    ClaimKind.PATIENT: Scope.DEMOGRAPHICS,
+    ClaimKind.CONDITION: Scope.CONDITIONS | Scope.MENTAL_HEALTH,
+}

@@ -70,6 +70,9 @@ def _typed(exc: EHRError) -> EHRError:
     if name == "ClaimInvalidProof":
         return ClaimProofRejected("the chain rejects this proof: it was made for another record, verifier, challenge "
                                   "or predicate, or it was altered. Ask the patient for a proof made for you")
+    if name == "ClaimKindOutOfScope":
+        return ClaimProofRejected("the chain refuses this proof: its kind of claim cannot come from a record of this "
+                                  "category, so the record's author did not attest it")
     if name == "ClaimRecordNotActive":
         return ClaimProofRejected("the record this proof is about was amended or erased; a proof counts only for "
                                   "a record's current version. Ask the patient for a proof about the current one")

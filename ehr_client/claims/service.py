@@ -15,6 +15,7 @@ from eth_utils import keccak, to_checksum_address
 from ehr_client.chain.client import TxResult
 from ehr_client.claims.extract import extract_claim
 from ehr_client.claims.field import FIELD
+from ehr_client.claims.model import ClaimKind
 from ehr_client.claims.predicate import Predicate
 from ehr_client.claims.proof_file import ClaimProof
 from ehr_client.claims.prover import prove
@@ -80,8 +81,8 @@ class Claims:
         plaintext = b"".join(iter_decrypt(memoryview(blob)[offset:], data_key, record_id=info.record_id,
                                           version=header.version, context=binding.context))
         claim = extract_claim(json.loads(plaintext))
-        if claim is None:
-            return None
+        if claim is None or not _fits(claim.kind, info.scope):
+            return None  # no claim, or one the record's category cannot attest (the chain would refuse it)
         commitment = claim.commitment(written.record_id, claim_salt(claim_secret(data_key, written.record_id)))
         current = self.registry.commitment_of(written.record_id)
         if current == commitment:
@@ -109,6 +110,9 @@ class Claims:
         claim = extract_claim(read.resource())
         if claim is None:
             raise ClaimNotAvailable("this record carries no claim a predicate can be proven about")
+        if not _fits(claim.kind, info.scope):
+            raise ClaimNotAvailable(f"a {claim.kind.label} claim cannot come from a record filed under this record's "
+                                    "category; its author's grant for that category does not attest it")
         if isinstance(predicate, str):
             predicate = Predicate.parse(predicate, kind=claim.kind)
         verifier = to_checksum_address(verifier)
@@ -148,3 +152,8 @@ def predicate_id(predicate: Predicate) -> bytes:
     """keccak256 of the ABI-encoded predicate, as ClaimProven carries it."""
     return bytes(keccak(encode(["(uint8,uint256,uint64,uint64,uint32,uint32,bool,uint256[8])"],
                                [predicate.as_struct()])))
+
+
+def _fits(kind: ClaimKind, scope: int) -> bool:
+    """Whether a record of category `scope` may attest a claim of `kind` (as ClaimRegistry checks)."""
+    return scope != 0 and scope & ~int(kind.scopes) == 0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ehr_client.claims.ceremony import FINAL_ZKEY, VERIFICATION_KEY, VERIFIER_SOURCE, Ceremony
-from ehr_client.claims.toolchain import PROJECT_ROOT, CircuitBuild, build_circuit, run_node
+from ehr_client.claims.ceremony import FINAL_ZKEY, VERIFICATION_KEY, VERIFIER_SOURCE, Ceremony, verify_setup
+from ehr_client.claims.toolchain import PROJECT_ROOT, CircuitBuild, build_circuit, run_node, snarkjs
 from ehr_client.errors import ZkToolError
 
 _SOLC_SHIM = PROJECT_ROOT / "tools" / "solcjs-shim.js"
@@ -46,18 +47,19 @@ class ClaimSetup:
         return self.directory / VERIFIER_SOURCE
 
     def verifier_artifact(self) -> dict[str, Any]:
-        """ABI and creation bytecode of the generated verifier, compiled with the project's solc
-        (solcjs 0.8.28, EVM paris, optimised) and cached next to its source."""
-        cached = self.directory / "ClaimsGroth16Verifier.json"
-        try:
-            artifact: dict[str, Any] = json.loads(cached.read_text())
-            if isinstance(artifact, dict) and artifact.get("abi") and str(artifact.get("bytecode", "")).startswith("0x6"):
-                return artifact
-        except (OSError, ValueError):
-            pass  # absent or damaged: compile again from the source
+        """ABI and creation bytecode of the Groth16 verifier for this setup's final zkey, after the
+        setup is verified (`verify_setup`): exported from the zkey and compiled with the project's
+        solc (solcjs 0.8.28, EVM paris, optimised) every time, so no verifier source or artifact
+        lying in the folder is ever trusted (anyone who handled the folder could have replaced it)."""
+        verify_setup(self.directory, self.build)
+        with tempfile.TemporaryDirectory(prefix="ehr-verifier-") as scratch:
+            source = Path(scratch) / VERIFIER_SOURCE
+            snarkjs(["zkey", "export", "solidityverifier", str(self.zkey.resolve()), str(source)], cwd=Path(scratch),
+                    what="exporting the Groth16 verifier from the final zkey")
+            verifier_source = source.read_text()
         request = {
             "language": "Solidity",
-            "sources": {VERIFIER_SOURCE: {"content": self.verifier_source.read_text()}},
+            "sources": {VERIFIER_SOURCE: {"content": verifier_source}},
             "settings": {"evmVersion": "paris", "optimizer": {"enabled": True, "runs": 1000000},
                          "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}},
         }
@@ -68,8 +70,4 @@ class ClaimSetup:
         if errors:
             raise ZkToolError(f"compiling the Groth16 verifier failed: {errors[0].get('message')}")
         contract = result["contracts"][VERIFIER_SOURCE]["Groth16Verifier"]
-        artifact = {"abi": contract["abi"], "bytecode": "0x" + contract["evm"]["bytecode"]["object"]}
-        tmp = cached.with_suffix(".tmp")
-        tmp.write_text(json.dumps(artifact) + "\n")
-        tmp.replace(cached)
-        return artifact
+        return {"abi": contract["abi"], "bytecode": "0x" + contract["evm"]["bytecode"]["object"]}

@@ -59,3 +59,43 @@ def test_a_damaged_compiled_verifier_is_compiled_again(claim_setup: ClaimSetup, 
     expected = ClaimSetup.load(claim_setup.directory).verifier_artifact()
     (copy / "ClaimsGroth16Verifier.json").write_text('{"abi": [], "bytec')
     assert ClaimSetup.load(copy).verifier_artifact() == expected
+
+
+def test_a_verifier_swapped_in_the_folder_is_never_deployed(claim_setup: ClaimSetup, tmp_path: Path) -> None:
+    """Whoever handles the folder between members could leave a verifier that accepts anything."""
+    copy = tmp_path / "setup"
+    shutil.copytree(claim_setup.directory, copy)
+    expected = ClaimSetup.load(claim_setup.directory).verifier_artifact()
+    accepts_anything = "0x600a600c600039600a6000f3600160005260206000f3"  # returns true for any call
+    (copy / "ClaimsGroth16Verifier.json").write_text(json.dumps({"abi": expected["abi"], "bytecode": accepts_anything}))
+    (copy / "ClaimsGroth16Verifier.sol").write_text("contract Groth16Verifier { function verifyProof("
+                                                     "uint[2] calldata, uint[2][2] calldata, uint[2] calldata, "
+                                                     "uint[19] calldata) public pure returns (bool) { return true; } }")
+    artifact = ClaimSetup.load(copy).verifier_artifact()
+    assert artifact == expected and artifact["bytecode"] != accepts_anything
+
+
+@pytest.mark.parametrize("forgery", ["member", "hash", "dropped", "added"])
+def test_a_transcript_that_is_not_the_files_contributions_fails_verification(
+        claim_setup: ClaimSetup, tmp_path: Path, forgery: str) -> None:
+    """As when a setup made by someone else is dressed in the genuine transcript: the names and
+    hashes inside the powers of tau and the zkey are what count."""
+    copy = tmp_path / "setup"
+    shutil.copytree(claim_setup.directory, copy)
+    transcript = json.loads((copy / "transcript.json").read_text())
+    contributions = transcript["contributions"]
+    if forgery == "member":
+        contributions[0]["member"] = "hospital-z"
+    elif forgery == "hash":
+        last = contributions[-1]["contribution_hash"]
+        contributions[-1]["contribution_hash"] = ("0" if last[0] != "0" else "1") + last[1:]
+    elif forgery == "dropped":
+        contributions.pop(0)
+    else:
+        contributions.append({**contributions[-1], "member": "mallory"})
+    (copy / "transcript.json").write_text(json.dumps(transcript))
+    with pytest.raises(ZkToolError, match="the files are not the ceremony's"):
+        verify_setup(copy)
+    with pytest.raises(ZkToolError, match="the files are not the ceremony's"):
+        ClaimSetup.load(copy).verifier_artifact()  # nothing is deployed from it either
+    verify_setup(claim_setup.directory)  # the genuine folder passes

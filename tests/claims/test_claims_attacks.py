@@ -21,7 +21,16 @@ from ehr_client.errors import (
     MalformedProof,
     TransactionReverted,
 )
+from ehr_client.claims.extract import extract_claim
+from ehr_client.claims.prover import prove
+from ehr_client.claims.service import NO_CHALLENGE, claim_salt
+from ehr_client.client.keysource import check_header, own_data_key
+from ehr_client.crypto import claim_secret
+from ehr_client.package import parse_header
+from ehr_client.records import Scope
 from tests.claims.conftest import HBA1C, hba1c
+
+LAB_ONLY = int(Scope.LAB)
 
 ASKED = f"type = Observation and code = {HBA1C} and unit = % and value < 6.5"
 SECRETS = ("5.87", "5870", "6.13", "6130", "2026-03-02", "20260302", "2026-04-02")
@@ -210,3 +219,37 @@ def test_a_provider_cannot_attest_a_claim_about_itself(world: dict[str, Claims])
     with pytest.raises(AccessDenied) as caught:
         hospital.add_record(hospital.client.address, hba1c(5.1, "2026-02-05"))
     _reveals_nothing(caught.value)
+
+
+def test_a_claim_the_records_category_cannot_attest_is_refused_on_chain(world: dict[str, Claims]) -> None:
+    """A lab trusted for LAB files a Patient resource under LAB and commits to its birth date by hand
+    (its own client commits nothing for it); a proof of the age is then refused by the chain."""
+    lab, patient, insurer = world["lab"], world["patient"], world["insurer"]
+    person = {"resourceType": "Patient", "birthDate": "1990-01-01"}
+    written = lab.add_record(patient.client.address, person, scope=LAB_ONLY)
+    assert written.commit is None and lab.registry.commitment_of(written.record.record_id) == 0
+    claim = extract_claim(person)
+    assert claim is not None
+    salt = claim_salt(claim_secret(_own_key(lab, written.record.record_id), written.record.record_id))
+    commitment = claim.commitment(written.record.record_id, salt)
+    lab.registry.commit(lab.client.identity.account, written.record.salt, commitment)  # the chain lets it commit
+    predicate = Predicate.parse("type = Patient and age >= 18 at 2026-11-30", kind=claim.kind)
+    binding = lab.registry.binding_of(insurer.client.address, NO_CHALLENGE)
+    proof = prove(lab.setup, claim, salt, written.record.record_id, commitment, binding, predicate)
+    forged = ClaimProof(lab.client.chain.chain_id, lab.registry.address, written.record.record_id,
+                        insurer.client.address, NO_CHALLENGE, predicate, proof)
+    with pytest.raises(ClaimProofRejected, match="category") as caught:
+        insurer.record_check(forged)
+    _reveals_nothing(caught.value)
+    with pytest.raises(ClaimNotAvailable, match="category"):
+        patient.prove(written.record.record_id, "type = Patient and age >= 18 at 2026-11-30",
+                      verifier=insurer.client.address)
+
+
+def _own_key(author: Claims, record_id: bytes) -> bytes:
+    info = author.client.get_record(record_id)
+    blob = author.client.fetch_verified(info, doing="opened")
+    header, _ = parse_header(blob)
+    key = own_data_key(author.client.identity, header, check_header(info, header))
+    assert key is not None
+    return key
