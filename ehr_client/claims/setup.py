@@ -24,6 +24,7 @@ class ClaimSetup:
 
     @classmethod
     def load(cls, directory: Path) -> ClaimSetup:
+        directory = Path(directory).expanduser().resolve()  # snarkjs runs elsewhere: never a relative path
         build = build_circuit()
         if Ceremony(directory, build).transcript()["phase"] != "done":
             raise ZkToolError(f"the ceremony in {directory} is not finished; every member must contribute, "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from web3 import Web3
 
 from ehr_client.cli import _parse
 from ehr_client.cli._context import AppContext, app_context
@@ -119,11 +120,17 @@ def close(ctx: typer.Context, setup_dir: SetupDir = None) -> None:
 
 
 @app.command("deploy")
-def deploy(ctx: typer.Context, setup_dir: SetupDir = None) -> None:
+def deploy(ctx: typer.Context, setup_dir: SetupDir = None,
+           force: Annotated[bool, typer.Option("--force", help="Replace a claim registry the deployment already "
+                                               "has (its commitments stay with it).")] = False) -> None:
     """Deploy the ceremony's Groth16 verifier and a ClaimRegistry; add it to the deployment file."""
     app_ = app_context(ctx)
     loaded = ClaimSetup.load(_setup_dir(app_, setup_dir))
     chain = app_.chain()
+    current = chain.deployment.contracts.get("ClaimRegistry")
+    if current and not force and chain.w3.eth.get_code(Web3.to_checksum_address(current)):
+        raise ConfigError(f"this deployment already has a claim registry at {current}; the commitments of every "
+                          "record written since live there. Pass --force to deploy another one anyway")
     address = deploy_claim_registry(chain, app_.account(), loaded)
     deployment = dataclasses.replace(chain.deployment, contracts={**chain.deployment.contracts,
                                                                   "ClaimRegistry": address})

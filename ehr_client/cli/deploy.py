@@ -57,6 +57,9 @@ def deploy(
     name: Annotated[str | None, typer.Option(
         "--name", help="What wallets show as the consent domain: the consortium and deployment. "
                        "Default: after the network.")] = None,
+    confirmations: Annotated[int, typer.Option(
+        "--confirmations", min=0, help="Blocks that must follow the registry's before its block is written down "
+                                       "(a few on a Clique chain, whose newest blocks a fork can replace).")] = 0,
     json_: JsonFlag = False,
 ) -> None:
     """Deploy Consortium, KeyRegistry, RecordRegistry and ConsentManager from --wallet."""
@@ -76,7 +79,7 @@ def deploy(
     governors = named or [account.address]
     needed = threshold if threshold is not None else len(governors) // 2 + 1
     deployment = deploy_suite(app_.rpc_url, account, network=app_.settings.network, governors=governors,
-                              threshold=needed, consent_name=name)
+                              threshold=needed, consent_name=name, confirmations=confirmations)
     deployment.save(path)
     if json_:
         print_json({**json.loads(deployment.to_json()), "file": str(path)})

@@ -126,13 +126,16 @@ def up(
     ctx: typer.Context,
     ipfs: Annotated[bool, typer.Option("--ipfs", help="Also start a Kubo daemon (loopback only, offline).")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard the saved chain state: start from block 0.")] = False,
-    engine: Annotated[str, typer.Option("--engine", help="anvil (instant blocks, state written every second) or "
-                                        "geth (one Clique validator, a block a second, durable through kill -9).")]
-    = "anvil",
+    engine: Annotated[str | None, typer.Option(
+        "--engine", help="anvil (instant blocks, state written every second) or geth (one Clique validator, a block "
+                         "a second, durable through kill -9). Default: geth if this home keeps a geth chain (`--engine "
+                         "geth` ran here), else anvil.")] = None,
 ) -> None:
     """Start the local node(s) in the background; idempotent."""
     context = app_context(ctx)
     node_dir = context.settings.node_dir
+    if engine is None:
+        engine = "geth" if (node_dir / "geth").is_dir() else "anvil"
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
     other = "geth" if engine == "anvil" else "anvil"

@@ -59,3 +59,12 @@ def test_lab_adds_patient_proves_verifier_checks(cli: Cli, world: dict[str, str]
     damaged.write_text(proof.read_text()[:-40])
     broken = cli("claim", "verify", str(damaged), wallet="doctor", expect=1)
     assert "not a claim proof" in broken.stderr
+
+
+def test_a_second_claim_registry_is_refused_without_force(cli: Cli, deployed: str, setup_dir: Path) -> None:
+    """Records committed since the first deploy live in its registry; a silent replacement orphans them."""
+    first = json.loads(Path(cli.env["EHR_DEPLOYMENTS_DIR"], "cli-test.json").read_text())["contracts"]["ClaimRegistry"]
+    refused = cli("claim", "deploy", "--setup", str(setup_dir), wallet="gov-a", expect=None)
+    assert refused.exit_code != 0 and "already has a claim registry" in refused.output and first in refused.output
+    after = json.loads(Path(cli.env["EHR_DEPLOYMENTS_DIR"], "cli-test.json").read_text())["contracts"]["ClaimRegistry"]
+    assert after == first

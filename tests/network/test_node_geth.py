@@ -56,7 +56,9 @@ def test_geth_node_keeps_acknowledged_records_through_kill_9(home: tuple[Cli, Pa
 
     os.killpg(status["geth"]["pid"], signal.SIGKILL)  # a crash: nothing flushed on purpose
     assert not cli.json("node", "status")["geth"]["running"]
-    assert "geth up" in _up(home_dir).stdout  # the same chain, from its data directory
+    env = {**os.environ, **cli_env(home_dir, None, network="geth-node")}
+    again = subprocess.run([EHR, "node", "up"], env=env, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0 and "geth up" in again.stdout  # no --engine: the home's geth chain, from its data
 
     listed = cli.json("record", "list", "patient", wallet="patient")
     assert sorted(r["recordId"] for r in listed["records"]) == sorted(added) and listed["skipped"] == []
@@ -71,7 +73,8 @@ def test_one_local_chain_at_a_time_and_a_bad_engine_is_refused(home: tuple[Cli, 
     result = cli("node", "up", "--engine", "besu", expect=None)
     assert result.exit_code != 0 and "--engine 'besu': use one of anvil, geth" in result.output
     _up(home_dir)
-    result = cli("node", "up", expect=None)  # Anvil while geth runs
+    assert "geth already running" in cli("node", "up").stdout  # no --engine: the home keeps a geth chain
+    result = cli("node", "up", "--engine", "anvil", expect=None)  # Anvil while geth runs
     assert result.exit_code != 0 and "a local geth chain is running" in result.output
     pid = cli.json("node", "status")["geth"]["pid"]
     assert f"geth stopped (pid {pid})" in cli("node", "down").stdout
