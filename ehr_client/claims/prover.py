@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,29 @@ def circuit_inputs(signals: list[int], claim: Claim, salt: int) -> dict[str, obj
     return inputs
 
 
+_WORK_PREFIX = "ehr-claim-"
+
+
+def sweep_stale_work(root: Path | None = None) -> list[Path]:
+    """Remove the work folders of provers that died mid-proof (their witness input holds the claim and
+    its salt); a folder is named after its prover's pid, so only folders of dead processes go."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{_WORK_PREFIX}*-*"):
+        pid_text = folder.name[len(_WORK_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or folder.stat().st_uid != os.geteuid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # its prover still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's live process
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def prove(setup: ClaimSetup, claim: Claim, salt: int, record_id: bytes, commitment: int, binding: int,
           predicate: Predicate) -> Groth16Proof:
     if claim.commitment(record_id, salt) != commitment:
@@ -63,7 +87,8 @@ def prove(setup: ClaimSetup, claim: Claim, salt: int, record_id: bytes, commitme
                                "predicate (type, code, unit, bounds) against what you want to show")
     signals = public_signals(commitment, record_id, binding, predicate)
     inputs = circuit_inputs(signals, claim, salt)
-    with tempfile.TemporaryDirectory(prefix="ehr-claim-") as work:
+    sweep_stale_work()
+    with tempfile.TemporaryDirectory(prefix=f"{_WORK_PREFIX}{os.getpid()}-") as work:
         folder = Path(work)
         os.chmod(folder, 0o700)
         (folder / "input.json").write_text(json.dumps(inputs))
