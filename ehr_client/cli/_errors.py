@@ -24,14 +24,16 @@ from typer.core import TyperGroup
 
 from ehr_client.custodian.errors import CustodianUnavailable
 from ehr_client.errors import (
-    ChainMismatch,
     AccessDenied,
     BlobNotFound,
+    ChainMismatch,
     ChainUnavailable,
+    ClaimProofRejected,
     DecryptionError,
     EHRError,
     IntegrityError,
     KeyNotFound,
+    MalformedProof,
     RecordErased,
     RecordNotFound,
     StorageUnavailable,
@@ -41,7 +43,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DENIED, EXIT_INTEGRITY, EXIT_DOWN, EXIT_NO
 
 _CODES: tuple[tuple[tuple[type[Exception], ...], int], ...] = (
     ((AccessDenied,), EXIT_DENIED),
-    ((IntegrityError, DecryptionError, ChainMismatch), EXIT_INTEGRITY),
+    ((IntegrityError, DecryptionError, ChainMismatch, ClaimProofRejected, MalformedProof), EXIT_INTEGRITY),
     ((ChainUnavailable, StorageUnavailable, CustodianUnavailable), EXIT_DOWN),
     ((RecordNotFound, KeyNotFound, BlobNotFound, RecordErased), EXIT_NOT_FOUND),
 )

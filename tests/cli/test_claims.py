@@ -50,14 +50,14 @@ def test_lab_adds_patient_proves_verifier_checks(cli: Cli, world: dict[str, str]
     assert ("ClaimsCommitted", world["lab"], added["recordId"]) in trail
     assert ("ClaimProven", world["doctor"], added["recordId"]) in trail
 
-    refused = cli("claim", "verify", str(proof), "--expect", ASKED.replace("6.5", "6.0"), wallet="doctor", expect=1)
+    refused = cli("claim", "verify", str(proof), "--expect", ASKED.replace("6.5", "6.0"), wallet="doctor", expect=4)
     assert "not what was asked" in refused.stderr and "5.87" not in refused.stderr
     unsatisfied = cli("claim", "prove", added["recordId"], "--predicate", ASKED.replace("6.5", "5.0"), "--for",
                       "doctor", "--setup", str(setup_dir), "-o", str(tmp_path / "no.json"), wallet="patient", expect=1)
     assert "does not satisfy" in unsatisfied.stderr and not (tmp_path / "no.json").exists()
     damaged = tmp_path / "damaged.json"
     damaged.write_text(proof.read_text()[:-40])
-    broken = cli("claim", "verify", str(damaged), wallet="doctor", expect=1)
+    broken = cli("claim", "verify", str(damaged), wallet="doctor", expect=4)
     assert "not a claim proof" in broken.stderr
 
 
