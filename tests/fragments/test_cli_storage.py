@@ -44,7 +44,10 @@ def written(home: Path, suite: ChainClient, ids: dict[str, Identity], observatio
     patient = EHRClient(suite, store, ids["patient"], state_dir=home / "state")
     patient.register_patient()
     patient.publish_key()
-    return patient, patient.add_record(patient.address, observation)
+    # Content of its own: ids derive from content, and chain state from other modules' session
+    # fixtures can outlive Ape's per-test snapshots, so the same observation could be on chain already.
+    unique = {**observation, "note": [{"text": f"written for {home.name}"}]}
+    return patient, patient.add_record(patient.address, unique)
 
 
 @pytest.fixture
