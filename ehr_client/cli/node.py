@@ -23,7 +23,6 @@ from typing import Annotated, Any
 
 import requests
 import typer
-from eth_account import Account
 from rich.table import Table
 
 from ehr_client.dev import processes as _procs
@@ -33,7 +32,7 @@ from ehr_client.cli._settings import StoreKind, remember_store, remembered_store
 from ehr_client.cli._output import JsonFlag, err, out, print_json
 from ehr_client.errors import ChainUnavailable, ConfigError
 from ehr_client.dev.geth import CliqueNetwork, find_geth_binary
-from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
+from ehr_client.dev.node import AnvilNode, dev_account
 from ehr_client.storage.kubo import KuboDaemon, find_kubo_binary
 
 app = typer.Typer(help="Run a local chain (Anvil or geth) and Kubo in the background.", no_args_is_help=True)
@@ -101,9 +100,7 @@ def _geth_up(wallets: dict[str, str], node_dir: Path, *, fresh: bool) -> None:
     if root.exists():
         network = CliqueNetwork(root, detach=True)
     else:
-        Account.enable_unaudited_hdwallet_features()
-        dev = [Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").address
-               for i in range(DEV_ACCOUNTS)]
+        dev = [dev_account(i).address for i in range(DEV_ACCOUNTS)]
         alloc = {address: FUNDING_WEI for address in [*dev, *wallets]}
         network = CliqueNetwork.create(root, validators=1, period=1, alloc=alloc, detach=True)
         out().print(f"created a one-validator chain {network.chain_id} under {root}; funded {len(alloc)} account(s)")

@@ -26,7 +26,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
-from eth_account import Account
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -42,7 +41,7 @@ from ehr_client.client import EHRClient, Identity, SignedConsent
 from ehr_client.crypto import generate_x25519_keypair
 from ehr_client.errors import AccessDenied, ConfigError, EHRError
 from ehr_client.dev.geth import CliqueNetwork
-from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
+from ehr_client.dev.node import AnvilNode, dev_account
 from ehr_client.records import Scope
 from ehr_client.storage import BlobStore, IpfsStore, LocalStore
 from ehr_client.storage.kubo import KuboDaemon
@@ -86,9 +85,7 @@ def chain_from_env() -> str:
 
 def dev_identity(index: int) -> Identity:
     """Anvil dev-mnemonic account `index` (funded on a fresh node) with a fresh X25519 key."""
-    Account.enable_unaudited_hdwallet_features()
-    account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
-    return Identity.from_private_keys(account.key, {1: generate_x25519_keypair().private_key})
+    return Identity.from_private_keys(dev_account(index).key, {1: generate_x25519_keypair().private_key})
 
 
 class _Narrator:

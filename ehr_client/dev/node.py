@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
 from ehr_client.errors import ChainUnavailable, ConfigError
 from ehr_client.dev.processes import stop_group
 
@@ -21,6 +24,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _LISTENING = re.compile(r"Listening on 127\.0\.0\.1:(\d+)")
 # Anvil's well-known development mnemonic: its accounts are funded on every fresh node.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def dev_account(index: int) -> LocalAccount:
+    """Account `index` of the development mnemonic (funded on a fresh Anvil and in the dev geth genesis)."""
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
 
 
 def find_anvil_binary() -> Path:
