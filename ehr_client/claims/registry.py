@@ -14,6 +14,7 @@ from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.claims.predicate import Predicate
 from ehr_client.claims.prover import Groth16Proof
 from ehr_client.claims.setup import ClaimSetup
+from ehr_client.client.model import BatchProof
 from ehr_client.errors import ClaimNotAvailable, ClaimProofRejected, EHRError, TransactionReverted
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class ClaimRegistry:
     def commit(self, account: LocalAccount, salt: bytes, commitment: int) -> TxResult:
         return self.chain.transact(account, self.contract.functions.commitClaims(salt, commitment),
                                    action="commit claims")
+
+    def commit_batched(self, account: LocalAccount, batch: BatchProof, commitment: int) -> TxResult:
+        return self.chain.transact(account, self.contract.functions.commitBatchedClaims(batch.as_arg(), commitment),
+                                   action="commit claims of a batched record")
 
     def check(self, record_id: bytes, verifier: str, challenge: bytes, predicate: Predicate,
               proof: Groth16Proof) -> CheckedClaim:

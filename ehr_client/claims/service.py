@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from eth_abi import encode
@@ -21,7 +22,7 @@ from ehr_client.claims.proof_file import ClaimProof
 from ehr_client.claims.prover import prove
 from ehr_client.claims.registry import CheckedClaim, ClaimRegistry
 from ehr_client.claims.setup import ClaimSetup
-from ehr_client.client import FHIR_MEDIA_TYPE, EHRClient, WriteResult
+from ehr_client.client import FHIR_MEDIA_TYPE, EHRClient, RecordInfo, WriteResult
 from ehr_client.client.keysource import check_header, own_data_key
 from ehr_client.crypto import claim_secret, iter_decrypt
 from ehr_client.errors import AccessDenied, ClaimNotAvailable, ClaimProofRejected, IntegrityError, ZkToolError
@@ -69,7 +70,31 @@ class Claims:
         will read. None when the record carries no claim or the same commitment is already set."""
         if written.salt is None:
             raise ZkToolError("this write result carries no salt; write the record with this client version")
+        salt = written.salt
         info = self.client.get_record(written.record_id)
+        return self._commit(info, lambda commitment: self.registry.commit(self.client.identity.account, salt,
+                                                                          commitment))
+
+    def commit_batched(self, record_ids: Iterable[bytes]) -> list[TxResult]:
+        """Commit to the claims of records this identity anchored in batches (`ehr_client.batch`), each
+        with its Merkle proof; records without a claim, or already committed alike, send nothing.
+        Run again after a failure: it only adds the commitments still missing."""
+        sent = []
+        for record_id in record_ids:
+            info = self.client.get_record(record_id)
+            batch = info.batch
+            if batch is None:
+                raise ClaimNotAvailable("this record was not anchored in a batch; its claims are committed on write")
+            if to_checksum_address(batch.author) != to_checksum_address(self.client.address):
+                raise AccessDenied("only the batch's author commits to the claims of its records")
+            if info.patient == to_checksum_address(self.client.address):
+                continue  # a patient's own record carries no attested claim
+            tx = self._commit(info, partial(self.registry.commit_batched, self.client.identity.account, batch))
+            if tx is not None:
+                sent.append(tx)
+        return sent
+
+    def _commit(self, info: RecordInfo, send: Callable[[int], TxResult]) -> TxResult | None:
         blob = self.client.fetch_verified(info, doing="committed to")
         header, offset = parse_header(blob)
         binding = check_header(info, header)
@@ -83,13 +108,13 @@ class Claims:
         claim = extract_claim(json.loads(plaintext))
         if claim is None or not _fits(claim.kind, info.scope):
             return None  # no claim, or one the record's category cannot attest (the chain would refuse it)
-        commitment = claim.commitment(written.record_id, claim_salt(claim_secret(data_key, written.record_id)))
-        current = self.registry.commitment_of(written.record_id)
+        commitment = claim.commitment(info.record_id, claim_salt(claim_secret(data_key, info.record_id)))
+        current = self.registry.commitment_of(info.record_id)
         if current == commitment:
             return None
         if current != 0:
             raise IntegrityError("this record's claims were committed to other values; a commitment never changes")
-        return self.registry.commit(self.client.identity.account, written.salt, commitment)
+        return send(commitment)
 
     # --- the prover --------------------------------------------------------------------------
 
