@@ -68,3 +68,23 @@ def test_a_second_claim_registry_is_refused_without_force(cli: Cli, deployed: st
     assert refused.exit_code != 0 and "already has a claim registry" in refused.output and first in refused.output
     after = json.loads(Path(cli.env["EHR_DEPLOYMENTS_DIR"], "cli-test.json").read_text())["contracts"]["ClaimRegistry"]
     assert after == first
+
+
+def test_imported_records_carry_claims_the_patient_can_prove(cli: Cli, world: dict[str, str], deployed: str,
+                                                             setup_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "import"
+    folder.mkdir()
+    for n, value in enumerate((5.41, 5.42)):
+        (folder / f"hba1c-{n}.json").write_text(json.dumps({**HBA1C, "valueQuantity": {**HBA1C["valueQuantity"],
+                                                                                       "value": value}}))
+    imported = cli("record", "import", str(folder), "--patient", "patient", wallet="lab")
+    assert "claims committed for 2 records" in imported.stdout
+    listed = cli.json("record", "import", str(folder), "--patient", "patient", wallet="lab")  # again: nothing new
+    record_id = listed["records"][0]["recordId"]
+    again = cli("record", "import", str(folder), "--patient", "patient", wallet="lab")
+    assert "claims committed for 0 records" in again.stdout
+    proof = tmp_path / "proof.json"
+    cli("claim", "prove", record_id, "--predicate", ASKED, "--for", "doctor", "--setup", str(setup_dir),
+        "-o", str(proof), wallet="patient")
+    checked = cli.json("claim", "verify", str(proof), "--expect", ASKED, wallet="doctor")
+    assert checked["valid"] is True and checked["patient"] == world["patient"]
