@@ -70,10 +70,8 @@ class Claims:
         will read. None when the record carries no claim or the same commitment is already set."""
         if written.salt is None:
             raise ZkToolError("this write result carries no salt; write the record with this client version")
-        salt = written.salt
         info = self.client.get_record(written.record_id)
-        return self._commit(info, lambda commitment: self.registry.commit(self.client.identity.account, salt,
-                                                                          commitment))
+        return self._commit(info, partial(self.registry.commit, self.client.identity.account, written.salt))
 
     def commit_batched(self, record_ids: Iterable[bytes]) -> list[TxResult]:
         """Commit to the claims of records this identity anchored in batches (`ehr_client.batch`), each
@@ -93,6 +91,21 @@ class Claims:
             if tx is not None:
                 sent.append(tx)
         return sent
+
+    def restore(self, record_id: bytes, salt: bytes | None = None) -> TxResult | None:
+        """After `ehr_client.batch.recover`: commit the claim of a record this identity anchored, if the
+        chain lost or never got it. A single record needs the `salt` it was anchored with. None when
+        there is nothing to commit: no claim, already committed, the author's own record, or a version
+        that is no longer active (proofs about it could not count)."""
+        info = self.client.get_record(record_id)
+        if info.patient == to_checksum_address(self.client.address) or info.status != "active":
+            return None
+        if info.batch is not None:
+            sent = self.commit_batched([record_id])
+            return sent[0] if sent else None
+        if salt is None:
+            raise ZkToolError("restoring the claim of a single record needs the salt it was anchored with")
+        return self._commit(info, partial(self.registry.commit, self.client.identity.account, salt))
 
     def _commit(self, info: RecordInfo, send: Callable[[int], TxResult]) -> TxResult | None:
         blob = self.client.fetch_verified(info, doing="committed to")

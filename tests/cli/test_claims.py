@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from web3 import HTTPProvider, Web3
 
 from ehr_client.dev.claims import local_claim_setup
+from ehr_client.dev.node import AnvilNode
 from tests.cli.conftest import Cli
 
 HBA1C = {"resourceType": "Observation", "status": "final",
@@ -88,3 +90,30 @@ def test_imported_records_carry_claims_the_patient_can_prove(cli: Cli, world: di
         "-o", str(proof), wallet="patient")
     checked = cli.json("claim", "verify", str(proof), "--expect", ASKED, wallet="doctor")
     assert checked["valid"] is True and checked["patient"] == world["patient"]
+
+
+def test_recover_commits_again_the_claims_a_chain_lost(cli: Cli, anvil: AnvilNode, world: dict[str, str],
+                                                       deployed: str, setup_dir: Path, tmp_path: Path) -> None:
+    """The node rolls back to a dump taken before the write: the record and its commitment are gone."""
+    w3 = Web3(HTTPProvider(anvil.rpc_url))
+    saved = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    record = tmp_path / "hba1c.json"
+    record.write_text(json.dumps({**HBA1C, "valueQuantity": {**HBA1C["valueQuantity"], "value": 5.43}}))
+    added = cli.json("record", "add", "patient", str(record), wallet="lab")
+    assert added["claimTxHash"] is not None
+    w3.provider.make_request("evm_revert", [saved])  # type: ignore[arg-type]
+    lost = cli("claim", "prove", added["recordId"], "--predicate", ASKED, "--for", "doctor", "--setup",
+               str(setup_dir), "-o", str(tmp_path / "lost.json"), wallet="patient", expect=None)
+    assert lost.exit_code != 0 and not (tmp_path / "lost.json").exists()
+
+    recovered = cli.json("record", "recover", wallet="lab")
+    outcomes = {(r["kind"], r["id"]): r["outcome"] for r in recovered}
+    assert outcomes[("record", added["recordId"])] == "re-anchored"
+    assert outcomes[("claim", added["recordId"])] == "committed again"
+    assert not [r for r in recovered if r["outcome"] == "refused"]
+    again = cli.json("record", "recover", wallet="lab")  # nothing lost any more: no claim line at all
+    assert not [r for r in again if r["kind"] == "claim"]
+    proof = tmp_path / "proof.json"
+    cli("claim", "prove", added["recordId"], "--predicate", ASKED, "--for", "doctor", "--setup", str(setup_dir),
+        "-o", str(proof), wallet="patient")
+    assert cli.json("claim", "verify", str(proof), "--expect", ASKED, wallet="doctor")["valid"] is True
