@@ -13,9 +13,10 @@ from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.claims.predicate import Predicate
 from ehr_client.claims.prover import Groth16Proof
+from ehr_client.claims.ceremony import Ceremony
 from ehr_client.claims.setup import ClaimSetup
 from ehr_client.client.model import BatchProof
-from ehr_client.errors import ClaimNotAvailable, ClaimProofRejected, EHRError, TransactionReverted
+from ehr_client.errors import ClaimNotAvailable, ClaimProofRejected, EHRError, IntegrityError, TransactionReverted
 
 @dataclass(frozen=True)
 class CheckedClaim:
@@ -85,6 +86,50 @@ def _typed(exc: EHRError) -> EHRError:
         return ClaimNotAvailable("the chain holds no claim commitment for this record (wrong network, or the "
                                  "record carries no claims); check --network and the record id")
     return exc
+
+
+@dataclass(frozen=True)
+class RegistryCheck:
+    """A claim registry found to verify with one setup: its verifier and the setup's members."""
+
+    registry: str
+    verifier: str
+    members: tuple[str, ...]
+
+
+def check_claim_registry(chain: ChainClient, address: str, setup: ClaimSetup) -> RegistryCheck:
+    """Whether the claim registry at `address` verifies proofs with `setup`'s verifier over this
+    deployment's RecordRegistry, so a verifier can trust the ceremony it audited: the setup is
+    verified against its transcript (`verify_setup`), its verifier rebuilt from the final zkey, and
+    the code at the registry and at its verifier compared byte for byte with what deploying them
+    would create now (the node runs each creation code in a call). IntegrityError when not."""
+    registry = ClaimRegistry(chain, address)
+    if not chain.rpc(lambda: chain.w3.eth.get_code(registry.contract.address)):
+        raise IntegrityError(f"no contract at {registry.address}: this is not a claim registry on this chain")
+    verifier = str(chain.call(registry.contract.functions.verifier(), action="read the registry's verifier"))
+    artifact = setup.verifier_artifact()
+    if _deployed_code(chain, verifier) != _created_code(chain, artifact, ()):
+        raise IntegrityError(f"the claim registry at {registry.address} verifies with {verifier}, which is not the "
+                             f"verifier of the setup in {setup.directory}: proofs it accepts owe nothing to that "
+                             "ceremony. Do not trust its ClaimProven events")
+    expected = _created_code(chain, load_artifact("ClaimRegistry"), (chain.records.address, verifier))
+    if _deployed_code(chain, registry.address) != expected:
+        raise IntegrityError(f"the code at {registry.address} is not this project's ClaimRegistry over this "
+                             "deployment's RecordRegistry; do not trust its ClaimProven events")
+    members = tuple(c["member"] for c in Ceremony(setup.directory, setup.build).transcript()["contributions"]
+                    if c["phase"] == "circuit")
+    return RegistryCheck(registry.address, verifier, members)
+
+
+def _deployed_code(chain: ChainClient, address: str) -> bytes:
+    return bytes(chain.rpc(lambda: chain.w3.eth.get_code(Web3.to_checksum_address(address))))
+
+
+def _created_code(chain: ChainClient, artifact: dict[str, Any], args: tuple[Any, ...]) -> bytes:
+    """The runtime code a deployment of `artifact` with `args` would leave, as the node computes it."""
+    factory = chain.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    data = factory.constructor(*args).data_in_transaction
+    return bytes(chain.rpc(lambda: chain.w3.eth.call({"data": data})))
 
 
 def deploy_claim_registry(chain: ChainClient, account: LocalAccount, setup: ClaimSetup) -> str:

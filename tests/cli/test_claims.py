@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from web3 import HTTPProvider, Web3
 
-from ehr_client.dev.claims import local_claim_setup
+from ehr_client.chain.abi import load_artifact
+from ehr_client.dev.claims import LOCAL_MEMBERS, local_claim_setup
 from ehr_client.dev.node import AnvilNode
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, dev_key
 
 HBA1C = {"resourceType": "Observation", "status": "final",
          "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
@@ -117,3 +119,35 @@ def test_recover_commits_again_the_claims_a_chain_lost(cli: Cli, anvil: AnvilNod
     cli("claim", "prove", added["recordId"], "--predicate", ASKED, "--for", "doctor", "--setup", str(setup_dir),
         "-o", str(proof), wallet="patient")
     assert cli.json("claim", "verify", str(proof), "--expect", ASKED, wallet="doctor")["valid"] is True
+
+
+def test_check_registry_confirms_the_setup_and_refuses_a_registry_with_another_verifier(
+        cli: Cli, deployed: str, setup_dir: Path) -> None:
+    checked = cli.json("claim", "check-registry", "--setup", str(setup_dir), wallet="doctor")
+    assert checked["matches"] is True and checked["members"] == list(LOCAL_MEMBERS)
+    deployment_file = Path(cli.env["EHR_DEPLOYMENTS_DIR"], "cli-test.json")
+    original = deployment_file.read_text()
+    contracts = json.loads(original)["contracts"]
+    try:
+        # A registry over the same RecordRegistry whose "verifier" is a contract of the attacker's choice.
+        rogue = _deploy_rogue_registry(cli, contracts["RecordRegistry"], verifier=contracts["KeyRegistry"])
+        deployment_file.write_text(json.dumps({**json.loads(original), "contracts": {**contracts,
+                                                                                    "ClaimRegistry": rogue}}))
+        refused = cli("claim", "check-registry", "--setup", str(setup_dir), wallet="doctor", expect=4)
+        assert "is not the verifier of the setup" in refused.stderr
+        deployment_file.write_text(json.dumps({**json.loads(original), "contracts": {
+            **contracts, "ClaimRegistry": contracts["KeyRegistry"]}}))  # not a claim registry at all
+        assert cli("claim", "check-registry", "--setup", str(setup_dir), wallet="doctor", expect=None).exit_code != 0
+    finally:
+        deployment_file.write_text(original)
+
+
+def _deploy_rogue_registry(cli: Cli, records: str, *, verifier: str) -> str:
+    w3 = Web3(HTTPProvider(cli.env["EHR_RPC_URL"]))
+    artifact = load_artifact("ClaimRegistry")
+    deployer = Account.from_key(dev_key(9))
+    tx = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"]).constructor(
+        records, verifier).build_transaction({"from": deployer.address, "nonce": w3.eth.get_transaction_count(
+            deployer.address), "chainId": w3.eth.chain_id})
+    sent = w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
+    return str(w3.eth.wait_for_transaction_receipt(sent, timeout=30)["contractAddress"])
