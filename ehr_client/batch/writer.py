@@ -251,6 +251,9 @@ class _Run:
             self.client.store.get(cid)  # checked against the CID
         except (BlobNotFound, IntegrityError, StorageUnavailable):
             return False
+        include = getattr(self.client.store, "include_in_barrier", None)
+        if include is not None:
+            include(cid)  # whole in the page cache is not yet on the disk
         return True
 
     def check_no_unlogged_batches(self) -> None:

@@ -64,6 +64,20 @@ class LocalStore:
         finally:
             self._group.end()
 
+    def include_in_barrier(self, cid: Cid) -> None:
+        """Have this thread's barrier make a blob stored earlier durable too (one an interrupted
+        process stored and may have left in the page cache); outside a group, fsync it now."""
+        path = self.path_for(cid)
+        waiting = self._group.waiting()
+        try:
+            if waiting is None:
+                fsync_path(path)
+                _fsync_dir(path.parent)
+            else:
+                waiting.append(path)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
     def barrier(self) -> int:
         """Make the blobs of this thread's group commit durable; how many were waiting."""
         try:

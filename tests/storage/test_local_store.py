@@ -229,6 +229,8 @@ def test_group_commit_defers_only_its_own_threads_blobs_until_the_barrier(tmp_pa
         worker.join()
         assert barrier() == 6  # the other thread's put was durable on its own: it never waited
         assert barrier() == 0
+        store.include_in_barrier(cids[0])  # a blob an interrupted run stored: synced by this barrier too
+        assert barrier() == 1
         cids.append(store.put(b"after the barrier"))
     assert store.barrier() == 0  # leaving the block ran the barrier for the last one
     assert [store.get(cid) for cid in cids] == [f"blob {i}".encode() for i in range(6)] + [b"after the barrier"]
