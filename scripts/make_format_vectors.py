@@ -33,7 +33,7 @@ from eth_utils import to_checksum_address
 from ehr_client.client.keysource import ShareIndex, check_header, own_data_key
 from ehr_client.client.model import RecordInfo
 from ehr_client.crypto import iter_decrypt, iter_encrypt, unwrap_data_key, wrap_data_key, x25519_public_key
-from ehr_client.errors import DecryptionError, EHRError, KeyNotFound
+from ehr_client.errors import DecryptionError, EHRError, IntegrityError, KeyNotFound
 from ehr_client.keys.identity import Identity, umbral_public_key
 from ehr_client.keyshare import KeyShare, ShareEntry
 from ehr_client.package import PackageHeader, RecordBinding, UmbralSeal, Wrap, parse_header
@@ -209,11 +209,15 @@ def seal_package(binding: RecordBinding, media_type: str, plaintext: bytes, data
     return header + envelope
 
 
-def python_open(package: bytes, reader: str, secrets: dict[int, bytes], expected: RecordBinding) -> bytes:
-    """ehr_client's read path on a package (RecordReader._open without the chain and the store)."""
+def python_open(package: bytes, reader: str, secrets: dict[int, bytes], expected: RecordBinding,
+                content_hash: bytes | None = None) -> bytes:
+    """ehr_client's read path on a package: RecordReader.fetch_verified's hash comparison (when the
+    anchored `content_hash` is given), then RecordReader._open without the chain and the store."""
+    if content_hash is not None and hashlib.sha256(package).digest() != content_hash:
+        raise IntegrityError("the stored data does not match the hash anchored on chain")
     header, offset = parse_header(package)
     info = RecordInfo(expected.record_id, "0x" + expected.patient.hex(), "0x" + expected.author.hex(), expected.scope,
-                      "active", hashlib.sha256(package).digest(), Cid("vector"), None, 0, 0, "0x")
+                      "active", content_hash or hashlib.sha256(package).digest(), Cid("vector"), None, 0, 0, "0x")
     binding = check_header(info, header)
     data_key = own_data_key(identity(reader, secrets), header, binding)
     if data_key is None:
@@ -223,9 +227,11 @@ def python_open(package: bytes, reader: str, secrets: dict[int, bytes], expected
 
 
 def package_case(name: str, package: bytes, reader: str, secrets: dict[int, bytes], expected: RecordBinding,
-                 **extra: Any) -> dict[str, Any]:
+                 content_hash: bytes | None = None, **extra: Any) -> dict[str, Any]:
     exp = binding_json(expected)
     del exp["version"]  # the chain gives id, patient, scope and author; the version is the header's
+    if content_hash is not None:
+        exp["content_hash"] = content_hash.hex()
     return {"name": name, "package": package.hex(), "reader": ADDRESS[reader],
             "x25519_secrets": {str(v): s.hex() for v, s in secrets.items()}, "expected": exp, **extra}
 
@@ -250,6 +256,11 @@ def package_vectors() -> dict[str, Any]:
         cases.append(package_case(f"format 4 (binding, Umbral): lab writes for patient, {reader} opens", p4, reader,
                                   secrets, b4, format=4, media_type=FHIR, version="1", plaintext=fhir.hex(),
                                   data_key=k4.hex(), umbral=umbral))
+    anchored = hashlib.sha256(p4).digest()
+    assert python_open(p4, "patient", patient_keys, b4, anchored) == fhir
+    cases.append(package_case("format 4 with the anchored sha256 checked first", p4, "patient", patient_keys, b4,
+                              anchored, format=4, media_type=FHIR, version="1", plaintext=fhir.hex(), data_key=k4.hex(),
+                              umbral=umbral))
     b3 = binding_of("package-self", 5, "patient", BIG_SCOPE, "patient")
     k3 = fixed("data-key/package-self")
     p3 = seal_package(b3, PDF, pdf, k3, {"patient": (3, pub("patient"))}, umbral=False, chunk_size=64)
@@ -262,9 +273,9 @@ def package_vectors() -> dict[str, Any]:
     negative = []
 
     def refuse(name: str, package: bytes, reader: str, secrets: dict[int, bytes], expected: RecordBinding,
-               js: str, *kinds: type[Exception]) -> None:
-        python = expect_error(lambda: python_open(package, reader, secrets, expected), *kinds)
-        negative.append(package_case(name, package, reader, secrets, expected, error=error(js, python)))
+               js: str, *kinds: type[Exception], content_hash: bytes | None = None) -> None:
+        python = expect_error(lambda: python_open(package, reader, secrets, expected, content_hash), *kinds)
+        negative.append(package_case(name, package, reader, secrets, expected, content_hash, error=error(js, python)))
 
     lab_keys = {1: X25519["lab"]}
     legacy = [("format 1 (no binding) is parsed and refused", seal_package(b4, FHIR, fhir, k4, {"lab": (1, pub("lab"))},
@@ -297,6 +308,12 @@ def package_vectors() -> dict[str, Any]:
            relisted_patient, "DecryptionError", DecryptionError)
     refuse("wrong reader key", p4, "patient", {2: X25519["stranger"]}, b4, "DecryptionError", DecryptionError)
     refuse("reader not in the keyring", p4, "doctor", {1: X25519["doctor"]}, b4, "KeyNotFoundError", KeyNotFound)
+    # the media type and the wraps' key-version labels are under no AEAD: the anchored sha256 covers them
+    media_changed = p4[:14] + b"t" + p4[15:]
+    label_changed = p4[: wrap_at + 20] + (99).to_bytes(4, "big") + p4[wrap_at + 24 :]
+    for name, package in [("media type changed, caught by the anchored sha256", media_changed),
+                          ("a wrap's key-version label changed, caught by the anchored sha256", label_changed)]:
+        refuse(name, package, "patient", patient_keys, b4, "IntegrityError", IntegrityError, content_hash=anchored)
     malformed = [
         ("magic changed", b"EHRQ" + p4[4:]),
         ("unknown package format 5", p4[:4] + b"\x05" + p4[5:]),

@@ -11,8 +11,9 @@
 // (globalThis.crypto.subtle, a secure context in browsers); X25519 from @noble/curves and
 // Keccak-256 (address checksums) from @noble/hashes. Every function that uses WebCrypto is async.
 //
-// Errors are typed (all extend FormatBaseError): FormatError for malformed bytes, BindingError when
-// the package names another record identity than the chain (or none), KeyNotFoundError when no key
+// Errors are typed (all extend FormatBaseError): FormatError for malformed bytes, IntegrityError when
+// the bytes are not the ones anchored on chain, BindingError when the package names another record
+// identity than the chain (or none), KeyNotFoundError when no key
 // for this reader is present, DecryptionError (opaque, like the Python side) for everything a wrong
 // key or altered bytes cause. A function that throws returns no plaintext at all, never a part.
 
@@ -76,6 +77,9 @@ export class FormatError extends FormatBaseError {}
 
 /** The package names another record identity than the chain lists, or none (formats 1 and 2). */
 export class BindingError extends FormatBaseError {}
+
+/** The stored bytes are not the ones the chain anchored (sha256 differs): altered or replaced. */
+export class IntegrityError extends FormatBaseError {}
 
 /** No key for this reader: no wrap in the package, or no entry for the record in a key share. */
 export class KeyNotFoundError extends FormatBaseError {}
@@ -588,7 +592,8 @@ export function checkBinding(parsed, expected) {
     );
   }
   if (!expected) throw new TypeError("pass the binding the chain lists for this record (expected)");
-  const want = normalBinding({ ...expected, version: expected.version ?? parsed.version });
+  const want = normalBinding({ recordId: expected.recordId, patient: expected.patient, scope: expected.scope,
+    author: expected.author, version: expected.version ?? parsed.version });
   if (!sameBinding(parsed.binding, want)) {
     throw new BindingError(
       "the stored data was written for another record, version, patient, scope or author than the chain lists: it was re-listed, so nothing was decrypted",
@@ -617,12 +622,30 @@ export async function openSealed(wrapped, keyVersion, x25519Secrets, associatedD
   throw new DecryptionError();
 }
 
+/** sha256 of `bytes` (WebCrypto). */
+export async function sha256(bytes) {
+  return new Uint8Array(await subtle().digest("SHA-256", asBytes(bytes, "the data")));
+}
+
+/** Throw IntegrityError unless sha256(bytes) is the hash the chain anchored (bytes or hex). */
+export async function checkContentHash(bytes, contentHash) {
+  const want = typeof contentHash === "string" ? hexToBytes(contentHash) : asBytes(contentHash, "the content hash", 32);
+  if (!equalBytes(await sha256(bytes), want)) {
+    throw new IntegrityError(
+      "the stored data does not match the hash anchored on chain; it was altered or replaced: nothing was decrypted",
+    );
+  }
+}
+
 /**
- * Open a package as `reader`: check the binding against `expected` (the chain's facts), take the
- * data key from the reader's wrap (or `dataKey` if the caller has it, e.g. from a key share), decrypt.
+ * Open a package as `reader`: check the sha256 against `expected.contentHash` (the anchored hash;
+ * pass it: the media type and the wraps' key-version labels are covered by it and by no AEAD), the
+ * binding against `expected` (the chain's facts), take the data key from the reader's wrap (or
+ * `dataKey` if the caller has it, e.g. from a key share), decrypt.
  * Returns {plaintext, dataKey, mediaType, binding, version}.
  */
 export async function openPackage(bytes, { reader, x25519Secrets, expected, dataKey } = {}) {
+  if (expected && expected.contentHash !== undefined) await checkContentHash(bytes, expected.contentHash);
   const parsed = parsePackage(bytes);
   const binding = checkBinding(parsed, expected);
   const ad = bindingAssociatedData(binding);

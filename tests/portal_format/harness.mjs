@@ -51,7 +51,7 @@ const ops = {
       header_length: p.headerLength, envelope_length: p.envelope.length };
   },
   async open_package(op) {
-    const expected = { ...op.expected, recordId: op.expected.record_id };
+    const expected = { ...op.expected, recordId: op.expected.record_id, contentHash: op.expected.content_hash };
     const opened = await format.openPackage(bytes(op.package), { reader: op.reader, x25519Secrets: secrets(op.x25519_secrets),
       expected, dataKey: op.data_key === undefined ? undefined : bytes(op.data_key) });
     return { plaintext: hex(opened.plaintext), data_key: hex(opened.dataKey), media_type: opened.mediaType,

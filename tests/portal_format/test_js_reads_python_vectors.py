@@ -99,7 +99,8 @@ def test_js_matches_python_vector(case_id: str, js_results: dict[str, list[dict[
         parsed, opened = results
         assert parsed["format"] == case["format"] and parsed["media_type"] == case["media_type"]
         assert parsed["version"] == case["version"]
-        assert parsed["binding"] == {**case["expected"], "version": case["version"]}
+        chain = {k: v for k, v in case["expected"].items() if k != "content_hash"}
+        assert parsed["binding"] == {**chain, "version": case["version"]}
         assert (parsed["umbral"] is not None) == ("umbral" in case)
         assert parsed["header_length"] + parsed["envelope_length"] == len(case["package"]) // 2
         assert opened["plaintext"] == case["plaintext"] and opened["data_key"] == case["data_key"]
