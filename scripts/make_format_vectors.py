@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,8 @@ def error(js: str, python: str) -> dict[str, str]:
 def wrap_vectors() -> dict[str, Any]:
     bindings = [binding_of("wrap-1", 1, "patient", LAB_SCOPE, "lab"),
                 binding_of("wrap-2", 7, "patient", BIG_SCOPE, "patient")]
-    cases, negative = [], []
+    cases: list[dict[str, Any]] = []
+    negative: list[dict[str, Any]] = []
     for i, b in enumerate(bindings):
         data_key = fixed(f"data-key/wrap-{i}")
         wrapped = wrap_data_key(data_key, pub("doctor"), associated_data=b.associated_data)
@@ -110,24 +112,23 @@ def wrap_vectors() -> dict[str, Any]:
                       "data_key": data_key.hex()})
     b = bindings[0]
     ad = b.associated_data
-    wrapped = bytes.fromhex(cases[0]["wrapped"])
+    first = bytes.fromhex(str(cases[0]["wrapped"]))
     other = binding_of("wrap-1", 1, "stranger", LAB_SCOPE, "lab")
     bad: list[tuple[str, bytes, bytes, bytes]] = [
-        ("format version byte changed", flip(wrapped, 0), X25519["doctor"], ad),
-        ("ephemeral public key byte flipped", flip(wrapped, 5), X25519["doctor"], ad),
-        ("nonce byte flipped", flip(wrapped, 40), X25519["doctor"], ad),
-        ("encrypted key byte flipped", flip(wrapped, 50), X25519["doctor"], ad),
-        ("tag byte flipped", flip(wrapped, 92), X25519["doctor"], ad),
-        ("truncated to 92 bytes", wrapped[:-1], X25519["doctor"], ad),
-        ("extended to 94 bytes", wrapped + b"\x00", X25519["doctor"], ad),
-        ("wrong reader key", wrapped, X25519["stranger"], ad),
-        ("associated data of another patient (re-listed)", wrapped, X25519["doctor"], other.associated_data),
-        ("associated data of another version", wrapped, X25519["doctor"],
+        ("format version byte changed", flip(first, 0), X25519["doctor"], ad),
+        ("ephemeral public key byte flipped", flip(first, 5), X25519["doctor"], ad),
+        ("nonce byte flipped", flip(first, 40), X25519["doctor"], ad),
+        ("encrypted key byte flipped", flip(first, 50), X25519["doctor"], ad),
+        ("tag byte flipped", flip(first, 92), X25519["doctor"], ad),
+        ("truncated to 92 bytes", first[:-1], X25519["doctor"], ad),
+        ("extended to 94 bytes", first + b"\x00", X25519["doctor"], ad),
+        ("wrong reader key", first, X25519["stranger"], ad),
+        ("associated data of another patient (re-listed)", first, X25519["doctor"], other.associated_data),
+        ("associated data of another version", first, X25519["doctor"],
          binding_of("wrap-1", 2, "patient", LAB_SCOPE, "lab").associated_data),
     ]
     for name, w, secret, aad in bad:
-        python = expect_error(lambda w=w, secret=secret, aad=aad: unwrap_data_key(w, secret, associated_data=aad),
-                              DecryptionError)
+        python = expect_error(partial(unwrap_data_key, w, secret, associated_data=aad), DecryptionError)
         negative.append({"name": name, "wrapped": w.hex(), "recipient_secret": secret.hex(),
                          "associated_data": aad.hex(), "error": error("DecryptionError", python)})
     return {"description": "Data keys wrapped to an X25519 key (ehr_client.crypto.wrap), see docs/FORMAT.md#key-wrap",
@@ -140,7 +141,7 @@ def wrap_vectors() -> dict[str, Any]:
 def envelope_vectors() -> dict[str, Any]:
     b = binding_of("envelope", 3, "patient", LAB_SCOPE, "lab")
     data_key = fixed("data-key/envelope")
-    cases = []
+    cases: list[dict[str, Any]] = []
     for size, chunk in [(0, 64), (1, 64), (63, 64), (64, 64), (65, 64), (128, 64), (200, 64), (1000, 1024 * 1024)]:
         plaintext = hashlib.shake_256(f"plaintext-{size}".encode()).digest(size) if size else b""
         envelope = b"".join(iter_encrypt(plaintext, data_key, record_id=b.record_id, version=b.version,
@@ -150,7 +151,7 @@ def envelope_vectors() -> dict[str, Any]:
         cases.append({"name": f"{size} bytes in chunks of {chunk}", "data_key": data_key.hex(), "binding": binding_json(b),
                       "associated_data": b.associated_data.hex(), "chunk_size": chunk, "plaintext": plaintext.hex(),
                       "envelope": envelope.hex()})
-    env = bytes.fromhex(cases[6]["envelope"])  # 200 bytes in chunks of 64: 3 full chunks and a final of 8 (+ tag)
+    env = bytes.fromhex(str(cases[6]["envelope"]))  # 200 bytes in chunks of 64: 3 full chunks and a final of 8 (+ tag)
     frame = 64 + 16
     h = 48
     header = bytearray(env[:h])
@@ -180,12 +181,16 @@ def envelope_vectors() -> dict[str, Any]:
     ]
     negative = []
     for name, e, key, binding, js in bad:
-        python = expect_error(lambda e=e, key=key, binding=binding: b"".join(iter_decrypt(
-            e, key, record_id=binding.record_id, version=binding.version, context=binding.context)), DecryptionError)
+        python = expect_error(partial(_decrypt_all, e, key, binding), DecryptionError)
         negative.append({"name": name, "envelope": e.hex(), "data_key": key.hex(),
                          "associated_data": binding.associated_data.hex(), "error": error(js, python)})
     return {"description": "Envelopes (ehr_client.crypto.stream), see docs/FORMAT.md#envelope", "cases": cases,
             "negative": negative}
+
+
+def _decrypt_all(envelope: bytes, key: bytes, binding: RecordBinding) -> bytes:
+    return b"".join(iter_decrypt(envelope, key, record_id=binding.record_id, version=binding.version,
+                                 context=binding.context))
 
 
 # --- package -----------------------------------------------------------------------------------
@@ -399,7 +404,7 @@ def keyshare_vectors() -> dict[str, Any]:
     ]
     negative = []
     for name, data in malformed:
-        python = expect_error(lambda data=data: KeyShare.from_bytes(data), EHRError)
+        python = expect_error(partial(KeyShare.from_bytes, data), EHRError)
         negative.append({"name": name, "share": data.decode("utf-8", "replace") if name != "not UTF-8" else None,
                          "share_hex": data.hex(), "error": error("FormatError", python)})
     stranger = identity("stranger", {1: X25519["doctor"]})
