@@ -319,6 +319,12 @@ def package_vectors() -> dict[str, Any]:
     for name, package in [("media type changed, caught by the anchored sha256", media_changed),
                           ("a wrap's key-version label changed, caught by the anchored sha256", label_changed)]:
         refuse(name, package, "patient", patient_keys, b4, "IntegrityError", IntegrityError, content_hash=anchored)
+    # anyone can wrap a key of their own to the patient with the public binding AD: only the hash tells
+    substitute = seal_package(b4, FHIR, fhir.replace(b"5.4", b"9.9"), fixed("data-key/substitute"),
+                              {"lab": (1, pub("lab")), "patient": (2, pub("patient-v2"))}, umbral=False)
+    assert python_open(substitute, "patient", patient_keys, b4) != fhir
+    refuse("substituted package with the right binding, caught by the anchored sha256", substitute, "patient",
+           patient_keys, b4, "IntegrityError", IntegrityError, content_hash=anchored)
     malformed = [
         ("magic changed", b"EHRQ" + p4[4:]),
         ("unknown package format 5", p4[:4] + b"\x05" + p4[5:]),

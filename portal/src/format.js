@@ -638,14 +638,26 @@ export async function checkContentHash(bytes, contentHash) {
 }
 
 /**
- * Open a package as `reader`: check the sha256 against `expected.contentHash` (the anchored hash;
- * pass it: the media type and the wraps' key-version labels are covered by it and by no AEAD), the
- * binding against `expected` (the chain's facts), take the data key from the reader's wrap (or
- * `dataKey` if the caller has it, e.g. from a key share), decrypt.
+ * Open a package as `reader`. `expected` is what the chain lists for the record: {recordId, patient,
+ * scope, author, contentHash (the anchored sha256), version (optional)}. In order: the sha256 must be
+ * the anchored one (IntegrityError), the header's binding the chain's (BindingError), the data key
+ * comes from the reader's wrap (`x25519Secrets`: Map keyVersion -> secret) or from `dataKey` when the
+ * caller has it (e.g. dataKeyFromShare), then the envelope is decrypted.
  * Returns {plaintext, dataKey, mediaType, binding, version}.
+ *
+ * The anchored hash is required: anyone can wrap a key of their choosing to the reader's public key
+ * with the (public) binding AD and encrypt a plaintext of their choosing, so without the hash a
+ * substituted package with the right binding would open to the substitute. `unsafeSkipContentHash`
+ * skips the check, for format tests only.
  */
-export async function openPackage(bytes, { reader, x25519Secrets, expected, dataKey } = {}) {
-  if (expected && expected.contentHash !== undefined) await checkContentHash(bytes, expected.contentHash);
+export async function openPackage(bytes, { reader, x25519Secrets, expected, dataKey, unsafeSkipContentHash = false } = {}) {
+  if (!expected) throw new TypeError("pass the record's facts from the chain (expected: recordId, patient, scope, author, contentHash)");
+  if (!unsafeSkipContentHash) {
+    if (expected.contentHash === undefined || expected.contentHash === null) {
+      throw new TypeError("pass expected.contentHash, the sha256 the chain anchored for this record");
+    }
+    await checkContentHash(bytes, expected.contentHash);
+  }
   const parsed = parsePackage(bytes);
   const binding = checkBinding(parsed, expected);
   const ad = bindingAssociatedData(binding);

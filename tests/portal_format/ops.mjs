@@ -53,9 +53,16 @@ const ops = {
   async open_package(op) {
     const expected = { ...op.expected, recordId: op.expected.record_id, contentHash: op.expected.content_hash };
     const opened = await format.openPackage(bytes(op.package), { reader: op.reader, x25519Secrets: secrets(op.x25519_secrets),
-      expected, dataKey: op.data_key === undefined ? undefined : bytes(op.data_key) });
+      expected, dataKey: op.data_key === undefined ? undefined : bytes(op.data_key),
+      unsafeSkipContentHash: op.expected.content_hash === undefined });
     return { plaintext: hex(opened.plaintext), data_key: hex(opened.dataKey), media_type: opened.mediaType,
       version: String(opened.version), binding: plainBinding(opened.binding) };
+  },
+  async open_package_requiring_hash(op) {
+    // openPackage as an app calls it, without the test-only opt-out: no contentHash must be refused
+    const expected = { ...op.expected, recordId: op.expected.record_id, contentHash: op.expected.content_hash };
+    await format.openPackage(bytes(op.package), { reader: op.reader, x25519Secrets: secrets(op.x25519_secrets), expected });
+    return {};
   },
   async umbral_prefix(op) {
     const prefix = format.umbralPlaintextPrefix(binding(op.binding));

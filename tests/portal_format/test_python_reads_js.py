@@ -197,3 +197,32 @@ def test_js_refuses_every_single_byte_change_of_a_python_package() -> None:
     assert all(without_hash[i]["plaintext"] == plaintext.hex() for i in accepted)
     refused = {r["error"] for r in without_hash if not r["ok"]}
     assert refused == {"FormatError", "BindingError", "DecryptionError", "KeyNotFoundError"}, refused
+
+
+def test_a_substituted_package_opens_unless_the_anchored_hash_is_checked() -> None:
+    """Why openPackage requires the chain's sha256: a wrap authenticates no one. Whoever serves the
+    bytes can wrap a key of their own to the reader with the public binding AD and encrypt what they like."""
+    b = gen.binding_of("substitute", 1, "patient", gen.LAB_SCOPE, "lab")
+    real = gen.seal_package(b, "application/fhir+json", b'{"value":5.4}', hashlib.sha256(b"real").digest(),
+                            {"patient": (1, gen.pub("patient"))}, umbral=False)
+    anchored = hashlib.sha256(real).hexdigest()
+    [forged] = run_node([{"op": "build_package", "binding": _binding_json(b), "data_key": "33" * 32,
+                          "media_type": "application/fhir+json", "umbral": None, "plaintext": b'{"value":9.9}'.hex(),
+                          "readers": [{"address": gen.ADDRESS["patient"], "key_version": 1,
+                                       "public": gen.pub("patient").hex()}], "chunk_size": 64}])
+    substitute = bytes.fromhex(forged["package"])
+    expected = {k: v for k, v in _binding_json(b).items() if k != "version"}
+
+    def opening(package: bytes, exp: dict[str, Any]) -> dict[str, Any]:
+        return {"op": "open_package", "package": package.hex(), "reader": gen.ADDRESS["patient"],
+                "x25519_secrets": {"1": gen.X25519["patient"].hex()}, "expected": exp}
+
+    unchecked, checked, genuine = run_node([opening(substitute, expected),
+                                            opening(substitute, {**expected, "content_hash": anchored}),
+                                            opening(real, {**expected, "content_hash": anchored})])
+    assert bytes.fromhex(unchecked["plaintext"]) == b'{"value":9.9}'  # the crypto alone cannot tell
+    assert gen.python_open(substitute, "patient", {1: gen.X25519["patient"]}, b) == b'{"value":9.9}'
+    assert (checked["ok"], checked["error"]) == (False, "IntegrityError") and "plaintext" not in checked
+    assert bytes.fromhex(genuine["plaintext"]) == b'{"value":5.4}'
+    [refused] = run_node([{**opening(real, expected), "op": "open_package_requiring_hash"}])
+    assert refused["ok"] is False and "contentHash" in refused["message"]
