@@ -398,6 +398,7 @@ def keyshare_vectors() -> dict[str, Any]:
         ("entries is not a list", variant(entries={"0": doc["entries"][0]})),
         ("record id of 31 bytes", entry_variant(record=doc["entries"][0]["record"][:-2])),
         ("record id not hex", entry_variant(record="0x" + "zz" * 32)),
+        ("record id with an upper-case 0X prefix", entry_variant(record="0X" + doc["entries"][0]["record"][2:])),
         ("wrapped key of 92 bytes", entry_variant(wrapped=doc["entries"][0]["wrapped"][:-2])),
         ("version 0", entry_variant(version=0)),
         ("key version 0", entry_variant(keyVersion=0)),

@@ -719,6 +719,14 @@ function jsonDepthWithin(text, maxDepth) {
   return true;
 }
 
+/** Hex as KeyShare.from_bytes reads it: an optional lower-case "0x", then hex digits (no spaces). */
+function shareHex(value) {
+  const text = String(value);
+  const body = text.startsWith("0x") ? text.slice(2) : text;
+  if (body.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(body)) throw new TypeError("not hex");
+  return hexToBytes(body);
+}
+
 function shareError(detail) {
   return new FormatError(`the key share is malformed (${detail}); ask the patient to share the keys again`);
 }
@@ -758,8 +766,8 @@ export function parseKeyShare(bytes) {
     let recordId;
     let wrappedBytes;
     try {
-      recordId = hexToBytes(String(record));
-      wrappedBytes = hexToBytes(String(wrapped));
+      recordId = shareHex(record);
+      wrappedBytes = shareHex(wrapped);
     } catch {
       throw shareError(`entry ${i}: record or wrapped is not hex`);
     }
