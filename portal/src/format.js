@@ -157,16 +157,12 @@ function u64be(n) {
   return out;
 }
 
+/** A uint64 given as a BigInt, a safe-integer number or a string of decimal digits. */
 function toU64(value, what) {
-  let v;
-  try {
-    v = BigInt(value);
-  } catch {
-    throw new TypeError(`${what} must be an integer from 0 to 2**64 - 1`);
-  }
-  if (typeof value === "boolean" || (typeof value === "number" && !Number.isSafeInteger(value)) || v < 0n || v >= U64_LIMIT) {
-    throw new TypeError(`${what} must be an integer from 0 to 2**64 - 1`);
-  }
+  const ok = typeof value === "bigint" || (typeof value === "number" && Number.isSafeInteger(value))
+    || (typeof value === "string" && /^[0-9]{1,20}$/.test(value));
+  const v = ok ? BigInt(value) : -1n;
+  if (v < 0n || v >= U64_LIMIT) throw new TypeError(`${what} must be an integer from 0 to 2**64 - 1`);
   return v;
 }
 
