@@ -33,6 +33,7 @@ from eth_utils import to_checksum_address
 
 from ehr_client.client.keysource import ShareIndex, check_header, own_data_key
 from ehr_client.client.model import RecordInfo
+from ehr_client.custodian.seal import fragment_associated_data, open_sealed, seal
 from ehr_client.crypto import iter_decrypt, iter_encrypt, unwrap_data_key, wrap_data_key, x25519_public_key
 from ehr_client.errors import DecryptionError, EHRError, IntegrityError, KeyNotFound
 from ehr_client.keys.identity import Identity, umbral_public_key
@@ -52,9 +53,9 @@ def fixed(label: str) -> bytes:
     return hashlib.sha256(b"ehr-format-vectors/" + label.encode()).digest()
 
 
-WALLETS = {name: fixed("wallet/" + name) for name in ("patient", "lab", "doctor", "stranger")}
+WALLETS = {name: fixed("wallet/" + name) for name in ("patient", "lab", "doctor", "stranger", "custodian")}
 ADDRESS = {name: str(Account.from_key(key).address) for name, key in WALLETS.items()}
-X25519 = {name: fixed("x25519/" + name) for name in ("patient", "patient-v2", "lab", "doctor", "stranger")}
+X25519 = {name: fixed("x25519/" + name) for name in ("patient", "patient-v2", "lab", "doctor", "stranger", "custodian")}
 UMBRAL_SECRET = bytes(umbral_pre.SecretKey.from_be_bytes(fixed("umbral/patient")).to_be_bytes())
 
 
@@ -440,13 +441,44 @@ def keyshare_vectors() -> dict[str, Any]:
             "negative": negative}
 
 
+# --- sealed payloads (custodian fragments) ------------------------------------------------------
+
+
+def seal_vectors() -> dict[str, Any]:
+    record_id = fixed("record/seal")
+    ad = fragment_associated_data(ADDRESS["custodian"], record_id, ADDRESS["doctor"])
+    cases: list[dict[str, Any]] = []
+    for size in (0, 1, 300):
+        payload = hashlib.shake_256(f"kfrag-{size}".encode()).digest(size) if size else b""
+        sealed = seal(payload, pub("custodian"), associated_data=ad)
+        assert open_sealed(sealed, X25519["custodian"], associated_data=ad) == payload
+        cases.append({"name": f"{size}-byte payload sealed to a custodian", "custodian": ADDRESS["custodian"],
+                      "record_id": record_id.hex(), "grantee": ADDRESS["doctor"], "associated_data": ad.hex(),
+                      "recipient_secret": X25519["custodian"].hex(), "sealed": sealed.hex(), "payload": payload.hex()})
+    sealed = bytes.fromhex(str(cases[2]["sealed"]))
+    other_grantee = fragment_associated_data(ADDRESS["custodian"], record_id, ADDRESS["stranger"])
+    bad = [("payload byte flipped", flip(sealed, 110), X25519["custodian"], ad),
+           ("wrapped key byte flipped", flip(sealed, 50), X25519["custodian"], ad),
+           ("nonce byte flipped", flip(sealed, 95), X25519["custodian"], ad),
+           ("shorter than 121 bytes", sealed[:120], X25519["custodian"], ad),
+           ("wrong custodian key", sealed, X25519["stranger"], ad),
+           ("bound to another grantee", sealed, X25519["custodian"], other_grantee)]
+    negative = []
+    for name, data, secret, aad in bad:
+        python = expect_error(partial(open_sealed, data, secret, associated_data=aad), DecryptionError)
+        negative.append({"name": name, "sealed": data.hex(), "recipient_secret": secret.hex(),
+                         "associated_data": aad.hex(), "error": error("DecryptionError", python)})
+    return {"description": "Payloads sealed to a custodian (ehr_client.custodian.seal), see docs/FORMAT.md#sealed-payload",
+            "cases": cases, "negative": negative}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name, make in [("wrap", wrap_vectors), ("envelope", envelope_vectors), ("package", package_vectors),
-                       ("keyshare", keyshare_vectors)]:
+                       ("keyshare", keyshare_vectors), ("seal", seal_vectors)]:
         vectors = {"generator": "scripts/make_format_vectors.py", **make()}
         path = args.out / f"{name}.json"
         path.write_text(json.dumps(vectors, indent=1) + "\n")

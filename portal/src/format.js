@@ -52,6 +52,8 @@ export const WRAPPED_KEY_SIZE = 1 + 32 + 12 + DATA_KEY_SIZE + TAG_SIZE; // 93
 export const WRAP_KDF_LABEL = bytesOf("ehr_client/wrap/v1");
 
 export const UMBRAL_BINDING_LABEL = bytesOf("ehr-umbral-data-key/v1");
+export const FRAGMENT_LABEL = bytesOf("ehr-custodian-fragment/v1");
+export const SEAL_OVERHEAD = WRAPPED_KEY_SIZE + 12 + TAG_SIZE; // 121
 
 export const KEYSHARE_FORMAT = "ehr-keyshare/1";
 export const KEYSHARE_MAX_ENTRIES = 100_000;
@@ -670,6 +672,44 @@ export async function openPackage(bytes, { reader, x25519Secrets, expected, data
   }
   const plaintext = await decryptEnvelope(parsed.envelope, key, ad);
   return { plaintext, dataKey: key, mediaType: parsed.mediaType, binding, version: parsed.version };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealed payloads (ehr_client/custodian/seal.py): key fragments sealed to a custodian
+
+/** "ehr-custodian-fragment/v1" || custodian (20) || record id (32) || grantee (20). */
+export function fragmentAssociatedData(custodian, recordId, grantee) {
+  return concatBytes(FRAGMENT_LABEL, addressBytes(custodian, "the custodian"),
+    asBytes(typeof recordId === "string" ? hexToBytes(recordId) : recordId, "a record id", RECORD_ID_SIZE),
+    addressBytes(grantee, "the grantee"));
+}
+
+/**
+ * seal(): wrapped key (93, a fresh AES key wrapped to `recipientX25519Public` with `associatedData`)
+ * || nonce (12) || AES-256-GCM(payload) with AD = wrapped key || associatedData.
+ */
+export async function sealPayload(payload, recipientX25519Public, associatedData) {
+  asBytes(payload, "the payload");
+  const key = randomBytes(DATA_KEY_SIZE);
+  try {
+    const wrapped = await wrapDataKey(key, recipientX25519Public, associatedData);
+    const nonce = randomBytes(12);
+    const body = await aesSeal(await aesKey(key, "encrypt"), nonce, payload, concatBytes(wrapped, associatedData));
+    return concatBytes(wrapped, nonce, body);
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** The payload of sealPayload / Python's seal; any failure: DecryptionError. */
+export async function openSealedPayload(sealed, recipientX25519Secret, associatedData) {
+  if (!(sealed instanceof Uint8Array) || sealed.length < SEAL_OVERHEAD) throw new DecryptionError();
+  const wrapped = sealed.subarray(0, WRAPPED_KEY_SIZE);
+  const key = await unwrapDataKey(wrapped, recipientX25519Secret, associatedData);
+  const aes = await aesKey(key, "decrypt");
+  key.fill(0);
+  return aesOpen(aes, sealed.subarray(WRAPPED_KEY_SIZE, WRAPPED_KEY_SIZE + 12), sealed.subarray(WRAPPED_KEY_SIZE + 12),
+    concatBytes(wrapped, associatedData));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def generator() -> ModuleType:
     return module
 
 
-FILES = ("wrap", "envelope", "package", "keyshare")
+FILES = ("wrap", "envelope", "package", "keyshare", "seal")
 
 
 def ops_for(kind: str, case: dict[str, Any], negative: bool) -> list[dict[str, Any]]:
@@ -69,6 +69,9 @@ def ops_for(kind: str, case: dict[str, Any], negative: bool) -> list[dict[str, A
         opened = {"op": "open_package", "package": case["package"], "reader": case["reader"],
                   "x25519_secrets": case["x25519_secrets"], "expected": case["expected"]}
         return [opened] if negative else [{"op": "parse_package", "package": case["package"]}, opened]
+    if kind == "seal":
+        return [{"op": "open_sealed", "sealed": case["sealed"], "secret": case["recipient_secret"],
+                 "associated_data": case["associated_data"]}]
     assert kind == "keyshare"
     share_hex = case.get("share_hex") or case["share"].encode().hex()
     if negative and "binding" not in case:

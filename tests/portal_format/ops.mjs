@@ -64,6 +64,13 @@ const ops = {
     await format.openPackage(bytes(op.package), { reader: op.reader, x25519Secrets: secrets(op.x25519_secrets), expected });
     return {};
   },
+  async seal(op) {
+    const ad = format.fragmentAssociatedData(op.custodian, op.record_id, op.grantee);
+    return { sealed: hex(await format.sealPayload(bytes(op.payload), bytes(op.public), ad)), associated_data: hex(ad) };
+  },
+  async open_sealed(op) {
+    return { payload: hex(await format.openSealedPayload(bytes(op.sealed), bytes(op.secret), bytes(op.associated_data))) };
+  },
   async umbral_prefix(op) {
     const prefix = format.umbralPlaintextPrefix(binding(op.binding));
     return { prefix: hex(prefix), plaintext: hex(format.makeUmbralPlaintext(binding(op.binding), bytes(op.data_key))) };

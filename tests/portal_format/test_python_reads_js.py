@@ -16,6 +16,7 @@ import pytest
 import umbral_pre
 
 from ehr_client.client.keysource import ShareIndex
+from ehr_client.custodian.seal import fragment_associated_data, open_sealed
 from ehr_client.crypto import iter_decrypt, unwrap_data_key, x25519_public_key
 from ehr_client.errors import DecryptionError, InvalidRecord
 from ehr_client.keyshare import KeyShare
@@ -226,3 +227,22 @@ def test_a_substituted_package_opens_unless_the_anchored_hash_is_checked() -> No
     assert bytes.fromhex(genuine["plaintext"]) == b'{"value":5.4}'
     [refused] = run_node([{**opening(real, expected), "op": "open_package_requiring_hash"}])
     assert refused["ok"] is False and "contentHash" in refused["message"]
+
+
+def test_custodians_open_payloads_sealed_by_js() -> None:
+    """Key fragments for custodians, sealed in the browser, open with ehr_client.custodian.seal."""
+    rng = random.Random(SEED)
+    record_id = rng.randbytes(32)
+    payloads = [b"", rng.randbytes(1), rng.randbytes(500)]
+    results = run_node([{"op": "seal", "custodian": gen.ADDRESS["custodian"], "record_id": record_id.hex(),
+                         "grantee": gen.ADDRESS["doctor"], "public": gen.pub("custodian").hex(), "payload": p.hex()}
+                        for p in payloads])
+    ad = fragment_associated_data(gen.ADDRESS["custodian"], record_id, gen.ADDRESS["doctor"])
+    for payload, result in zip(payloads, results, strict=True):
+        assert result["associated_data"] == ad.hex()
+        sealed = bytes.fromhex(result["sealed"])
+        assert len(sealed) == 121 + len(payload)
+        assert open_sealed(sealed, gen.X25519["custodian"], associated_data=ad) == payload
+        other = fragment_associated_data(gen.ADDRESS["custodian"], record_id, gen.ADDRESS["stranger"])
+        with pytest.raises(DecryptionError):
+            open_sealed(sealed, gen.X25519["custodian"], associated_data=other)

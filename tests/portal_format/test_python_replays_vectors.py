@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from ehr_client.client.keysource import ShareIndex
+from ehr_client.custodian.seal import fragment_associated_data, open_sealed
 from ehr_client.crypto import iter_decrypt, unwrap_data_key
 from ehr_client.keyshare import KeyShare
 from ehr_client.package import RecordBinding
-from tests.portal_format.node import generator, load_vectors
+from tests.portal_format.node import FILES, generator, load_vectors
 
 gen = generator()
 NAME_OF = {address: name for name, address in gen.ADDRESS.items()}
@@ -59,13 +60,18 @@ def test_good_vectors_open_with_the_current_python_code() -> None:
         assert _envelope(case).hex() == case["plaintext"]
     for case in load_vectors("package")["cases"]:
         assert _package(case).hex() == case["plaintext"]
+    for case in load_vectors("seal")["cases"]:
+        assert fragment_associated_data(case["custodian"], bytes.fromhex(case["record_id"]),
+                                        case["grantee"]).hex() == case["associated_data"]
+        assert open_sealed(bytes.fromhex(case["sealed"]), bytes.fromhex(case["recipient_secret"]),
+                           associated_data=bytes.fromhex(case["associated_data"])).hex() == case["payload"]
     for case in load_vectors("keyshare")["cases"]:
         share = KeyShare.from_bytes(case["share"].encode())
         assert share.patient == case["parsed"]["patient"] and share.grantee == case["parsed"]["grantee"]
         assert [_share_key(case, b).hex() for b in case["bindings"]] == case["data_keys"]
 
 
-REFUSED = [(kind, case) for kind in ("wrap", "envelope", "package", "keyshare") for case in load_vectors(kind)["negative"]]
+REFUSED = [(kind, case) for kind in FILES for case in load_vectors(kind)["negative"]]
 
 
 @pytest.mark.parametrize(("kind", "case"), REFUSED, ids=[f"{k}: {c['name']}" for k, c in REFUSED])
@@ -78,6 +84,9 @@ def test_negative_vectors_raise_the_recorded_python_error(kind: str, case: dict[
             return _envelope(case)
         if kind == "package":
             return _package(case)
+        if kind == "seal":
+            return open_sealed(bytes.fromhex(case["sealed"]), bytes.fromhex(case["recipient_secret"]),
+                               associated_data=bytes.fromhex(case["associated_data"]))
         if "binding" in case:
             return _share_key(case, case["binding"])
         return KeyShare.from_bytes(bytes.fromhex(case["share_hex"]))
