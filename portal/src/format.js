@@ -321,14 +321,15 @@ async function keyEncryptionKey(shared, recipientPublic, ephemeralPublic, usage)
  */
 export async function wrapDataKey(dataKey, recipientX25519Public, associatedData) {
   asBytes(dataKey, "a data key", DATA_KEY_SIZE);
-  asBytes(recipientX25519Public, "the recipient's X25519 public key", 32);
   asBytes(associatedData, "the associated data");
+  const unusable = "the recipient public key is not a usable 32-byte X25519 key: fetch it again from the key registry";
+  if (!(recipientX25519Public instanceof Uint8Array) || recipientX25519Public.length !== 32) throw new TypeError(unusable);
   const ephemeral = x25519.utils.randomSecretKey();
   let shared;
   try {
     shared = x25519.getSharedSecret(ephemeral, recipientX25519Public);
   } catch {
-    throw new TypeError("the recipient public key is not a usable 32-byte X25519 key: fetch it again from the key registry");
+    throw new TypeError(unusable);
   }
   const ephemeralPublic = x25519.getPublicKey(ephemeral);
   ephemeral.fill(0);
