@@ -16,6 +16,21 @@
 // identity than the chain (or none), KeyNotFoundError when no key
 // for this reader is present, DecryptionError (opaque, like the Python side) for everything a wrong
 // key or altered bytes cause. A function that throws returns no plaintext at all, never a part.
+//
+// The interface the portal uses (bindings are {recordId, version, patient, scope, author}):
+//   parsePackage(bytes) -> {format, version, mediaType, binding|null, wraps: [{reader, keyVersion, wrapped}],
+//                           umbral: {keyVersion, capsule, ciphertext}|null, headerLength, envelope}
+//   await openPackage(bytes, {reader, x25519Secrets: Map<keyVersion, secret>, dataKey?,
+//                             expected: {recordId, patient, scope, author, contentHash, version?}})
+//       -> {plaintext, dataKey, mediaType, binding, version}      expected = what the chain lists
+//   await wrapDataKey(dataKey, recipientX25519Public, bindingAssociatedData(binding)) -> 93 bytes
+//   await unwrapDataKey(wrapped, recipientX25519Secret, associatedData) -> data key
+//   parseKeyShare(bytes) -> {format, patient, grantee, entries: [{recordId, version, keyVersion, wrapped}]}
+//   await makeKeyShare({patient, grantee, recipientX25519Public, keyVersion, entries: [{binding, dataKey}]}) -> bytes
+//   await dataKeyFromShare(share, {reader, x25519Secrets, binding}) -> data key
+//   await sealPayload(payload, custodianX25519Public, fragmentAssociatedData(custodian, recordId, grantee))
+//   makeUmbralPlaintext(binding, dataKey) / dataKeyFromUmbralPlaintext(plaintext, binding)   (for umbral.js)
+//   encryptEnvelope / decryptEnvelope / buildPackageHeader: writing a package (key rotation in the browser)
 
 import { x25519 } from "@noble/curves/ed25519.js";
 import { keccak_256 } from "@noble/hashes/sha3.js";
