@@ -26,7 +26,8 @@
 //   await wrapDataKey(dataKey, recipientX25519Public, bindingAssociatedData(binding)) -> 93 bytes
 //   await unwrapDataKey(wrapped, recipientX25519Secret, associatedData) -> data key
 //   parseKeyShare(bytes) -> {format, patient, grantee, entries: [{recordId, version, keyVersion, wrapped}]}
-//   await makeKeyShare({patient, grantee, recipientX25519Public, keyVersion, entries: [{binding, dataKey}]}) -> bytes
+//   await makeKeyShare({patient, grantee, recipientX25519Public, keyVersion, entries: [{binding, dataKey}],
+//                       grantedScopes}) -> bytes      (refuses an entry whose scope is not within grantedScopes)
 //   await dataKeyFromShare(share, {reader, x25519Secrets, binding}) -> data key
 //   await sealPayload(payload, custodianX25519Public, fragmentAssociatedData(custodian, recordId, grantee))
 //   makeUmbralPlaintext(binding, dataKey) / dataKeyFromUmbralPlaintext(plaintext, binding)   (for umbral.js)
@@ -839,9 +840,12 @@ export function parseKeyShare(bytes) {
  * Make a key share (KeyShare.to_bytes, byte for byte): the data key of each record version sealed
  * to the grantee's X25519 key `recipientX25519Public` (on-chain key version `keyVersion`), with
  * associated data from each entry's binding. `entries`: [{binding: {recordId, version, patient,
- * scope, author}, dataKey}]; every binding must name `patient`.
+ * scope, author}, dataKey}]; every binding must name `patient`. With `grantedScopes` (the grant's
+ * scope bits), an entry whose scope has a bit outside them is refused, as KeySharer.share skips it
+ * (`scope & ~scopes`): a record in LAB|MENTAL is not shared by a LAB grant.
  */
-export async function makeKeyShare({ patient, grantee, recipientX25519Public, keyVersion, entries }) {
+export async function makeKeyShare({ patient, grantee, recipientX25519Public, keyVersion, entries, grantedScopes }) {
+  const granted = grantedScopes === undefined ? null : toU64(grantedScopes, "the granted scopes");
   const owner = normalAddress(patient, "the patient");
   const to = normalAddress(grantee, "the grantee");
   toU32(keyVersion, "the grantee's key version");
@@ -853,6 +857,10 @@ export async function makeKeyShare({ patient, grantee, recipientX25519Public, ke
   for (const entry of entries) {
     const binding = normalBinding(entry.binding);
     if (binding.patient !== owner) throw new TypeError("every entry's binding must name the share's patient");
+    if (granted !== null && (binding.scope & ~granted) !== 0n) {
+      throw new TypeError(`record 0x${bytesToHex(binding.recordId)} has scope bits ${binding.scope} outside the granted ${granted}: `
+        + "its key must not be shared by this grant");
+    }
     if (binding.version < 1n || binding.version > BigInt(Number.MAX_SAFE_INTEGER)) {
       throw new TypeError("a shared record version must be from 1 to 2**53 - 1");
     }

@@ -91,7 +91,7 @@ const ops = {
   },
   async make_keyshare(op) {
     const share = await format.makeKeyShare({ patient: op.patient, grantee: op.grantee,
-      recipientX25519Public: bytes(op.public), keyVersion: op.key_version,
+      recipientX25519Public: bytes(op.public), keyVersion: op.key_version, grantedScopes: op.granted_scopes,
       entries: op.entries.map((e) => ({ binding: binding(e.binding), dataKey: bytes(e.data_key) })) });
     return { share: new TextDecoder().decode(share) };
   },

@@ -246,3 +246,19 @@ def test_custodians_open_payloads_sealed_by_js() -> None:
         other = fragment_associated_data(gen.ADDRESS["custodian"], record_id, gen.ADDRESS["stranger"])
         with pytest.raises(DecryptionError):
             open_sealed(sealed, gen.X25519["custodian"], associated_data=other)
+
+
+def test_js_shares_no_key_of_a_record_with_scope_bits_outside_the_grant() -> None:
+    """As KeySharer.share (`info.scope & ~scopes`): a LAB grant shares LAB records, not a LAB|MENTAL one."""
+    mental = 1 << 9
+    lab_only = gen.binding_of("js-lab", 1, "patient", gen.LAB_SCOPE, "lab")
+    lab_and_mental = gen.binding_of("js-lab-mental", 1, "patient", gen.LAB_SCOPE | mental, "lab")
+
+    def share(*bindings: RecordBinding) -> dict[str, Any]:
+        return {"op": "make_keyshare", "patient": gen.ADDRESS["patient"], "grantee": gen.ADDRESS["doctor"],
+                "public": gen.pub("doctor").hex(), "key_version": 1, "granted_scopes": str(gen.LAB_SCOPE),
+                "entries": [{"binding": _binding_json(b), "data_key": "44" * 32} for b in bindings]}
+
+    allowed, refused = run_node([share(lab_only), share(lab_only, lab_and_mental)])
+    assert allowed["ok"] and len(KeyShare.from_bytes(allowed["share"].encode()).entries) == 1
+    assert refused["ok"] is False and "outside the granted" in refused["message"] and "share" not in refused
