@@ -1,4 +1,5 @@
-// The byte formats ehr_client writes, read and written in the browser (and Node 18+).
+// The byte formats ehr_client writes, read and written in the browser and in Node (tested on 20; Node 18
+// has no global WebCrypto without --experimental-global-webcrypto).
 //
 // One format, two implementations: this module matches ehr_client/package.py,
 // ehr_client/crypto/{_format,stream,wrap,record}.py and ehr_client/keyshare.py byte for byte.
