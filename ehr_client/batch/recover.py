@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 from ehr_client.batch.journal import BatchJournal
 from ehr_client.chain.client import TxResult
-from ehr_client.chain.ids import batch_id_of, batched_record_ids
+from ehr_client.chain.ids import batch_id_of
 from ehr_client.chain.types import Status
 from ehr_client.client import EHRClient
 from ehr_client.errors import BlobNotFound, EHRError, StorageError
@@ -31,17 +30,6 @@ class Recovered:
     outcome: str
     detail: str = ""
     tx: TxResult | None = None
-    written: tuple[tuple[bytes, bytes | None], ...] = ()
-    """The records of the write, with the salt of a single record (None for a batch's): what
-    `ehr_client.claims.Claims.restore` needs to commit their claims again."""
-
-
-def _leaves(author: str, key: bytes, batch: dict[str, Any]) -> tuple[tuple[bytes, bytes | None], ...]:
-    return tuple((record_id, None) for _, record_id in batched_record_ids(author, key, int(batch["count"])))
-
-
-def _single(record_id: bytes, salt: str | None) -> tuple[tuple[bytes, bytes | None], ...]:
-    return ((record_id, None if salt is None else bytes.fromhex(salt[2:])),)
 
 
 def _blob_ok(client: EHRClient, cid: Cid, sha256: bytes) -> bool:
@@ -67,7 +55,7 @@ def recover(client: EHRClient) -> list[Recovered]:
         key = bytes.fromhex(batch["key"][2:])
         batch_id = batch_id_of(client.address, key)
         if bytes(chain.call(records.batchCommitment(batch_id), action="look up batch")) != bytes(32):
-            out.append(Recovered("batch", batch_id, "on chain", written=_leaves(client.address, key, batch)))
+            out.append(Recovered("batch", batch_id, "on chain"))
             continue
         manifest = Cid(batch["manifestCid"])
         if not _blob_ok(client, manifest, bytes.fromhex(batch["manifestHash"][2:])):
@@ -80,11 +68,11 @@ def recover(client: EHRClient) -> list[Recovered]:
         except EHRError as exc:
             out.append(Recovered("batch", batch_id, "refused", str(exc)))
             continue
-        out.append(Recovered("batch", batch_id, "re-anchored", tx=tx, written=_leaves(client.address, key, batch)))
+        out.append(Recovered("batch", batch_id, "re-anchored", tx=tx))
     for entry in client.journal.acknowledged():
         record_id = bytes.fromhex(entry.record_id[2:])
         if int(chain.call(records.recordStatus(record_id), action="look up record")) != Status.NONE:
-            out.append(Recovered("record", record_id, "on chain", written=_single(record_id, entry.salt)))
+            out.append(Recovered("record", record_id, "on chain"))
             continue
         if entry.salt is None or not _blob_ok(client, Cid(entry.cid), bytes.fromhex(entry.content_hash[2:])):
             out.append(Recovered("record", record_id, "blob missing",
@@ -105,5 +93,5 @@ def recover(client: EHRClient) -> list[Recovered]:
         except EHRError as exc:
             out.append(Recovered("record", record_id, "refused", str(exc)))
             continue
-        out.append(Recovered("record", record_id, "re-anchored", tx=tx, written=_single(record_id, entry.salt)))
+        out.append(Recovered("record", record_id, "re-anchored", tx=tx))
     return out

@@ -20,7 +20,7 @@ def recover(ctx: typer.Context, json_: JsonFlag = False) -> None:
     app_ = app_context(ctx)
     client = app_.client()
     results = recover_writes(client)
-    results += _restore_claims(client, results)
+    results += _restore_claims(client)
     if json_:
         print_json([{"kind": r.kind, "id": hexid(r.ident), "outcome": r.outcome, "detail": r.detail or None,
                      "txHash": r.tx.tx_hash if r.tx else None} for r in results])
@@ -35,22 +35,22 @@ def recover(ctx: typer.Context, json_: JsonFlag = False) -> None:
         raise typer.Exit(4)
 
 
-def _restore_claims(client: EHRClient, results: list[Recovered]) -> list[Recovered]:
-    """A `claim` line per record whose claim had to be committed again (or was refused)."""
+def _restore_claims(client: EHRClient) -> list[Recovered]:
+    """A `claim` line per logged commitment the chain no longer holds: committed again, or not
+    restored (the record is gone, or the patient revoked the author's grant since) and why."""
     address = client.chain.deployment.contracts.get("ClaimRegistry")
     if not address:
         return []
     claims = Claims(client, ClaimRegistry(client.chain, address))
     restored = []
-    for result in results:
-        if result.outcome not in ("on chain", "re-anchored"):
+    for record_id, salt in client.journal.claimed_records().items():
+        if claims.registry.commitment_of(record_id) != 0:
             continue
-        for record_id, salt in result.written:
-            try:
-                tx = claims.restore(record_id, salt)
-            except EHRError as exc:
-                restored.append(Recovered("claim", record_id, "refused", str(exc)))
-                continue
-            if tx is not None:
-                restored.append(Recovered("claim", record_id, "committed again", tx=tx))
+        try:
+            tx = claims.restore(record_id, salt)
+        except EHRError as exc:
+            restored.append(Recovered("claim", record_id, "not restored", str(exc)))
+            continue
+        restored.append(Recovered("claim", record_id, "committed again", tx=tx) if tx is not None else
+                        Recovered("claim", record_id, "not restored", "the record is no longer active"))
     return restored
