@@ -1,0 +1,67 @@
+"""`ehr record recover` now also commits claims for every acknowledged record that is on chain and has
+none, whether or not the chain lost anything. Acted out with the CLI on a real Anvil."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ehr_client.dev.claims import local_claim_setup
+from tests.cli.conftest import Cli
+
+HBA1C = {"resourceType": "Observation", "status": "final",
+         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                   "code": "laboratory"}]}],
+         "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+         "effectiveDateTime": "2026-03-02",
+         "valueQuantity": {"value": 7.91, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}
+DIABETES = {"resourceType": "Condition", "subject": {"reference": "Patient/p"},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+            "onsetDateTime": "2025-11-02"}
+
+
+@pytest.fixture(scope="module")
+def written_before_registry(cli: Cli, world: dict[str, str],
+                            tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The lab and the hospital each write a record while the deployment has no claim registry; then
+    the consortium deploys one. Record ids by author."""
+    folder = tmp_path_factory.mktemp("rc-recover")
+    ids = {}
+    for author, resource in (("lab", HBA1C), ("hospital", DIABETES)):
+        record = folder / f"{author}.json"
+        record.write_text(json.dumps(resource))
+        added = cli.json("record", "add", "patient", str(record), wallet=author)
+        assert added["claimTxHash"] is None  # no registry yet: nothing attested
+        ids[author] = str(added["recordId"])
+    setup = folder / "setup"
+    shutil.copytree(local_claim_setup().directory, setup)
+    cli("claim", "deploy", "--setup", str(setup), wallet="gov-a")
+    return ids
+
+
+def test_recover_with_nothing_lost_attests_a_record_its_author_never_attested(
+        cli: Cli, written_before_registry: dict[str, str]) -> None:
+    """Nothing was lost; recover should report every write `on chain` and send nothing. Instead it
+    commits, now, a claim for a record that never had one: an attestation the lab never made."""
+    recovered = cli.json("record", "recover", wallet="hospital")
+    claim_lines = [r for r in recovered if r["kind"] == "claim"]
+    assert [r["outcome"] for r in recovered if r["kind"] == "record"] == ["on chain"]
+    assert claim_lines == [], f"recover sent claim commitments although the chain lost nothing: {claim_lines}"
+
+
+def test_recover_reports_loss_and_fails_when_only_the_grant_was_revoked(
+        cli: Cli, world: dict[str, str], written_before_registry: dict[str, str]) -> None:
+    """The patient ends the lab's access (its normal right). The chain lost nothing, yet every later
+    `ehr record recover` of the lab exits 4 (data loss) with a `refused` line: an operator cannot tell
+    it from a real loss, and scripts that page on exit 4 page forever."""
+    cli("revoke", "lab", wallet="patient")
+    try:
+        result = cli("record", "recover", "--json", wallet="lab", expect=None)
+        outcomes = json.loads(result.stdout) if result.stdout.strip() else []
+        refused = [r for r in outcomes if r["outcome"] == "refused"]
+        assert result.exit_code == 0 and refused == [], (
+            f"recover exits {result.exit_code} with {refused} although the chain lost nothing")
+    finally:
+        cli("grant", "lab", "--scopes", "lab", "--access", "amend", "--for", "7d", wallet="patient")
