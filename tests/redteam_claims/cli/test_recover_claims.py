@@ -4,7 +4,11 @@ none, whether or not the chain lost anything. Acted out with the CLI on a real A
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +69,48 @@ def test_recover_reports_loss_and_fails_when_only_the_grant_was_revoked(
             f"recover exits {result.exit_code} with {refused} although the chain lost nothing")
     finally:
         cli("grant", "lab", "--scopes", "lab", "--access", "amend", "--for", "7d", wallet="patient")
+
+
+_PEAK_RSS = ("import resource, subprocess, sys\n"
+             "done = subprocess.run(sys.argv[1:], capture_output=True)\n"
+             "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+
+
+def _recover_peak_kib(cli: Cli) -> int:
+    """Peak resident memory (KiB) of one `ehr record recover` run as the lab, in its own process."""
+    ehr = str(Path(sys.executable).parent / "ehr")
+    done = subprocess.run([sys.executable, "-c", _PEAK_RSS, ehr, "--wallet", "lab", "record", "recover", "--json"],
+                          env={**os.environ, **cli.env}, capture_output=True, text=True, check=True)
+    code, peak = done.stdout.split()
+    assert code in ("0", "4"), done
+    return int(peak)
+
+
+def test_recover_loads_every_opaque_file_the_author_wrote_into_memory(
+        cli: Cli, written_before_registry: dict[str, str], tmp_path: Path) -> None:
+    """Opaque files are written in bounded memory and never carry claims (`record add --category` commits
+    none). Yet recover, to look for claims, fetches each of the author's records whole into memory
+    before it reads the media type: its memory grows with the largest file the author ever wrote."""
+    big = tmp_path / "genome.vcf"
+    size = 192 << 20
+    with big.open("wb") as handle:
+        block = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            handle.write(block)
+    cli("record", "add", "patient", str(big), "--category", "genomic", "--scope", "lab", wallet="lab")
+    big.unlink()
+    # The same recover, once without the claim registry in the deployment file (recover as it was) and
+    # once with it: the difference is what the claim restore costs.
+    deployment = Path(cli.env["EHR_DEPLOYMENTS_DIR"], "cli-test.json")
+    original = deployment.read_text()
+    without = json.loads(original)
+    del without["contracts"]["ClaimRegistry"]
+    try:
+        deployment.write_text(json.dumps(without))
+        baseline = _recover_peak_kib(cli)
+    finally:
+        deployment.write_text(original)
+    peak = _recover_peak_kib(cli)
+    grown = (peak - baseline) * 1024
+    assert grown < size // 4, (f"with a claim registry, recover's peak memory is {grown >> 20} MiB higher, for one "
+                               f"{size >> 20} MiB opaque record that can carry no claim")
