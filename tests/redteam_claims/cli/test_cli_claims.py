@@ -114,3 +114,24 @@ def test_recover_loads_every_opaque_file_the_author_wrote_into_memory(
     grown = (peak - baseline) * 1024
     assert grown < size // 4, (f"with a claim registry, recover's peak memory is {grown >> 20} MiB higher, for one "
                                f"{size >> 20} MiB opaque record that can carry no claim")
+
+
+def test_one_record_with_an_overflowing_value_stops_claims_for_the_rest_of_an_import(
+        cli: Cli, world: dict[str, str], written_before_registry: dict[str, str], tmp_path: Path) -> None:
+    """`1e400` is valid JSON and the FHIR check accepts it (canonical `1E+400`); the claim extractor turns it
+    into float('inf') and int() raises OverflowError, which nothing catches. The import is anchored, then
+    the claim commit dies on that file: the files after it never get claims, importing again dies at the
+    same place, and so does every later `ehr record recover` of the lab."""
+    folder = tmp_path / "import"
+    folder.mkdir()
+    for name, value in (("a", "5.11"), ("b", "1e400"), ("c", "5.13")):
+        text = json.dumps({**HBA1C, "valueQuantity": {**HBA1C["valueQuantity"], "value": 0}})
+        (folder / f"{name}.json").write_text(text.replace('"value": 0', f'"value": {value}'))
+    imported = cli("record", "import", str(folder), "--patient", "patient", wallet="lab", expect=None)
+    again = cli("record", "import", str(folder), "--patient", "patient", wallet="lab", expect=None)
+    recovered = cli("record", "recover", "--json", wallet="lab", expect=None)
+    crashes = {name: repr(result.exception) for name, result in
+               (("import", imported), ("import again", again), ("recover", recovered))
+               if result.exception is not None and not isinstance(result.exception, SystemExit)}
+    assert crashes == {}, f"untyped crashes: {crashes}"
+    assert "claims committed for 2 records" in imported.stdout + again.stdout
