@@ -5,6 +5,8 @@ prover parses it with json.loads (float('inf')) and the claim extractor raises O
 from __future__ import annotations
 
 import hashlib
+import json
+from decimal import Decimal
 
 import pytest
 
@@ -30,3 +32,24 @@ def test_a_members_record_with_an_overflowing_number_crashes_the_patients_prover
     # The patient asks to prove about it: a typed error (EHRError) is the contract of every client call.
     with pytest.raises(EHRError):
         patient.prove(written.record_id, ASKED, verifier=insurer.client.address)
+
+
+def test_a_value_with_many_decimals_is_rounded_into_a_claim_the_record_does_not_make(
+        world: dict[str, Claims]) -> None:
+    """extract.py promises that a quantity of more than three decimals carries no claim ("a claim is never
+    rounded into something the record does not say"). The record is canonical JSON with the exact
+    decimal, but the extractor parses it with json.loads (binary floats): 6.50000000000000001 becomes
+    6.5, and a proof of `value <= 6.5` verifies about a record whose value is above 6.5."""
+    lab, patient, insurer = world["lab"], world["patient"], world["insurer"]
+    text = ('{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":'
+            '"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],'
+            '"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"effectiveDateTime":"2026-03-11","valueQuantity":{"value":6.50000000000000001,'
+            '"unit":"%","system":"http://unitsofmeasure.org","code":"%"}}')
+    written = lab.client.add_record(patient.client.address, text)
+    lab.commit(written)
+    asked = "type = Observation and code = http://loinc.org|4548-4 and unit = % and value <= 6.5"
+    proof = patient.prove(written.record_id, asked, verifier=insurer.client.address)
+    insurer.check(proof, patient=patient.client.address)  # the chain accepts "value <= 6.5"
+    stored = json.loads(patient.client.read_record(written.record_id).data, parse_float=Decimal)
+    assert stored["valueQuantity"]["value"] <= Decimal("6.5"), (
+        f"a verified proof says value <= 6.5; the record says {stored['valueQuantity']['value']}")
