@@ -15,6 +15,7 @@ from ehr_client.client.model import FHIR_MEDIA_TYPE
 from ehr_client.client.write import Prepared
 from ehr_client.errors import EHRError
 from ehr_client.records import Scope
+from tests.claims.conftest import hba1c
 
 ASKED = "type = Observation and code = http://loinc.org|4548-4 and unit = % and value < 6.5"
 HUGE = (b'{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org",'
@@ -53,3 +54,20 @@ def test_a_value_with_many_decimals_is_rounded_into_a_claim_the_record_does_not_
     stored = json.loads(patient.client.read_record(written.record_id).data, parse_float=Decimal)
     assert stored["valueQuantity"]["value"] <= Decimal("6.5"), (
         f"a verified proof says value <= 6.5; the record says {stored['valueQuantity']['value']}")
+
+
+def test_a_result_above_the_measuring_range_is_claimed_as_its_limit(world: dict[str, Claims]) -> None:
+    """FHIR Quantity.comparator says how to read the value: an HbA1c reported as `> 14 %` (above the
+    analyser's range) is some value above 14. The extractor drops the comparator and commits 14, so the
+    patient proves `value <= 14` about a result the lab reported as above 14."""
+    lab, patient, insurer = world["lab"], world["patient"], world["insurer"]
+    resource = hba1c(14, "2026-03-12")
+    resource["valueQuantity"]["comparator"] = ">"
+    written = lab.add_record(patient.client.address, resource)
+    assert written.commit is not None  # the lab's client committed a claim for it
+    asked = "type = Observation and code = http://loinc.org|4548-4 and unit = % and value <= 14"
+    proof = patient.prove(written.record.record_id, asked, verifier=insurer.client.address)
+    insurer.check(proof, patient=patient.client.address)  # the chain accepts "value <= 14"
+    stored = patient.client.read_record(written.record.record_id).resource()["valueQuantity"]
+    assert stored.get("comparator") in (None, "<", "<="), (
+        f"a verified proof says value <= 14; the record says value {stored['comparator']} {stored['value']}")
