@@ -4,6 +4,13 @@ Observation: its first coding, valueQuantity (value and unit) and effective date
 vaccine code and occurrence date; Patient: birth date; Condition: code and onset date. A resource
 without these, or with a partial date ("1990", "1990-05") or a quantity of more than three
 decimals, carries no claim: a claim is never rounded into something the record does not say.
+
+Nor does a resource that does not assert its fact: an Observation that is not final, amended or
+corrected (preliminary, cancelled, entered-in-error) or whose quantity carries a comparator
+("> 14": a bound, not a value); an Immunization that is not completed (not-done, entered-in-error)
+or was subpotent; a Condition whose verification status is not confirmed (refuted, provisional,
+entered-in-error, or none given). A proof then can never show the opposite of what the author
+recorded.
 """
 
 from __future__ import annotations
@@ -16,16 +23,24 @@ from typing import Any
 from ehr_client.claims.model import Claim, ClaimKind, code_element, encode_date, encode_value, unit_element
 
 
+_ASSERTED_OBSERVATION = frozenset({"final", "amended", "corrected"})
+_CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+
+
 def extract_claim(resource: object) -> Claim | None:
     if not isinstance(resource, Mapping):
         return None
     kind = resource.get("resourceType")
     if kind == "Observation":
+        if resource.get("status") not in _ASSERTED_OBSERVATION:
+            return None
         quantity = resource.get("valueQuantity")
         date = _day(resource.get("effectiveDateTime") or resource.get("effectiveInstant")
                     or _get(resource, "effectivePeriod", "start"))
         code = _first_code(resource.get("code"))
         if not isinstance(quantity, Mapping) or date is None or code is None:
+            return None
+        if quantity.get("comparator") is not None:
             return None
         unit = quantity.get("code") or quantity.get("unit")
         value = _decimal(quantity.get("value"))
@@ -37,8 +52,12 @@ def extract_claim(resource: object) -> Claim | None:
             return None
         return Claim(ClaimKind.OBSERVATION, code_element(code), unit_element(unit), encoded, encode_date(date))
     if kind == "Immunization":
+        if resource.get("status") != "completed" or resource.get("isSubpotent") is True:
+            return None
         return _coded(ClaimKind.IMMUNIZATION, resource.get("vaccineCode"), resource.get("occurrenceDateTime"))
     if kind == "Condition":
+        if _codes(resource.get("verificationStatus"), _CONDITION_VERIFICATION) != {"confirmed"}:
+            return None
         return _coded(ClaimKind.CONDITION, resource.get("code"), resource.get("onsetDateTime"))
     if kind == "Patient":
         birth = _day(resource.get("birthDate"))
@@ -51,6 +70,13 @@ def _coded(kind: ClaimKind, concept: Any, when: Any) -> Claim | None:
     if code is None or date is None:
         return None
     return Claim(kind, code_element(code), 0, encode_value(Decimal(0)), encode_date(date))
+
+
+def _codes(concept: Any, system: str) -> set[str]:
+    """The codes of `concept` in `system`."""
+    codings = concept.get("coding") if isinstance(concept, Mapping) else None
+    return {str(c.get("code")) for c in (codings if isinstance(codings, list) else [])
+            if isinstance(c, Mapping) and c.get("system") == system}
 
 
 def _first_code(concept: Any) -> str | None:

@@ -1,6 +1,7 @@
-"""A member with the patient's amend grant writes a record its own client would refuse (the FHIR check is
-client-side only, and the reader's check passes `1e400`) and commits any value for it. The patient's
-prover parses it with json.loads (float('inf')) and the claim extractor raises OverflowError."""
+"""Record content a member controls, read exactly: a quantity of `1e400` (valid JSON) once crashed the
+claim extractor with OverflowError, a value of 6.50000000000000001 was committed as 6.5 (binary
+floats), and a value reported with a comparator (`> 14`) was claimed as 14. Each now carries no claim,
+with a typed error for whoever tries to prove about it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from ehr_client.claims import Claims
 from ehr_client.client.model import FHIR_MEDIA_TYPE
 from ehr_client.client.write import Prepared
-from ehr_client.errors import EHRError
+from ehr_client.errors import ClaimNotAvailable, EHRError
 from ehr_client.records import Scope
 from tests.claims.conftest import hba1c
 
@@ -35,39 +36,29 @@ def test_a_members_record_with_an_overflowing_number_crashes_the_patients_prover
         patient.prove(written.record_id, ASKED, verifier=insurer.client.address)
 
 
-def test_a_value_with_many_decimals_is_rounded_into_a_claim_the_record_does_not_make(
-        world: dict[str, Claims]) -> None:
-    """extract.py promises that a quantity of more than three decimals carries no claim ("a claim is never
-    rounded into something the record does not say"). The record is canonical JSON with the exact
-    decimal, but the extractor parses it with json.loads (binary floats): 6.50000000000000001 becomes
-    6.5, and a proof of `value <= 6.5` verifies about a record whose value is above 6.5."""
+def test_a_value_with_many_decimals_carries_no_claim(world: dict[str, Claims]) -> None:
+    """The record keeps the exact decimal; a claim would have to round it, so there is none."""
     lab, patient, insurer = world["lab"], world["patient"], world["insurer"]
     text = ('{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":'
             '"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],'
-            '"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"effectiveDateTime":"2026-03-11","valueQuantity":{"value":6.50000000000000001,'
-            '"unit":"%","system":"http://unitsofmeasure.org","code":"%"}}')
+            '"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"effectiveDateTime":"2026-03-11",'
+            '"valueQuantity":{"value":6.50000000000000001,"unit":"%","system":"http://unitsofmeasure.org","code":"%"}}')
     written = lab.client.add_record(patient.client.address, text)
-    lab.commit(written)
-    asked = "type = Observation and code = http://loinc.org|4548-4 and unit = % and value <= 6.5"
-    proof = patient.prove(written.record_id, asked, verifier=insurer.client.address)
-    insurer.check(proof, patient=patient.client.address)  # the chain accepts "value <= 6.5"
+    assert lab.commit(written) is None and lab.registry.commitment_of(written.record_id) == 0
     stored = json.loads(patient.client.read_record(written.record_id).data, parse_float=Decimal)
-    assert stored["valueQuantity"]["value"] <= Decimal("6.5"), (
-        f"a verified proof says value <= 6.5; the record says {stored['valueQuantity']['value']}")
+    assert stored["valueQuantity"]["value"] == Decimal("6.50000000000000001")  # the record, not a rounding
+    with pytest.raises(ClaimNotAvailable):
+        patient.prove(written.record_id, "type = Observation and code = http://loinc.org|4548-4 and value <= 6.5",
+                      verifier=insurer.client.address)
 
 
-def test_a_result_above_the_measuring_range_is_claimed_as_its_limit(world: dict[str, Claims]) -> None:
-    """FHIR Quantity.comparator says how to read the value: an HbA1c reported as `> 14 %` (above the
-    analyser's range) is some value above 14. The extractor drops the comparator and commits 14, so the
-    patient proves `value <= 14` about a result the lab reported as above 14."""
+def test_a_result_above_the_measuring_range_carries_no_claim(world: dict[str, Claims]) -> None:
+    """FHIR Quantity.comparator says the value is a bound (`> 14 %`: above the analyser's range)."""
     lab, patient, insurer = world["lab"], world["patient"], world["insurer"]
     resource = hba1c(14, "2026-03-12")
     resource["valueQuantity"]["comparator"] = ">"
     written = lab.add_record(patient.client.address, resource)
-    assert written.commit is not None  # the lab's client committed a claim for it
-    asked = "type = Observation and code = http://loinc.org|4548-4 and unit = % and value <= 14"
-    proof = patient.prove(written.record.record_id, asked, verifier=insurer.client.address)
-    insurer.check(proof, patient=patient.client.address)  # the chain accepts "value <= 14"
-    stored = patient.client.read_record(written.record.record_id).resource()["valueQuantity"]
-    assert stored.get("comparator") in (None, "<", "<="), (
-        f"a verified proof says value <= 14; the record says value {stored['comparator']} {stored['value']}")
+    assert written.commit is None
+    with pytest.raises(ClaimNotAvailable):
+        patient.prove(written.record.record_id, "type = Observation and code = http://loinc.org|4548-4 and "
+                      "unit = % and value <= 14", verifier=insurer.client.address)
