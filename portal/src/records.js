@@ -1,0 +1,75 @@
+// Opening a record in the browser: ciphertext from the portal, checked against the chain's
+// content hash and identity, decrypted with the patient's derived key (format.js). Nothing is
+// shown from a record that fails a check.
+import { api } from "./api.js";
+import { openPackage } from "./format.js";
+
+export const FHIR_MEDIA_TYPE = "application/fhir+json";
+
+export class VerificationError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "VerificationError";
+  }
+}
+
+function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The binding the chain lists for a record (what the stored package must name). */
+export function expectedBinding(record) {
+  return { recordId: record.recordId, patient: record.patient, scope: BigInt(record.scope), author: record.author };
+}
+
+/** Fetch, verify and decrypt one record version for the patient; returns
+ * {plaintext, dataKey, mediaType, binding}. */
+export async function openRecord(record, session) {
+  if (record.status === "tombstoned") {
+    throw new VerificationError("This record was erased (tombstoned on chain); there is nothing to open.");
+  }
+  const bytes = await api.blob(record.cid);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  if ("0x" + hex(digest) !== record.contentHash.toLowerCase()) {
+    throw new VerificationError(
+      "The stored data does not match the hash anchored on chain (altered or replaced in storage); nothing was decrypted.");
+  }
+  try {
+    return await openPackage(bytes, {
+      reader: session.account,
+      x25519Secrets: session.secrets,
+      expected: expectedBinding(record),
+    });
+  } catch (error) {
+    const kind = error && error.name ? error.name : "Error";
+    if (kind === "BindingError") {
+      throw new VerificationError(`This record failed verification: ${error.message}`);
+    }
+    if (kind === "DecryptionError") {
+      throw new VerificationError(
+        "This record failed verification: it does not decrypt with your key (tampered, or sealed to another key); nothing is shown.");
+    }
+    if (kind === "KeyNotFoundError") {
+      throw new VerificationError(`This record was not sealed to your wallet's derived key: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
+/** Record versions grouped into chains (first version first), newest chain first. */
+export function versionChains(records) {
+  const byId = new Map(records.map((r) => [r.recordId, r]));
+  const amended = new Set(records.map((r) => r.previousId).filter(Boolean));
+  const chains = [];
+  for (const record of records) {
+    if (amended.has(record.recordId)) continue; // not the newest of its chain
+    const chain = [record];
+    let previous = record.previousId;
+    while (previous && byId.has(previous)) {
+      chain.unshift(byId.get(previous));
+      previous = byId.get(previous).previousId;
+    }
+    chains.push(chain);
+  }
+  return chains.reverse();
+}
