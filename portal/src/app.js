@@ -72,7 +72,7 @@ function renderHeader() {
 async function start() {
   window.addEventListener("unhandledrejection", (event) => showError(event.reason));
   window.addEventListener("error", (event) => showError(event.error || event.message));
-  window.addEventListener("hashchange", () => route());
+  window.addEventListener("hashchange", () => { clearStatus(); route(); });
   try {
     session.config = await api.config();
   } catch (error) {
