@@ -152,3 +152,13 @@ class ClaimProofRejected(ClaimError):
 
 class ZkToolError(ClaimError, RuntimeError):
     """circom2 or snarkjs failed or is missing (run `make install`), or the setup files are damaged."""
+
+
+class KeyDerivationRefused(SignatureError):
+    """A wallet signature cannot be turned into encryption keys: not a canonical secp256k1
+    signature (high s, v not 27/28, wrong length) or not made by the expected account."""
+
+
+class NonDeterministicWallet(KeyDerivationRefused):
+    """The wallet signed the key-derivation message twice with two different signatures: it does
+    not sign deterministically (RFC 6979), so keys derived from it could never be derived again."""

@@ -15,6 +15,7 @@ from ehr_client.cli._output import JsonFlag, err, out, print_json, tx_line
 from ehr_client.chain.types import KeyType
 from ehr_client.errors import ConfigError, KeyNotFound, KeystoreError, TransactionReverted
 from ehr_client.keys import KeyInfo
+from ehr_client.keys.derive import MAX_GENERATION, derive_from_account
 
 app = typer.Typer(help="Create, import, list, rotate, revoke and publish keys.", no_args_is_help=True)
 
@@ -77,6 +78,57 @@ def import_(
     key = _ensure_x25519(ctx)
     out().print(f"wallet {app_.settings.wallet}: {info.address}")
     out().print(f"x25519 key v{key.version}: 0x{key.public_key.hex()}")
+
+
+@app.command("derive")
+def derive(
+    ctx: typer.Context,
+    generation: Annotated[int, typer.Option("--generation", min=1, max=MAX_GENERATION,
+                                            help="Key generation to derive; raise it to rotate derived keys.")] = 1,
+    store: Annotated[bool, typer.Option("--store/--no-store",
+                                        help="Keep the keys in the keystore as the current versions.")] = True,
+    publish_: Annotated[bool, typer.Option("--publish", help="Also publish both public keys on chain.")] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Derive the X25519 and Umbral keys from --wallet's signature over the deployment's fixed
+    key-derivation message: the same keys the patient portal derives from this wallet in a browser.
+    Prints public keys only; the secrets go into the keystore (encrypted), never to the screen."""
+    app_ = app_context(ctx)
+    deployment = app_.deployment()
+    account = app_.account()
+    keys = derive_from_account(account, chain_id=deployment.chain_id,
+                               verifying_contract=deployment.address("KeyRegistry"), generation=generation)
+    result: dict[str, object] = {
+        "address": account.address, "chainId": deployment.chain_id, "keyRegistry": deployment.address("KeyRegistry"),
+        "generation": generation, "x25519PublicKey": "0x" + keys.x25519_public.hex(),
+        "umbralPublicKey": "0x" + keys.umbral_public.hex(), "stored": None, "published": None,
+    }
+    if store:
+        keystore = app_.keystore(writing=True)
+        x25519, x_new = keystore.import_encryption_key("x25519", keys.x25519_secret, password=app_.password())
+        umbral, u_new = keystore.import_encryption_key("umbral", keys.umbral_secret, password=app_.password())
+        result["stored"] = {"x25519": {"version": x25519.version, "created": x_new},
+                            "umbral": {"version": umbral.version, "created": u_new}}
+    if publish_:
+        if not store:
+            raise ConfigError("--publish needs the keys in the keystore: drop --no-store")
+        chain = app_.chain()
+        x_version, _ = publish(chain, account, app_.keystore().info("x25519"))
+        result["published"] = {"x25519": x_version, "umbral": app_.client().publish_umbral_key()}
+    if json_:
+        print_json(result)
+        return
+    out().print(f"x25519 public key: {result['x25519PublicKey']}")
+    out().print(f"umbral public key: {result['umbralPublicKey']}")
+    stored, published = result["stored"], result["published"]
+    if isinstance(stored, dict):
+        for kind, facts in stored.items():
+            verb = "stored as" if facts["created"] else "already the current"
+            err().print(f"{kind}: {verb} local version {facts['version']}")
+    if isinstance(published, dict):
+        err().print(f"published on chain: x25519 version {published['x25519']}, umbral version {published['umbral']}")
+    elif store:
+        err().print("next: `ehr keys derive --publish` (or `ehr keys publish`) so others encrypt to these keys")
 
 
 @app.command("list")

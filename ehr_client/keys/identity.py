@@ -11,6 +11,7 @@ from eth_account.signers.local import LocalAccount
 
 from ehr_client.crypto import generate_x25519_keypair
 from ehr_client.errors import KeyNotFound
+from ehr_client.keys.derive import DerivedKeys
 from ehr_client.keys.keystore import Keystore
 
 
@@ -64,6 +65,12 @@ class Identity:
         cls, wallet_key: bytes | str, x25519_keys: Mapping[int, bytes], umbral_keys: Mapping[int, bytes] | None = None
     ) -> Identity:
         return cls(Account.from_key(wallet_key), dict(x25519_keys), dict(umbral_keys or {}))
+
+    @classmethod
+    def from_derived(cls, account: LocalAccount, keys: DerivedKeys, *, version: int = 1) -> Identity:
+        """The wallet with the keys derived from its signature (:mod:`ehr_client.keys.derive`) as
+        version `version` of each: what a browser holding only this wallet can also do."""
+        return cls(account, {version: keys.x25519_secret}, {version: keys.umbral_secret})
 
     @classmethod
     def from_keystore(cls, keystore: Keystore, wallet: str, password: str) -> Identity:

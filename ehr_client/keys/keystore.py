@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import builtins
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -145,10 +146,15 @@ class Keystore:
         """
         _check_kind(kind)
         _check_password(password)
+        return self._create_version(kind, lambda: _material.generate_secret(kind), password, now)
+
+    def _create_version(
+        self, kind: EncryptionKind, make_secret: Callable[[], bytes], password: str, now: datetime | None
+    ) -> KeyInfo:
         created = _now(now)
         for _ in range(_CREATE_ATTEMPTS):
             version = max(self._versions(kind), default=0) + 1
-            secret = _material.generate_secret(kind)
+            secret = make_secret()
             meta = Metadata(kind, f"{kind}-v{version}", version, created, _material.public_key(kind, secret))
             try:
                 self._create(self._key_path(kind, version), _keyfile.seal(secret, meta, password, scrypt_n=self._scrypt_n))
@@ -156,6 +162,29 @@ class Keystore:
                 continue  # another process took this version at the same moment
             return _info(meta)
         raise KeystoreError(f"could not claim a new {kind} key version: another process keeps rotating; retry")
+
+    def import_encryption_key(
+        self, kind: EncryptionKind, secret: bytes, *, password: str, now: datetime | None = None
+    ) -> tuple[KeyInfo, bool]:
+        """Store `secret` (e.g. a wallet-derived key) as the next `kind` version; (info, created).
+
+        Idempotent: if the latest version already holds this key (same public key) and is not
+        revoked, nothing is written and that version is returned with created False.
+
+        Raises:
+            KeystoreError: unknown kind, empty password, or `secret` is not a 32-byte key that the
+                keyfile can hold (a valid secp256k1 scalar).
+        """
+        _check_kind(kind)
+        _check_password(password)
+        if not isinstance(secret, (bytes, bytearray)) or len(secret) != 32 or not _material.is_secp256k1_scalar(bytes(secret)):
+            raise KeystoreError(f"not a {kind} secret this keystore can hold: 32 bytes, a valid secp256k1 scalar")
+        public_key = _material.public_key(kind, bytes(secret))
+        if self._versions(kind):
+            latest = self.info(kind)
+            if latest.public_key == public_key and latest.revoked is None:
+                return latest, False
+        return self._create_version(kind, lambda: bytes(secret), password, now), True
 
     def rotate_encryption_key(
         self, kind: EncryptionKind = "x25519", *, password: str, now: datetime | None = None
