@@ -13,6 +13,8 @@ from ehr_client.cli._output import err
 from ehr_client.client import EHRClient, Identity
 from ehr_client.portal import Clients, PortalServer, PortalServices, default_static_dir
 
+CONNECT_TIMEOUT = 8.0
+
 
 def portal(
     ctx: typer.Context,
@@ -38,7 +40,8 @@ def portal(
     state_dir = app_.settings.home_dir / "portal" / app_.settings.network.replace(":", "-")
 
     def connect() -> Clients:
-        chain = ChainClient(app_.rpc_url, deployment)
+        # a page waits on this: a node that is down is reported within CONNECT_TIMEOUT, then retried next request
+        chain = ChainClient(app_.rpc_url, deployment, timeout=CONNECT_TIMEOUT)
         reader = EHRClient(chain, store, Identity.generate(), state_dir=state_dir / "reader")
         paying = None if identity is None else EHRClient(chain, store, identity, state_dir=app_.journal_dir)
         return Clients(reader, paying)

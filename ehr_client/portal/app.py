@@ -211,7 +211,13 @@ def create_app(services: PortalServices) -> FastAPI:
         if size > services.max_blob:
             raise RequestTooLarge(f"this blob is {size} bytes; the portal serves blobs up to "
                                   f"{services.max_blob} bytes (read it with `ehr record get`)")
-        return Response(services.reader.store.get(parsed), media_type="application/octet-stream",
+        try:
+            data = services.reader.store.get(parsed)
+        except IntegrityError:
+            raise IntegrityError("the stored copy of this data is damaged (it does not match its content address), so "
+                                 "it was not used and nothing was decrypted; the portal's operator restores it from "
+                                 "another replica (`ehr storage` checks and repairs)") from None
+        return Response(data, media_type="application/octet-stream",
                         headers={"Cache-Control": "private, max-age=31536000, immutable"})
 
     @app.post("/api/keyshares")
@@ -266,10 +272,8 @@ def create_app(services: PortalServices) -> FastAPI:
         if not versions:
             raise AccessDenied("the chain does not show this record and all its earlier versions tombstoned; "
                                "the patient tombstones them first (from the wallet), then the portal unpins them")
-        for version in versions:
-            services.reader.store.remove(version.cid)
-        return {"recordIds": [v["recordId"] for v in map(facts.record_json, versions)],
-                "unpinned": [v.cid for v in versions]}
+        unpinned, kept = facts.unpin_erased(services.reader, versions)
+        return {"recordIds": [facts.record_json(v)["recordId"] for v in versions], "unpinned": unpinned, "kept": kept}
 
     @app.on_event("shutdown")
     def close() -> None:

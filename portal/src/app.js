@@ -287,7 +287,8 @@ async function erase(chain) {
   await renderRecord(chain[chain.length - 1].recordId);
   statusBar().append(h("div.message.ok", { id: "erase-done" },
     `Erased: ${done.txs.length} tombstone transaction(s) (${done.txs.map((t) => `${t.gasUsed} gas`).join(", ")}, paid by you); `
-    + `${done.unpinned.unpinned.length} blob(s) unpinned.`));
+    + `${done.unpinned.unpinned.length} blob(s) unpinned.`,
+    done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null));
 }
 
 // --- consent -----------------------------------------------------------------------------------------
