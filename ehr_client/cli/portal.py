@@ -12,6 +12,7 @@ from ehr_client.cli._context import app_context
 from ehr_client.cli._output import err
 from ehr_client.client import EHRClient, Identity
 from ehr_client.portal import Clients, PortalServer, PortalServices, default_static_dir
+from ehr_client.portal.app import LOOPBACK_NAMES, host_name
 
 CONNECT_TIMEOUT = 8.0
 
@@ -46,7 +47,9 @@ def portal(
         paying = None if identity is None else EHRClient(chain, store, identity, state_dir=app_.journal_dir)
         return Clients(reader, paying)
 
+    named = host_name(f"[{host}]:0" if ":" in host else f"{host}:0")
     services = PortalServices(connect=connect, rpc_url=app_.rpc_url, relays=relayer, network=app_.settings.network,
+                              hosts=tuple(dict.fromkeys((*LOOPBACK_NAMES, named))),
                               static_dir=(static_dir or default_static_dir()).expanduser(), state_dir=state_dir)
     server = PortalServer(services, host=host, port=port)
     if identity is not None:

@@ -53,7 +53,7 @@ from ehr_client.errors import (
 )
 from ehr_client.keyshare import KeyShare
 from ehr_client.portal import facts
-from ehr_client.portal.errors import MethodRefused, NoRelayer, RequestTooLarge
+from ehr_client.portal.errors import MethodRefused, NoRelayer, RequestTooLarge, UnsupportedContentType, UntrustedHost
 from ehr_client.portal.rpc import RpcForwarder, parse_request
 from ehr_client.storage.cid import parse_cid
 
@@ -72,11 +72,12 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 MAX_BLOB = 32 * 1024 * 1024
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 MAX_KEY_SHARE = 1024 * 1024
 MAX_RELAY_BODY = 64 * 1024
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (MethodRefused, 403), (RequestTooLarge, 413), (NoRelayer, 503), (AccessDenied, 403),
+    (MethodRefused, 403), (RequestTooLarge, 413), (UnsupportedContentType, 415), (UntrustedHost, 421), (NoRelayer, 503), (AccessDenied, 403),
     (BlobNotFound, 404), (RecordNotFound, 404), (KeyNotFound, 404), (RecordErased, 410),
     (IntegrityError, 422), (ChainUnavailable, 503), (StorageUnavailable, 503), (TransactionReverted, 409),
     (InvalidRecord, 400), (ConfigError, 500), (EHRError, 400),
@@ -112,6 +113,8 @@ class PortalServices:
     network: str
     relays: bool = False
     max_blob: int = MAX_BLOB
+    hosts: tuple[str, ...] = LOOPBACK_NAMES
+    """Host names the portal answers to (the Host header, without port): loopback names and --host."""
     _clients: Clients | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -130,8 +133,18 @@ class PortalServices:
         return self.clients().relayer
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it passes `limit` (never buffered beyond it)."""
+def host_name(header: str) -> str:
+    """The Host header without its port (an IPv6 literal keeps its brackets)."""
+    if header.startswith("["):
+        return header[: header.find("]") + 1].lower()
+    return header.rsplit(":", 1)[0].lower()
+
+
+async def read_body(request: Request, limit: int, content_type: str) -> bytes:
+    """The request body of `content_type`, refused as soon as it passes `limit` (never buffered beyond it)."""
+    given = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if given != content_type:
+        raise UnsupportedContentType(f"send this request as {content_type} (it came as {given or 'nothing'})")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"this request is limited to {limit // 1024} KiB")
@@ -151,7 +164,12 @@ def create_app(services: PortalServices) -> FastAPI:
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
+        if host_name(request.headers.get("host", "")) not in services.hosts:
+            response: Response = error_response(
+                421, "UntrustedHost", "this portal answers only at its own address (e.g. http://127.0.0.1:PORT); "
+                "open it there")
+        else:
+            response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         if request.url.path.startswith("/api/"):
@@ -193,7 +211,7 @@ def create_app(services: PortalServices) -> FastAPI:
 
     @app.post("/api/rpc")
     async def rpc(request: Request) -> JSONResponse:
-        checked = parse_request(await read_body(request, 256 * 1024))
+        checked = parse_request(await read_body(request, 256 * 1024, "application/json"))
         return JSONResponse(await run_in_threadpool(forwarder.forward, checked))
 
     @app.get("/api/accounts/{account}")
@@ -222,14 +240,14 @@ def create_app(services: PortalServices) -> FastAPI:
 
     @app.post("/api/keyshares")
     async def key_share(request: Request) -> dict[str, Any]:
-        body = await read_body(request, MAX_KEY_SHARE)
+        body = await read_body(request, MAX_KEY_SHARE, "application/octet-stream")
         share = KeyShare.from_bytes(body)  # only key shares: sealed keys, never anything else
         cid = await run_in_threadpool(services.reader.store.put, body)
         return {"cid": cid, "patient": share.patient, "grantee": share.grantee, "entries": len(share.entries)}
 
     @app.post("/api/relay")
     async def relay(request: Request) -> dict[str, Any]:
-        body = await read_body(request, MAX_RELAY_BODY)
+        body = await read_body(request, MAX_RELAY_BODY, "application/json")
         try:
             doc = load_untrusted(body, max_depth=8, max_bytes=MAX_RELAY_BODY)
         except ValueError:

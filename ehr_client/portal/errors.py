@@ -15,3 +15,12 @@ class RequestTooLarge(EHRError, ValueError):
 
 class NoRelayer(ConfigError):
     """The portal was started without a relayer wallet, so it cannot pay for signed consent."""
+
+
+class UnsupportedContentType(EHRError, ValueError):
+    """A POST whose Content-Type is not the one the endpoint takes. Requiring it also keeps other
+    web pages out: a browser sends them cross-origin only after a preflight the portal never allows."""
+
+
+class UntrustedHost(EHRError, PermissionError):
+    """A request naming a host the portal does not serve as (DNS rebinding from another site)."""

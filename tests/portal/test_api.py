@@ -19,6 +19,7 @@ from tests.portal.conftest import BROWSER_PATIENT_INDEX, Portal
 from tests.portal.wallet import TestWallet
 
 LAB_SCOPE = 2
+OCTETS = {"Content-Type": "application/octet-stream"}
 
 
 def rpc(portal: Portal, method: str, params: list[Any] | None = None) -> Any:
@@ -92,11 +93,11 @@ def test_blob_requests_for_bad_or_unknown_cids_are_typed(portal: Portal) -> None
 def test_uploads_that_are_not_key_shares_are_not_stored(portal: Portal, home: Path) -> None:
     store = LocalStore(home / "store")
     plaintext = b'{"resourceType": "Observation", "status": "final"}'
-    refused = portal.post("/api/keyshares", content=plaintext)
+    refused = portal.post("/api/keyshares", content=plaintext, headers=OCTETS)
     assert refused.status_code == 400 and error_of(refused)["type"] == "InvalidRecord"
     assert not store.has(cid_for_bytes(plaintext))
     oversize = b"x" * (1024 * 1024 + 1)
-    too_big = portal.post("/api/keyshares", content=oversize)
+    too_big = portal.post("/api/keyshares", content=oversize, headers=OCTETS)
     assert too_big.status_code == 413 and error_of(too_big)["type"] == "RequestTooLarge"
     assert not store.has(cid_for_bytes(oversize))
 
@@ -151,3 +152,20 @@ def test_every_response_carries_the_content_security_policy(portal: Portal) -> N
     assert "<script" in page and all('src="' in tag for tag in page.split("<script")[1:])
     assert "style=" not in page and "<style" not in page
     assert portal.get("/api/nothing-here").json()["error"]["type"] == "NotFound"
+
+
+def test_other_sites_cannot_use_the_api(portal: Portal, world: dict[str, str]) -> None:
+    """A page elsewhere can send only "simple" cross-origin POSTs (text/plain, forms): refused unread.
+    A DNS-rebound name (evil.example resolving to 127.0.0.1) is refused whatever the request."""
+    before = block_number(portal)
+    call = '{"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}'
+    simple = portal.post("/api/rpc", content=call, headers={"Content-Type": "text/plain"})
+    assert simple.status_code == 415 and error_of(simple)["type"] == "UnsupportedContentType"
+    share = b'{"format": "ehr-keyshare/1"}'
+    form = portal.post("/api/keyshares", content=share, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415
+    for path in ("/", "/api/config", f"/api/records/{world['patient']}"):
+        rebound = portal.get(path, headers={"Host": "evil.example"})
+        assert rebound.status_code == 421 and error_of(rebound)["type"] == "UntrustedHost"
+    assert portal.get("/api/config", headers={"Host": "localhost:1234"}).status_code == 200
+    assert block_number(portal) == before
