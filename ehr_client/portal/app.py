@@ -8,8 +8,9 @@ relaying, never keys or plaintext.
     GET  /api/blobs/{cid}             stored ciphertext, size-limited
     POST /api/keyshares               store a key share made in the browser (sealed keys only); its CID
     POST /api/relay                   a signed grant or revocation, checked, then sent by the relayer
-    GET  /api/grants/{patient}        grants in force
+    GET  /api/grants/{patient}        grants in force, break-glass pending or active
     GET  /api/timeline/{patient}      the access timeline with the monitor's alerts
+    GET  /api/timeline/{patient}/fhir the same as a FHIR R4 Bundle of AuditEvent and Consent resources
     POST /api/erase/{record}          unpin a record's ciphertext once the chain shows it tombstoned
 
 Every refusal is JSON `{"error": {"type": ..., "message": ...}}` with an HTTP status that fits.
@@ -283,6 +284,10 @@ def create_app(services: PortalServices) -> FastAPI:
     @app.get("/api/timeline/{patient}")
     def timeline(patient: str) -> dict[str, Any]:
         return audit().timeline(_address(patient))
+
+    @app.get("/api/timeline/{patient}/fhir")
+    def timeline_fhir(patient: str) -> dict[str, Any]:
+        return audit().fhir_export(_address(patient))
 
     @app.post("/api/erase/{record}")
     def erase(record: str) -> dict[str, Any]:

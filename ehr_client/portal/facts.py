@@ -9,7 +9,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from ehr_client.audit import Alert, AuditIndex, MonitorConfig, scan_alerts
+from ehr_client.audit import Alert, AuditIndex, MonitorConfig, export_bundle, scan_alerts
 from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.eip712 import CATEGORY_FIELDS, DOMAIN_TYPE, TYPES, Domain
 from ehr_client.chain.types import Access, KeyType, Status
@@ -120,6 +120,10 @@ class AuditView:
         with self._lock, AuditIndex.open(chain, self.state_dir) as index:
             index.sync()
             grantees = list(dict.fromkeys(str(row.subject) for row in index.grants(patient) if row.subject))
+            requesters = list(dict.fromkeys(
+                str(row.subject or row.actor) for row in
+                index.trail(patient=patient, names=("BreakGlassRequested", "BreakGlassActivated"), include_failed=False)
+                if row.subject or row.actor))
         now = chain.now()
         active = []
         for grantee in grantees:
@@ -129,7 +133,33 @@ class AuditView:
                 active.append({"grantee": to_checksum_address(grantee), "scopes": int(scopes),
                                "categories": describe(int(scopes)), "access": Access(int(access)).name.lower(),
                                "expiresAt": int(expires), "nonce": int(nonce)})
-        return {"patient": patient, "now": now, "grants": active}
+        return {"patient": patient, "now": now, "grants": active, "breakGlass": self._break_glass(patient, requesters, now)}
+
+    def _break_glass(self, patient: str, requesters: list[str], now: int) -> list[dict[str, Any]]:
+        """Emergency access requested or in force: pending (awaiting a second provider) or active."""
+        chain = self.client.chain
+        window = int(chain.call(chain.consent.functions.BREAK_GLASS_CONFIRM_WINDOW(), action="read break-glass window"))
+        found = []
+        for requester in requesters:
+            requested, expires, reason = chain.call(
+                chain.consent.functions.getBreakGlass(patient, to_checksum_address(requester)),
+                action="read break-glass")
+            if int(expires) > now:
+                state = "active"
+            elif int(expires) == 0 and int(requested) and now <= int(requested) + window:
+                state = "pending"
+            else:
+                continue
+            found.append({"requester": to_checksum_address(requester), "state": state, "reason": int(reason),
+                          "requestedAt": int(requested), "expiresAt": int(expires) or None,
+                          "confirmBy": int(requested) + window if state == "pending" else None})
+        return found
+
+    def fhir_export(self, patient: str) -> dict[str, Any]:
+        """The trail as a FHIR R4 Bundle of AuditEvent and Consent resources (no health data)."""
+        with self._lock, AuditIndex.open(self.client.chain, self.state_dir) as index:
+            index.sync()
+            return export_bundle(index, patient=to_checksum_address(patient))
 
 
 def erasable(client: EHRClient, record_id: bytes) -> list[RecordInfo]:

@@ -47,6 +47,7 @@ export const api = {
   relay: (typedData, signature, keyShare) => post("/api/relay", { typedData, signature, keyShare }),
   grants: (patient) => request(`/api/grants/${patient}`),
   timeline: (patient) => request(`/api/timeline/${patient}`),
+  timelineFhir: (patient) => request(`/api/timeline/${patient}/fhir`),
   erase: (recordId) => request(`/api/erase/${recordId}`, { method: "POST" }),
 };
 

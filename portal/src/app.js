@@ -408,7 +408,7 @@ async function grant(form) {
 
 async function renderGrants() {
   replace(main(), h("p", {}, "Loading your grants…"));
-  const { grants, now } = await api.grants(session.account);
+  const { grants, now, breakGlass } = await api.grants(session.account);
   replace(main(), h("section.card", { id: "grants-view" },
     h("h2", {}, "Active grants"),
     onChain("Revoking: one signed revocation (EIP-712) ends this grant at once; ConsentManager.revokeBySig emits AccessRevoked.",
@@ -419,7 +419,16 @@ async function renderGrants() {
         h("tbody", {}, grants.map((g) => h("tr", { dataset: { grantee: g.grantee } },
           h("td.mono", {}, g.grantee), h("td", {}, g.categories.join(", ")), h("td", {}, g.access),
           h("td", {}, `${when(g.expiresAt)}${g.expiresAt - now < 86400 ? " (ends within a day)" : ""}`),
-          h("td", {}, h("button.danger", { onclick: () => revoke(g.grantee) }, "Revoke"))))))));
+          h("td", {}, h("button.danger", { onclick: () => revoke(g.grantee) }, "Revoke")))))),
+    h("h3", {}, "Emergency (break-glass) access"),
+    breakGlass.length === 0 ? h("p", { id: "no-break-glass" }, "No break-glass request is pending or in force.") :
+      h("table", { id: "break-glass" },
+        h("thead", {}, h("tr", {}, ["Provider", "State", "Reason", "Requested", "Ends / confirm by"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, breakGlass.map((b) => h("tr", { class: "alert", dataset: { requester: b.requester } },
+          h("td.mono", {}, b.requester),
+          h("td", {}, b.state === "pending" ? "pending: awaits a second provider" : "active"),
+          h("td", {}, String(b.reason)), h("td", {}, when(b.requestedAt)),
+          h("td", {}, when(b.state === "pending" ? b.confirmBy : b.expiresAt))))))));
 }
 
 async function revoke(grantee) {
@@ -450,6 +459,7 @@ async function renderTimeline() {
     h("h2", {}, "Who opened my records, and when"),
     h("p", {}, "Every grant, revocation, write, read request and break-glass on your records, from the chain. "
       + "Rows the monitor flags (read after revoke, break-glass, off-hours, bursts) are highlighted."),
+    h("button", { id: "export-fhir", onclick: exportFhir }, "Download as FHIR AuditEvents"),
     alerts.length ? h("div.message.warning", { id: "alerts" }, `${alerts.length} alert(s): `,
       h("ul", {}, alerts.map((a) => h("li", {}, `[${a.severity}] ${a.rule}: ${a.message}`)))) : null,
     h("table", { id: "timeline" },
@@ -461,6 +471,15 @@ async function renderTimeline() {
         h("td", { title: e.actor || "" }, e.actor === session.account ? "you" : short(e.actor || e.sender)),
         h("td.mono", {}, e.recordId ? short(e.recordId) : ""),
         h("td", {}, e.detail, e.alerts.map((a) => h("div.alert-note", {}, `⚠ ${a.rule}: ${a.message}`)))))))));
+}
+
+async function exportFhir() {
+  const bundle = await act("Exporting", () => api.timelineFhir(session.account));
+  if (!bundle) return;
+  const bytes = new TextEncoder().encode(JSON.stringify(bundle, null, 2));
+  const link = download(bytes, "application/fhir+json", "audit-events.json");
+  link.id = "fhir-download";
+  replace(statusBar(), h("div.message.ok", {}, `${bundle.entry.length} FHIR resources (AuditEvent and Consent; no health data): `, link));
 }
 
 start();

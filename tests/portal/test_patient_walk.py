@@ -27,11 +27,12 @@ GLUCOSE = {
 }
 
 
-def grant_in_page(page: Any, grantee: str, category: str, access: str, *, share: bool) -> None:
+def grant_in_page(page: Any, grantee: str, category: str | list[str], access: str, *, share: bool) -> None:
     page.goto(page.url.split("#")[0] + "#grant")
     form = page.locator("#grant-form")
     form.locator("input[name=grantee]").fill(grantee)
-    form.locator("label.check", has_text=category).locator("input").check()
+    for name in [category] if isinstance(category, str) else category:
+        form.locator("label.check", has_text=name).locator("input").check()
     form.locator(f"input[name=access][value={access}]").check()
     form.locator("select[name=purpose]").select_option("treatment")
     share_box = form.locator("input[name=share]")
