@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_abi import encode
+from eth_utils import keccak
 
 from ehr_client.chain.eip712 import Domain, grant_typed_data, sign_typed_data
 from ehr_client.portal.app import CONTENT_SECURITY_POLICY
 from ehr_client.storage import LocalStore
 from ehr_client.storage.cid import cid_for_bytes
-from tests.cli.conftest import dev_key
+from tests.cli.conftest import CAST, dev_key
 from tests.portal.conftest import BROWSER_PATIENT_INDEX, Portal
 from tests.portal.wallet import TestWallet
 
@@ -102,7 +104,7 @@ def test_uploads_that_are_not_key_shares_are_not_stored(portal: Portal, home: Pa
     assert not store.has(cid_for_bytes(oversize))
 
 
-def _grant_document(portal: Portal, patient: str, grantee: str, *, nonce: int) -> dict[str, Any]:
+def grant_document(portal: Portal, patient: str, grantee: str, *, nonce: int) -> dict[str, Any]:
     config = portal.get("/api/config").json()
     d = config["consent"]["domain"]
     domain = Domain(d["name"], d["chainId"], d["verifyingContract"], d["version"])
@@ -120,7 +122,7 @@ def _grant_of(portal: Portal, patient: str, grantee: str) -> list[dict[str, Any]
 def test_relay_refuses_a_signature_that_is_not_the_patients(portal: Portal, world: dict[str, str]) -> None:
     patient = TestWallet(dev_key(BROWSER_PATIENT_INDEX), "http://unused").address
     grantee = world["stranger"]
-    document = _grant_document(portal, patient, grantee, nonce=0)
+    document = grant_document(portal, patient, grantee, nonce=0)
     forged = sign_typed_data(dev_key(6), document)  # the stranger signs a grant to itself
     refused = portal.post("/api/relay", json={"typedData": document, "signature": "0x" + forged.hex(), "keyShare": None})
     assert refused.status_code == 403 and error_of(refused)["type"] == "ConsentRefused"
@@ -169,3 +171,22 @@ def test_other_sites_cannot_use_the_api(portal: Portal, world: dict[str, str]) -
         assert rebound.status_code == 421 and error_of(rebound)["type"] == "UntrustedHost"
     assert portal.get("/api/config", headers={"Host": "localhost:1234"}).status_code == 200
     assert block_number(portal) == before
+
+
+def test_relaying_the_same_consent_twice_grants_once(portal: Portal, world: dict[str, str]) -> None:
+    patient, grantee = world["patient"], world["doctor"]
+    nonce = int(rpc(portal, "eth_call", [{"to": portal.get("/api/config").json()["contracts"]["ConsentManager"],
+                                           "data": _nonces_call(patient, grantee)}, "latest"]).json()["result"], 16)
+    document = grant_document(portal, patient, grantee, nonce=nonce)
+    signature = "0x" + sign_typed_data(dev_key(CAST.index("patient")), document).hex()
+    first = portal.post("/api/relay", json={"typedData": document, "signature": signature, "keyShare": None})
+    assert first.status_code == 200, first.text
+    assert first.json()["alreadyRelayed"] is False and first.json()["tx"]["gasUsed"] > 0
+    again = portal.post("/api/relay", json={"typedData": document, "signature": signature, "keyShare": None})
+    assert again.status_code == 200 and again.json()["alreadyRelayed"] is True and again.json()["tx"] is None
+    granted = _grant_of(portal, patient, grantee)
+    assert len(granted) == 1 and granted[0]["nonce"] == nonce + 1
+
+
+def _nonces_call(patient: str, grantee: str) -> str:
+    return "0x" + (keccak(text="nonces(address,address)")[:4] + encode(["address", "address"], [patient, grantee])).hex()
