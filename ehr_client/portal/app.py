@@ -19,7 +19,8 @@ Every refusal is JSON `{"error": {"type": ..., "message": ...}}` with an HTTP st
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,9 +158,20 @@ async def read_body(request: Request, limit: int, content_type: str) -> bytes:
     return bytes(body)
 
 
-def create_app(services: PortalServices) -> FastAPI:
-    app = FastAPI(title="EHR patient portal", docs_url=None, redoc_url=None, openapi_url=None)
+def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None = None) -> FastAPI:
+    """The portal's app; `on_ready` runs once it serves (the socket is already listening)."""
     forwarder = RpcForwarder(services.rpc_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if on_ready is not None:
+            on_ready()
+        try:
+            yield
+        finally:
+            forwarder.close()
+
+    app = FastAPI(title="EHR patient portal", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     audits: list[facts.AuditView] = []
     domain_cache: list[Domain] = []
 
@@ -170,7 +182,11 @@ def create_app(services: PortalServices) -> FastAPI:
                 421, "UntrustedHost", "this portal answers only at its own address (e.g. http://127.0.0.1:PORT); "
                 "open it there")
         else:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception:  # still a typed answer with the security headers, never a traceback
+                log.exception("portal: unexpected error on %s", request.url.path)
+                response = error_response(500, "InternalError", "the portal hit an unexpected error; see its log")
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         if request.url.path.startswith("/api/"):
@@ -297,10 +313,6 @@ def create_app(services: PortalServices) -> FastAPI:
                                "the patient tombstones them first (from the wallet), then the portal unpins them")
         unpinned, kept = facts.unpin_erased(services.reader, versions)
         return {"recordIds": [facts.record_json(v)["recordId"] for v in versions], "unpinned": unpinned, "kept": kept}
-
-    @app.on_event("shutdown")
-    def close() -> None:
-        forwarder.close()
 
     if services.static_dir.is_dir():
         app.mount("/", StaticFiles(directory=services.static_dir, html=True), name="portal")

@@ -44,15 +44,13 @@ class PortalServer:
         self.url = url_of(self._sock)
 
     def serve(self, *, ready_file: Path | None = None, announce: bool = True) -> None:
-        app = create_app(self.services)
-
-        @app.on_event("startup")
         def ready() -> None:
             if ready_file is not None:
                 _write_ready(ready_file, self.url)
             if announce:
                 print(f"portal for {self.services.network} listening on {self.url}", flush=True)
 
+        app = create_app(self.services, on_ready=ready)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
         try:
             uvicorn.Server(config).run(sockets=[self._sock])
