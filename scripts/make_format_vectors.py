@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,9 @@ from eth_utils import to_checksum_address
 
 from ehr_client.client.keysource import ShareIndex, check_header, own_data_key
 from ehr_client.client.model import RecordInfo
+from ehr_client.custodian.seal import fragment_associated_data, open_sealed, seal
 from ehr_client.crypto import iter_decrypt, iter_encrypt, unwrap_data_key, wrap_data_key, x25519_public_key
-from ehr_client.errors import DecryptionError, EHRError, KeyNotFound
+from ehr_client.errors import DecryptionError, EHRError, IntegrityError, KeyNotFound
 from ehr_client.keys.identity import Identity, umbral_public_key
 from ehr_client.keyshare import KeyShare, ShareEntry
 from ehr_client.package import PackageHeader, RecordBinding, UmbralSeal, Wrap, parse_header
@@ -51,9 +53,9 @@ def fixed(label: str) -> bytes:
     return hashlib.sha256(b"ehr-format-vectors/" + label.encode()).digest()
 
 
-WALLETS = {name: fixed("wallet/" + name) for name in ("patient", "lab", "doctor", "stranger")}
+WALLETS = {name: fixed("wallet/" + name) for name in ("patient", "lab", "doctor", "stranger", "custodian")}
 ADDRESS = {name: str(Account.from_key(key).address) for name, key in WALLETS.items()}
-X25519 = {name: fixed("x25519/" + name) for name in ("patient", "patient-v2", "lab", "doctor", "stranger")}
+X25519 = {name: fixed("x25519/" + name) for name in ("patient", "patient-v2", "lab", "doctor", "stranger", "custodian")}
 UMBRAL_SECRET = bytes(umbral_pre.SecretKey.from_be_bytes(fixed("umbral/patient")).to_be_bytes())
 
 
@@ -99,7 +101,8 @@ def error(js: str, python: str) -> dict[str, str]:
 def wrap_vectors() -> dict[str, Any]:
     bindings = [binding_of("wrap-1", 1, "patient", LAB_SCOPE, "lab"),
                 binding_of("wrap-2", 7, "patient", BIG_SCOPE, "patient")]
-    cases, negative = [], []
+    cases: list[dict[str, Any]] = []
+    negative: list[dict[str, Any]] = []
     for i, b in enumerate(bindings):
         data_key = fixed(f"data-key/wrap-{i}")
         wrapped = wrap_data_key(data_key, pub("doctor"), associated_data=b.associated_data)
@@ -110,24 +113,23 @@ def wrap_vectors() -> dict[str, Any]:
                       "data_key": data_key.hex()})
     b = bindings[0]
     ad = b.associated_data
-    wrapped = bytes.fromhex(cases[0]["wrapped"])
+    first = bytes.fromhex(str(cases[0]["wrapped"]))
     other = binding_of("wrap-1", 1, "stranger", LAB_SCOPE, "lab")
     bad: list[tuple[str, bytes, bytes, bytes]] = [
-        ("format version byte changed", flip(wrapped, 0), X25519["doctor"], ad),
-        ("ephemeral public key byte flipped", flip(wrapped, 5), X25519["doctor"], ad),
-        ("nonce byte flipped", flip(wrapped, 40), X25519["doctor"], ad),
-        ("encrypted key byte flipped", flip(wrapped, 50), X25519["doctor"], ad),
-        ("tag byte flipped", flip(wrapped, 92), X25519["doctor"], ad),
-        ("truncated to 92 bytes", wrapped[:-1], X25519["doctor"], ad),
-        ("extended to 94 bytes", wrapped + b"\x00", X25519["doctor"], ad),
-        ("wrong reader key", wrapped, X25519["stranger"], ad),
-        ("associated data of another patient (re-listed)", wrapped, X25519["doctor"], other.associated_data),
-        ("associated data of another version", wrapped, X25519["doctor"],
+        ("format version byte changed", flip(first, 0), X25519["doctor"], ad),
+        ("ephemeral public key byte flipped", flip(first, 5), X25519["doctor"], ad),
+        ("nonce byte flipped", flip(first, 40), X25519["doctor"], ad),
+        ("encrypted key byte flipped", flip(first, 50), X25519["doctor"], ad),
+        ("tag byte flipped", flip(first, 92), X25519["doctor"], ad),
+        ("truncated to 92 bytes", first[:-1], X25519["doctor"], ad),
+        ("extended to 94 bytes", first + b"\x00", X25519["doctor"], ad),
+        ("wrong reader key", first, X25519["stranger"], ad),
+        ("associated data of another patient (re-listed)", first, X25519["doctor"], other.associated_data),
+        ("associated data of another version", first, X25519["doctor"],
          binding_of("wrap-1", 2, "patient", LAB_SCOPE, "lab").associated_data),
     ]
     for name, w, secret, aad in bad:
-        python = expect_error(lambda w=w, secret=secret, aad=aad: unwrap_data_key(w, secret, associated_data=aad),
-                              DecryptionError)
+        python = expect_error(partial(unwrap_data_key, w, secret, associated_data=aad), DecryptionError)
         negative.append({"name": name, "wrapped": w.hex(), "recipient_secret": secret.hex(),
                          "associated_data": aad.hex(), "error": error("DecryptionError", python)})
     return {"description": "Data keys wrapped to an X25519 key (ehr_client.crypto.wrap), see docs/FORMAT.md#key-wrap",
@@ -140,7 +142,7 @@ def wrap_vectors() -> dict[str, Any]:
 def envelope_vectors() -> dict[str, Any]:
     b = binding_of("envelope", 3, "patient", LAB_SCOPE, "lab")
     data_key = fixed("data-key/envelope")
-    cases = []
+    cases: list[dict[str, Any]] = []
     for size, chunk in [(0, 64), (1, 64), (63, 64), (64, 64), (65, 64), (128, 64), (200, 64), (1000, 1024 * 1024)]:
         plaintext = hashlib.shake_256(f"plaintext-{size}".encode()).digest(size) if size else b""
         envelope = b"".join(iter_encrypt(plaintext, data_key, record_id=b.record_id, version=b.version,
@@ -150,7 +152,7 @@ def envelope_vectors() -> dict[str, Any]:
         cases.append({"name": f"{size} bytes in chunks of {chunk}", "data_key": data_key.hex(), "binding": binding_json(b),
                       "associated_data": b.associated_data.hex(), "chunk_size": chunk, "plaintext": plaintext.hex(),
                       "envelope": envelope.hex()})
-    env = bytes.fromhex(cases[6]["envelope"])  # 200 bytes in chunks of 64: 3 full chunks and a final of 8 (+ tag)
+    env = bytes.fromhex(str(cases[6]["envelope"]))  # 200 bytes in chunks of 64: 3 full chunks and a final of 8 (+ tag)
     frame = 64 + 16
     h = 48
     header = bytearray(env[:h])
@@ -180,12 +182,16 @@ def envelope_vectors() -> dict[str, Any]:
     ]
     negative = []
     for name, e, key, binding, js in bad:
-        python = expect_error(lambda e=e, key=key, binding=binding: b"".join(iter_decrypt(
-            e, key, record_id=binding.record_id, version=binding.version, context=binding.context)), DecryptionError)
+        python = expect_error(partial(_decrypt_all, e, key, binding), DecryptionError)
         negative.append({"name": name, "envelope": e.hex(), "data_key": key.hex(),
                          "associated_data": binding.associated_data.hex(), "error": error(js, python)})
     return {"description": "Envelopes (ehr_client.crypto.stream), see docs/FORMAT.md#envelope", "cases": cases,
             "negative": negative}
+
+
+def _decrypt_all(envelope: bytes, key: bytes, binding: RecordBinding) -> bytes:
+    return b"".join(iter_decrypt(envelope, key, record_id=binding.record_id, version=binding.version,
+                                 context=binding.context))
 
 
 # --- package -----------------------------------------------------------------------------------
@@ -209,11 +215,15 @@ def seal_package(binding: RecordBinding, media_type: str, plaintext: bytes, data
     return header + envelope
 
 
-def python_open(package: bytes, reader: str, secrets: dict[int, bytes], expected: RecordBinding) -> bytes:
-    """ehr_client's read path on a package (RecordReader._open without the chain and the store)."""
+def python_open(package: bytes, reader: str, secrets: dict[int, bytes], expected: RecordBinding,
+                content_hash: bytes | None = None) -> bytes:
+    """ehr_client's read path on a package: RecordReader.fetch_verified's hash comparison (when the
+    anchored `content_hash` is given), then RecordReader._open without the chain and the store."""
+    if content_hash is not None and hashlib.sha256(package).digest() != content_hash:
+        raise IntegrityError("the stored data does not match the hash anchored on chain")
     header, offset = parse_header(package)
     info = RecordInfo(expected.record_id, "0x" + expected.patient.hex(), "0x" + expected.author.hex(), expected.scope,
-                      "active", hashlib.sha256(package).digest(), Cid("vector"), None, 0, 0, "0x")
+                      "active", content_hash or hashlib.sha256(package).digest(), Cid("vector"), None, 0, 0, "0x")
     binding = check_header(info, header)
     data_key = own_data_key(identity(reader, secrets), header, binding)
     if data_key is None:
@@ -223,9 +233,11 @@ def python_open(package: bytes, reader: str, secrets: dict[int, bytes], expected
 
 
 def package_case(name: str, package: bytes, reader: str, secrets: dict[int, bytes], expected: RecordBinding,
-                 **extra: Any) -> dict[str, Any]:
+                 content_hash: bytes | None = None, **extra: Any) -> dict[str, Any]:
     exp = binding_json(expected)
     del exp["version"]  # the chain gives id, patient, scope and author; the version is the header's
+    if content_hash is not None:
+        exp["content_hash"] = content_hash.hex()
     return {"name": name, "package": package.hex(), "reader": ADDRESS[reader],
             "x25519_secrets": {str(v): s.hex() for v, s in secrets.items()}, "expected": exp, **extra}
 
@@ -250,6 +262,11 @@ def package_vectors() -> dict[str, Any]:
         cases.append(package_case(f"format 4 (binding, Umbral): lab writes for patient, {reader} opens", p4, reader,
                                   secrets, b4, format=4, media_type=FHIR, version="1", plaintext=fhir.hex(),
                                   data_key=k4.hex(), umbral=umbral))
+    anchored = hashlib.sha256(p4).digest()
+    assert python_open(p4, "patient", patient_keys, b4, anchored) == fhir
+    cases.append(package_case("format 4 with the anchored sha256 checked first", p4, "patient", patient_keys, b4,
+                              anchored, format=4, media_type=FHIR, version="1", plaintext=fhir.hex(), data_key=k4.hex(),
+                              umbral=umbral))
     b3 = binding_of("package-self", 5, "patient", BIG_SCOPE, "patient")
     k3 = fixed("data-key/package-self")
     p3 = seal_package(b3, PDF, pdf, k3, {"patient": (3, pub("patient"))}, umbral=False, chunk_size=64)
@@ -262,9 +279,9 @@ def package_vectors() -> dict[str, Any]:
     negative = []
 
     def refuse(name: str, package: bytes, reader: str, secrets: dict[int, bytes], expected: RecordBinding,
-               js: str, *kinds: type[Exception]) -> None:
-        python = expect_error(lambda: python_open(package, reader, secrets, expected), *kinds)
-        negative.append(package_case(name, package, reader, secrets, expected, error=error(js, python)))
+               js: str, *kinds: type[Exception], content_hash: bytes | None = None) -> None:
+        python = expect_error(lambda: python_open(package, reader, secrets, expected, content_hash), *kinds)
+        negative.append(package_case(name, package, reader, secrets, expected, content_hash, error=error(js, python)))
 
     lab_keys = {1: X25519["lab"]}
     legacy = [("format 1 (no binding) is parsed and refused", seal_package(b4, FHIR, fhir, k4, {"lab": (1, pub("lab"))},
@@ -297,6 +314,18 @@ def package_vectors() -> dict[str, Any]:
            relisted_patient, "DecryptionError", DecryptionError)
     refuse("wrong reader key", p4, "patient", {2: X25519["stranger"]}, b4, "DecryptionError", DecryptionError)
     refuse("reader not in the keyring", p4, "doctor", {1: X25519["doctor"]}, b4, "KeyNotFoundError", KeyNotFound)
+    # the media type and the wraps' key-version labels are under no AEAD: the anchored sha256 covers them
+    media_changed = p4[:14] + b"t" + p4[15:]
+    label_changed = p4[: wrap_at + 20] + (99).to_bytes(4, "big") + p4[wrap_at + 24 :]
+    for name, package in [("media type changed, caught by the anchored sha256", media_changed),
+                          ("a wrap's key-version label changed, caught by the anchored sha256", label_changed)]:
+        refuse(name, package, "patient", patient_keys, b4, "IntegrityError", IntegrityError, content_hash=anchored)
+    # anyone can wrap a key of their own to the patient with the public binding AD: only the hash tells
+    substitute = seal_package(b4, FHIR, fhir.replace(b"5.4", b"9.9"), fixed("data-key/substitute"),
+                              {"lab": (1, pub("lab")), "patient": (2, pub("patient-v2"))}, umbral=False)
+    assert python_open(substitute, "patient", patient_keys, b4) != fhir
+    refuse("substituted package with the right binding, caught by the anchored sha256", substitute, "patient",
+           patient_keys, b4, "IntegrityError", IntegrityError, content_hash=anchored)
     malformed = [
         ("magic changed", b"EHRQ" + p4[4:]),
         ("unknown package format 5", p4[:4] + b"\x05" + p4[5:]),
@@ -370,6 +399,7 @@ def keyshare_vectors() -> dict[str, Any]:
         ("entries is not a list", variant(entries={"0": doc["entries"][0]})),
         ("record id of 31 bytes", entry_variant(record=doc["entries"][0]["record"][:-2])),
         ("record id not hex", entry_variant(record="0x" + "zz" * 32)),
+        ("record id with an upper-case 0X prefix", entry_variant(record="0X" + doc["entries"][0]["record"][2:])),
         ("wrapped key of 92 bytes", entry_variant(wrapped=doc["entries"][0]["wrapped"][:-2])),
         ("version 0", entry_variant(version=0)),
         ("key version 0", entry_variant(keyVersion=0)),
@@ -382,7 +412,7 @@ def keyshare_vectors() -> dict[str, Any]:
     ]
     negative = []
     for name, data in malformed:
-        python = expect_error(lambda data=data: KeyShare.from_bytes(data), EHRError)
+        python = expect_error(partial(KeyShare.from_bytes, data), EHRError)
         negative.append({"name": name, "share": data.decode("utf-8", "replace") if name != "not UTF-8" else None,
                          "share_hex": data.hex(), "error": error("FormatError", python)})
     stranger = identity("stranger", {1: X25519["doctor"]})
@@ -411,13 +441,44 @@ def keyshare_vectors() -> dict[str, Any]:
             "negative": negative}
 
 
+# --- sealed payloads (custodian fragments) ------------------------------------------------------
+
+
+def seal_vectors() -> dict[str, Any]:
+    record_id = fixed("record/seal")
+    ad = fragment_associated_data(ADDRESS["custodian"], record_id, ADDRESS["doctor"])
+    cases: list[dict[str, Any]] = []
+    for size in (0, 1, 300):
+        payload = hashlib.shake_256(f"kfrag-{size}".encode()).digest(size) if size else b""
+        sealed = seal(payload, pub("custodian"), associated_data=ad)
+        assert open_sealed(sealed, X25519["custodian"], associated_data=ad) == payload
+        cases.append({"name": f"{size}-byte payload sealed to a custodian", "custodian": ADDRESS["custodian"],
+                      "record_id": record_id.hex(), "grantee": ADDRESS["doctor"], "associated_data": ad.hex(),
+                      "recipient_secret": X25519["custodian"].hex(), "sealed": sealed.hex(), "payload": payload.hex()})
+    sealed = bytes.fromhex(str(cases[2]["sealed"]))
+    other_grantee = fragment_associated_data(ADDRESS["custodian"], record_id, ADDRESS["stranger"])
+    bad = [("payload byte flipped", flip(sealed, 110), X25519["custodian"], ad),
+           ("wrapped key byte flipped", flip(sealed, 50), X25519["custodian"], ad),
+           ("nonce byte flipped", flip(sealed, 95), X25519["custodian"], ad),
+           ("shorter than 121 bytes", sealed[:120], X25519["custodian"], ad),
+           ("wrong custodian key", sealed, X25519["stranger"], ad),
+           ("bound to another grantee", sealed, X25519["custodian"], other_grantee)]
+    negative = []
+    for name, data, secret, aad in bad:
+        python = expect_error(partial(open_sealed, data, secret, associated_data=aad), DecryptionError)
+        negative.append({"name": name, "sealed": data.hex(), "recipient_secret": secret.hex(),
+                         "associated_data": aad.hex(), "error": error("DecryptionError", python)})
+    return {"description": "Payloads sealed to a custodian (ehr_client.custodian.seal), see docs/FORMAT.md#sealed-payload",
+            "cases": cases, "negative": negative}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name, make in [("wrap", wrap_vectors), ("envelope", envelope_vectors), ("package", package_vectors),
-                       ("keyshare", keyshare_vectors)]:
+                       ("keyshare", keyshare_vectors), ("seal", seal_vectors)]:
         vectors = {"generator": "scripts/make_format_vectors.py", **make()}
         path = args.out / f"{name}.json"
         path.write_text(json.dumps(vectors, indent=1) + "\n")

@@ -1,4 +1,5 @@
-// The byte formats ehr_client writes, read and written in the browser (and Node 18+).
+// The byte formats ehr_client writes, read and written in the browser and in Node (tested on 20; Node 18
+// has no global WebCrypto without --experimental-global-webcrypto).
 //
 // One format, two implementations: this module matches ehr_client/package.py,
 // ehr_client/crypto/{_format,stream,wrap,record}.py and ehr_client/keyshare.py byte for byte.
@@ -11,10 +12,27 @@
 // (globalThis.crypto.subtle, a secure context in browsers); X25519 from @noble/curves and
 // Keccak-256 (address checksums) from @noble/hashes. Every function that uses WebCrypto is async.
 //
-// Errors are typed (all extend FormatBaseError): FormatError for malformed bytes, BindingError when
-// the package names another record identity than the chain (or none), KeyNotFoundError when no key
+// Errors are typed (all extend FormatBaseError): FormatError for malformed bytes, IntegrityError when
+// the bytes are not the ones anchored on chain, BindingError when the package names another record
+// identity than the chain (or none), KeyNotFoundError when no key
 // for this reader is present, DecryptionError (opaque, like the Python side) for everything a wrong
 // key or altered bytes cause. A function that throws returns no plaintext at all, never a part.
+//
+// The interface the portal uses (bindings are {recordId, version, patient, scope, author}):
+//   parsePackage(bytes) -> {format, version, mediaType, binding|null, wraps: [{reader, keyVersion, wrapped}],
+//                           umbral: {keyVersion, capsule, ciphertext}|null, headerLength, envelope}
+//   await openPackage(bytes, {reader, x25519Secrets: Map<keyVersion, secret>, dataKey?,
+//                             expected: {recordId, patient, scope, author, contentHash, version?}})
+//       -> {plaintext, dataKey, mediaType, binding, version}      expected = what the chain lists
+//   await wrapDataKey(dataKey, recipientX25519Public, bindingAssociatedData(binding)) -> 93 bytes
+//   await unwrapDataKey(wrapped, recipientX25519Secret, associatedData) -> data key
+//   parseKeyShare(bytes) -> {format, patient, grantee, entries: [{recordId, version, keyVersion, wrapped}]}
+//   await makeKeyShare({patient, grantee, recipientX25519Public, keyVersion, entries: [{binding, dataKey}],
+//                       grantedScopes}) -> bytes      (refuses an entry whose scope is not within grantedScopes)
+//   await dataKeyFromShare(share, {reader, x25519Secrets, binding}) -> data key
+//   await sealPayload(payload, custodianX25519Public, fragmentAssociatedData(custodian, recordId, grantee))
+//   makeUmbralPlaintext(binding, dataKey) / dataKeyFromUmbralPlaintext(plaintext, binding)   (for umbral.js)
+//   encryptEnvelope / decryptEnvelope / buildPackageHeader: writing a package (key rotation in the browser)
 
 import { x25519 } from "@noble/curves/ed25519.js";
 import { keccak_256 } from "@noble/hashes/sha3.js";
@@ -51,6 +69,8 @@ export const WRAPPED_KEY_SIZE = 1 + 32 + 12 + DATA_KEY_SIZE + TAG_SIZE; // 93
 export const WRAP_KDF_LABEL = bytesOf("ehr_client/wrap/v1");
 
 export const UMBRAL_BINDING_LABEL = bytesOf("ehr-umbral-data-key/v1");
+export const FRAGMENT_LABEL = bytesOf("ehr-custodian-fragment/v1");
+export const SEAL_OVERHEAD = WRAPPED_KEY_SIZE + 12 + TAG_SIZE; // 121
 
 export const KEYSHARE_FORMAT = "ehr-keyshare/1";
 export const KEYSHARE_MAX_ENTRIES = 100_000;
@@ -76,6 +96,9 @@ export class FormatError extends FormatBaseError {}
 
 /** The package names another record identity than the chain lists, or none (formats 1 and 2). */
 export class BindingError extends FormatBaseError {}
+
+/** The stored bytes are not the ones the chain anchored (sha256 differs): altered or replaced. */
+export class IntegrityError extends FormatBaseError {}
 
 /** No key for this reader: no wrap in the package, or no entry for the record in a key share. */
 export class KeyNotFoundError extends FormatBaseError {}
@@ -153,16 +176,12 @@ function u64be(n) {
   return out;
 }
 
+/** A uint64 given as a BigInt, a safe-integer number or a string of decimal digits. */
 function toU64(value, what) {
-  let v;
-  try {
-    v = BigInt(value);
-  } catch {
-    throw new TypeError(`${what} must be an integer from 0 to 2**64 - 1`);
-  }
-  if (typeof value === "boolean" || (typeof value === "number" && !Number.isSafeInteger(value)) || v < 0n || v >= U64_LIMIT) {
-    throw new TypeError(`${what} must be an integer from 0 to 2**64 - 1`);
-  }
+  const ok = typeof value === "bigint" || (typeof value === "number" && Number.isSafeInteger(value))
+    || (typeof value === "string" && /^[0-9]{1,20}$/.test(value));
+  const v = ok ? BigInt(value) : -1n;
+  if (v < 0n || v >= U64_LIMIT) throw new TypeError(`${what} must be an integer from 0 to 2**64 - 1`);
   return v;
 }
 
@@ -319,14 +338,15 @@ async function keyEncryptionKey(shared, recipientPublic, ephemeralPublic, usage)
  */
 export async function wrapDataKey(dataKey, recipientX25519Public, associatedData) {
   asBytes(dataKey, "a data key", DATA_KEY_SIZE);
-  asBytes(recipientX25519Public, "the recipient's X25519 public key", 32);
   asBytes(associatedData, "the associated data");
+  const unusable = "the recipient public key is not a usable 32-byte X25519 key: fetch it again from the key registry";
+  if (!(recipientX25519Public instanceof Uint8Array) || recipientX25519Public.length !== 32) throw new TypeError(unusable);
   const ephemeral = x25519.utils.randomSecretKey();
   let shared;
   try {
     shared = x25519.getSharedSecret(ephemeral, recipientX25519Public);
   } catch {
-    throw new TypeError("the recipient public key is not a usable 32-byte X25519 key: fetch it again from the key registry");
+    throw new TypeError(unusable);
   }
   const ephemeralPublic = x25519.getPublicKey(ephemeral);
   ephemeral.fill(0);
@@ -588,7 +608,8 @@ export function checkBinding(parsed, expected) {
     );
   }
   if (!expected) throw new TypeError("pass the binding the chain lists for this record (expected)");
-  const want = normalBinding({ ...expected, version: expected.version ?? parsed.version });
+  const want = normalBinding({ recordId: expected.recordId, patient: expected.patient, scope: expected.scope,
+    author: expected.author, version: expected.version ?? parsed.version });
   if (!sameBinding(parsed.binding, want)) {
     throw new BindingError(
       "the stored data was written for another record, version, patient, scope or author than the chain lists: it was re-listed, so nothing was decrypted",
@@ -617,12 +638,42 @@ export async function openSealed(wrapped, keyVersion, x25519Secrets, associatedD
   throw new DecryptionError();
 }
 
+/** sha256 of `bytes` (WebCrypto). */
+export async function sha256(bytes) {
+  return new Uint8Array(await subtle().digest("SHA-256", asBytes(bytes, "the data")));
+}
+
+/** Throw IntegrityError unless sha256(bytes) is the hash the chain anchored (bytes or hex). */
+export async function checkContentHash(bytes, contentHash) {
+  const want = typeof contentHash === "string" ? hexToBytes(contentHash) : asBytes(contentHash, "the content hash", 32);
+  if (!equalBytes(await sha256(bytes), want)) {
+    throw new IntegrityError(
+      "the stored data does not match the hash anchored on chain; it was altered or replaced: nothing was decrypted",
+    );
+  }
+}
+
 /**
- * Open a package as `reader`: check the binding against `expected` (the chain's facts), take the
- * data key from the reader's wrap (or `dataKey` if the caller has it, e.g. from a key share), decrypt.
+ * Open a package as `reader`. `expected` is what the chain lists for the record: {recordId, patient,
+ * scope, author, contentHash (the anchored sha256), version (optional)}. In order: the sha256 must be
+ * the anchored one (IntegrityError), the header's binding the chain's (BindingError), the data key
+ * comes from the reader's wrap (`x25519Secrets`: Map keyVersion -> secret) or from `dataKey` when the
+ * caller has it (e.g. dataKeyFromShare), then the envelope is decrypted.
  * Returns {plaintext, dataKey, mediaType, binding, version}.
+ *
+ * The anchored hash is required: anyone can wrap a key of their choosing to the reader's public key
+ * with the (public) binding AD and encrypt a plaintext of their choosing, so without the hash a
+ * substituted package with the right binding would open to the substitute. `unsafeSkipContentHash`
+ * skips the check, for format tests only.
  */
-export async function openPackage(bytes, { reader, x25519Secrets, expected, dataKey } = {}) {
+export async function openPackage(bytes, { reader, x25519Secrets, expected, dataKey, unsafeSkipContentHash = false } = {}) {
+  if (!expected) throw new TypeError("pass the record's facts from the chain (expected: recordId, patient, scope, author, contentHash)");
+  if (!unsafeSkipContentHash) {
+    if (expected.contentHash === undefined || expected.contentHash === null) {
+      throw new TypeError("pass expected.contentHash, the sha256 the chain anchored for this record");
+    }
+    await checkContentHash(bytes, expected.contentHash);
+  }
   const parsed = parsePackage(bytes);
   const binding = checkBinding(parsed, expected);
   const ad = bindingAssociatedData(binding);
@@ -639,6 +690,44 @@ export async function openPackage(bytes, { reader, x25519Secrets, expected, data
   }
   const plaintext = await decryptEnvelope(parsed.envelope, key, ad);
   return { plaintext, dataKey: key, mediaType: parsed.mediaType, binding, version: parsed.version };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealed payloads (ehr_client/custodian/seal.py): key fragments sealed to a custodian
+
+/** "ehr-custodian-fragment/v1" || custodian (20) || record id (32) || grantee (20). */
+export function fragmentAssociatedData(custodian, recordId, grantee) {
+  return concatBytes(FRAGMENT_LABEL, addressBytes(custodian, "the custodian"),
+    asBytes(typeof recordId === "string" ? hexToBytes(recordId) : recordId, "a record id", RECORD_ID_SIZE),
+    addressBytes(grantee, "the grantee"));
+}
+
+/**
+ * seal(): wrapped key (93, a fresh AES key wrapped to `recipientX25519Public` with `associatedData`)
+ * || nonce (12) || AES-256-GCM(payload) with AD = wrapped key || associatedData.
+ */
+export async function sealPayload(payload, recipientX25519Public, associatedData) {
+  asBytes(payload, "the payload");
+  const key = randomBytes(DATA_KEY_SIZE);
+  try {
+    const wrapped = await wrapDataKey(key, recipientX25519Public, associatedData);
+    const nonce = randomBytes(12);
+    const body = await aesSeal(await aesKey(key, "encrypt"), nonce, payload, concatBytes(wrapped, associatedData));
+    return concatBytes(wrapped, nonce, body);
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** The payload of sealPayload / Python's seal; any failure: DecryptionError. */
+export async function openSealedPayload(sealed, recipientX25519Secret, associatedData) {
+  if (!(sealed instanceof Uint8Array) || sealed.length < SEAL_OVERHEAD) throw new DecryptionError();
+  const wrapped = sealed.subarray(0, WRAPPED_KEY_SIZE);
+  const key = await unwrapDataKey(wrapped, recipientX25519Secret, associatedData);
+  const aes = await aesKey(key, "decrypt");
+  key.fill(0);
+  return aesOpen(aes, sealed.subarray(WRAPPED_KEY_SIZE, WRAPPED_KEY_SIZE + 12), sealed.subarray(WRAPPED_KEY_SIZE + 12),
+    concatBytes(wrapped, associatedData));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -684,6 +773,14 @@ function jsonDepthWithin(text, maxDepth) {
   return true;
 }
 
+/** Hex as KeyShare.from_bytes reads it: an optional lower-case "0x", then hex digits (no spaces). */
+function shareHex(value) {
+  const text = String(value);
+  const body = text.startsWith("0x") ? text.slice(2) : text;
+  if (body.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(body)) throw new TypeError("not hex");
+  return hexToBytes(body);
+}
+
 function shareError(detail) {
   return new FormatError(`the key share is malformed (${detail}); ask the patient to share the keys again`);
 }
@@ -723,8 +820,8 @@ export function parseKeyShare(bytes) {
     let recordId;
     let wrappedBytes;
     try {
-      recordId = hexToBytes(String(record));
-      wrappedBytes = hexToBytes(String(wrapped));
+      recordId = shareHex(record);
+      wrappedBytes = shareHex(wrapped);
     } catch {
       throw shareError(`entry ${i}: record or wrapped is not hex`);
     }
@@ -744,9 +841,12 @@ export function parseKeyShare(bytes) {
  * Make a key share (KeyShare.to_bytes, byte for byte): the data key of each record version sealed
  * to the grantee's X25519 key `recipientX25519Public` (on-chain key version `keyVersion`), with
  * associated data from each entry's binding. `entries`: [{binding: {recordId, version, patient,
- * scope, author}, dataKey}]; every binding must name `patient`.
+ * scope, author}, dataKey}]; every binding must name `patient`. With `grantedScopes` (the grant's
+ * scope bits), an entry whose scope has a bit outside them is refused, as KeySharer.share skips it
+ * (`scope & ~scopes`): a record in LAB|MENTAL is not shared by a LAB grant.
  */
-export async function makeKeyShare({ patient, grantee, recipientX25519Public, keyVersion, entries }) {
+export async function makeKeyShare({ patient, grantee, recipientX25519Public, keyVersion, entries, grantedScopes }) {
+  const granted = grantedScopes === undefined ? null : toU64(grantedScopes, "the granted scopes");
   const owner = normalAddress(patient, "the patient");
   const to = normalAddress(grantee, "the grantee");
   toU32(keyVersion, "the grantee's key version");
@@ -758,6 +858,10 @@ export async function makeKeyShare({ patient, grantee, recipientX25519Public, ke
   for (const entry of entries) {
     const binding = normalBinding(entry.binding);
     if (binding.patient !== owner) throw new TypeError("every entry's binding must name the share's patient");
+    if (granted !== null && (binding.scope & ~granted) !== 0n) {
+      throw new TypeError(`record 0x${bytesToHex(binding.recordId)} has scope bits ${binding.scope} outside the granted ${granted}: `
+        + "its key must not be shared by this grant");
+    }
     if (binding.version < 1n || binding.version > BigInt(Number.MAX_SAFE_INTEGER)) {
       throw new TypeError("a shared record version must be from 1 to 2**53 - 1");
     }

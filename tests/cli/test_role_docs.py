@@ -69,8 +69,8 @@ ehr --wallet patient revoke doctor
 
 def test_every_page_is_tested_or_said_not_to_be() -> None:
     # serve runs until stopped; MFA needs live TOTP codes; claims.md is a format page (tested as vectors
-    # in tests/claims/test_encoding.py)
-    untested = {"README.md", "custodian-operator.md", "claims.md"}
+    # in tests/claims/test_encoding.py); FORMAT.md likewise (tests/portal_format)
+    untested = {"README.md", "custodian-operator.md", "claims.md", "FORMAT.md"}
     assert {p.name for p in (ROOT / "docs").glob("*.md")} == set(PAGES) | untested
 
 

@@ -46,3 +46,48 @@ def generator() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+FILES = ("wrap", "envelope", "package", "keyshare", "seal")
+
+
+def ops_for(kind: str, case: dict[str, Any], negative: bool) -> list[dict[str, Any]]:
+    """The harness ops that check one vector case (test_js_reads_python_vectors says what they must return)."""
+    if kind == "wrap":
+        secret = case["recipient_secret"]
+        ops = [{"op": "unwrap", "wrapped": case["wrapped"], "secret": secret, "associated_data": case["associated_data"]}]
+        if not negative:
+            ops += [{"op": "public_key", "secret": secret}, {"op": "associated_data", "binding": case["binding"]}]
+        return ops
+    if kind == "envelope":
+        ops = [{"op": "decrypt_envelope", "envelope": case["envelope"], "data_key": case["data_key"],
+                "associated_data": case["associated_data"]}]
+        if not negative:
+            ops.append({"op": "associated_data", "binding": case["binding"]})
+        return ops
+    if kind == "package":
+        opened = {"op": "open_package", "package": case["package"], "reader": case["reader"],
+                  "x25519_secrets": case["x25519_secrets"], "expected": case["expected"]}
+        return [opened] if negative else [{"op": "parse_package", "package": case["package"]}, opened]
+    if kind == "seal":
+        return [{"op": "open_sealed", "sealed": case["sealed"], "secret": case["recipient_secret"],
+                 "associated_data": case["associated_data"]}]
+    assert kind == "keyshare"
+    share_hex = case.get("share_hex") or case["share"].encode().hex()
+    if negative and "binding" not in case:
+        return [{"op": "parse_keyshare", "share_hex": share_hex}]
+    if negative:
+        return [{"op": "share_data_key", "share_hex": share_hex, "reader": case["reader"],
+                 "x25519_secrets": case["x25519_secrets"], "binding": case["binding"]}]
+    return [{"op": "parse_keyshare", "share_hex": share_hex}] + [
+        {"op": "share_data_key", "share_hex": share_hex, "reader": case["reader"],
+         "x25519_secrets": case["x25519_secrets"], "binding": b} for b in case["bindings"]]
+
+
+def all_cases() -> list[tuple[str, str, bool, dict[str, Any]]]:
+    out = []
+    for kind in FILES:
+        vectors = load_vectors(kind)
+        out += [(kind, c["name"], False, c) for c in vectors["cases"]]
+        out += [(kind, c["name"], True, c) for c in vectors["negative"]]
+    return out

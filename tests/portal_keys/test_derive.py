@@ -4,12 +4,14 @@ portal/src/keys.js (real node), the same signature from every third-party signer
 
 from __future__ import annotations
 
-import secrets
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
@@ -20,6 +22,7 @@ from eth_utils import keccak
 from ehr_client.crypto import unwrap_data_key, wrap_data_key
 from ehr_client.errors import KeyDerivationRefused, NonDeterministicWallet, SignatureError
 from ehr_client.keys import Identity, Keystore
+from ehr_client.keys._material import public_key
 from ehr_client.keys.derive import (
     SECP256K1_N,
     STATEMENT,
@@ -91,8 +94,9 @@ def test_the_message_names_the_deployment_and_warns_in_words() -> None:
 
 
 def test_keys_js_derives_byte_identical_keys_for_many_wallets(keys_js: Js) -> None:
-    cases = [("0x" + secrets.token_hex(32), 1 + secrets.randbelow(2**53 - 1), "0x" + secrets.token_hex(20),
-              1 + secrets.randbelow(2**32 - 1)) for _ in range(48)]
+    rng = random.Random(19)  # fixed seed: the same cases on every run
+    cases = [("0x" + rng.randbytes(32).hex(), rng.randint(1, 2**53 - 1), "0x" + rng.randbytes(20).hex(),
+              rng.randint(1, 2**32 - 1)) for _ in range(48)]
     cases += [params for params, _ in VECTORS]
     signatures = [_sign(*case[:1], _typed(*case)) for case in cases]
     answer = keys_js({"op": "derive", "signatures": ["0x" + s.hex() for s in signatures]})
@@ -235,3 +239,16 @@ def test_the_derived_identity_opens_what_was_sealed_to_its_public_keys(tmp_path:
     assert keystore.import_encryption_key("umbral", derived.umbral_secret, password="pw")[1] is True
     stored = Identity.from_keystore(keystore, "patient", "pw")
     assert (dict(stored.x25519), dict(stored.umbral)) == ({1: derived.x25519_secret}, {1: derived.umbral_secret})
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(key=st.integers(1, SECP256K1_N - 1), chain_id=st.integers(1, 2**53 - 1), generation=st.integers(1, 2**32 - 1))
+def test_every_eth_account_signature_derives_valid_storable_keys(key: int, chain_id: int, generation: int) -> None:
+    private = "0x" + key.to_bytes(32, "big").hex()
+    signature = _sign(private, _typed(private, chain_id, "0x" + "22" * 20, generation))
+    derived = derive_keys(signature)
+    for secret in (derived.x25519_secret, derived.umbral_secret):
+        assert 1 <= int.from_bytes(secret, "big") < SECP256K1_N  # the keystore can hold it
+    assert public_key("x25519", derived.x25519_secret) == derived.x25519_public
+    assert public_key("umbral", derived.umbral_secret) == derived.umbral_public
+    assert derived.x25519_secret != derived.umbral_secret
