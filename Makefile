@@ -71,7 +71,7 @@ lint: install
 PORTAL_SOURCES := $(wildcard portal/src/*.js) portal/index.html portal/style.css
 .build/portal/app.js: $(PORTAL_SOURCES) node_modules/.installed
 	mkdir -p .build/portal
-	node_modules/.bin/esbuild portal/src/app.js --bundle --format=esm --target=es2022 --minify --sourcemap \
+	node_modules/.bin/esbuild portal/src/app.js --bundle --format=esm --target=es2022 --minify --keep-names --sourcemap \
 		--log-level=warning --outfile=.build/portal/app.js
 	cp portal/index.html portal/style.css .build/portal/
 

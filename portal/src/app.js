@@ -345,7 +345,8 @@ async function keyShareFor(grantee, scopes) {
       + "they publish one with `ehr keys publish` (or grant without sharing keys).");
   }
   await loadRecords();
-  const mine = session.records.filter((r) => r.status === "active" && (BigInt(r.scope) & scopes) !== 0n);
+  // as KeySharer.share: a record is shared only when all its categories are granted
+  const mine = session.records.filter((r) => r.status === "active" && (BigInt(r.scope) & ~scopes) === 0n);
   const entries = [];
   const skipped = [];
   for (const record of mine) {
@@ -358,7 +359,7 @@ async function keyShareFor(grantee, scopes) {
   }
   if (entries.length === 0) return { cid: null, shared: 0, skipped };
   const bytes = await makeKeyShare({ patient: session.account, grantee, recipientX25519Public: hexToBytes(granteeKey.publicKey),
-    keyVersion: granteeKey.version, entries });
+    keyVersion: granteeKey.version, entries, grantedScopes: scopes });
   const stored = await api.uploadKeyShare(bytes);
   return { cid: stored.cid, shared: entries.length, skipped };
 }

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from web3 import Web3
 
 from ehr_client.chain.abi import load_artifact
@@ -106,6 +107,7 @@ def test_record_failing_verification_shows_a_message_and_nothing_decrypted(
         page.wait_for_selector(f"#records tr[data-record='{relisted}']")
         page.goto(portal.url + f"/#record/{relisted}")
         page.wait_for_selector("#record-error")
+        assert page.inner_text("#record-error").startswith("This record failed verification:")
         assert "re-listed" in page.inner_text("#record-error")
         assert page.locator("section.fhir").count() == 0
         screenshot(page, "fault-record-relisted")
@@ -120,3 +122,33 @@ def test_record_failing_verification_shows_a_message_and_nothing_decrypted(
         assert not [line for line in console if line.startswith("pageerror")], console
     finally:
         page.context.close()
+
+
+def test_wallet_that_signs_with_random_nonces_is_refused(browser: Any, portal: Portal, anvil: Any) -> None:
+    """Keys derived from a non-deterministic signature could never be derived again: refused, said why."""
+    account = Account.create()
+    wallet = TestWallet("0x" + bytes(account.key).hex(), anvil.rpc_url, random_nonces=True)
+    first = wallet.handle("eth_signTypedData_v4", json.dumps([wallet.address, json.dumps(PROBE)]))
+    second = wallet.handle("eth_signTypedData_v4", json.dumps([wallet.address, json.dumps(PROBE)]))
+    assert first != second
+    assert Account.recover_message(encode_typed_data(full_message=PROBE),
+                                   signature=json.loads(first)["result"]) == wallet.address  # valid, just not stable
+    console: list[str] = []
+    page = open_page(browser, wallet, console)
+    try:
+        page.goto(portal.url + "/")
+        page.click("#connect")
+        alert = page.locator("#status [role=alert]")
+        alert.wait_for()
+        assert "deterministic" in alert.inner_text()
+        assert page.locator("#connect-view").count() == 1 and page.locator("#register-view").count() == 0
+        assert "eth_sendTransaction" not in wallet.calls
+        screenshot(page, "fault-nondeterministic-wallet")
+    finally:
+        page.context.close()
+
+
+PROBE = {
+    "types": {"EIP712Domain": [{"name": "name", "type": "string"}], "Probe": [{"name": "n", "type": "uint256"}]},
+    "primaryType": "Probe", "domain": {"name": "probe"}, "message": {"n": 1},
+}

@@ -5,10 +5,14 @@ tell it from an extension wallet except by `isEhrTestWallet`."""
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_keys.backends.native.jacobian import fast_multiply, inv
+from eth_keys.constants import SECPK1_G, SECPK1_N
+from eth_utils import keccak
 from web3 import Web3
 
 INIT_SCRIPT = """
@@ -37,8 +41,9 @@ class TestWallet:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, private_key: str, rpc_url: str) -> None:
+    def __init__(self, private_key: str, rpc_url: str, *, random_nonces: bool = False) -> None:
         self.account = Account.from_key(private_key)
+        self.random_nonces = random_nonces  # sign typed data like a wallet without RFC 6979
         self.w3 = Web3(Web3.HTTPProvider(rpc_url))
         self.calls: list[str] = []
 
@@ -65,7 +70,11 @@ class TestWallet:
             signer, document = params
             if signer.lower() != self.address.lower():
                 raise WalletRefusal(4100, f"this wallet holds {self.address}, not {signer}")
-            signed = Account.sign_message(encode_typed_data(full_message=json.loads(document)), self.account.key)
+            message = encode_typed_data(full_message=json.loads(document))
+            if self.random_nonces:
+                digest = keccak(b"\x19" + message.version + message.header + message.body)
+                return "0x" + sign_with_random_nonce(digest, bytes(self.account.key)).hex()
+            signed = Account.sign_message(message, self.account.key)
             return "0x" + bytes(signed.signature).hex()
         if method == "eth_sendTransaction":
             return self._send(params[0])
@@ -84,6 +93,23 @@ class TestWallet:
         built["gas"] = int(self.w3.eth.estimate_gas(built) * 1.25)  # reverts surface here, as in a wallet
         signed = self.account.sign_transaction(built)
         return "0x" + bytes(self.w3.eth.send_raw_transaction(signed.raw_transaction)).hex()
+
+
+def sign_with_random_nonce(digest: bytes, private_key: bytes) -> bytes:
+    """A valid, canonical (low-s) secp256k1 signature r || s || v with a fresh random nonce: what a
+    wallet that does not follow RFC 6979 returns, different on every call."""
+    z, d = int.from_bytes(digest, "big"), int.from_bytes(private_key, "big")
+    while True:
+        k = secrets.randbelow(SECPK1_N - 1) + 1
+        x, y = fast_multiply(SECPK1_G, k)
+        r = x % SECPK1_N
+        s = inv(k, SECPK1_N) * (z + r * d) % SECPK1_N
+        if r and s:
+            break
+    parity = y % 2
+    if s > SECPK1_N // 2:
+        s, parity = SECPK1_N - s, parity ^ 1
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + parity])
 
 
 class WalletRefusal(Exception):
