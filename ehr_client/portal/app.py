@@ -11,6 +11,8 @@ relaying, never keys or plaintext.
     GET  /api/grants/{patient}        grants in force, break-glass pending or active
     GET  /api/timeline/{patient}      the access timeline with the monitor's alerts
     GET  /api/timeline/{patient}/fhir the same as a FHIR R4 Bundle of AuditEvent and Consent resources
+    POST /api/packages                store a record package the browser wrote (key rotation); its CID
+    POST /api/rotated/{record}        unpin a version the patient rotated away (superseded by the patient's own)
     POST /api/erase/{record}          unpin a record's ciphertext once the chain shows it tombstoned
 
 Every refusal is JSON `{"error": {"type": ..., "message": ...}}` with an HTTP status that fits.
@@ -18,6 +20,7 @@ Every refusal is JSON `{"error": {"type": ..., "message": ...}}` with an HTTP st
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -44,6 +47,7 @@ from ehr_client.errors import (
     BlobNotFound,
     ChainUnavailable,
     ConfigError,
+    DecryptionError,
     EHRError,
     IntegrityError,
     InvalidRecord,
@@ -57,7 +61,8 @@ from ehr_client.keyshare import KeyShare
 from ehr_client.portal import facts
 from ehr_client.portal.errors import MethodRefused, NoRelayer, RequestTooLarge, UnsupportedContentType, UntrustedHost
 from ehr_client.portal.rpc import RpcForwarder, parse_request
-from ehr_client.storage.cid import parse_cid
+from ehr_client.package import parse_header
+from ehr_client.storage.cid import cid_to_bytes, parse_cid
 
 log = logging.getLogger("ehr_client.portal")
 
@@ -262,6 +267,18 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         cid = await run_in_threadpool(services.reader.store.put, body)
         return {"cid": cid, "patient": share.patient, "grantee": share.grantee, "entries": len(share.entries)}
 
+    @app.post("/api/packages")
+    async def package(request: Request) -> dict[str, Any]:
+        body = await read_body(request, services.max_blob, "application/octet-stream")
+        try:
+            header, _ = parse_header(body)  # only record packages bound to a record: ciphertext, never plaintext
+        except DecryptionError:
+            header = None
+        if header is None or header.binding is None:
+            raise InvalidRecord("only record packages (a bound header and an envelope, docs/FORMAT.md) are stored here")
+        cid = await run_in_threadpool(services.reader.store.put, body)
+        return {"cid": cid, "cidBytes": "0x" + cid_to_bytes(cid).hex(), "contentHash": "0x" + hashlib.sha256(body).hexdigest()}
+
     @app.post("/api/relay")
     async def relay(request: Request) -> dict[str, Any]:
         body = await read_body(request, MAX_RELAY_BODY, "application/json")
@@ -304,6 +321,12 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
     @app.get("/api/timeline/{patient}/fhir")
     def timeline_fhir(patient: str) -> dict[str, Any]:
         return audit().fhir_export(_address(patient))
+
+    @app.post("/api/rotated/{record}")
+    def rotated(record: str) -> dict[str, Any]:
+        old = facts.rotated_away(services.reader, _record_id(record))
+        unpinned, kept = facts.unpin_erased(services.reader, [old])
+        return {"recordId": facts.record_json(old)["recordId"], "unpinned": unpinned, "kept": kept}
 
     @app.post("/api/erase/{record}")
     def erase(record: str) -> dict[str, Any]:

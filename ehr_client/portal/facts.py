@@ -15,7 +15,7 @@ from ehr_client.chain.eip712 import CATEGORY_FIELDS, DOMAIN_TYPE, TYPES, Domain
 from ehr_client.chain.types import Access, KeyType, Status
 from ehr_client.client import EHRClient
 from ehr_client.client.model import RecordInfo, hex_id
-from ehr_client.errors import BlobNotFound, EHRError, TransactionReverted
+from ehr_client.errors import AccessDenied, BlobNotFound, EHRError, TransactionReverted
 from ehr_client.records import describe
 from ehr_client.records.purpose import PURPOSES
 
@@ -194,3 +194,18 @@ def unpin_erased(client: EHRClient, versions: list[RecordInfo]) -> tuple[list[st
         client.store.remove(version.cid)
         unpinned.append(version.cid)
     return unpinned, kept
+
+
+def rotated_away(client: EHRClient, record_id: bytes) -> RecordInfo:
+    """A version the patient re-encrypted: superseded by a version the patient wrote themselves.
+    An amendment by a provider also supersedes, but its predecessor is history and stays.
+
+    Raises:
+        AccessDenied: the chain does not show that.
+    """
+    old = client.get_record(record_id)
+    successors = [r for r in client.list_records(old.patient) if r.previous_id == old.record_id]
+    if old.status != Status.SUPERSEDED.label or not successors or successors[0].author != old.patient:
+        raise AccessDenied(f"record {hex_id(record_id)} is not superseded by a version its patient wrote; only a "
+                           "version the patient rotated away is unpinned (amendments by providers stay as history)")
+    return old

@@ -6,7 +6,7 @@ import { h, replace, short, when } from "./dom.js";
 import { renderFhir } from "./fhir.js";
 import { makeKeyShare } from "./format.js";
 import { deriveFromWallet } from "./keys.js";
-import { FHIR_MEDIA_TYPE, VerificationError, openRecord, versionChains } from "./records.js";
+import { FHIR_MEDIA_TYPE, VerificationError, openRecord, rotatedPackage, versionChains } from "./records.js";
 import * as wallet from "./wallet.js";
 
 const session = { config: null, account: null, keys: null, secrets: new Map(), info: null, records: [] };
@@ -243,6 +243,7 @@ async function renderRecord(recordId) {
       h("dt", {}, "Versions"), h("dd", {}, chain.map((r, i) =>
         h("a", { href: `#record/${r.recordId}`, class: r.recordId === recordId ? "current" : "" }, `v${i + 1} `)))),
     body,
+    record.status === "active" && !record.batched ? rotateBox(record) : null,
     record.status !== "tombstoned" && !record.batched ? eraseBox(chain) : null));
   if (record.status === "tombstoned") {
     replace(body, h("p.message.warning", { id: "erased" }, "This record was erased: tombstoned on chain, its ciphertext unpinned."));
@@ -260,6 +261,37 @@ async function renderRecord(recordId) {
   } catch (error) {
     replace(body, h("div.message.error", { role: "alert", id: "record-error" }, describeError(error)));
   }
+}
+
+function rotateBox(record) {
+  return h("section.rotate", {},
+    h("h3", {}, "Rotate this record's key"),
+    h("p", {}, "Re-encrypts the record in this browser under a new key, as a new version sealed to you only; "
+      + "the old ciphertext is unpinned, so key shares for it open nothing any more. Grant again to share the new version."),
+    onChain("1 transaction: RecordRegistry.amendRecord(previous, salt, sha256, CID) — a new version, no content; you pay the gas.",
+      "The new ciphertext goes to the portal's store; the old one is unpinned once the chain shows it superseded by your version."),
+    h("button", { id: "rotate", onclick: () => rotate(record) }, "Rotate key"));
+}
+
+async function rotate(record) {
+  const done = await act("Rotating the key", async () => {
+    const opened = await openRecord(record, session);
+    const rotated = await rotatedPackage(record, opened, session);
+    const stored = await api.uploadPackage(rotated.package);
+    const digest = hexOf(new Uint8Array(await crypto.subtle.digest("SHA-256", rotated.package)));
+    if (stored.contentHash !== digest) throw new Error("The portal stored other bytes than the page sent; nothing was anchored.");
+    const tx = await sendAndWait("Anchoring the new version", "RecordRegistry", "amendRecord",
+      [record.recordId, rotated.salt, stored.contentHash, stored.cidBytes]);
+    const unpinned = await api.rotated(record.recordId);
+    return { tx, recordId: rotated.recordId, unpinned };
+  });
+  if (!done) return;
+  await loadRecords();
+  history.pushState(null, "", `#record/${done.recordId}`);  // no hashchange: the message below stays
+  await renderRecord(done.recordId);
+  statusBar().append(h("div.message.ok", { id: "rotate-done" },
+    `Rotated: new version ${short(done.recordId)} anchored (${done.tx.gasUsed} gas, paid by you); `
+    + `${done.unpinned.unpinned.length} old blob(s) unpinned.`));
 }
 
 function eraseBox(chain) {

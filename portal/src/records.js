@@ -1,8 +1,12 @@
 // Opening a record in the browser: ciphertext from the portal, checked by format.js against the
 // chain's content hash and identity, decrypted with the patient's derived key (format.js). Nothing is
 // shown from a record that fails a check.
+import { encodeAbiParameters, keccak256 } from "viem";
 import { api } from "./api.js";
-import { BindingError, DecryptionError, IntegrityError, KeyNotFoundError, openPackage } from "./format.js";
+import {
+  BindingError, DecryptionError, IntegrityError, KeyNotFoundError, bindingAssociatedData, buildPackageHeader,
+  bytesToHex, concatBytes, encryptEnvelope, openPackage, wrapDataKey,
+} from "./format.js";
 
 export const FHIR_MEDIA_TYPE = "application/fhir+json";
 
@@ -67,4 +71,30 @@ export function versionChains(records) {
     chains.push(chain);
   }
   return chains.reverse();
+}
+
+/** RecordRegistry.recordIdOf(author, salt): keccak256(abi.encode(uint8 1, author, salt)). */
+export function recordIdOf(author, saltHex) {
+  return keccak256(encodeAbiParameters([{ type: "uint8" }, { type: "address" }, { type: "bytes32" }], [1, author, saltHex]));
+}
+
+/**
+ * Key rotation in the browser: the same content as a new version under a fresh data key, sealed to
+ * the patient only (as EHRClient.reencrypt_record). Returns {package, salt, recordId, version}; the
+ * caller stores the package and anchors it with amendRecord from the wallet.
+ */
+export async function rotatedPackage(record, opened, session) {
+  const salt = "0x" + bytesToHex(crypto.getRandomValues(new Uint8Array(32)));
+  const dataKey = crypto.getRandomValues(new Uint8Array(32));
+  const version = opened.binding.version + 1n;
+  const binding = { recordId: recordIdOf(session.account, salt), version, patient: session.account,
+    scope: BigInt(record.scope), author: session.account };
+  const ad = bindingAssociatedData(binding);
+  const [keyVersion] = [...session.secrets.keys()];
+  const wrapped = await wrapDataKey(dataKey, session.keys.x25519Public, ad);
+  const header = buildPackageHeader({ version, mediaType: opened.mediaType, binding,
+    wraps: [{ reader: session.account, keyVersion, wrapped }] });
+  const envelope = await encryptEnvelope(opened.plaintext, dataKey, ad);
+  dataKey.fill(0);
+  return { package: concatBytes(header, envelope), salt, recordId: binding.recordId, version };
 }

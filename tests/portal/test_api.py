@@ -98,6 +98,11 @@ def test_uploads_that_are_not_key_shares_are_not_stored(portal: Portal, home: Pa
     refused = portal.post("/api/keyshares", content=plaintext, headers=OCTETS)
     assert refused.status_code == 400 and error_of(refused)["type"] == "InvalidRecord"
     assert not store.has(cid_for_bytes(plaintext))
+    as_package = portal.post("/api/packages", content=plaintext, headers=OCTETS)
+    assert as_package.status_code == 400 and error_of(as_package)["type"] == "InvalidRecord"
+    unbound = b"EHRP\x01" + b"\x00" * 64  # a package header without a record binding (format 1)
+    assert portal.post("/api/packages", content=unbound, headers=OCTETS).status_code == 400
+    assert not store.has(cid_for_bytes(plaintext)) and not store.has(cid_for_bytes(unbound))
     oversize = b"x" * (1024 * 1024 + 1)
     too_big = portal.post("/api/keyshares", content=oversize, headers=OCTETS)
     assert too_big.status_code == 413 and error_of(too_big)["type"] == "RequestTooLarge"

@@ -12,6 +12,7 @@ from eth_account import Account
 from web3 import Web3
 
 from ehr_client.chain.abi import load_artifact
+from ehr_client.storage import LocalStore
 from tests.cli.conftest import CAST, Cli, dev_key
 from tests.portal.conftest import Portal, open_page, screenshot
 from tests.portal.test_patient_walk import grant_in_page
@@ -47,7 +48,7 @@ def open_break_glass(portal: Portal, rpc_url: str, patient: str, who: str) -> No
 
 
 def test_records_render_per_type_with_versions_files_break_glass_and_export(
-    browser: Any, portal: Portal, cli: Cli, world: dict[str, str], anvil: Any, tmp_path: Path,
+    browser: Any, portal: Portal, cli: Cli, world: dict[str, str], anvil: Any, tmp_path: Path, home: Path,
 ) -> None:
     wallet = funded_wallet(anvil.rpc_url)
     console: list[str] = []
@@ -92,6 +93,24 @@ def test_records_render_per_type_with_versions_files_break_glass_and_export(
         page.wait_for_selector("section.fhir[data-resource-type=Condition]")
         assert "Moderate to severe" in page.inner_text("section.fhir dl")
         assert page.locator("#record-view dd a").count() == 2  # v1 and v2
+
+        # rotate the amended condition: re-encrypted in the browser, anchored by the patient's wallet
+        old_cid = next(r["cid"] for r in portal.get(f"/api/records/{wallet.address}").json()["records"]
+                       if r["recordId"] == amended)
+        page.click("#rotate")
+        page.wait_for_selector("#rotate-done")
+        page.wait_for_selector("section.fhir[data-resource-type=Condition]")
+        assert "Moderate to severe" in page.inner_text("section.fhir dl")
+        listed = portal.get(f"/api/records/{wallet.address}").json()["records"]
+        rotated = next(r for r in listed if r["previousId"] == amended)
+        assert rotated["author"] == wallet.address and rotated["status"] == "active"
+        assert not LocalStore(home / "store").has(old_cid) and LocalStore(home / "store").has(rotated["cid"])
+        assert page.locator("#record-view dd a").count() == 3
+        refused = cli("record", "get", rotated["recordId"], wallet="hospital", expect=None)
+        assert refused.exit_code != 0 and "Moderate" not in refused.stdout  # sealed to the patient only
+        screenshot(page, "views-rotated")
+        again = portal.post(f"/api/rotated/{written['condition-example.json']}")  # v1: superseded by the hospital
+        assert again.status_code == 403 and again.json()["error"]["type"] == "AccessDenied"
 
         page.goto(portal.url + f"/#record/{letter}")
         page.wait_for_selector("#download")
