@@ -195,3 +195,10 @@ def test_relaying_the_same_consent_twice_grants_once(portal: Portal, world: dict
 
 def _nonces_call(patient: str, grantee: str) -> str:
     return "0x" + (keccak(text="nonces(address,address)")[:4] + encode(["address", "address"], [patient, grantee])).hex()
+
+
+def test_ehr_portal_without_a_built_page_says_how_to_build_it(cli: Any, world: dict[str, str], tmp_path: Path) -> None:
+    empty = tmp_path / "no-page"
+    empty.mkdir()
+    result = cli("portal", "--port", "0", env={"EHR_PORTAL_DIR": str(empty)}, expect=1)
+    assert result.stderr.startswith("error: ") and "make portal" in result.stderr
