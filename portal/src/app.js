@@ -119,6 +119,12 @@ async function connect() {
     const keys = await deriveFromWallet(wallet.provider(), account, session.config);
     session.account = (await api.account(account)).account;
     session.keys = keys;
+    // keys belong to this account on this chain: another account or chain starts over (keys dropped)
+    const eth = wallet.provider();
+    if (typeof eth.on === "function") {
+      eth.on("accountsChanged", () => location.reload());
+      eth.on("chainChanged", () => location.reload());
+    }
     await refreshAccount();
   });
   renderHeader();
