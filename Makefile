@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo geth zk lint portal chromium test test-fast demo bench bench-scale soak slither fuzz clean
+.PHONY: all install compile kubo geth zk browser lint portal test test-fast demo bench bench-scale soak slither fuzz clean
 
 all: compile
 
@@ -61,6 +61,15 @@ geth:
 zk: install
 	$(BIN)/python -c "from ehr_client.claims.toolchain import build_circuit; print(build_circuit().directory)"
 
+# A real browser for the portal's tests: Debian's Chromium (Playwright's own download cannot work
+# here). apt-get runs only when /usr/bin/chromium is missing; as root, or through sudo without a password.
+browser:
+	@test -x /usr/bin/chromium || { echo "==> Chromium from Debian's packages (about 30 s)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  $$SUDO apt-get install -y --no-install-recommends chromium >/dev/null || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }; }
+	@/usr/bin/chromium --version 2>/dev/null
+
 # The declared layers (pyproject's [tool.importlinter]) and the types are gates, like the tests.
 lint: install
 	$(BIN)/lint-imports --no-cache
@@ -77,14 +86,8 @@ PORTAL_SOURCES := $(wildcard portal/src/*.js) portal/index.html portal/style.css
 
 portal: .build/portal/app.js
 
-# Debian's Chromium for the portal's browser tests (Playwright drives it; its own download cannot work here).
-chromium:
-	@command -v chromium >/dev/null || { \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
-		$$SUDO apt-get install -y chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; }
-
 # EHR_REQUIRE_KUBO=1: IPFS tests fail rather than skip when Kubo is missing.
-test: compile kubo geth zk lint portal chromium
+test: compile kubo geth zk browser lint portal
 	EHR_REQUIRE_KUBO=1 $(BIN)/ape test $(PYTEST_ARGS)
 
 # The quick loop: contracts, client and record model only (no custodians, CLI world, faults or fuzzing).

@@ -150,10 +150,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 network.start()
                 network.wait_for_peers(timeout=60)
                 network.wait_for_block(network.head() + 2, timeout=60)
-                figures = measure_chain(network.rpc_url(), max(5, args.txs // period))
-                _progress(f"clique period {period}: the client's writes, reads and a batch")
-                with World(network.rpc_url(), confirmations=1) as world:
-                    figures["client"] = measure_client(world, **client_load)
+                with network.supervised():
+                    figures = measure_chain(network.rpc_url(), max(5, args.txs // period))
+                    _progress(f"clique period {period}: the client's writes, reads and a batch")
+                    with World(network.rpc_url(), confirmations=1) as world:
+                        figures["client"] = measure_client(world, **client_load)
                 results[f"clique_period_{period}"] = {**figures, "validators": args.validators, "period_s": period}
     return results
 

@@ -24,7 +24,15 @@ contract ClaimRegistry is IClaimRegistry {
     IConsentManager private immutable _consent;
     IClaimsGroth16Verifier private immutable _verifier;
 
+    /// The patient and scope of a batched record with a commitment, for checks while the registry
+    /// stores no state for it (it does only once the record is amended or tombstoned).
+    struct BatchedClaim {
+        address patient;
+        uint64 scope;
+    }
+
     mapping(bytes32 recordId => uint256 commitment) private _commitments;
+    mapping(bytes32 recordId => BatchedClaim) private _batched;
 
     /// @param records_ The record registry (its consortium and consent manager are read from it).
     /// @param verifier_ The Groth16 verifier of this deployment's setup.
@@ -38,7 +46,23 @@ contract ClaimRegistry is IClaimRegistry {
     /// @inheritdoc IClaimRegistry
     function commitClaims(bytes32 salt, uint256 commitment) external returns (bytes32 recordId) {
         recordId = _records.recordIdOf(msg.sender, salt);
-        IRecordRegistry.Record memory record = _activeRecord(recordId);
+        _commit(recordId, _activeRecord(recordId), commitment);
+    }
+
+    /// @inheritdoc IClaimRegistry
+    function commitBatchedClaims(IRecordRegistry.BatchedRecord calldata record, uint256 commitment)
+        external
+        returns (bytes32 recordId)
+    {
+        IRecordRegistry.Record memory state;
+        (recordId, state) = _records.resolveBatchedRecord(record);
+        if (record.author != msg.sender) revert ClaimUnauthorizedAuthor(msg.sender, recordId);
+        if (state.status != IRecordRegistry.Status.Active) revert ClaimRecordNotActive(recordId);
+        _commit(recordId, state, commitment);
+        _batched[recordId] = BatchedClaim({patient: state.patient, scope: state.scope});
+    }
+
+    function _commit(bytes32 recordId, IRecordRegistry.Record memory record, uint256 commitment) private {
         if (commitment == 0 || commitment >= _FIELD) revert ClaimInvalidCommitment(recordId);
         if (_commitments[recordId] != 0) revert ClaimAlreadyCommitted(recordId);
         bool member = _consortium.hasActiveRole(msg.sender, IConsortium.Role.Provider)
@@ -130,7 +154,13 @@ contract ClaimRegistry is IClaimRegistry {
 
     function _activeRecord(bytes32 recordId) private view returns (IRecordRegistry.Record memory record) {
         IRecordRegistry.Status status = _records.recordStatus(recordId);
-        if (status == IRecordRegistry.Status.None) revert ClaimRecordNotFound(recordId);
+        if (status == IRecordRegistry.Status.None) {
+            BatchedClaim memory batched = _batched[recordId];
+            if (batched.patient == address(0)) revert ClaimRecordNotFound(recordId);
+            return IRecordRegistry.Record({
+                patient: batched.patient, scope: batched.scope, status: IRecordRegistry.Status.Active
+            });
+        }
         if (status != IRecordRegistry.Status.Active) revert ClaimRecordNotActive(recordId);
         record = _records.getRecord(recordId);
     }

@@ -187,6 +187,34 @@ class Journal:
                 raise damaged_line(self.acknowledged_path, number, str(exc), then=then) from None
         return entries
 
+    @property
+    def claims_path(self) -> Path:
+        return self._dir.parent / "claims.log"
+
+    def claimed(self, record_id: bytes, salt: bytes | None) -> None:
+        """Note (fsynced) that this author's claim commitment for a record is on chain, so `ehr record
+        recover` can commit it again if a chain loses it; `salt` for a single record, None if batched."""
+        payload = json.dumps({"recordId": "0x" + record_id.hex(), "salt": None if salt is None else "0x" + salt.hex()},
+                             separators=(",", ":"), sort_keys=True).encode()
+        try:
+            self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            append_line(self.claims_path, checked_line(payload))
+        except OSError as exc:
+            raise unwritable(self._dir.parent, exc) from None
+
+    def claimed_records(self) -> dict[bytes, bytes | None]:
+        """Every record whose claim this author committed: its id and salt (None if batched), oldest first."""
+        then = "commit the claims of that line's record again (`Claims.restore`), then move the log aside"
+        found: dict[bytes, bytes | None] = {}
+        for number, payload in enumerate(read_checked(self.claims_path, then=then), start=1):
+            try:
+                entry = json.loads(payload)
+                found[bytes.fromhex(entry["recordId"][2:])] = None if entry["salt"] is None else bytes.fromhex(
+                    entry["salt"][2:])
+            except (ValueError, TypeError, KeyError) as exc:
+                raise damaged_line(self.claims_path, number, str(exc), then=then) from None
+        return found
+
     def done(self, fingerprint: str) -> None:
         (self._dir / f"{fingerprint}.json").unlink(missing_ok=True)
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IRecordRegistry} from "./IRecordRegistry.sol";
+
 /// @title IClaimRegistry
 /// @notice Zero-knowledge claims about records. When a member writes a record, the client extracts
 /// one typed claim from it (kind, code, unit, value, date) and the record's author commits to it
@@ -15,7 +17,9 @@ pragma solidity ^0.8.24;
 /// from the author's address and salt, as in {IRecordRegistry-recordIdOf}), who at that moment was
 /// an active provider or lab member with the patient's amend grant for the record's scope; it can
 /// be set once and never changed; a proof is accepted only while the record is active (neither
-/// superseded nor tombstoned). Single records only: batched records carry no commitment yet.
+/// superseded nor tombstoned). A batched record's commitment is set by the batch's author with the
+/// record's Merkle proof ({commitBatchedClaims}); it counts while the record is active, whether or
+/// not an amendment or erasure has since stored the record's state in the registry.
 interface IClaimRegistry {
     /// @notice The public bounds a proof is checked against; all of them hold at once.
     /// @param kind The claim's kind (1 Observation, 2 Immunization, 3 Patient, 4 Condition).
@@ -82,6 +86,17 @@ interface IClaimRegistry {
     /// @param commitment Poseidon(recordHi, recordLo, kind, code, unit, value, date, claimSalt).
     /// @return recordId The record the commitment is for.
     function commitClaims(bytes32 salt, uint256 commitment) external returns (bytes32 recordId);
+
+    /// @notice Commit to the claims of a record the caller anchored in a batch.
+    /// Requirements: `record` proves its leaf in a batch the caller anchored
+    /// ({IRecordRegistry-resolveBatchedRecord}) and the record is active; otherwise as {commitClaims}.
+    /// Emits a {ClaimsCommitted} event.
+    /// @param record The batched record and its Merkle proof.
+    /// @param commitment Poseidon(recordHi, recordLo, kind, code, unit, value, date, claimSalt).
+    /// @return recordId The record the commitment is for.
+    function commitBatchedClaims(IRecordRegistry.BatchedRecord calldata record, uint256 commitment)
+        external
+        returns (bytes32 recordId);
 
     /// @notice Check a proof without a transaction; reverts with the reason it does not hold.
     /// Requirements: the record is active and has a commitment; the proof holds for the record,

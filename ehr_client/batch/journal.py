@@ -10,9 +10,11 @@ before the step it records is considered done. A line is ``<json>\\t<sha256 of t
     {"op": "anchored", "key": …}
     {"op": "abandoned", "key": …}                                        (a blob vanished before sealing)
 
-A crash mid-append leaves a torn last line (no newline), which `open` cuts off: nothing after it
-was ever acted on. Any other damage (a bad checksum, a line that does not parse, a step that does
-not follow) raises `JournalDamaged` naming the line and the way out; nothing is replayed past it.
+A crash mid-append leaves a torn last line (no newline, or zeros), which `open` cuts off: nothing
+after it was ever acted on. `stored` lines of a batch write are synced together, with the batch's
+blobs, before the batch is sealed (a group commit); every other line is fsynced as it is written.
+Any other damage (a bad checksum, a line that does not parse, a step that does not follow)
+raises `JournalDamaged` naming the line and the way out; nothing is replayed past it.
 
 Anchored fingerprints are also appended to `<state_dir>/batch/anchored.log` (fingerprint and
 record id, a checked line each, fsynced before the journal's `anchored` line), which outlives the journal, so running
@@ -161,6 +163,9 @@ class BatchJournal:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return state
+        # Lines a group commit had not synced yet can come back after a crash as zeros (on file
+        # systems that extend the file before its data is written): having no newline, they are
+        # a torn tail too.
         complete, _, torn = data.rpartition(b"\n")
         if torn:
             try:
@@ -214,9 +219,10 @@ class BatchJournal:
         else:
             raise ValueError(f"unknown step {kind!r}")
 
-    def _append(self, op: dict[str, Any]) -> None:
-        """Append a step, fsynced. If that fails (a full disk), the torn line is cut off and the
-        handle dropped, so the journal ends at the last step that was done."""
+    def _append(self, op: dict[str, Any], *, durable: bool = True) -> None:
+        """Append a step, fsynced (with every line before it) unless not `durable`. If that fails (a
+        full disk), the torn line is cut off and the handle dropped, so the journal ends at the last
+        step that was done."""
         ops = [] if self._started else [{"op": "start", "author": self.author}]
         data = b"".join(checked_line(json.dumps(item, separators=(",", ":")).encode()) for item in [*ops, op])
         try:
@@ -226,7 +232,8 @@ class BatchJournal:
             try:
                 self._handle.write(data)
                 self._handle.flush()
-                os.fsync(self._handle.fileno())
+                if durable:
+                    os.fsync(self._handle.fileno())
             except OSError:
                 with contextlib.suppress(OSError):  # its buffer cannot be written either; the file closes anyway
                     self._handle.close()
@@ -242,10 +249,23 @@ class BatchJournal:
         self._append({"op": "open", "key": _hex(batch.key), "patient": batch.patient, "scope": batch.scope})
         state.batches[batch.key] = batch
 
-    def stored(self, batch: OpenBatch, entry: StoredEntry) -> None:
+    def stored(self, batch: OpenBatch, entry: StoredEntry, *, durable: bool = True) -> None:
+        """A record's blob was stored. With `durable=False` the line waits for `sync` (a group commit:
+        until then a crash may lose it, which leaves the blob an orphan for `ehr storage gc`)."""
         self._append({"op": "stored", "key": _hex(batch.key), "index": entry.index, "fp": entry.fingerprint,
-                      "scope": entry.scope, "contentHash": _hex(entry.content_hash), "cid": str(entry.cid)})
+                      "scope": entry.scope, "contentHash": _hex(entry.content_hash), "cid": str(entry.cid)},
+                     durable=durable)
         batch.entries.append(entry)
+
+    def sync(self) -> None:
+        """Make every line appended so far durable."""
+        if self._handle is None:
+            return
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise unwritable(self.dir, exc) from None
 
     def sealed(self, batch: OpenBatch, sealed: Sealed) -> None:
         self._append({"op": "sealed", "key": _hex(batch.key), "root": _hex(sealed.root),

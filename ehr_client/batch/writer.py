@@ -37,10 +37,19 @@ from ehr_client.chain.types import KeyType, Role, WRITER_ROLES
 from ehr_client.client import EHRClient
 from ehr_client.client.manifest import BatchManifest, address, build_manifest
 from ehr_client.client.write import Prepared, Source, prepare, scope_names
-from ehr_client.errors import AccessDenied, ChainError, ConfigError, InvalidRecord, KeyNotFound
+from ehr_client.errors import (
+    AccessDenied,
+    BlobNotFound,
+    ChainError,
+    ConfigError,
+    IntegrityError,
+    InvalidRecord,
+    KeyNotFound,
+    StorageUnavailable,
+)
 from ehr_client.journal import JournalDamaged
 from ehr_client.package import RecordBinding
-from ehr_client.storage import Cid, cid_to_bytes
+from ehr_client.storage import Cid, cid_to_bytes, group_commit_of
 
 log = logging.getLogger("ehr_client.batch")
 
@@ -139,8 +148,8 @@ class BatchWriter:
             KeyNotFound: a patient has not published an encryption key.
             ChainUnavailable: the node is down or an anchor was not mined in time; run the same write again.
         """
-        with self.journal.open() as (journal, state):
-            run = _Run(self, journal, state, progress, total)
+        with self.journal.open() as (journal, state), group_commit_of(self.client.store) as barrier:
+            run = _Run(self, journal, state, progress, total, barrier)
             run.finish_interrupted()
             journal.check_logs()
             if not (journal.anchored_path.exists() or journal.batches_path.exists()):
@@ -166,7 +175,7 @@ class BatchWriter:
         A batch whose anchor turns out to have been mined is kept (it exists on chain).
         """
         with self.journal.open() as (journal, state):
-            run = _Run(self, journal, state, None, None)
+            run = _Run(self, journal, state, None, None, None)
             count = 0
             for batch in list(state.batches.values()):
                 if batch.sealed is not None and run.anchored_on_chain(batch):
@@ -186,8 +195,9 @@ class _Run:
     """The state of one `write` call."""
 
     def __init__(self, writer: BatchWriter, journal: BatchJournal, state: JournalState,
-                 progress: ProgressCallback | None, total: int | None) -> None:
+                 progress: ProgressCallback | None, total: int | None, barrier: Callable[[], int] | None) -> None:
         self.client = writer.client
+        self.barrier = barrier  # a group commit: blobs and their journal lines are synced per batch
         self.chain = writer.client.chain
         self.batch_size = writer.batch_size
         self.journal = journal
@@ -220,7 +230,7 @@ class _Run:
 
         Open batches that were not sealed stay open: the records of this run join them."""
         for batch in list(self.state.batches.values()):
-            if batch.sealed is None and any(not self.client.store.has(e.cid) for e in batch.entries):
+            if batch.sealed is None and not all(self._intact(e.cid) for e in batch.entries):
                 log.warning("a journaled batch lost a stored blob; its records will be stored again")
                 for entry in batch.entries:
                     self.client.store.remove(entry.cid)
@@ -233,6 +243,18 @@ class _Run:
                 self.settle(batch, None)
             else:
                 self._anchor(batch)
+
+    def _intact(self, cid: Cid) -> bool:
+        """Whether a blob of an unsealed batch is stored whole: a crash before the group commit's
+        barrier can leave a file under its CID whose bytes never reached the disk."""
+        try:
+            self.client.store.get(cid)  # checked against the CID
+        except (BlobNotFound, IntegrityError, StorageUnavailable):
+            return False
+        include = getattr(self.client.store, "include_in_barrier", None)
+        if include is not None:
+            include(cid)  # whole in the page cache is not yet on the disk
+        return True
 
     def check_no_unlogged_batches(self) -> None:
         """A state directory without batch logs: refuse if this wallet anchored batches anyway (the logs
@@ -272,7 +294,7 @@ class _Run:
                 self.reused += 1
             else:
                 batch = self._open_batch(patient, p.scope)
-                self.journal.stored(batch, self._seal(batch, fingerprint, p))
+                self.journal.stored(batch, self._seal(batch, fingerprint, p), durable=self.barrier is None)
                 self.stored += 1
                 if len(batch.entries) >= self.batch_size:
                     self._anchor(batch)
@@ -323,6 +345,9 @@ class _Run:
         data = manifest.to_bytes()
         if batch.sealed is None:
             cid = self.client.store.put(data)
+            if self.barrier is not None:  # the durability barrier: nothing is sealed before it
+                self.barrier()
+                self.journal.sync()
             self.journal.sealed(batch, Sealed(manifest.root, cid, hashlib.sha256(data).digest()))
         sealed = batch.sealed
         assert sealed is not None

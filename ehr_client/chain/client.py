@@ -23,7 +23,13 @@ from web3.middleware import ExtraDataToPOAMiddleware
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3._utils.method_formatters import log_entry_formatter, receipt_formatter
-from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionIndexingInProgress, TransactionNotFound
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    TimeExhausted,
+    TransactionIndexingInProgress,
+    TransactionNotFound,
+)
 
 from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.deployment import Deployment
@@ -608,7 +614,12 @@ def deploy_suite(
             }
         )
         tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.02)
+        try:
+            receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.02)
+        except TimeExhausted:
+            raise ChainStalled(f"deploying {name}: transaction {tx_hash.to_0x_hex()} was not mined within "
+                               f"{timeout:.0f}s; check that the chain produces blocks and that the node at "
+                               f"{rpc_url} has peers, then deploy again (nothing that follows was sent)") from None
         if receipt["status"] != 1 or not receipt["contractAddress"]:
             raise TransactionReverted(f"deploying {name} reverted (transaction {tx_hash.to_0x_hex()})")
         blocks[name] = (int(receipt["blockNumber"]), receipt["blockHash"].to_0x_hex())

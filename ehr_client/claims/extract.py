@@ -16,7 +16,9 @@ from typing import Any
 from ehr_client.claims.model import Claim, ClaimKind, code_element, encode_date, encode_value, unit_element
 
 
-def extract_claim(resource: Mapping[str, Any]) -> Claim | None:
+def extract_claim(resource: object) -> Claim | None:
+    if not isinstance(resource, Mapping):
+        return None
     kind = resource.get("resourceType")
     if kind == "Observation":
         quantity = resource.get("valueQuantity")
@@ -69,12 +71,15 @@ def _day(value: Any) -> datetime.date | None:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    """The quantity exactly as the record's JSON text says it: parse records with
+    `ehr_client.records.canonical.parse_json` (decimals, not binary floats)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         return None
     try:
-        return Decimal(str(value))
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
         return None
+    return number if number.is_finite() else None
 
 
 def _get(resource: Mapping[str, Any], *path: str) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import enum
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Decimal, localcontext
 
 from ehr_client.claims.field import hash_to_field, split_id
 from ehr_client.claims.poseidon import poseidon8
@@ -65,13 +65,16 @@ def unit_element(unit: str) -> int:
 def encode_value(value: Decimal) -> int:
     """A quantity as the circuit compares it; ValueError when it has more than three decimals or is
     out of range."""
-    scaled = value * VALUE_SCALE
-    if scaled != scaled.to_integral_value():
-        raise ValueError("more than three decimals")
-    encoded = int(scaled) + VALUE_OFFSET
-    if not 0 <= encoded <= VALUE_MAX:
+    if not value.is_finite():
+        raise ValueError("not a finite number")
+    with localcontext() as exact:  # as many digits as the value has, any exponent: nothing rounds
+        exact.prec, exact.Emax, exact.Emin = len(value.as_tuple().digits) + 4, MAX_EMAX, MIN_EMIN
+        scaled = value * VALUE_SCALE
+        if scaled != scaled.to_integral_value():
+            raise ValueError("more than three decimals")
+    if not -VALUE_OFFSET <= scaled <= VALUE_MAX - VALUE_OFFSET:  # before int(): 1E+999999 stays cheap
         raise ValueError("out of range")
-    return encoded
+    return int(scaled) + VALUE_OFFSET
 
 
 def decode_value(encoded: int) -> Decimal:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
 from web3 import Web3
 from web3.contract import Contract
 
@@ -13,8 +14,10 @@ from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.claims.predicate import Predicate
 from ehr_client.claims.prover import Groth16Proof
+from ehr_client.claims.ceremony import Ceremony
 from ehr_client.claims.setup import ClaimSetup
-from ehr_client.errors import ClaimNotAvailable, ClaimProofRejected, EHRError, TransactionReverted
+from ehr_client.client.model import BatchProof
+from ehr_client.errors import ClaimNotAvailable, ClaimProofRejected, EHRError, IntegrityError, TransactionReverted
 
 @dataclass(frozen=True)
 class CheckedClaim:
@@ -44,6 +47,10 @@ class ClaimRegistry:
     def commit(self, account: LocalAccount, salt: bytes, commitment: int) -> TxResult:
         return self.chain.transact(account, self.contract.functions.commitClaims(salt, commitment),
                                    action="commit claims")
+
+    def commit_batched(self, account: LocalAccount, batch: BatchProof, commitment: int) -> TxResult:
+        return self.chain.transact(account, self.contract.functions.commitBatchedClaims(batch.as_arg(), commitment),
+                                   action="commit claims of a batched record")
 
     def check(self, record_id: bytes, verifier: str, challenge: bytes, predicate: Predicate,
               proof: Groth16Proof) -> CheckedClaim:
@@ -80,6 +87,84 @@ def _typed(exc: EHRError) -> EHRError:
         return ClaimNotAvailable("the chain holds no claim commitment for this record (wrong network, or the "
                                  "record carries no claims); check --network and the record id")
     return exc
+
+
+@dataclass(frozen=True)
+class RegistryCheck:
+    """A claim registry found to verify with one setup: its verifier and the setup's members."""
+
+    registry: str
+    verifier: str
+    members: tuple[str, ...]
+
+
+def check_claim_registry(chain: ChainClient, address: str, setup: ClaimSetup) -> RegistryCheck:
+    """Whether the claim registry at `address` verifies proofs with `setup`'s verifier over this
+    deployment's RecordRegistry, so a verifier can trust the ceremony it audited: the setup is
+    verified against its transcript (`verify_setup`), its verifier rebuilt from the final zkey, and
+    the code at the registry and at its verifier compared byte for byte with what deploying them
+    would create now (the node runs each creation code in a call). IntegrityError when not."""
+    registry = ClaimRegistry(chain, address)
+    if not chain.rpc(lambda: chain.w3.eth.get_code(registry.contract.address)):
+        raise IntegrityError(f"no contract at {registry.address}: this is not a claim registry on this chain")
+    verifier = str(chain.call(registry.contract.functions.verifier(), action="read the registry's verifier"))
+    artifact = setup.verifier_artifact()
+    if _deployed_code(chain, verifier) != _created_code(chain, artifact, ()):
+        raise IntegrityError(f"the claim registry at {registry.address} verifies with {verifier}, which is not the "
+                             f"verifier of the setup in {setup.directory}: proofs it accepts owe nothing to that "
+                             "ceremony. Do not trust its ClaimProven events")
+    # The registry keeps state (commitments), so equal runtime code is not enough: a constructor of
+    # the attacker's could have stored commitments. Its creation must be exactly ours.
+    expected = _creation_data(chain, load_artifact("ClaimRegistry"), (chain.records.address, verifier))
+    if _creation_input(chain, registry.address) != expected:
+        raise IntegrityError(f"{registry.address} was not created as this project's ClaimRegistry over this "
+                             "deployment's RecordRegistry and this verifier (its creation code or arguments "
+                             "differ); do not trust its ClaimProven events")
+    members = tuple(c["member"] for c in Ceremony(setup.directory, setup.build).transcript()["contributions"]
+                    if c["phase"] == "circuit")
+    return RegistryCheck(registry.address, verifier, members)
+
+
+def _deployed_code(chain: ChainClient, address: str) -> bytes:
+    return bytes(chain.rpc(lambda: chain.w3.eth.get_code(Web3.to_checksum_address(address))))
+
+
+def _creation_data(chain: ChainClient, artifact: dict[str, Any], args: tuple[Any, ...]) -> bytes:
+    factory = chain.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    return bytes.fromhex(factory.constructor(*args).data_in_transaction[2:])
+
+
+def _created_code(chain: ChainClient, artifact: dict[str, Any], args: tuple[Any, ...]) -> bytes:
+    """The runtime code a deployment of `artifact` with `args` would leave, as the node computes it."""
+    data = HexStr("0x" + _creation_data(chain, artifact, args).hex())
+    return bytes(chain.rpc(lambda: chain.w3.eth.call({"data": data})))
+
+
+def _creation_input(chain: ChainClient, address: str) -> bytes:
+    """The input of the transaction that created `address`: the first block where it has code is
+    found by bisection (the node must keep old state, as Anvil and an archive geth do), then the
+    creating transaction in it. IntegrityError when another contract created it."""
+    target = Web3.to_checksum_address(address)
+
+    def has_code(block: int) -> bool:
+        try:
+            return bool(chain.rpc(lambda: chain.w3.eth.get_code(target, block_identifier=block)))
+        except ValueError as exc:  # a node that pruned that state
+            raise IntegrityError(f"the node cannot show the state of block {block} ({exc}); check the registry "
+                                 "against an archive node") from None
+
+    low, high = 0, chain.head()
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if has_code(middle) else (middle + 1, high)
+    block = chain.rpc(lambda: chain.w3.eth.get_block(low, full_transactions=True))
+    for tx in cast(list[dict[str, Any]], block["transactions"]):
+        if tx.get("to") is None:
+            receipt = chain.rpc(lambda: chain.w3.eth.get_transaction_receipt(tx["hash"]))  # noqa: B023
+            if receipt["contractAddress"] == target:
+                return bytes(tx["input"])
+    raise IntegrityError(f"{target} was created by another contract, not by a deployment transaction; "
+                         "it is not a claim registry deployed by `ehr claim deploy`")
 
 
 def deploy_claim_registry(chain: ChainClient, account: LocalAccount, setup: ClaimSetup) -> str:

@@ -4,9 +4,9 @@ verify (anyone, by a view call or a transaction that enters the patient's audit 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from eth_abi import encode
@@ -21,11 +21,12 @@ from ehr_client.claims.proof_file import ClaimProof
 from ehr_client.claims.prover import prove
 from ehr_client.claims.registry import CheckedClaim, ClaimRegistry
 from ehr_client.claims.setup import ClaimSetup
-from ehr_client.client import FHIR_MEDIA_TYPE, EHRClient, WriteResult
+from ehr_client.client import FHIR_MEDIA_TYPE, EHRClient, RecordInfo, WriteResult
 from ehr_client.client.keysource import check_header, own_data_key
 from ehr_client.crypto import claim_secret, iter_decrypt
 from ehr_client.errors import AccessDenied, ClaimNotAvailable, ClaimProofRejected, IntegrityError, ZkToolError
 from ehr_client.package import parse_header
+from ehr_client.records.canonical import parse_json
 
 NO_CHALLENGE = bytes(32)
 _SALT_LABEL = b"ehr-claim-salt/1"
@@ -70,6 +71,47 @@ class Claims:
         if written.salt is None:
             raise ZkToolError("this write result carries no salt; write the record with this client version")
         info = self.client.get_record(written.record_id)
+        return self._commit(info, partial(self.registry.commit, self.client.identity.account, written.salt),
+                            salt=written.salt)
+
+    def commit_batched(self, record_ids: Iterable[bytes]) -> list[TxResult]:
+        """Commit to the claims of records this identity anchored in batches (`ehr_client.batch`), each
+        with its Merkle proof; records without a claim, or already committed alike, send nothing.
+        Run again after a failure: it only adds the commitments still missing."""
+        sent = []
+        for record_id in record_ids:
+            info = self.client.get_record(record_id)
+            batch = info.batch
+            if batch is None:
+                raise ClaimNotAvailable("this record was not anchored in a batch; its claims are committed on write")
+            if to_checksum_address(batch.author) != to_checksum_address(self.client.address):
+                raise AccessDenied("only the batch's author commits to the claims of its records")
+            if info.patient == to_checksum_address(self.client.address):
+                continue  # a patient's own record carries no attested claim
+            tx = self._commit(info, partial(self.registry.commit_batched, self.client.identity.account, batch),
+                              salt=None)
+            if tx is not None:
+                sent.append(tx)
+        return sent
+
+    def restore(self, record_id: bytes, salt: bytes | None = None) -> TxResult | None:
+        """After `ehr_client.batch.recover`: commit again the claim of a record this identity committed
+        before (its claims log names it) if the chain lost it. A single record needs the `salt` it was
+        anchored with. None when there is nothing to commit: no claim, already committed, the author's
+        own record, or a version that is no longer active (proofs about it could not count)."""
+        info = self.client.get_record(record_id)
+        if info.patient == to_checksum_address(self.client.address) or info.status != "active":
+            return None
+        if info.batch is not None:
+            sent = self.commit_batched([record_id])
+            return sent[0] if sent else None
+        if salt is None:
+            raise ZkToolError("restoring the claim of a single record needs the salt it was anchored with")
+        return self._commit(info, partial(self.registry.commit, self.client.identity.account, salt), salt=salt)
+
+    def _commit(self, info: RecordInfo, send: Callable[[int], TxResult], *, salt: bytes | None) -> TxResult | None:
+        """Commit, and note the commitment in the author's claims log (`Journal.claimed`) once it is
+        on chain, whether this call or an earlier one sent it."""
         blob = self.client.fetch_verified(info, doing="committed to")
         header, offset = parse_header(blob)
         binding = check_header(info, header)
@@ -80,16 +122,19 @@ class Claims:
             return None
         plaintext = b"".join(iter_decrypt(memoryview(blob)[offset:], data_key, record_id=info.record_id,
                                           version=header.version, context=binding.context))
-        claim = extract_claim(json.loads(plaintext))
+        claim = extract_claim(parse_json(plaintext))
         if claim is None or not _fits(claim.kind, info.scope):
             return None  # no claim, or one the record's category cannot attest (the chain would refuse it)
-        commitment = claim.commitment(written.record_id, claim_salt(claim_secret(data_key, written.record_id)))
-        current = self.registry.commitment_of(written.record_id)
+        commitment = claim.commitment(info.record_id, claim_salt(claim_secret(data_key, info.record_id)))
+        current = self.registry.commitment_of(info.record_id)
         if current == commitment:
+            self.client.journal.claimed(info.record_id, salt)
             return None
         if current != 0:
             raise IntegrityError("this record's claims were committed to other values; a commitment never changes")
-        return self.registry.commit(self.client.identity.account, written.salt, commitment)
+        sent = send(commitment)
+        self.client.journal.claimed(info.record_id, salt)
+        return sent
 
     # --- the prover --------------------------------------------------------------------------
 
@@ -107,7 +152,7 @@ class Claims:
             raise ClaimNotAvailable("no claim was committed for this record when it was written; only records "
                                     "written with claims (Observation, Immunization, Patient, Condition) have them")
         read = self.client.read_record(info)
-        claim = extract_claim(read.resource())
+        claim = extract_claim(parse_json(read.data))
         if claim is None:
             raise ClaimNotAvailable("this record carries no claim a predicate can be proven about")
         if not _fits(claim.kind, info.scope):

@@ -6,6 +6,7 @@ Registered by the CLI on the `record` sub-app: `records.app.command("import")(ba
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ehr_client.batch import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, BatchProgress, ImportResult, import_directory
 from ehr_client.batch.bundle import BundleImport, import_bundle
+from ehr_client.claims import ClaimRegistry, Claims
+from ehr_client.client import EHRClient
 from ehr_client.records.fhir import validate_bundle_entries
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
@@ -89,10 +92,24 @@ def import_records(
             bundle = import_bundle(client, address, source, batch_size=batch_size, skip_invalid=skip_invalid,
                                    progress=progress)
             _report_bundle(bundle, address, json_)
+            _commit_claims(client, bundle.summary.record_ids, json_)
             return
         result = import_directory(client, address, source, batch_size=batch_size, skip_invalid=skip_invalid,
                                   progress=progress)
     _report(result, address, json_)
+    _commit_claims(client, result.summary.record_ids, json_)
+
+
+def _commit_claims(client: EHRClient, record_ids: Sequence[bytes], json_: bool) -> None:
+    """When the deployment has a claim registry, commit to the claims of the records just anchored (`ehr
+    claim`). The import is reported first: if a commitment fails, importing again commits the rest."""
+    address = client.chain.deployment.contracts.get("ClaimRegistry")
+    if not address or not record_ids or client.get_record(record_ids[0]).patient == client.address:
+        return  # a patient's own records carry no attested claims
+    sent = Claims(client, ClaimRegistry(client.chain, address)).commit_batched(record_ids)
+    if not json_:
+        out().print(f"  claims committed for {len(sent)} record{'s' if len(sent) != 1 else ''}"
+                    + (f" (last {tx_line(sent[-1])})" if sent else ""))
 
 
 def _report_bundle(result: BundleImport, patient: str, json_: bool) -> None:

@@ -24,6 +24,7 @@ from ehr_client.claims import (
     Claims,
     ClaimSetup,
     Predicate,
+    check_claim_registry,
     deploy_claim_registry,
 )
 from ehr_client.errors import ConfigError
@@ -136,6 +137,26 @@ def deploy(ctx: typer.Context, setup_dir: SetupDir = None,
                                                                   "ClaimRegistry": address})
     deployment.save(app_.deployment_file)
     out().print(f"ClaimRegistry at {address}, written to {app_.deployment_file}")
+
+
+@app.command("check-registry")
+def check_registry(ctx: typer.Context, setup_dir: SetupDir = None, json_: JsonFlag = False) -> None:
+    """Check that this deployment's claim registry verifies proofs with this setup's verifier (and the
+    setup's contributions with its transcript): run it before trusting a registry's ClaimProven events."""
+    app_ = app_context(ctx)
+    loaded = ClaimSetup.load(_setup_dir(app_, setup_dir))
+    chain = app_.chain()
+    address = chain.deployment.contracts.get("ClaimRegistry")
+    if not address:
+        raise ConfigError("this deployment has no claim registry; deploy one with `ehr claim deploy`")
+    checked = check_claim_registry(chain, address, loaded)
+    if json_:
+        print_json({"registry": checked.registry, "verifier": checked.verifier, "setup": str(loaded.directory),
+                    "members": list(checked.members), "matches": True})
+        return
+    out().print(f"ClaimRegistry {checked.registry} verifies with {checked.verifier}, the verifier of the setup in "
+                f"{loaded.directory}")
+    out().print(f"  circuit phase contributions: {', '.join(checked.members)} (sound if any one of them was honest)")
 
 
 @app.command("prove")

@@ -40,6 +40,7 @@ from ehr_client.demo.audit_table import audit_table
 from ehr_client.client import EHRClient, Identity, SignedConsent
 from ehr_client.crypto import generate_x25519_keypair
 from ehr_client.errors import AccessDenied, ConfigError, EHRError
+from ehr_client.dev.clique_watch import Supervisor
 from ehr_client.dev.geth import CliqueNetwork
 from ehr_client.dev.node import AnvilNode, dev_account
 from ehr_client.records import Scope
@@ -150,12 +151,14 @@ def run_demo(*, ipfs: bool = False, audited: bool = True, claims: bool = True, c
     restore_signal = _sigterm_as_interrupt()
     node: AnvilNode | None = None
     network: CliqueNetwork | None = None
+    supervisor: Supervisor | None = None
     kubo: KuboDaemon | None = None
     store: BlobStore | None = None
     try:
         if chain == "consortium":
             console.print("[bold]EHR demo[/]: patient-controlled, encrypted health records on a consortium chain")
             network = _start_consortium(workdir / "network")
+            supervisor = Supervisor(network).start()  # a stalled head or a stuck transaction gets unblocked
             for name, geth in network.nodes.items():
                 role = f"validator {short(geth.spec.address)}" if geth.spec.address else "rpc node"
                 console.print(f"  geth {name} pid {geth.pid} at {geth.rpc_url} ({role})")
@@ -192,6 +195,8 @@ def run_demo(*, ipfs: bool = False, audited: bool = True, claims: bool = True, c
             pid = node.pid
             node.stop()
             console.print(f"  anvil stopped (pid {pid})")
+        if supervisor is not None:
+            supervisor.stop()
         if network is not None:
             pids = [geth.pid for geth in network.nodes.values() if geth.pid is not None]
             network.stop()

@@ -38,7 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -46,6 +47,7 @@ from typing import Any, Literal
 
 from ehr_client.dev import processes
 from ehr_client.dev import _clique_setup as setup
+from ehr_client.dev.clique_watch import Supervisor
 from ehr_client.dev.rpc import RpcRefused, rpc
 from ehr_client.errors import ChainStalled, ChainUnavailable, ConfigError
 
@@ -360,6 +362,15 @@ class CliqueNetwork:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+    @contextmanager
+    def supervised(self, *, interval: float | None = None) -> Iterator[Supervisor]:
+        """Run a `Supervisor` (ehr_client.dev.clique_watch) for the `with` block."""
+        supervisor = Supervisor(self, interval=interval).start()
+        try:
+            yield supervisor
+        finally:
+            supervisor.stop()
 
     @property
     def validators(self) -> list[GethNode]:

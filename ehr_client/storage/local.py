@@ -5,19 +5,23 @@ Layout: `<root>/<shard>/<cid>` where `<shard>` is the two characters before the 
 not spread files). Writes go to a temporary file (in the blob's own directory for `put`, in
 `<root>/.incoming` for `put_stream`, whose CID is known only at the end) that is fsynced and
 renamed into place, then the directory is fsynced: a blob is either absent or complete.
+Inside `group_commit()` the fsyncs wait for one barrier (`ehr_client.storage._group_commit`).
 Reads check that the bytes hash to the CID.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from ehr_client.errors import BlobNotFound, InvalidRecord, StorageFull, StorageUnavailable
+from ehr_client.storage._group_commit import GroupCommit, fsync_path
 from ehr_client.storage._verify import check_bytes, verified_chunks
 from ehr_client.storage.cid import RAW, Cid, CidHasher, cid_for_bytes, decode_cid
 
@@ -33,6 +37,9 @@ class LocalStore:
     def __init__(self, root: Path | str, *, chunk_size: int = _READ_CHUNK) -> None:
         self.root = Path(root)
         self._chunk_size = chunk_size
+        self._group = GroupCommit(self.root)
+        self._temp_names = itertools.count()
+        self._known_dirs: set[Path] = set()
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             (self.root / _INCOMING).mkdir(mode=0o700, exist_ok=True)
@@ -45,6 +52,38 @@ class LocalStore:
     def path_for(self, cid: Cid) -> Path:
         decode_cid(cid)
         return self.root / cid[-3:-1] / cid
+
+    @contextmanager
+    def group_commit(self) -> Iterator[Callable[[], int]]:
+        """Blobs this thread stores in the block skip their fsyncs until the barrier it yields (called
+        again on leaving the block normally); see `ehr_client.storage._group_commit`."""
+        self._group.begin()
+        try:
+            yield self.barrier
+            self.barrier()
+        finally:
+            self._group.end()
+
+    def include_in_barrier(self, cid: Cid) -> None:
+        """Have this thread's barrier make a blob stored earlier durable too (one an interrupted
+        process stored and may have left in the page cache); outside a group, fsync it now."""
+        path = self.path_for(cid)
+        waiting = self._group.waiting()
+        try:
+            if waiting is None:
+                fsync_path(path)
+                _fsync_dir(path.parent)
+            else:
+                waiting.append(path)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def barrier(self) -> int:
+        """Make the blobs of this thread's group commit durable; how many were waiting."""
+        try:
+            return self._group.barrier()
+        except OSError as exc:
+            raise self._write_error(exc) from exc
 
     def put(self, data: bytes) -> Cid:
         return self._store((data,), self.path_for(cid_for_bytes(data)).parent)
@@ -105,29 +144,57 @@ class LocalStore:
     def _store(self, chunks: Iterable[bytes], tmp_dir: Path) -> Cid:
         tmp: Path | None = None
         try:
-            tmp_dir.mkdir(mode=0o700, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=tmp_dir)
-            tmp = Path(name)
+            waiting = self._group.waiting()
+            tmp, fd = self._temp_file(tmp_dir)
             hasher = CidHasher()
             try:
                 for chunk in chunks:
                     hasher.update(chunk)
                     _write_all(fd, chunk)
-                os.fsync(fd)
+                if waiting is None:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             cid = hasher.cid()
             final = self.path_for(cid)
-            final.parent.mkdir(mode=0o700, exist_ok=True)
-            os.replace(tmp, final)
+            self._ensure_dir(final.parent)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # the shard directory was removed since it was seen
+                self._ensure_dir(final.parent, again=True)
+                os.replace(tmp, final)
             tmp = None
-            _fsync_dir(final.parent)
+            if waiting is None:
+                _fsync_dir(final.parent)
+            else:
+                waiting.append(final)
             return cid
         except OSError as exc:
             raise self._write_error(exc) from exc
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
+
+    def _temp_file(self, directory: Path) -> tuple[Path, int]:
+        """A new file only this call writes (pid, thread and a counter name it; O_EXCL makes sure)."""
+        self._ensure_dir(directory)
+        while True:
+            path = directory / f"{_TEMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(self._temp_names)}"
+            try:
+                return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # left by a crashed process that had the same pid
+                continue
+            except FileNotFoundError:  # the directory was removed since it was seen
+                self._ensure_dir(directory, again=True)
+                return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def _ensure_dir(self, path: Path, *, again: bool = False) -> None:
+        """mkdir once per directory and store (a mkdir that finds the directory still costs a syscall)."""
+        if again:
+            self._known_dirs.discard(path)
+        if path not in self._known_dirs:
+            path.mkdir(mode=0o700, exist_ok=True)
+            self._known_dirs.add(path)
 
     def _open(self, cid: Cid) -> BinaryIO:
         self._require_raw(cid)
@@ -181,8 +248,4 @@ def _write_all(fd: int, chunk: bytes) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path, directory=True)

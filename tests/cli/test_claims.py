@@ -7,9 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from eth_account import Account
+from web3 import HTTPProvider, Web3
 
-from ehr_client.dev.claims import local_claim_setup
-from tests.cli.conftest import Cli
+from ehr_client.chain.abi import load_artifact
+from ehr_client.dev.claims import LOCAL_MEMBERS, local_claim_setup
+from ehr_client.dev.node import AnvilNode
+from tests.cli.conftest import Cli, dev_key
 
 HBA1C = {"resourceType": "Observation", "status": "final",
          "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
@@ -68,3 +72,82 @@ def test_a_second_claim_registry_is_refused_without_force(cli: Cli, deployed: st
     assert refused.exit_code != 0 and "already has a claim registry" in refused.output and first in refused.output
     after = json.loads(Path(cli.env["EHR_DEPLOYMENTS_DIR"], "cli-test.json").read_text())["contracts"]["ClaimRegistry"]
     assert after == first
+
+
+def test_imported_records_carry_claims_the_patient_can_prove(cli: Cli, world: dict[str, str], deployed: str,
+                                                             setup_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "import"
+    folder.mkdir()
+    for n, value in enumerate((5.41, 5.42)):
+        (folder / f"hba1c-{n}.json").write_text(json.dumps({**HBA1C, "valueQuantity": {**HBA1C["valueQuantity"],
+                                                                                       "value": value}}))
+    imported = cli("record", "import", str(folder), "--patient", "patient", wallet="lab")
+    assert "claims committed for 2 records" in imported.stdout
+    listed = cli.json("record", "import", str(folder), "--patient", "patient", wallet="lab")  # again: nothing new
+    record_id = listed["records"][0]["recordId"]
+    again = cli("record", "import", str(folder), "--patient", "patient", wallet="lab")
+    assert "claims committed for 0 records" in again.stdout
+    proof = tmp_path / "proof.json"
+    cli("claim", "prove", record_id, "--predicate", ASKED, "--for", "doctor", "--setup", str(setup_dir),
+        "-o", str(proof), wallet="patient")
+    checked = cli.json("claim", "verify", str(proof), "--expect", ASKED, wallet="doctor")
+    assert checked["valid"] is True and checked["patient"] == world["patient"]
+
+
+def test_recover_commits_again_the_claims_a_chain_lost(cli: Cli, anvil: AnvilNode, world: dict[str, str],
+                                                       deployed: str, setup_dir: Path, tmp_path: Path) -> None:
+    """The node rolls back to a dump taken before the write: the record and its commitment are gone."""
+    w3 = Web3(HTTPProvider(anvil.rpc_url))
+    saved = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    record = tmp_path / "hba1c.json"
+    record.write_text(json.dumps({**HBA1C, "valueQuantity": {**HBA1C["valueQuantity"], "value": 5.43}}))
+    added = cli.json("record", "add", "patient", str(record), wallet="lab")
+    assert added["claimTxHash"] is not None
+    w3.provider.make_request("evm_revert", [saved])  # type: ignore[arg-type]
+    lost = cli("claim", "prove", added["recordId"], "--predicate", ASKED, "--for", "doctor", "--setup",
+               str(setup_dir), "-o", str(tmp_path / "lost.json"), wallet="patient", expect=None)
+    assert lost.exit_code != 0 and not (tmp_path / "lost.json").exists()
+
+    recovered = cli.json("record", "recover", wallet="lab")
+    outcomes = {(r["kind"], r["id"]): r["outcome"] for r in recovered}
+    assert outcomes[("record", added["recordId"])] == "re-anchored"
+    assert outcomes[("claim", added["recordId"])] == "committed again"
+    assert not [r for r in recovered if r["outcome"] == "refused"]
+    again = cli.json("record", "recover", wallet="lab")  # nothing lost any more: no claim line at all
+    assert not [r for r in again if r["kind"] == "claim"]
+    proof = tmp_path / "proof.json"
+    cli("claim", "prove", added["recordId"], "--predicate", ASKED, "--for", "doctor", "--setup", str(setup_dir),
+        "-o", str(proof), wallet="patient")
+    assert cli.json("claim", "verify", str(proof), "--expect", ASKED, wallet="doctor")["valid"] is True
+
+
+def test_check_registry_confirms_the_setup_and_refuses_a_registry_with_another_verifier(
+        cli: Cli, deployed: str, setup_dir: Path) -> None:
+    checked = cli.json("claim", "check-registry", "--setup", str(setup_dir), wallet="doctor")
+    assert checked["matches"] is True and checked["members"] == list(LOCAL_MEMBERS)
+    deployment_file = Path(cli.env["EHR_DEPLOYMENTS_DIR"], "cli-test.json")
+    original = deployment_file.read_text()
+    contracts = json.loads(original)["contracts"]
+    try:
+        # A registry over the same RecordRegistry whose "verifier" is a contract of the attacker's choice.
+        rogue = _deploy_rogue_registry(cli, contracts["RecordRegistry"], verifier=contracts["KeyRegistry"])
+        deployment_file.write_text(json.dumps({**json.loads(original), "contracts": {**contracts,
+                                                                                    "ClaimRegistry": rogue}}))
+        refused = cli("claim", "check-registry", "--setup", str(setup_dir), wallet="doctor", expect=4)
+        assert "is not the verifier of the setup" in refused.stderr
+        deployment_file.write_text(json.dumps({**json.loads(original), "contracts": {
+            **contracts, "ClaimRegistry": contracts["KeyRegistry"]}}))  # not a claim registry at all
+        assert cli("claim", "check-registry", "--setup", str(setup_dir), wallet="doctor", expect=None).exit_code != 0
+    finally:
+        deployment_file.write_text(original)
+
+
+def _deploy_rogue_registry(cli: Cli, records: str, *, verifier: str) -> str:
+    w3 = Web3(HTTPProvider(cli.env["EHR_RPC_URL"]))
+    artifact = load_artifact("ClaimRegistry")
+    deployer = Account.from_key(dev_key(9))
+    tx = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"]).constructor(
+        records, verifier).build_transaction({"from": deployer.address, "nonce": w3.eth.get_transaction_count(
+            deployer.address), "chainId": w3.eth.chain_id})
+    sent = w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
+    return str(w3.eth.wait_for_transaction_receipt(sent, timeout=30)["contractAddress"])

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from web3 import HTTPProvider, Web3
 
 from ehr_client.chain.client import ChainClient, deploy_suite
 from ehr_client.client import EHRClient, Identity
 from ehr_client.crypto import generate_x25519_keypair
 from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
-from ehr_client.errors import ChainMismatch, ChainUnavailable
+from ehr_client.errors import ChainMismatch, ChainStalled, ChainUnavailable
 from ehr_client.storage import LocalStore
 
 
@@ -139,3 +140,15 @@ def test_no_node_at_all_is_chain_unavailable_naming_every_url(suite: ChainClient
     with pytest.raises(ChainUnavailable) as caught:
         ChainClient(urls, suite.deployment, timeout=2)
     assert all(url in str(caught.value) for url in urls)
+
+
+def test_a_deployment_the_chain_does_not_mine_is_a_typed_stall_and_sends_nothing_more(own_anvil: AnvilNode) -> None:
+    gov = _dev_identity(0)
+    w3 = Web3(HTTPProvider(own_anvil.rpc_url))
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]  # blocks stop coming
+    with pytest.raises(ChainStalled, match="deploying Consortium: .* was not mined within 2s") as raised:
+        deploy_suite(own_anvil.rpc_url, gov.account, network="stalled", governors=[gov.address], threshold=1,
+                     timeout=2)
+    assert "deploy again" in str(raised.value)
+    assert w3.eth.get_transaction_count(gov.address, "pending") == 1  # only the first contract was sent
+    assert w3.eth.get_transaction_count(gov.address, "latest") == 0  # and nothing was mined

@@ -40,3 +40,10 @@ def network(four_validators: CliqueNetwork) -> CliqueNetwork:
     four_validators.wait_for_peers(timeout=60)
     four_validators.wait_for_sync(timeout=60)
     return four_validators
+
+
+@pytest.fixture
+def supervised_network(network: CliqueNetwork) -> Iterator[CliqueNetwork]:
+    """`network` with a `Supervisor` running, as the demo runs it: for tests that only use the chain."""
+    with network.supervised():
+        yield network

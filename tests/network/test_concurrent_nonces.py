@@ -27,7 +27,9 @@ def _observation(writer: int, i: int) -> dict[str, object]:
             "valueQuantity": {"value": writer * 100 + i, "unit": "mmol/L"}}
 
 
-def test_two_writers_one_account_two_nodes_land_every_record_once(network: CliqueNetwork, tmp_path: Path) -> None:
+def test_two_writers_one_account_two_nodes_land_every_record_once(supervised_network: CliqueNetwork,
+                                                                 tmp_path: Path) -> None:
+    network = supervised_network
     governor, patient = dev_account(0), dev_account(5)
     deployment = deploy_suite(network.rpc_url(), governor, network="nonces", governors=[governor.address],
                               threshold=1, confirmations=2)

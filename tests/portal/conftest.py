@@ -103,7 +103,7 @@ def portal(world: dict[str, str], home: Path, anvil: Any, tmp_path_factory: pyte
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no Chromium at {CHROMIUM}: run `make chromium` (installs Debian's chromium)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `make browser` (installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

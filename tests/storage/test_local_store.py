@@ -217,3 +217,33 @@ def test_streaming_a_64_mib_blob_uses_bounded_memory(local_store: LocalStore) ->
 
     assert _peak_while(read_all) < 8 * MiB
     assert total == 64 * MiB
+
+
+def test_group_commit_defers_only_its_own_threads_blobs_until_the_barrier(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    other: list[str] = []
+    with store.group_commit() as barrier:
+        cids = [store.put(f"blob {i}".encode()) for i in range(6)]
+        worker = threading.Thread(target=lambda: other.append(store.put(b"another thread's blob")))
+        worker.start()
+        worker.join()
+        assert barrier() == 6  # the other thread's put was durable on its own: it never waited
+        assert barrier() == 0
+        store.include_in_barrier(cids[0])  # a blob an interrupted run stored: synced by this barrier too
+        assert barrier() == 1
+        cids.append(store.put(b"after the barrier"))
+    assert store.barrier() == 0  # leaving the block ran the barrier for the last one
+    assert [store.get(cid) for cid in cids] == [f"blob {i}".encode() for i in range(6)] + [b"after the barrier"]
+    assert store.get(other[0]) == b"another thread's blob"
+    with store.group_commit(), pytest.raises(RuntimeError):
+        with store.group_commit():
+            pass
+
+
+def test_a_shard_directory_removed_behind_the_store_is_made_again(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    cid = store.put(b"first")
+    shard = store.path_for(cid).parent
+    store.remove(cid)
+    shard.rmdir()  # another process (an operator's cleanup) removed the empty shard
+    assert store.get(store.put(b"first")) == b"first"

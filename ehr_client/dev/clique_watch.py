@@ -1,0 +1,114 @@
+"""`Supervisor`: keeps a running `CliqueNetwork` moving while clients use it.
+
+geth 1.13's Clique has two ways to stand still that no client can fix from outside:
+- the head stops (after an equal-height reorg no validator allowed to seal starts a round, or
+  nodes sit on different forks and each refuses to sign again "recently"): every validator is
+  made to start a new round (`CliqueNetwork.nudge_sealers`), and every third time the peers are
+  reconnected as well (`CliqueNetwork.reconnect_peers`: fresh handshakes carry each fork's weight);
+- a transaction stays in one node's pool while blocks go by without it (its peers ignored the
+  announcement: geth drops announced transactions while it thinks it is still syncing, and marks
+  them known). Reconnecting makes every node send its pool to its new peers.
+
+The supervisor is a daemon thread; `CliqueNetwork.supervised()` runs one for a `with` block.
+Nodes that are stopped or do not answer are skipped, so it can run while tests stop nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ehr_client.dev.rpc import RpcRefused, rpc
+from ehr_client.errors import ChainUnavailable
+
+if TYPE_CHECKING:
+    from ehr_client.dev.geth import CliqueNetwork
+
+log = logging.getLogger(__name__)
+
+STALL_PERIODS = 3  # a head that stands still this many periods gets the sealers nudged
+STUCK_BLOCKS = 6  # a pending transaction that many blocks old gets the peers reconnected
+
+PendingKey = tuple[str, str, int]  # node, sender, nonce
+
+
+class Supervisor:
+    def __init__(self, network: CliqueNetwork, *, interval: float | None = None) -> None:
+        self.network = network
+        self.interval = interval if interval is not None else max(0.5, network.period / 2)
+        self.nudges = 0
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clique-supervisor", daemon=True)
+        self._head = -1
+        self._moved = time.monotonic()
+        self._stalls = 0
+        self._pending_since: dict[PendingKey, int] = {}
+
+    def start(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except (ChainUnavailable, RpcRefused) as exc:
+                log.debug("supervisor: a node did not answer (%s)", exc)
+
+    def check(self) -> None:
+        """One round: look at the heads and the pools, act if the network stands still."""
+        heads = self._heads()
+        if not heads:
+            return
+        head = max(heads.values())
+        now = time.monotonic()
+        if head != self._head:
+            self._head, self._moved, self._stalls = head, now, 0
+        elif now - self._moved > STALL_PERIODS * self.network.period:
+            self._stalls += 1
+            self._moved = now
+            if self._stalls % 3 == 0:
+                log.warning("supervisor: head stands at %d; reconnecting the peers", head)
+                self._reconnect()
+            log.warning("supervisor: head stands at %d; nudging the sealers", head)
+            self.network.nudge_sealers()
+            self.nudges += 1
+        if self._stuck_transactions(heads, head):
+            log.warning("supervisor: transactions pending for %d blocks; reconnecting the peers", STUCK_BLOCKS)
+            self._reconnect()
+            self._pending_since.clear()
+
+    def _reconnect(self) -> None:
+        self.network.reconnect_peers()
+        self.reconnects += 1
+
+    def _heads(self) -> dict[str, int]:
+        heads = {}
+        for node in self.network.nodes.values():
+            if node.running:
+                try:
+                    heads[node.name] = int(rpc(node.rpc_url, "eth_blockNumber", timeout=2.0), 16)
+                except (ChainUnavailable, RpcRefused):
+                    continue
+        return heads
+
+    def _stuck_transactions(self, heads: dict[str, int], head: int) -> bool:
+        pending: dict[PendingKey, int] = {}
+        for name in heads:
+            try:
+                inspect = rpc(self.network.nodes[name].rpc_url, "txpool_inspect", timeout=2.0)
+            except (ChainUnavailable, RpcRefused):
+                continue
+            for sender, by_nonce in (inspect.get("pending") or {}).items():
+                for nonce in by_nonce:
+                    key = (name, sender.lower(), int(nonce))
+                    pending[key] = self._pending_since.get(key, head)
+        self._pending_since = pending
+        return any(head - since >= STUCK_BLOCKS for since in pending.values())
