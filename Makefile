@@ -16,7 +16,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo geth zk browser lint test test-fast demo bench bench-scale soak slither fuzz clean
+.PHONY: all install compile kubo geth zk browser lint portal test test-fast demo bench bench-scale soak slither fuzz clean
 
 all: compile
 
@@ -75,8 +75,19 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy ehr_client
 
+# The patient portal's page: portal/src bundled by the pinned esbuild into .build/portal/ (what
+# `ehr portal` serves); nothing is fetched at run time from anywhere but the portal itself.
+PORTAL_SOURCES := $(wildcard portal/src/*.js) portal/index.html portal/style.css
+.build/portal/app.js: $(PORTAL_SOURCES) node_modules/.installed
+	mkdir -p .build/portal
+	node_modules/.bin/esbuild portal/src/app.js --bundle --format=esm --target=es2022 --minify --keep-names --sourcemap \
+		--log-level=warning --outfile=.build/portal/app.js
+	cp portal/index.html portal/style.css .build/portal/
+
+portal: .build/portal/app.js
+
 # EHR_REQUIRE_KUBO=1: IPFS tests fail rather than skip when Kubo is missing.
-test: compile kubo geth zk browser lint
+test: compile kubo geth zk browser lint portal
 	EHR_REQUIRE_KUBO=1 $(BIN)/ape test $(PYTEST_ARGS)
 
 # The quick loop: contracts, client and record model only (no custodians, CLI world, faults or fuzzing).

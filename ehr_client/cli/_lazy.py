@@ -59,6 +59,8 @@ COMMANDS: dict[str, Lazy] = {
     "claim": Lazy("ehr_client.cli.claim:app",
                   "Prove facts about a record without revealing it (zero-knowledge claims)."),
     "audit": Lazy("ehr_client.cli.audit_ext:app", "Who did what to whose records, and when; FHIR export."),
+    "portal": Lazy("ehr_client.cli.portal:portal",
+                   "Serve the patient portal: the web app and an API for ciphertext, chain reads and relaying."),
 }
 
 

@@ -1,0 +1,211 @@
+"""What the portal's API reads from the chain for the page: public facts only (addresses, ids,
+hashes, CIDs, times), never keys or plaintext. Each function returns JSON-ready data."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from ehr_client.audit import Alert, AuditIndex, MonitorConfig, export_bundle, scan_alerts
+from ehr_client.chain.abi import load_artifact
+from ehr_client.chain.eip712 import CATEGORY_FIELDS, DOMAIN_TYPE, TYPES, Domain
+from ehr_client.chain.types import Access, KeyType, Status
+from ehr_client.client import EHRClient
+from ehr_client.client.model import RecordInfo, hex_id
+from ehr_client.errors import AccessDenied, BlobNotFound, EHRError, TransactionReverted
+from ehr_client.records import describe
+from ehr_client.records.purpose import PURPOSES
+
+ABI_CONTRACTS = ("RecordRegistry", "ConsentManager", "KeyRegistry")
+
+
+def config(client: EHRClient, domain: Domain, *, relayer: str | None, network: str) -> dict[str, Any]:
+    """Everything the page needs to build calls and consent documents for this deployment."""
+    deployment = client.chain.deployment
+    return {
+        "network": network,
+        "chainId": deployment.chain_id,
+        "deployBlock": deployment.deploy_block,
+        "contracts": {name: to_checksum_address(deployment.address(name)) for name in ABI_CONTRACTS},
+        "abis": {name: load_artifact(name)["abi"] for name in ABI_CONTRACTS},
+        "consent": {
+            "domain": domain.as_dict(),
+            "types": {"EIP712Domain": DOMAIN_TYPE, **TYPES},
+            "categories": [{"field": field, "name": str(scope.name).lower(), "bit": int(scope)}
+                           for field, scope in CATEGORY_FIELDS],
+            "purposes": list(PURPOSES),
+        },
+        "keyTypes": {t.name: int(t) for t in KeyType},
+        "access": {a.name: int(a) for a in Access},
+        "relayer": relayer,
+    }
+
+
+def record_json(info: RecordInfo) -> dict[str, Any]:
+    return {
+        "recordId": hex_id(info.record_id),
+        "patient": info.patient,
+        "author": info.author,
+        "scope": info.scope,
+        "categories": describe(info.scope),
+        "status": info.status,
+        "contentHash": "0x" + info.content_hash.hex(),
+        "cid": info.cid,
+        "previousId": None if info.previous_id is None else hex_id(info.previous_id),
+        "blockNumber": info.block_number,
+        "timestamp": info.timestamp,
+        "txHash": info.tx_hash,
+        "batched": info.batch is not None,
+    }
+
+
+def records(client: EHRClient, patient: str) -> dict[str, Any]:
+    """Every record version of `patient` (oldest first) and what was skipped as unverifiable."""
+    listing = client.list_records_report(patient)
+    return {
+        "records": [record_json(info) for info in listing.records],
+        "skipped": [{"what": s.what, "reason": s.reason, "author": s.author, "txHash": s.tx_hash}
+                    for s in listing.skipped],
+    }
+
+
+def encryption_key(client: EHRClient, account: str) -> dict[str, Any]:
+    """`account`'s registration and current X25519 key (version and public key), if any."""
+    chain = client.chain
+    account = to_checksum_address(account)
+    registered = bool(chain.call(chain.records.functions.isPatient(account), action="look up patient"))
+    try:
+        version, key = chain.call(chain.keys.functions.currentKey(account, KeyType.X25519),
+                                  action="look up encryption key")
+        x25519: dict[str, Any] | None = {"version": int(version), "publicKey": "0x" + bytes(key).hex()}
+    except TransactionReverted:
+        x25519 = None
+    return {"account": account, "registeredPatient": registered, "x25519": x25519}
+
+
+class AuditView:
+    """The patient's timeline from a local audit index (one per portal), with the monitor's alerts."""
+
+    def __init__(self, client: EHRClient, state_dir: Path, *, monitor: MonitorConfig | None = None) -> None:
+        self.client = client
+        self.state_dir = state_dir
+        self.monitor = monitor or MonitorConfig()
+        self._lock = threading.Lock()  # one sync at a time; SQLite connections stay in one thread
+
+    def timeline(self, patient: str) -> dict[str, Any]:
+        patient = to_checksum_address(patient)
+        with self._lock:
+            alerts = [a for a in scan_alerts(self.client.chain, state_dir=self.state_dir, config=self.monitor)
+                      if a.patient == patient]
+            with AuditIndex.open(self.client.chain, self.state_dir) as index:
+                rows = index.trail(patient=patient)
+        flagged: dict[tuple[str, int | None], list[Alert]] = {}
+        for alert in alerts:
+            flagged.setdefault((alert.tx_hash.lower(), alert.log_index), []).append(alert)
+        entries = []
+        for row in rows:
+            entry = row.to_json()
+            key = (row.tx_hash.lower(), None if row.log_index < 0 else row.log_index)
+            entry["alerts"] = [a.to_json() for a in flagged.get(key, [])]
+            entries.append(entry)
+        return {"patient": patient, "entries": entries, "alerts": [a.to_json() for a in alerts]}
+
+    def grants(self, patient: str) -> dict[str, Any]:
+        """Grants in force now, for every grantee the patient ever granted."""
+        patient = to_checksum_address(patient)
+        chain = self.client.chain
+        with self._lock, AuditIndex.open(chain, self.state_dir) as index:
+            index.sync()
+            grantees = list(dict.fromkeys(str(row.subject) for row in index.grants(patient) if row.subject))
+            requesters = list(dict.fromkeys(
+                str(row.subject or row.actor) for row in
+                index.trail(patient=patient, names=("BreakGlassRequested", "BreakGlassActivated"), include_failed=False)
+                if row.subject or row.actor))
+        now = chain.now()
+        active = []
+        for grantee in grantees:
+            scopes, expires, access, nonce, _, _ = chain.call(
+                chain.consent.functions.getGrant(patient, to_checksum_address(grantee)), action="read grant")
+            if int(access) != Access.NONE and int(expires) > now:
+                active.append({"grantee": to_checksum_address(grantee), "scopes": int(scopes),
+                               "categories": describe(int(scopes)), "access": Access(int(access)).name.lower(),
+                               "expiresAt": int(expires), "nonce": int(nonce)})
+        return {"patient": patient, "now": now, "grants": active, "breakGlass": self._break_glass(patient, requesters, now)}
+
+    def _break_glass(self, patient: str, requesters: list[str], now: int) -> list[dict[str, Any]]:
+        """Emergency access requested or in force: pending (awaiting a second provider) or active."""
+        chain = self.client.chain
+        window = int(chain.call(chain.consent.functions.BREAK_GLASS_CONFIRM_WINDOW(), action="read break-glass window"))
+        found = []
+        for requester in requesters:
+            requested, expires, reason = chain.call(
+                chain.consent.functions.getBreakGlass(patient, to_checksum_address(requester)),
+                action="read break-glass")
+            if int(expires) > now:
+                state = "active"
+            elif int(expires) == 0 and int(requested) and now <= int(requested) + window:
+                state = "pending"
+            else:
+                continue
+            found.append({"requester": to_checksum_address(requester), "state": state, "reason": int(reason),
+                          "requestedAt": int(requested), "expiresAt": int(expires) or None,
+                          "confirmBy": int(requested) + window if state == "pending" else None})
+        return found
+
+    def fhir_export(self, patient: str) -> dict[str, Any]:
+        """The trail as a FHIR R4 Bundle of AuditEvent and Consent resources (no health data)."""
+        with self._lock, AuditIndex.open(self.client.chain, self.state_dir) as index:
+            index.sync()
+            return export_bundle(index, patient=to_checksum_address(patient))
+
+
+def erasable(client: EHRClient, record_id: bytes) -> list[RecordInfo]:
+    """The record and its earlier versions, once every one is tombstoned on chain (else empty)."""
+    versions = [client.get_record(record_id)]
+    while versions[-1].previous_id is not None:
+        versions.append(client.get_record(versions[-1].previous_id))  # type: ignore[arg-type]
+    if any(v.status != Status.TOMBSTONED.label for v in versions):
+        return []
+    return versions
+
+
+def unpin_erased(client: EHRClient, versions: list[RecordInfo]) -> tuple[list[str], list[dict[str, str]]]:
+    """Remove the stored bytes of tombstoned record versions, each only if its package names that
+    very record: bytes another record re-listed under this id (same CID) belong to that record and
+    stay. Returns (CIDs removed or already gone, [{cid, reason}] kept)."""
+    unpinned: list[str] = []
+    kept: list[dict[str, str]] = []
+    for version in versions:
+        try:
+            header = client.read_header(version.cid)
+        except BlobNotFound:
+            unpinned.append(version.cid)
+            continue
+        except EHRError as exc:
+            kept.append({"cid": version.cid, "reason": f"its stored bytes could not be checked ({exc}); left in place"})
+            continue
+        if header.binding is None or header.binding.record_id != version.record_id:
+            kept.append({"cid": version.cid, "reason": "its stored bytes belong to another record (re-listed under "
+                                                       "this one); left in place"})
+            continue
+        client.store.remove(version.cid)
+        unpinned.append(version.cid)
+    return unpinned, kept
+
+
+def rotated_away(client: EHRClient, record_id: bytes) -> RecordInfo:
+    """A version the patient re-encrypted: superseded by a version the patient wrote themselves.
+    An amendment by a provider also supersedes, but its predecessor is history and stays.
+
+    Raises:
+        AccessDenied: the chain does not show that.
+    """
+    old = client.get_record(record_id)
+    successors = [r for r in client.list_records(old.patient) if r.previous_id == old.record_id]
+    if old.status != Status.SUPERSEDED.label or not successors or successors[0].author != old.patient:
+        raise AccessDenied(f"record {hex_id(record_id)} is not superseded by a version its patient wrote; only a "
+                           "version the patient rotated away is unpinned (amendments by providers stay as history)")
+    return old

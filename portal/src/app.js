@@ -1,0 +1,524 @@
+// The patient's portal: connect a wallet, register, see and open records, grant and revoke
+// access with signed consent, follow who opened what. Keys are derived from the wallet and stay
+// in this page's memory; the server sees ciphertext, chain reads and signed consent only.
+import { ApiError, api, callData, readContract, rpc } from "./api.js";
+import { h, replace, short, when } from "./dom.js";
+import { renderFhir } from "./fhir.js";
+import { makeKeyShare } from "./format.js";
+import { deriveFromWallet } from "./keys.js";
+import { FHIR_MEDIA_TYPE, VerificationError, openRecord, rotatedPackage, versionChains } from "./records.js";
+import * as wallet from "./wallet.js";
+
+const session = { config: null, account: null, keys: null, secrets: new Map(), info: null, records: [] };
+const main = () => document.getElementById("main");
+const statusBar = () => document.getElementById("status");
+
+// --- messages ---------------------------------------------------------------------------------
+
+function describeError(error) {
+  if (error instanceof ApiError || error instanceof wallet.WalletError || error instanceof VerificationError) {
+    return error.message;
+  }
+  if (error && error.name && error.message) return `${error.message}`;
+  return String(error);
+}
+
+function showError(error, context) {
+  console.error(error);
+  replace(statusBar(), h("div.message.error", { role: "alert" },
+    h("strong", {}, context ? `${context}: ` : "Something went wrong: "), describeError(error)));
+}
+
+function showInfo(text) {
+  replace(statusBar(), h("div.message.info", { role: "status" }, text));
+}
+
+function clearStatus() {
+  replace(statusBar());
+}
+
+/** Runs an action with a progress line; its failure is shown, never a blank page. */
+async function act(label, fn) {
+  showInfo(`${label}…`);
+  try {
+    const result = await fn();
+    clearStatus();
+    return result;
+  } catch (error) {
+    showError(error, label);
+    return undefined;
+  }
+}
+
+function onChain(...lines) {
+  return h("aside.onchain", {}, h("h3", {}, "What goes on chain, and who pays"), h("ul", {}, lines.map((l) => h("li", {}, l))));
+}
+
+// --- shell -------------------------------------------------------------------------------------
+
+function renderHeader() {
+  const nav = document.getElementById("nav");
+  const connected = session.account !== null;
+  replace(nav,
+    connected && session.keys ? [
+      h("a", { href: "#records" }, "Records"),
+      h("a", { href: "#grant" }, "Grant access"),
+      h("a", { href: "#grants" }, "Active grants"),
+      h("a", { href: "#timeline" }, "Who opened my records"),
+    ] : null,
+    h("span.account", { id: "account" }, connected ? `${short(session.account)} · chain ${session.config.chainId}` : "not connected"));
+}
+
+async function start() {
+  window.addEventListener("unhandledrejection", (event) => showError(event.reason));
+  window.addEventListener("error", (event) => showError(event.error || event.message));
+  window.addEventListener("hashchange", () => { clearStatus(); route(); });
+  try {
+    session.config = await api.config();
+  } catch (error) {
+    replace(main(), h("section.card", {},
+      h("h2", {}, "The portal cannot start"),
+      h("p", { id: "startup-error" }, describeError(error)),
+      h("button", { onclick: () => location.reload() }, "Try again")));
+    showError(error, "Loading the deployment");
+    return;
+  }
+  renderHeader();
+  route();
+}
+
+function route() {
+  if (!session.account || !session.keys) return renderConnect();
+  const [view, arg] = location.hash.replace(/^#/, "").split("/");
+  const views = { records: renderRecords, record: renderRecord, grant: renderGrant, grants: renderGrants,
+    timeline: renderTimeline, register: renderRegister };
+  const render = views[view] || renderRecords;
+  render(arg).catch((error) => showError(error));
+}
+
+// --- connect and register ------------------------------------------------------------------------
+
+function renderConnect() {
+  replace(main(), h("section.card", { id: "connect-view" },
+    h("h2", {}, "Connect your wallet"),
+    h("p", {}, `This portal serves the ${session.config.network} deployment (chain ${session.config.chainId}). `
+      + "Your wallet signs; your encryption keys are derived from one signature and never leave this page."),
+    onChain("Connecting puts nothing on chain and costs nothing.",
+      "Your wallet asks you twice to sign a key-derivation message (the same message each time, to check the wallet signs deterministically)."),
+    h("button.primary", { id: "connect", onclick: connect }, "Connect wallet")));
+}
+
+async function connect() {
+  await act("Connecting the wallet", async () => {
+    const account = await wallet.connect();
+    const chain = await wallet.chainId();
+    if (chain !== session.config.chainId) {
+      throw new wallet.WalletError(`Your wallet is on chain ${chain}; switch it to chain ${session.config.chainId} (${session.config.network}) and connect again.`);
+    }
+    showInfo("Deriving your encryption keys: approve the two signature requests in your wallet…");
+    const keys = await deriveFromWallet(wallet.provider(), account, session.config);
+    session.account = (await api.account(account)).account;
+    session.keys = keys;
+    // keys belong to this account on this chain: another account or chain starts over (keys dropped)
+    const eth = wallet.provider();
+    if (typeof eth.on === "function") {
+      eth.on("accountsChanged", () => location.reload());
+      eth.on("chainChanged", () => location.reload());
+    }
+    await refreshAccount();
+  });
+  renderHeader();
+  if (session.keys) location.hash = needsRegistration() ? "#register" : "#records";
+  route();
+}
+
+function hexOf(bytes) {
+  return "0x" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function refreshAccount() {
+  session.info = await api.account(session.account);
+  session.secrets = new Map();
+  const key = session.info.x25519;
+  if (key && key.publicKey.toLowerCase() === hexOf(session.keys.x25519Public)) {
+    session.secrets.set(key.version, session.keys.x25519Secret);
+  }
+}
+
+function needsRegistration() {
+  return !session.info.registeredPatient || session.secrets.size === 0;
+}
+
+async function renderRegister() {
+  const info = session.info;
+  const derived = hexOf(session.keys.x25519Public);
+  const other = info.x25519 && info.x25519.publicKey.toLowerCase() !== derived;
+  replace(main(), h("section.card", { id: "register-view" },
+    h("h2", {}, "Register as a patient"),
+    !needsRegistration() ? h("p.ok", { id: "registered" }, "You are registered and your derived key is published.") : null,
+    other ? h("p.warning", {}, `A different encryption key (version ${info.x25519.version}) is published for this account, `
+      + "probably from a keystore. Publishing the wallet-derived key replaces it: records sealed to the old key then open "
+      + "only where that keystore is.") : null,
+    onChain(
+      info.registeredPatient ? "Already registered: no registration transaction." :
+        "Transaction 1: RecordRegistry.registerPatient() — your address becomes a patient (a pseudonym; no name or health data).",
+      session.secrets.size ? "Your derived key is already published: no key transaction." :
+        `Transaction ${info.registeredPatient ? 1 : 2}: KeyRegistry.publishKey(X25519, ${short(derived)}) — your public encryption key, so records can be sealed to you.`,
+      "You pay the gas for these from your wallet (there is no signed form of registration a relayer could send)."),
+    needsRegistration() ? h("button.primary", { id: "register", onclick: register }, "Register and publish my key") :
+      h("a.button", { href: "#records" }, "See my records")));
+}
+
+async function sendAndWait(label, contract, fn, args) {
+  showInfo(`${label}: confirm the transaction in your wallet…`);
+  const hash = await wallet.sendTransaction(session.account, {
+    to: session.config.contracts[contract], data: callData(session.config, contract, fn, args) });
+  showInfo(`${label}: waiting for transaction ${short(hash)} to be mined…`);
+  const receipt = await wallet.waitForReceipt(hash);
+  return { hash, gasUsed: Number.parseInt(receipt.gasUsed, 16), block: Number.parseInt(receipt.blockNumber, 16) };
+}
+
+async function register() {
+  const done = await act("Registering", async () => {
+    const txs = [];
+    if (!session.info.registeredPatient) txs.push(await sendAndWait("Registering", "RecordRegistry", "registerPatient", []));
+    if (session.secrets.size === 0) {
+      txs.push(await sendAndWait("Publishing your key", "KeyRegistry", "publishKey",
+        [session.config.keyTypes.X25519, hexOf(session.keys.x25519Public)]));
+    }
+    await refreshAccount();
+    return txs;
+  });
+  if (done) {
+    await renderRegister();
+    statusBar().append(h("div.message.ok", { role: "status", id: "register-done" },
+      `Done in ${done.length} transaction(s): ${done.map((t) => `${short(t.hash)} (${t.gasUsed} gas, paid by you)`).join(", ")}.`));
+  }
+}
+
+// --- records ---------------------------------------------------------------------------------------
+
+async function loadRecords() {
+  const listing = await api.records(session.account);
+  session.records = listing.records;
+  return listing;
+}
+
+async function renderRecords() {
+  replace(main(), h("p", {}, "Loading your records…"));
+  const listing = await loadRecords();
+  const chains = versionChains(listing.records);
+  replace(main(), h("section.card", { id: "records-view" },
+    h("h2", {}, "Your records"),
+    chains.length === 0 ? h("p", { id: "no-records" }, "No records yet. A provider or lab you granted \"amend\" can add them.") :
+      h("table", { id: "records" },
+        h("thead", {}, h("tr", {}, ["Category", "Author", "Date", "Status", "Versions", ""].map((t) => h("th", {}, t)))),
+        h("tbody", {}, chains.map((chain) => {
+          const newest = chain[chain.length - 1];
+          return h("tr", { dataset: { record: newest.recordId } },
+            h("td", {}, newest.categories.join(", ")),
+            h("td", { title: newest.author }, short(newest.author)),
+            h("td", {}, when(newest.timestamp)),
+            h("td", { class: `status-${newest.status}` }, newest.status),
+            h("td", {}, chain.length === 1 ? "1" : `${chain.length} (amended)`),
+            h("td", {}, h("a.button", { href: `#record/${newest.recordId}` }, "Open")));
+        }))),
+    listing.skipped.length ? h("div.message.warning", {},
+      `${listing.skipped.length} entr${listing.skipped.length === 1 ? "y" : "ies"} another member anchored could not be verified and `
+      + `${listing.skipped.length === 1 ? "is" : "are"} not listed: ${listing.skipped.map((s) => s.reason).join("; ")}`) : null));
+}
+
+function download(bytes, mediaType, name) {
+  const url = URL.createObjectURL(new Blob([bytes], { type: mediaType || "application/octet-stream" }));
+  return h("a.button", { href: url, download: name, id: "download" }, `Download (${mediaType}, ${bytes.length} bytes)`);
+}
+
+async function renderRecord(recordId) {
+  if (!session.records.length) await loadRecords();
+  const record = session.records.find((r) => r.recordId === recordId);
+  if (!record) throw new ApiError("RecordNotFound", `No record ${recordId} is listed for you.`);
+  const chain = versionChains(session.records).find((c) => c.some((r) => r.recordId === recordId)) || [record];
+  const body = h("div", { id: "record-body" }, h("p", {}, "Opening the record in your browser…"));
+  replace(main(), h("section.card", { id: "record-view" },
+    h("h2", {}, `Record: ${record.categories.join(", ")}`),
+    h("dl.facts", {},
+      h("dt", {}, "Record id"), h("dd.mono", {}, record.recordId),
+      h("dt", {}, "Author"), h("dd.mono", {}, record.author),
+      h("dt", {}, "Anchored"), h("dd", {}, `${when(record.timestamp)} (block ${record.blockNumber})`),
+      h("dt", {}, "Status"), h("dd", { id: "record-status" }, record.status),
+      h("dt", {}, "Versions"), h("dd", {}, chain.map((r, i) =>
+        h("a", { href: `#record/${r.recordId}`, class: r.recordId === recordId ? "current" : "" }, `v${i + 1} `)))),
+    body,
+    record.status === "active" && !record.batched ? rotateBox(record) : null,
+    record.status !== "tombstoned" && !record.batched ? eraseBox(chain) : null));
+  if (record.status === "tombstoned") {
+    replace(body, h("p.message.warning", { id: "erased" }, "This record was erased: tombstoned on chain, its ciphertext unpinned."));
+    return;
+  }
+  try {
+    const opened = await openRecord(record, session);
+    if (opened.mediaType === FHIR_MEDIA_TYPE) {
+      const resource = JSON.parse(new TextDecoder().decode(opened.plaintext));
+      replace(body, h("p.ok", {}, "Verified against the chain and decrypted in this browser."), renderFhir(resource));
+    } else {
+      replace(body, h("p.ok", {}, "Verified and decrypted in this browser. This record is a file:"),
+        download(opened.plaintext, opened.mediaType, `record-${record.recordId.slice(2, 10)}`));
+    }
+  } catch (error) {
+    replace(body, h("div.message.error", { role: "alert", id: "record-error" }, describeError(error)));
+  }
+}
+
+function rotateBox(record) {
+  return h("section.rotate", {},
+    h("h3", {}, "Rotate this record's key"),
+    h("p", {}, "Re-encrypts the record in this browser under a new key, as a new version sealed to you only; "
+      + "the old ciphertext is unpinned, so key shares for it open nothing any more. Grant again to share the new version."),
+    onChain("1 transaction: RecordRegistry.amendRecord(previous, salt, sha256, CID) — a new version, no content; you pay the gas.",
+      "The new ciphertext goes to the portal's store; the old one is unpinned once the chain shows it superseded by your version."),
+    h("button", { id: "rotate", onclick: () => rotate(record) }, "Rotate key"));
+}
+
+async function rotate(record) {
+  const done = await act("Rotating the key", async () => {
+    const opened = await openRecord(record, session);
+    const rotated = await rotatedPackage(record, opened, session);
+    const stored = await api.uploadPackage(rotated.package);
+    const digest = hexOf(new Uint8Array(await crypto.subtle.digest("SHA-256", rotated.package)));
+    if (stored.contentHash !== digest) throw new Error("The portal stored other bytes than the page sent; nothing was anchored.");
+    const tx = await sendAndWait("Anchoring the new version", "RecordRegistry", "amendRecord",
+      [record.recordId, rotated.salt, stored.contentHash, stored.cidBytes]);
+    const unpinned = await api.rotated(record.recordId);
+    return { tx, recordId: rotated.recordId, unpinned };
+  });
+  if (!done) return;
+  await loadRecords();
+  history.pushState(null, "", `#record/${done.recordId}`);  // no hashchange: the message below stays
+  await renderRecord(done.recordId);
+  statusBar().append(h("div.message.ok", { id: "rotate-done" },
+    `Rotated: new version ${short(done.recordId)} anchored (${done.tx.gasUsed} gas, paid by you); `
+    + `${done.unpinned.unpinned.length} old blob(s) unpinned.`));
+}
+
+function eraseBox(chain) {
+  const pending = chain.filter((r) => r.status !== "tombstoned");
+  return h("section.danger", {},
+    h("h3", {}, "Erase this record (GDPR Art. 17)"),
+    onChain(`${pending.length} transaction(s): RecordRegistry.tombstone(id) for each version — marks it erased; you pay the gas.`,
+      "Then the portal unpins the ciphertext from storage once the chain shows the tombstones (nothing on chain)."),
+    h("button.danger", { id: "erase", onclick: () => erase(chain) }, "Erase for good"));
+}
+
+async function erase(chain) {
+  if (!window.confirm("Erase this record and all its versions for good? This cannot be undone.")) return;
+  const done = await act("Erasing", async () => {
+    const txs = [];
+    for (const version of chain.filter((r) => r.status !== "tombstoned")) {
+      txs.push(await sendAndWait("Tombstoning", "RecordRegistry", "tombstone", [version.recordId]));
+    }
+    const newest = chain[chain.length - 1];
+    const unpinned = await api.erase(newest.recordId);
+    return { txs, unpinned };
+  });
+  if (!done) return;
+  await loadRecords();
+  await renderRecord(chain[chain.length - 1].recordId);
+  statusBar().append(h("div.message.ok", { id: "erase-done" },
+    `Erased: ${done.txs.length} tombstone transaction(s) (${done.txs.map((t) => `${t.gasUsed} gas`).join(", ")}, paid by you); `
+    + `${done.unpinned.unpinned.length} blob(s) unpinned.`,
+    done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null));
+}
+
+// --- consent -----------------------------------------------------------------------------------------
+
+async function chainNow() {
+  const block = await rpc("eth_getBlockByNumber", ["latest", false]);
+  return Number.parseInt(block.timestamp, 16);
+}
+
+function typedData(primaryType, message) {
+  const types = session.config.consent.types;
+  const picked = { EIP712Domain: types.EIP712Domain, [primaryType]: types[primaryType] };
+  if (primaryType === "Grant") picked.Categories = types.Categories;
+  return { types: picked, primaryType, domain: session.config.consent.domain, message };
+}
+
+function relayerLine() {
+  const relayer = session.config.relayer;
+  return relayer ? `The consortium's relayer ${short(relayer)} sends it and pays the gas; you only sign (free).`
+    : "This portal has no relayer: your wallet sends the transaction and you pay the gas.";
+}
+
+async function renderGrant() {
+  const cats = session.config.consent.categories;
+  const form = h("form", { id: "grant-form" },
+    h("label", {}, "Grantee address", h("input", { name: "grantee", required: true, placeholder: "0x…", size: 44 })),
+    h("fieldset", {}, h("legend", {}, "Categories"),
+      cats.map((c) => h("label.check", {}, h("input", { type: "checkbox", name: "category", value: String(c.bit) }), c.name.replace("_", " ")))),
+    h("fieldset", {}, h("legend", {}, "Access"),
+      h("label.check", {}, h("input", { type: "radio", name: "access", value: "read", checked: true }), "read"),
+      h("label.check", {}, h("input", { type: "radio", name: "access", value: "amend" }), "amend (write new records and versions)")),
+    h("label", {}, "Until", h("input", { type: "date", name: "until", required: true })),
+    h("label", {}, "Purpose", h("select", { name: "purpose" },
+      session.config.consent.purposes.map((p) => h("option", { value: p }, p)))),
+    h("label.check", {}, h("input", { type: "checkbox", name: "share", checked: true }),
+      "Share the keys of my records in these categories (made in this browser, sealed to the grantee)"),
+    h("button.primary", { type: "submit", id: "grant-submit" }, "Sign and grant"));
+  const until = new Date(Date.now() + 30 * 86400_000);
+  form.elements.until.value = until.toISOString().slice(0, 10);
+  form.addEventListener("submit", (event) => { event.preventDefault(); grant(form); });
+  replace(main(), h("section.card", { id: "grant-view" },
+    h("h2", {}, "Grant access"),
+    onChain("One consent in words your wallet shows (EIP-712): who, which categories, read or amend, until when, why.",
+      "On chain: ConsentManager.grantBySig(...) emits AccessGranted with both addresses, the categories as bits, the expiry and the purpose.",
+      "The key share holds only sealed keys; it is stored by the portal and its CID handed to the grantee.",
+      relayerLine()),
+    form));
+}
+
+async function keyShareFor(grantee, scopes) {
+  const granteeKey = (await api.account(grantee)).x25519;
+  if (!granteeKey) {
+    throw new ApiError("KeyNotFound", `${grantee} has published no encryption key, so keys cannot be shared with them; `
+      + "they publish one with `ehr keys publish` (or grant without sharing keys).");
+  }
+  await loadRecords();
+  // as KeySharer.share: a record is shared only when all its categories are granted
+  const mine = session.records.filter((r) => r.status === "active" && (BigInt(r.scope) & ~scopes) === 0n);
+  const entries = [];
+  const skipped = [];
+  for (const record of mine) {
+    try {
+      const opened = await openRecord(record, session);
+      entries.push({ binding: opened.binding, dataKey: opened.dataKey });
+    } catch (error) {
+      skipped.push(`${short(record.recordId)}: ${describeError(error)}`);
+    }
+  }
+  if (entries.length === 0) return { cid: null, shared: 0, skipped };
+  const bytes = await makeKeyShare({ patient: session.account, grantee, recipientX25519Public: hexToBytes(granteeKey.publicKey),
+    keyVersion: granteeKey.version, entries, grantedScopes: scopes });
+  const stored = await api.uploadKeyShare(bytes);
+  return { cid: stored.cid, shared: entries.length, skipped };
+}
+
+function hexToBytes(hex) {
+  const clean = hex.replace(/^0x/, "");
+  return Uint8Array.from(clean.match(/../g) || [], (b) => Number.parseInt(b, 16));
+}
+
+async function grant(form) {
+  const grantee = form.elements.grantee.value.trim();
+  const bits = [...form.querySelectorAll("input[name=category]:checked")].reduce((a, el) => a | BigInt(el.value), 0n);
+  const access = form.querySelector("input[name=access]:checked").value;
+  const purpose = form.elements.purpose.value;
+  const ends = Math.floor(new Date(`${form.elements.until.value}T23:59:59Z`).getTime() / 1000);
+  if (!/^0x[0-9a-fA-F]{40}$/.test(grantee)) return showError(new Error("Enter the grantee's address (0x and 40 hex digits)."), "Granting");
+  if (bits === 0n) return showError(new Error("Choose at least one category."), "Granting");
+  const result = await act("Granting", async () => {
+    const now = await chainNow();
+    if (!(ends > now)) throw new Error("Choose an end date in the future.");
+    const checksummed = (await api.account(grantee)).account;
+    const share = access === "read" && form.elements.share.checked ? await keyShareFor(checksummed, bits)
+      : { cid: null, shared: 0, skipped: [] };
+    if (!session.config.relayer) {
+      const tx = await sendAndWait("Granting", "ConsentManager", "grant",
+        [checksummed, bits, session.config.access[access.toUpperCase()], BigInt(ends), purpose]);
+      return { tx, share, paidBy: "you" };
+    }
+    const nonce = await readContract(session.config, "ConsentManager", "nonces", [session.account, checksummed]);
+    const categories = Object.fromEntries(session.config.consent.categories.map((c) => [c.field, (bits & BigInt(c.bit)) !== 0n]));
+    const doc = typedData("Grant", { patient: session.account, grantee: checksummed, categories, mayAmend: access === "amend",
+      purpose, grantEndsAt: ends, nonce: Number(nonce), signatureValidUntil: now + 86400 });
+    showInfo("Granting: sign the consent in your wallet (it shows the terms)…");
+    const signature = await wallet.signTypedData(session.account, doc);
+    showInfo("Granting: the relayer is sending your signed consent…");
+    const relayed = await api.relay(doc, signature, share.cid);
+    return { tx: relayed.tx, share, paidBy: `the relayer ${short(relayed.relayer)}`, note: relayed.note };
+  });
+  if (!result) return;
+  replace(statusBar(), h("div.message.ok", { id: "grant-done" },
+    result.note ? result.note : `Granted ${access} to ${short(grantee)} until ${when(ends)}: transaction ${short(result.tx.hash)} `
+      + `(${result.tx.gasUsed} gas, paid by ${result.paidBy}).`,
+    result.share.cid ? h("p", {}, "Key share for the grantee (they read with `ehr record get RECORD --key-share CID`): ",
+      h("code", { id: "key-share" }, result.share.cid), ` — ${result.share.shared} record(s).`) : null,
+    result.share.skipped.length ? h("p.warning", {}, `Not shared: ${result.share.skipped.join("; ")}`) : null));
+}
+
+async function renderGrants() {
+  replace(main(), h("p", {}, "Loading your grants…"));
+  const { grants, now, breakGlass } = await api.grants(session.account);
+  replace(main(), h("section.card", { id: "grants-view" },
+    h("h2", {}, "Active grants"),
+    onChain("Revoking: one signed revocation (EIP-712) ends this grant at once; ConsentManager.revokeBySig emits AccessRevoked.",
+      relayerLine()),
+    grants.length === 0 ? h("p", { id: "no-grants" }, "No grant is in force.") :
+      h("table", { id: "grants" },
+        h("thead", {}, h("tr", {}, ["Grantee", "Categories", "Access", "Until", ""].map((t) => h("th", {}, t)))),
+        h("tbody", {}, grants.map((g) => h("tr", { dataset: { grantee: g.grantee } },
+          h("td.mono", {}, g.grantee), h("td", {}, g.categories.join(", ")), h("td", {}, g.access),
+          h("td", {}, `${when(g.expiresAt)}${g.expiresAt - now < 86400 ? " (ends within a day)" : ""}`),
+          h("td", {}, h("button.danger", { onclick: () => revoke(g.grantee) }, "Revoke")))))),
+    h("h3", {}, "Emergency (break-glass) access"),
+    breakGlass.length === 0 ? h("p", { id: "no-break-glass" }, "No break-glass request is pending or in force.") :
+      h("table", { id: "break-glass" },
+        h("thead", {}, h("tr", {}, ["Provider", "State", "Reason", "Requested", "Ends / confirm by"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, breakGlass.map((b) => h("tr", { class: "alert", dataset: { requester: b.requester } },
+          h("td.mono", {}, b.requester),
+          h("td", {}, b.state === "pending" ? "pending: awaits a second provider" : "active"),
+          h("td", {}, String(b.reason)), h("td", {}, when(b.requestedAt)),
+          h("td", {}, when(b.state === "pending" ? b.confirmBy : b.expiresAt))))))));
+}
+
+async function revoke(grantee) {
+  const result = await act("Revoking", async () => {
+    if (!session.config.relayer) {
+      return { tx: await sendAndWait("Revoking", "ConsentManager", "revoke", [grantee]), paidBy: "you" };
+    }
+    const nonce = await readContract(session.config, "ConsentManager", "nonces", [session.account, grantee]);
+    const doc = typedData("Revoke", { patient: session.account, grantee, nonce: Number(nonce),
+      signatureValidUntil: (await chainNow()) + 86400 });
+    showInfo("Revoking: sign the revocation in your wallet…");
+    const signature = await wallet.signTypedData(session.account, doc);
+    const relayed = await api.relay(doc, signature, null);
+    return { tx: relayed.tx, paidBy: `the relayer ${short(relayed.relayer)}`, note: relayed.note };
+  });
+  if (!result) return;
+  await renderGrants();
+  replace(statusBar(), h("div.message.ok", { id: "revoke-done" }, result.note ||
+    `Revoked ${short(grantee)}: transaction ${short(result.tx.hash)} (${result.tx.gasUsed} gas, paid by ${result.paidBy}).`));
+}
+
+// --- timeline -------------------------------------------------------------------------------------------
+
+async function renderTimeline() {
+  replace(main(), h("p", {}, "Reading the chain…"));
+  const { entries, alerts } = await api.timeline(session.account);
+  replace(main(), h("section.card", { id: "timeline-view" },
+    h("h2", {}, "Who opened my records, and when"),
+    h("p", {}, "Every grant, revocation, write, read request and break-glass on your records, from the chain. "
+      + "Rows the monitor flags (read after revoke, break-glass, off-hours, bursts) are highlighted."),
+    h("button", { id: "export-fhir", onclick: exportFhir }, "Download as FHIR AuditEvents"),
+    alerts.length ? h("div.message.warning", { id: "alerts" }, `${alerts.length} alert(s): `,
+      h("ul", {}, alerts.map((a) => h("li", {}, `[${a.severity}] ${a.rule}: ${a.message}`)))) : null,
+    h("table", { id: "timeline" },
+      h("thead", {}, h("tr", {}, ["Time", "What", "Who", "Record", "Detail"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, entries.map((e) => h("tr", { class: e.alerts.length ? "alert" : e.outcome === "failed" ? "failed" : "",
+        dataset: { event: e.name } },
+        h("td", {}, when(e.timestamp)),
+        h("td", {}, e.name === "AccessRequested" ? "Opened (access requested)" : e.name),
+        h("td", { title: e.actor || "" }, e.actor === session.account ? "you" : short(e.actor || e.sender)),
+        h("td.mono", {}, e.recordId ? short(e.recordId) : ""),
+        h("td", {}, e.detail, e.alerts.map((a) => h("div.alert-note", {}, `⚠ ${a.rule}: ${a.message}`)))))))));
+}
+
+async function exportFhir() {
+  const bundle = await act("Exporting", () => api.timelineFhir(session.account));
+  if (!bundle) return;
+  const bytes = new TextEncoder().encode(JSON.stringify(bundle, null, 2));
+  const link = download(bytes, "application/fhir+json", "audit-events.json");
+  link.id = "fhir-download";
+  replace(statusBar(), h("div.message.ok", {}, `${bundle.entry.length} FHIR resources (AuditEvent and Consent; no health data): `, link));
+}
+
+start();
