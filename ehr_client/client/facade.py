@@ -53,7 +53,15 @@ from ehr_client.client.read import RecordReader
 from ehr_client.client.share import KeySharer, ShareOutcome
 from ehr_client.client.write import Prepared, RecordWriter, Source, prepare
 from ehr_client.crypto import iter_decrypt, x25519_public_key
-from ehr_client.errors import AlreadyRelayed, BlobNotFound, ConsentRefused, IntegrityError, InvalidRecord, KeyNotFound
+from ehr_client.errors import (
+    AlreadyRelayed,
+    BlobNotFound,
+    ConsentRefused,
+    EHRError,
+    IntegrityError,
+    InvalidRecord,
+    KeyNotFound,
+)
 from ehr_client.journal import Journal
 from ehr_client.package import PackageHeader, parse_header
 from ehr_client.records import ALL_SCOPES
@@ -232,6 +240,30 @@ class EHRClient:
     def read_header(self, cid: Cid) -> PackageHeader:
         """The package header (keyring, media type, binding, Umbral capsule) of a stored record; no decryption."""
         return self.reader.header(cid)
+
+    def unpin_versions(self, versions: Sequence[RecordInfo]) -> tuple[list[Cid], list[tuple[Cid, str]]]:
+        """Remove the stored bytes of record versions being erased or rotated away, each only if its
+        package names that very record. Any author may list any CID under a new id of its own, so
+        bytes found under a version may belong to another record, which would lose its only copy:
+        those stay. Returns (CIDs removed or already gone, [(CID, why it stayed)])."""
+        removed: list[Cid] = []
+        kept: list[tuple[Cid, str]] = []
+        for version in versions:
+            try:
+                header = self.read_header(version.cid)
+            except BlobNotFound:
+                removed.append(version.cid)
+                continue
+            except EHRError as exc:
+                kept.append((version.cid, f"its stored bytes could not be checked ({exc}); left in place"))
+                continue
+            if header.binding is None or header.binding.record_id != version.record_id:
+                kept.append((version.cid, "its stored bytes belong to another record (re-listed under this one); "
+                                          "left in place"))
+                continue
+            self.store.remove(version.cid)
+            removed.append(version.cid)
+        return removed, kept
 
     # --- verifying ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from ehr_client.chain.eip712 import CATEGORY_FIELDS, DOMAIN_TYPE, TYPES, Domain
 from ehr_client.chain.types import Access, KeyType, Status
 from ehr_client.client import EHRClient
 from ehr_client.client.model import RecordInfo, hex_id
-from ehr_client.errors import AccessDenied, BlobNotFound, EHRError, TransactionReverted
+from ehr_client.errors import AccessDenied, TransactionReverted
 from ehr_client.records import describe
 from ehr_client.records.purpose import PURPOSES
 
@@ -173,27 +173,9 @@ def erasable(client: EHRClient, record_id: bytes) -> list[RecordInfo]:
 
 
 def unpin_erased(client: EHRClient, versions: list[RecordInfo]) -> tuple[list[str], list[dict[str, str]]]:
-    """Remove the stored bytes of tombstoned record versions, each only if its package names that
-    very record: bytes another record re-listed under this id (same CID) belong to that record and
-    stay. Returns (CIDs removed or already gone, [{cid, reason}] kept)."""
-    unpinned: list[str] = []
-    kept: list[dict[str, str]] = []
-    for version in versions:
-        try:
-            header = client.read_header(version.cid)
-        except BlobNotFound:
-            unpinned.append(version.cid)
-            continue
-        except EHRError as exc:
-            kept.append({"cid": version.cid, "reason": f"its stored bytes could not be checked ({exc}); left in place"})
-            continue
-        if header.binding is None or header.binding.record_id != version.record_id:
-            kept.append({"cid": version.cid, "reason": "its stored bytes belong to another record (re-listed under "
-                                                       "this one); left in place"})
-            continue
-        client.store.remove(version.cid)
-        unpinned.append(version.cid)
-    return unpinned, kept
+    """`EHRClient.unpin_versions`, as the API answers it: (CIDs removed or already gone, [{cid, reason}] kept)."""
+    removed, kept = client.unpin_versions(versions)
+    return [str(cid) for cid in removed], [{"cid": str(cid), "reason": reason} for cid, reason in kept]
 
 
 def rotated_away(client: EHRClient, record_id: bytes) -> RecordInfo:

@@ -253,7 +253,7 @@ class AuditedSharing:
         info = self._own_record(record_id)
         written = self.client.reencrypt_record(record_id)
         receipts, unavailable = self._destroy_everywhere([record_id])
-        self.client.store.remove(info.cid)
+        self.client.unpin_versions([info])
         reissued = []
         for grantee in self.valid_grantees(info.scope):
             if self.client.umbral_key_of(grantee) is None:
@@ -276,11 +276,9 @@ class AuditedSharing:
         receipts, unavailable = self._destroy_everywhere(ids)
         for receipt in receipts:
             receipt.verify(self.custodians.domain)
-        for version in versions:
-            self.client.store.remove(version.cid)
+        unpinned, _ = self.client.unpin_versions(versions)  # bytes another record re-listed here stay
         removed = self.client.journal.forget({"0x" + r.hex() for r in ids})
-        return Erasure(tuple(ids), tuple(txs), tuple(receipts), tuple(unavailable), tuple(v.cid for v in versions),
-                       removed)
+        return Erasure(tuple(ids), tuple(txs), tuple(receipts), tuple(unavailable), tuple(unpinned), removed)
 
     def collect_receipts(self, record_id: bytes) -> list[ErasureReceipt]:
         """Ask every reachable custodian again for its (idempotent) destruction receipt."""

@@ -2,11 +2,13 @@
 
 import pytest
 
+from ehr_client.chain.ids import record_id_of
 from ehr_client.custodian.checks import KEY_CUSTODIAN_ROLE
 from ehr_client.custodian.messages import CustodianDomain
 from ehr_client.sharing.remote import ErasureReceipt
 from ehr_client.errors import AccessDenied, BlobNotFound, RecordErased, SignatureError
 from ehr_client.records import Scope, canonicalize
+from ehr_client.storage import cid_to_bytes
 from tests.constants import DAY
 from tests.custodian.conftest import custodian_address, fragments, key_request, post, releases, request_access, wait_until
 
@@ -130,3 +132,26 @@ def test_custodian_database_is_private_and_holds_no_totp_secret_in_clear(env, ru
         stored = b"".join(p.read_bytes() for p in files)
         secrets_here = [device.secrets[address].encode() for device in env.devices.values()]
         assert secrets_here and not any(secret in stored for secret in secrets_here)
+
+
+def test_erasing_a_copy_a_member_re_listed_leaves_the_original_s_bytes(env, running, fhir_record, observation):
+    """A lab with the patient's amend grant lists the patient's own record's CID under a new id of
+    its own (the chain lets any author point at any CID). The copy cannot be read (its package names
+    the original), so the patient erases it as junk: only the copy is tombstoned, and the bytes stay,
+    because they belong to the original, which still reads."""
+    record_id = fhir_record()
+    patient, lab = env.clients["patient"], env.clients["lab"]
+    original = patient.get_record(record_id)
+    patient.grant(lab.address, LAB, access="amend", expires_at=env.chain.now() + DAY, share_keys=False)
+    salt = b"\x5a" * 32
+    lab.chain.transact(lab.identity.account, lab.chain.records.functions.addRecord(
+        salt, patient.address, original.content_hash, LAB, cid_to_bytes(original.cid)), action="re-list")
+    copy = patient.get_record(record_id_of(lab.address, salt))
+    assert copy.cid == original.cid
+
+    erasure = env.sharing("patient").erase(copy.record_id)
+
+    assert erasure.record_ids == (copy.record_id,) and erasure.unpinned == ()
+    assert env.store.has(original.cid)
+    assert patient.get_record(copy.record_id).status == "tombstoned"
+    assert patient.read_record(record_id).data == canonicalize(observation)  # the original still reads
