@@ -42,3 +42,51 @@ def test_anyone_unpins_the_history_a_patients_amendment_keeps(
     assert answer.status_code == 403 and still_there, (
         f"HTTP {answer.status_code} {answer.text[:200]}; version 1's ciphertext in store: {still_there}; "
         f"the patient reading their history: exit {history.exit_code}, {history.stderr.strip()[-200:]!r}")
+
+
+def test_another_site_in_the_patients_browser_deletes_that_history_blind(
+    portal: Portal, cli: Cli, world: dict[str, str], home: Path, tmp_path: Path, browser: object
+) -> None:
+    """The same POST from a page of another origin open in the patient's browser (here a local web
+    app at http://localhost:OTHER; record ids are public on chain and `ehr portal` listens on 8780 by
+    default). A no-cors POST without a body needs no preflight, and the Host header is the portal's."""
+    import http.server
+    import threading
+
+    original = tmp_path / "hb.json"
+    original.write_text(json.dumps({**RESULT, "valueQuantity": {"value": 8.8, "unit": "g/dL"}}))
+    first = str(cli.json("record", "add", world["patient"], str(original), wallet="lab")["recordId"])
+    corrected = tmp_path / "hb-corrected.json"
+    corrected.write_text(json.dumps({**RESULT, "valueQuantity": {"value": 8.9, "unit": "g/dL"}}))
+    cli.json("record", "amend", first, str(corrected), wallet="patient")
+    v1 = next(r for r in portal.get(f"/api/records/{world['patient']}").json()["records"] if r["recordId"] == first)
+    store = LocalStore(home / "store")
+    assert store.has(v1["cid"])
+
+    evil = (f"<html><body><script>fetch('{portal.url}/api/rotated/{first}', {{method: 'POST', mode: 'no-cors'}})"
+            ".then(() => { document.title = 'sent'; }, (e) => { document.title = 'blocked ' + e; });"
+            "</script></body></html>").encode()
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(evil)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    context = browser.new_context()  # type: ignore[attr-defined]
+    try:
+        page = context.new_page()
+        page.goto(f"http://localhost:{server.server_address[1]}/")
+        page.wait_for_function("() => document.title !== ''")
+        title = page.title()
+    finally:
+        context.close()
+        server.shutdown()
+        server.server_close()
+    assert store.has(v1["cid"]), f"a page at another origin ({title}) unpinned version 1 ({v1['cid']})"
