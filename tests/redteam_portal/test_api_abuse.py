@@ -114,3 +114,17 @@ def test_held_bodiless_cross_site_posts_change_nothing_the_chain_does_not_allow(
         for path in (f"/api/erase/{record['recordId']}", f"/api/rotated/{record['recordId']}"):
             answer = portal.post(path, headers={"Origin": "http://evil.example", "Content-Type": "text/plain"})
             assert answer.status_code == 403, (path, answer.text)
+
+
+def test_eth_call_passes_any_gas_to_the_node_so_one_request_pins_a_core(portal: Portal) -> None:
+    """eth_call is a "read", but it runs code the caller supplies (no `to`: init code) with the gas
+    the caller names, and Anvil (the default `ehr node up`) caps neither. Here 10^9 gas (33 times
+    the block gas limit) of JUMPDEST/JUMP loop: the node runs it to the end. Measured on Anvil
+    directly: 3*10^7 gas 0.06 s, 10^9 0.72 s, 10^10 6.9 s (linear); 0xffffffffffff gas was still
+    running after 40 s (about two days of a core by that rate); a batch holds 20. The portal should
+    cap `gas` at the block gas limit (or refuse calls without `to`)."""
+    loop = "0x5b600056"  # JUMPDEST PUSH1 0 JUMP
+    answer = rpc(portal, "eth_call", [{"data": loop, "gas": hex(10**9)}, "latest"])
+    doc = answer.json()
+    forwarded = answer.status_code == 200 and "jsonrpc" in doc
+    assert not forwarded, f"the portal forwarded a 10^9-gas call of caller code to the node, which answered {doc}"
