@@ -159,3 +159,43 @@ def test_a_file_record_of_active_content_runs_script_in_the_portal_origin_withou
                              f"({portal.url}), no CSP in force: {ran}; console: {console}")
     finally:
         page.context.close()
+
+
+def test_erase_whose_unpin_failed_is_later_reported_as_unpinned(
+    browser: Any, patient_wallet: TestWallet, portal: Portal, lab_client: EHRClient, browser_patient: EHRClient,
+    home: Path,
+) -> None:
+    """The patient erases a record; the tombstones are mined, then the unpin request does not reach
+    the portal (restarted, network blip: aborted here). The page says the erase failed, offers no way
+    to retry the unpin (a tombstoned record has no erase button), and from then on the record view
+    says "its ciphertext unpinned" while the ciphertext is still in storage."""
+    from ehr_client.storage import LocalStore
+
+    record = write_raw(lab_client, patient_wallet.address, "application/fhir+json", json.dumps({
+        "resourceType": "Observation", "status": "final", "code": {"text": "Ferritin"},
+        "valueQuantity": {"value": 12, "unit": "ug/L"}}).encode())
+    cid = next(r["cid"] for r in portal.get(f"/api/records/{patient_wallet.address}").json()["records"]
+               if r["recordId"] == record)
+    console: list[str] = []
+    page = open_in_page(browser, patient_wallet, portal, record, console)
+    try:
+        page.route("**/api/erase/**", lambda route: route.abort())
+        page.click("#erase")
+        page.wait_for_selector("#status .message.error")
+        failure = page.inner_text("#status")
+        page.unroute("**/api/erase/**")
+        page.goto(portal.url + "/#records")
+        page.reload()
+        page.click("#connect")
+        page.wait_for_selector("#records-view")
+        page.wait_for_load_state("networkidle")
+        page.goto(portal.url + f"/#record/{record}")
+        page.wait_for_selector("#erased")
+        said = page.inner_text("#record-view")
+        retry = page.locator("#erase").count()
+        stored = LocalStore(home / "store").has(cid)
+        assert not (stored and "unpinned" in page.inner_text("#erased")), (
+            f"after {failure!r} the record view says {page.inner_text('#erased')!r} (erase buttons: {retry}) "
+            f"while {cid} is still in the store: {stored}; view: {said[:300]!r}")
+    finally:
+        page.context.close()
