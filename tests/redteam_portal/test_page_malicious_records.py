@@ -16,6 +16,7 @@ from eth_account import Account
 from ehr_client.client import EHRClient
 from ehr_client.client.model import hex_id
 from ehr_client.client.write import Prepared
+from ehr_client.errors import InvalidRecord
 from ehr_client.keys.derive import derive_from_account
 from ehr_client.keys.identity import Identity
 from tests.cli.conftest import CAST
@@ -88,6 +89,8 @@ def test_a_record_with_a_field_of_the_wrong_json_type_is_not_shown_at_all(
     record = write_raw(lab_client, patient_wallet.address, "application/fhir+json", json.dumps({
         "resourceType": "Observation", "status": "final", "code": {"text": "Haemoglobin"},
         "valueQuantity": {"value": 9.1, "unit": "g/dL"}, "interpretation": "low"}).encode())
+    with pytest.raises(InvalidRecord):  # the Python client refuses it with a typed error; the page does not
+        browser_patient.read_record(bytes.fromhex(record[2:]))
     console: list[str] = []
     page = open_in_page(browser, patient_wallet, portal, record, console)
     try:
