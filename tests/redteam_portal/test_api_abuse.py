@@ -128,3 +128,21 @@ def test_eth_call_passes_any_gas_to_the_node_so_one_request_pins_a_core(portal: 
     doc = answer.json()
     forwarded = answer.status_code == 200 and "jsonrpc" in doc
     assert not forwarded, f"the portal forwarded a 10^9-gas call of caller code to the node, which answered {doc}"
+
+
+def test_one_request_makes_the_relayer_pay_for_a_60_kb_purpose(portal: Portal, world: dict[str, str]) -> None:
+    """The purpose is a free string in the signed document; the relay body may be 64 KiB. One
+    request from a throwaway key makes the relayer pay for ~60 KB of calldata (and whatever the
+    contract does with the string), many times a normal grant's gas."""
+    config = portal.get("/api/config").json()
+    d = config["consent"]["domain"]
+    domain = Domain(d["name"], d["chainId"], d["verifyingContract"], d["version"])
+    attacker = Account.create()
+    now = int(rpc(portal, "eth_getBlockByNumber", ["latest", False]).json()["result"]["timestamp"], 16)
+    document = grant_typed_data(domain, patient=attacker.address, grantee=world["doctor"], scopes=2, may_amend=False,
+                                purpose="x" * 60_000, grant_ends_at=now + 86400, nonce=0,
+                                signature_valid_until=now + 3600)
+    signature = "0x" + sign_typed_data(attacker.key, document).hex()
+    answer = portal.post("/api/relay", json={"typedData": document, "signature": signature, "keyShare": None})
+    gas = answer.json()["tx"]["gasUsed"] if answer.status_code == 200 and answer.json().get("tx") else None
+    assert answer.status_code == 400, f"relayed (HTTP {answer.status_code}), the relayer paid {gas} gas for one request"
