@@ -359,6 +359,15 @@ class EHRClient:
                                  "fields (altered after signing, or signed by another wallet)")
         return message
 
+    def verify_consent(self, signed: SignedConsent) -> GrantMessage | RevokeMessage:
+        """The signed grant or revocation, if its signature, deployment, nonce and validity hold.
+
+        Raises:
+            ConsentRefused: as `relay_grant` and `relay_revoke` would.
+        """
+        message = signed.message
+        return self._check_signed(signed, GrantMessage if isinstance(message, GrantMessage) else RevokeMessage)
+
     def relay_grant(self, signed: SignedConsent) -> TxResult:
         """Submit a patient's signed grant (anyone may; the relayer cannot alter it).
 

@@ -6,13 +6,13 @@ relaying, never keys or plaintext.
     GET  /api/accounts/{address}      registration and current X25519 key of an account
     GET  /api/records/{patient}       the patient's record versions (verified listing; skipped ones said)
     GET  /api/blobs/{cid}             stored ciphertext, size-limited
-    POST /api/keyshares               store a key share made in the browser (sealed keys only); its CID
+    POST /api/keyshares               store a key share made in the browser (sealed keys only; signed by its patient)
     POST /api/relay                   a signed grant or revocation, checked, then sent by the relayer
     GET  /api/grants/{patient}        grants in force, break-glass pending or active
     GET  /api/timeline/{patient}      the access timeline with the monitor's alerts
     GET  /api/timeline/{patient}/fhir the same as a FHIR R4 Bundle of AuditEvent and Consent resources
-    POST /api/packages                store a record package the browser wrote (key rotation); its CID
-    POST /api/rotated/{record}        unpin a version the patient rotated away (superseded by the patient's own)
+    POST /api/packages                store a record package the browser wrote (key rotation; signed by its patient)
+    POST /api/rotated/{record}        unpin a version the patient rotated away (signed by the patient)
     POST /api/erase/{record}          unpin a record's ciphertext once the chain shows it tombstoned
 
 Every refusal is JSON `{"error": {"type": ..., "message": ...}}` with an HTTP status that fits.
@@ -59,8 +59,17 @@ from ehr_client.errors import (
 )
 from ehr_client.keyshare import KeyShare
 from ehr_client.portal import facts
-from ehr_client.portal.errors import MethodRefused, NoRelayer, RequestTooLarge, UnsupportedContentType, UntrustedHost
+from ehr_client.portal.errors import (
+    MethodRefused,
+    NoRelayer,
+    RequestTooLarge,
+    TooManyRequests,
+    UnsupportedContentType,
+    UntrustedHost,
+)
+from ehr_client.portal.relay_limits import RelayLimits
 from ehr_client.portal.rpc import RpcForwarder, parse_request
+from ehr_client.portal.signed import check_signed
 from ehr_client.package import parse_header
 from ehr_client.storage.cid import cid_to_bytes, parse_cid
 
@@ -84,7 +93,7 @@ MAX_KEY_SHARE = 1024 * 1024
 MAX_RELAY_BODY = 64 * 1024
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (MethodRefused, 403), (RequestTooLarge, 413), (UnsupportedContentType, 415), (UntrustedHost, 421), (NoRelayer, 503), (AccessDenied, 403),
+    (MethodRefused, 403), (RequestTooLarge, 413), (TooManyRequests, 429), (UnsupportedContentType, 415), (UntrustedHost, 421), (NoRelayer, 503), (AccessDenied, 403),
     (BlobNotFound, 404), (RecordNotFound, 404), (KeyNotFound, 404), (RecordErased, 410),
     (IntegrityError, 422), (ChainUnavailable, 503), (StorageUnavailable, 503), (TransactionReverted, 409),
     (InvalidRecord, 400), (ConfigError, 500), (EHRError, 400),
@@ -216,6 +225,8 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         log.exception("portal: unexpected error on %s", request.url.path)
         return error_response(500, "InternalError", "the portal hit an unexpected error; see its log")
 
+    relay_limits = RelayLimits()
+
     def audit() -> facts.AuditView:
         if not audits:
             audits.append(facts.AuditView(services.reader, services.state_dir / "audit"))
@@ -260,11 +271,18 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         return Response(data, media_type="application/octet-stream",
                         headers={"Cache-Control": "private, max-age=31536000, immutable"})
 
+    def signed_by(request: Request, action: str, subject: bytes, signer: str) -> None:
+        deployment = services.reader.chain.deployment
+        check_signed(request.headers, chain_id=deployment.chain_id, registry=deployment.address("RecordRegistry"),
+                     action=action, subject=subject, signer=signer)
+
     @app.post("/api/keyshares")
     async def key_share(request: Request) -> dict[str, Any]:
         body = await read_body(request, MAX_KEY_SHARE, "application/octet-stream")
         share = KeyShare.from_bytes(body)  # only key shares: sealed keys, never anything else
-        cid = await run_in_threadpool(services.reader.store.put, body)
+        signed_by(request, "store-key-share", hashlib.sha256(body).digest(), share.patient)
+        # Stored as the format writes it: fields the format does not have are not kept.
+        cid = await run_in_threadpool(services.reader.store.put, share.to_bytes())
         return {"cid": cid, "patient": share.patient, "grantee": share.grantee, "entries": len(share.entries)}
 
     @app.post("/api/packages")
@@ -276,6 +294,8 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
             header = None
         if header is None or header.binding is None:
             raise InvalidRecord("only record packages (a bound header and an envelope, docs/FORMAT.md) are stored here")
+        # A header can be made up: only the patient it names may store it (a key rotation of theirs).
+        signed_by(request, "store-package", hashlib.sha256(body).digest(), to_checksum_address(header.binding.patient))
         cid = await run_in_threadpool(services.reader.store.put, body)
         return {"cid": cid, "cidBytes": "0x" + cid_to_bytes(cid).hex(), "contentHash": "0x" + hashlib.sha256(body).hexdigest()}
 
@@ -298,6 +318,8 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
                             "--relayer`); send the transaction from your own wallet instead")
         message = signed.message
         grant = isinstance(message, GrantMessage)
+        relayer.verify_consent(signed)  # a forged or altered consent is refused as such, before any limit
+        relay_limits.check(services.reader, message)
         if grant and signed.key_share is not None and not services.reader.store.has(parse_cid(signed.key_share)):
             raise InvalidRecord(f"key share {signed.key_share} is not in the portal's store; upload it first")
         try:
@@ -323,8 +345,11 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         return audit().fhir_export(_address(patient))
 
     @app.post("/api/rotated/{record}")
-    def rotated(record: str) -> dict[str, Any]:
+    def rotated(request: Request, record: str) -> dict[str, Any]:
         old = facts.rotated_away(services.reader, _record_id(record))
+        # The chain cannot tell a rotation from a correction the patient wrote (whose old version stays
+        # as history): only the patient's signature says this version was rotated away.
+        signed_by(request, "unpin-rotated", old.record_id, old.patient)
         unpinned, kept = facts.unpin_erased(services.reader, [old])
         return {"recordId": facts.record_json(old)["recordId"], "unpinned": unpinned, "kept": kept}
 

@@ -24,3 +24,7 @@ class UnsupportedContentType(EHRError, ValueError):
 
 class UntrustedHost(EHRError, PermissionError):
     """A request naming a host the portal does not serve as (DNS rebinding from another site)."""
+
+
+class TooManyRequests(EHRError, RuntimeError):
+    """The relayer's limit for one patient was reached (it pays for every relayed consent)."""

@@ -66,7 +66,9 @@ def records(client: EHRClient, patient: str) -> dict[str, Any]:
     """Every record version of `patient` (oldest first) and what was skipped as unverifiable."""
     listing = client.list_records_report(patient)
     return {
-        "records": [record_json(info) for info in listing.records],
+        # `stored`: whether the portal's store still holds the bytes (an erase whose unpin was
+        # interrupted shows here, and the page offers to finish it).
+        "records": [{**record_json(info), "stored": client.store.has(info.cid)} for info in listing.records],
         "skipped": [{"what": s.what, "reason": s.reason, "author": s.author, "txHash": s.tx_hash}
                     for s in listing.skipped],
     }

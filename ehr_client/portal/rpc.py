@@ -23,6 +23,7 @@ ALLOWED_METHODS = READ_METHODS | {"eth_sendRawTransaction"}
 MAX_BODY = 256 * 1024
 MAX_BATCH = 20
 MAX_LOG_BLOCKS = 50_000
+MAX_CALL_GAS = 30_000_000
 
 
 def _check_call(call: object) -> None:
@@ -38,11 +39,31 @@ def _check_call(call: object) -> None:
         raise InvalidRecord("JSON-RPC params must be a list")
     if method == "eth_getLogs":
         _check_log_range(params)
+    if method in ("eth_call", "eth_estimateGas"):
+        _check_gas(params)
+
+
+def _check_gas(params: list[Any]) -> None:
+    """A call runs at most MAX_CALL_GAS: a node runs whatever code a call carries until its gas ends,
+    so an unbounded `gas` would hold a core for hours (no `gas` lets the node apply its own cap)."""
+    call = params[0] if params and isinstance(params[0], dict) else {}
+    if "gas" in call and (_quantity(call["gas"]) or 0) > MAX_CALL_GAS:
+        raise RequestTooLarge(f"a call through the portal may use at most {MAX_CALL_GAS:,} gas (a block's limit)")
+
+
+def _quantity(value: object) -> int | None:
+    """A JSON-RPC hex quantity; InvalidRecord when it is not one."""
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) > 66:
+        raise InvalidRecord(f"{str(value)[:70]!r} is not a hex quantity (0x followed by hex digits)")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise InvalidRecord(f"{value!r} is not a hex quantity (0x followed by hex digits)") from None
 
 
 def _block(value: object) -> int | None:
     if isinstance(value, str) and value.startswith("0x"):
-        return int(value, 16)
+        return _quantity(value)
     return None
 
 

@@ -11,13 +11,14 @@ export class ApiError extends Error {
   }
 }
 
-async function request(path, { method = "GET", body, json = true, binary = false } = {}) {
+async function request(path, { method = "GET", body, json = true, binary = false, headers = {} } = {}) {
   let response;
   try {
     response = await fetch(path, {
       method,
       body,
-      headers: body === undefined ? {} : { "Content-Type": json ? "application/json" : "application/octet-stream" },
+      headers: body === undefined ? headers
+        : { ...headers, "Content-Type": json ? "application/json" : "application/octet-stream" },
       cache: "no-store",
     });
   } catch {
@@ -43,9 +44,10 @@ export const api = {
   account: (address) => request(`/api/accounts/${address}`),
   records: (patient) => request(`/api/records/${patient}`),
   blob: (cid) => request(`/api/blobs/${encodeURIComponent(cid)}`, { binary: true }),
-  uploadKeyShare: (bytes) => request("/api/keyshares", { method: "POST", body: bytes, json: false }),
-  uploadPackage: (bytes) => request("/api/packages", { method: "POST", body: bytes, json: false }),
-  rotated: (recordId) => request(`/api/rotated/${recordId}`, { method: "POST" }),
+  // Requests only the patient may make carry the patient's signature (see signedHeaders in app.js).
+  uploadKeyShare: (bytes, headers) => request("/api/keyshares", { method: "POST", body: bytes, json: false, headers }),
+  uploadPackage: (bytes, headers) => request("/api/packages", { method: "POST", body: bytes, json: false, headers }),
+  rotated: (recordId, headers) => request(`/api/rotated/${recordId}`, { method: "POST", headers }),
   relay: (typedData, signature, keyShare) => post("/api/relay", { typedData, signature, keyShare }),
   grants: (patient) => request(`/api/grants/${patient}`),
   timeline: (patient) => request(`/api/timeline/${patient}`),

@@ -228,9 +228,53 @@ async function renderRecords() {
       + `${listing.skipped.length === 1 ? "is" : "are"} not listed: ${listing.skipped.map((s) => s.reason).join("; ")}`) : null));
 }
 
+// A file record's bytes are whatever its author wrote. Offered as application/octet-stream whatever
+// its media type says: a blob: URL of text/html or image/svg+xml opened in a tab would run the
+// author's script in the portal's origin, outside its Content-Security-Policy.
+const SAFE_EXTENSIONS = { "application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg",
+  "application/dicom": ".dcm", "text/plain": ".txt", "application/fhir+json": ".json", "application/json": ".json" };
+
 function download(bytes, mediaType, name) {
-  const url = URL.createObjectURL(new Blob([bytes], { type: mediaType || "application/octet-stream" }));
-  return h("a.button", { href: url, download: name, id: "download" }, `Download (${mediaType}, ${bytes.length} bytes)`);
+  const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+  const file = name + (SAFE_EXTENSIONS[mediaType] || ".bin");
+  return h("a.button", { href: url, download: file, id: "download" }, `Download (${mediaType}, ${bytes.length} bytes)`);
+}
+
+async function sha256(bytes) {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+/** Headers of a request only the patient may make: an EIP-712 PortalRequest signed in the wallet
+ * (ehr_client/portal/signed.py), naming the action, its subject and a 5-minute expiry. */
+async function signedHeaders(action, subject) {
+  const expires = Math.floor(Date.now() / 1000) + 300;
+  const doc = {
+    types: {
+      EIP712Domain: [{ name: "name", type: "string" }, { name: "version", type: "string" },
+        { name: "chainId", type: "uint256" }, { name: "verifyingContract", type: "address" }],
+      PortalRequest: [{ name: "action", type: "string" }, { name: "subject", type: "bytes32" },
+        { name: "expires", type: "uint64" }],
+    },
+    primaryType: "PortalRequest",
+    domain: { name: "EHR portal request", version: "1", chainId: session.config.chainId,
+      verifyingContract: session.config.contracts.RecordRegistry },
+    message: { action, subject, expires },
+  };
+  showInfo(`Sign the request in your wallet (${action}): it lets the portal act for you once.`);
+  const signature = await wallet.signTypedData(session.account, doc);
+  return { "X-EHR-Signature": signature, "X-EHR-Expires": String(expires) };
+}
+
+function renderResource(resource) {
+  try {
+    return renderFhir(resource);
+  } catch {
+    // Its author wrote FHIR of another shape than its type has: show it as text, not a script error.
+    return h("div", {},
+      h("p.message.warning", { id: "fhir-shape" }, "This record's FHIR does not have the shape its type requires, "
+        + "so it is shown as its JSON text."),
+      h("pre", {}, JSON.stringify(resource, null, 2)));
+  }
 }
 
 async function renderRecord(recordId) {
@@ -252,14 +296,18 @@ async function renderRecord(recordId) {
     record.status === "active" && !record.batched ? rotateBox(record) : null,
     record.status !== "tombstoned" && !record.batched ? eraseBox(chain) : null));
   if (record.status === "tombstoned") {
-    replace(body, h("p.message.warning", { id: "erased" }, "This record was erased: tombstoned on chain, its ciphertext unpinned."));
+    replace(body, record.stored
+      ? h("div.message.warning", { id: "erased" }, "This record is tombstoned on chain, but the portal still holds its "
+        + "ciphertext (the unpin was interrupted). ",
+        h("button", { id: "unpin-again", onclick: () => erase(chain) }, "Unpin it now"))
+      : h("p.message.warning", { id: "erased" }, "This record was erased: tombstoned on chain, its ciphertext unpinned."));
     return;
   }
   try {
     const opened = await openRecord(record, session);
     if (opened.mediaType === FHIR_MEDIA_TYPE) {
       const resource = JSON.parse(new TextDecoder().decode(opened.plaintext));
-      replace(body, h("p.ok", {}, "Verified against the chain and decrypted in this browser."), renderFhir(resource));
+      replace(body, h("p.ok", {}, "Verified against the chain and decrypted in this browser."), renderResource(resource));
     } else {
       replace(body, h("p.ok", {}, "Verified and decrypted in this browser. This record is a file:"),
         download(opened.plaintext, opened.mediaType, `record-${record.recordId.slice(2, 10)}`));
@@ -283,12 +331,12 @@ async function rotate(record) {
   const done = await act("Rotating the key", async () => {
     const opened = await openRecord(record, session);
     const rotated = await rotatedPackage(record, opened, session);
-    const stored = await api.uploadPackage(rotated.package);
-    const digest = hexOf(new Uint8Array(await crypto.subtle.digest("SHA-256", rotated.package)));
+    const digest = hexOf(await sha256(rotated.package));
+    const stored = await api.uploadPackage(rotated.package, await signedHeaders("store-package", digest));
     if (stored.contentHash !== digest) throw new Error("The portal stored other bytes than the page sent; nothing was anchored.");
     const tx = await sendAndWait("Anchoring the new version", "RecordRegistry", "amendRecord",
       [record.recordId, rotated.salt, stored.contentHash, stored.cidBytes]);
-    const unpinned = await api.rotated(record.recordId);
+    const unpinned = await api.rotated(record.recordId, await signedHeaders("unpin-rotated", record.recordId));
     return { tx, recordId: rotated.recordId, unpinned };
   });
   if (!done) return;
@@ -312,7 +360,7 @@ function eraseBox(chain) {
 async function erase(chain) {
   if (!window.confirm("Erase this record and all its versions for good? This cannot be undone.")) return;
   const done = await act("Erasing", async () => {
-    const txs = [];
+    const txs = [];  // an erase whose unpin was interrupted has nothing left to tombstone: it unpins again
     for (const version of chain.filter((r) => r.status !== "tombstoned")) {
       txs.push(await sendAndWait("Tombstoning", "RecordRegistry", "tombstone", [version.recordId]));
     }
@@ -398,7 +446,7 @@ async function keyShareFor(grantee, scopes) {
   if (entries.length === 0) return { cid: null, shared: 0, skipped };
   const bytes = await makeKeyShare({ patient: session.account, grantee, recipientX25519Public: hexToBytes(granteeKey.publicKey),
     keyVersion: granteeKey.version, entries, grantedScopes: scopes });
-  const stored = await api.uploadKeyShare(bytes);
+  const stored = await api.uploadKeyShare(bytes, await signedHeaders("store-key-share", hexOf(await sha256(bytes))));
   return { cid: stored.cid, shared: entries.length, skipped };
 }
 

@@ -57,10 +57,10 @@ def test_anyone_can_make_the_relayer_pay_for_consent_signed_by_throwaway_keys(
                       "consent from non-patients and limit what one caller can spend")
 
 
-def test_packages_endpoint_stores_arbitrary_bytes_behind_a_fake_header(portal: Portal, home: Path) -> None:
-    """/api/packages checks only that the body starts with a bound package header. A 96-byte fake
-    header (no wraps, an invented record id) followed by health data in the clear is stored by the
-    portal and served back to anyone by /api/blobs: plaintext in the store, and a free file host."""
+def test_packages_endpoint_refuses_a_fake_header_nobody_signed(portal: Portal, home: Path) -> None:
+    """/api/packages once checked only that the body starts with a bound package header: a 96-byte
+    fake header followed by health data in the clear was stored and served back to anyone. Now only
+    the patient the header names may store a package, with a signature of the wallet."""
     fake_header = struct.pack(">4sBQB", b"EHRP", 3, 1, 0) + struct.pack(">32s20sQ20s", b"\x11" * 32, b"\x22" * 20,
                                                                         2, b"\x33" * 20) + b"\x00"
     body = fake_header + PLAINTEXT
@@ -68,7 +68,7 @@ def test_packages_endpoint_stores_arbitrary_bytes_behind_a_fake_header(portal: P
     store = LocalStore(home / "store")
     kept = store.has(cid_for_bytes(body))
     served = portal.get(f"/api/blobs/{cid_for_bytes(body)}")
-    assert stored.status_code == 400 and not kept, (
+    assert stored.status_code in (400, 403) and not kept, (
         f"the portal stored (HTTP {stored.status_code}, in store: {kept}) a fake package whose 'envelope' is "
         f"plaintext, and serves it back (HTTP {served.status_code}: {served.content[-40:]!r}); it should at least "
         "check the envelope's structure (nonce, tag, length) and that a record names this CID")
