@@ -14,7 +14,7 @@ import pytest
 from ehr_client.chain.ids import record_id_of
 from tests.constants import ACCESS_READ, ACTION, CONSENT_DOMAIN_NAME, DAY, LAB_SCOPE, PURPOSE, ROLE
 
-pytest_plugins = ["tests.kubo_fixtures"]
+pytest_plugins = ["tests.kubo_fixtures", "tests.chromium"]
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,9 @@ class Deployment:
     abi_hash: str = field(default_factory=abi_hash)
     registry_block_number: int | None = None
     registry_block_hash: str | None = None
+    created_by: dict[str, str] = field(default_factory=dict)
+    """The transaction that created a contract added later (`ehr claim deploy`), by contract name:
+    what lets anyone check it was created with the project's code (`ehr claim check-registry`)."""
 
     @property
     def registry_block(self) -> tuple[int, str] | None:
@@ -60,6 +63,7 @@ class Deployment:
                 "abiHash": data["abi_hash"],
                 **({"registryBlock": {"number": data["registry_block_number"], "hash": data["registry_block_hash"]}}
                    if data["registry_block_hash"] else {}),
+                **({"createdBy": data["created_by"]} if data["created_by"] else {}),
             },
             indent=2,
         ) + "\n"
@@ -80,6 +84,7 @@ class Deployment:
                 abi_hash=str(data["abiHash"]),
                 registry_block_number=int(data["registryBlock"]["number"]) if "registryBlock" in data else None,
                 registry_block_hash=str(data["registryBlock"]["hash"]) if "registryBlock" in data else None,
+                created_by={str(k): str(v) for k, v in dict(data.get("createdBy", {})).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise ConfigError(f"{source} is not a valid deployment file ({exc}); redeploy or restore it") from None

@@ -19,11 +19,12 @@ from ehr_client.claims.registry import (
     RegistryCheck,
     check_claim_registry,
     deploy_claim_registry,
+    deploy_claim_registry_tx,
 )
 from ehr_client.claims.service import NO_CHALLENGE, ClaimedWrite, Claims, predicate_id
 from ehr_client.claims.setup import ClaimSetup
 
 __all__ = [
     "NO_CHALLENGE", "Ceremony", "CheckedClaim", "Claim", "ClaimKind", "ClaimProof", "ClaimRegistry", "ClaimSetup",
-    "ClaimedWrite", "Claims", "RegistryCheck", "check_claim_registry", "extract_claim", "deploy_claim_registry", "predicate_id", "run_ceremony",
+    "ClaimedWrite", "Claims", "RegistryCheck", "check_claim_registry", "deploy_claim_registry_tx", "extract_claim", "deploy_claim_registry", "predicate_id", "run_ceremony",
 ]

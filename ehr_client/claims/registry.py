@@ -8,6 +8,7 @@ from typing import Any, cast
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from web3 import Web3
+from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.contract import Contract
 
 from ehr_client.chain.abi import load_artifact
@@ -98,12 +99,16 @@ class RegistryCheck:
     members: tuple[str, ...]
 
 
-def check_claim_registry(chain: ChainClient, address: str, setup: ClaimSetup) -> RegistryCheck:
+def check_claim_registry(chain: ChainClient, address: str, setup: ClaimSetup, *,
+                         creation_tx: str | None = None) -> RegistryCheck:
     """Whether the claim registry at `address` verifies proofs with `setup`'s verifier over this
     deployment's RecordRegistry, so a verifier can trust the ceremony it audited: the setup is
     verified against its transcript (`verify_setup`), its verifier rebuilt from the final zkey, and
     the code at the registry and at its verifier compared byte for byte with what deploying them
-    would create now (the node runs each creation code in a call). IntegrityError when not."""
+    would create now (the node runs each creation code in a call), and the registry's creation
+    transaction (`creation_tx`, which `ehr claim deploy` records in the deployment file; without it,
+    found on a node that keeps old state) is checked to carry exactly our creation code and
+    arguments. IntegrityError when not."""
     registry = ClaimRegistry(chain, address)
     if not chain.rpc(lambda: chain.w3.eth.get_code(registry.contract.address)):
         raise IntegrityError(f"no contract at {registry.address}: this is not a claim registry on this chain")
@@ -116,7 +121,9 @@ def check_claim_registry(chain: ChainClient, address: str, setup: ClaimSetup) ->
     # The registry keeps state (commitments), so equal runtime code is not enough: a constructor of
     # the attacker's could have stored commitments. Its creation must be exactly ours.
     expected = _creation_data(chain, load_artifact("ClaimRegistry"), (chain.records.address, verifier))
-    if _creation_input(chain, registry.address) != expected:
+    found = (_recorded_creation(chain, registry.address, creation_tx) if creation_tx is not None
+             else _creation_input(chain, registry.address))
+    if found != expected:
         raise IntegrityError(f"{registry.address} was not created as this project's ClaimRegistry over this "
                              "deployment's RecordRegistry and this verifier (its creation code or arguments "
                              "differ); do not trust its ClaimProven events")
@@ -140,6 +147,20 @@ def _created_code(chain: ChainClient, artifact: dict[str, Any], args: tuple[Any,
     return bytes(chain.rpc(lambda: chain.w3.eth.call({"data": data})))
 
 
+def _recorded_creation(chain: ChainClient, address: str, tx_hash: str) -> bytes:
+    """The input of `tx_hash`, once it is shown to be the transaction that created `address`."""
+    try:
+        tx = chain.rpc(lambda: chain.w3.eth.get_transaction(HexStr(tx_hash)))
+        receipt = chain.rpc(lambda: chain.w3.eth.get_transaction_receipt(HexStr(tx_hash)))
+    except (TransactionNotFound, ValueError, Web3Exception):
+        raise IntegrityError(f"the chain has no transaction {tx_hash}, which the deployment file says created the "
+                             "claim registry; do not trust the registry until its creation is found") from None
+    if tx.get("to") is not None or receipt["contractAddress"] != Web3.to_checksum_address(address):
+        raise IntegrityError(f"transaction {tx_hash} did not create {address}; the deployment file's record of "
+                             "the registry's creation is wrong")
+    return bytes(tx["input"])
+
+
 def _creation_input(chain: ChainClient, address: str) -> bytes:
     """The input of the transaction that created `address`: the first block where it has code is
     found by bisection (the node must keep old state, as Anvil and an archive geth do), then the
@@ -149,7 +170,7 @@ def _creation_input(chain: ChainClient, address: str) -> bytes:
     def has_code(block: int) -> bool:
         try:
             return bool(chain.rpc(lambda: chain.w3.eth.get_code(target, block_identifier=block)))
-        except ValueError as exc:  # a node that pruned that state
+        except (ValueError, Web3Exception) as exc:  # a node that pruned that state
             raise IntegrityError(f"the node cannot show the state of block {block} ({exc}); check the registry "
                                  "against an archive node") from None
 
@@ -169,17 +190,22 @@ def _creation_input(chain: ChainClient, address: str) -> bytes:
 
 def deploy_claim_registry(chain: ChainClient, account: LocalAccount, setup: ClaimSetup) -> str:
     """Deploy the ceremony's Groth16 verifier and a ClaimRegistry over the chain's RecordRegistry."""
-    verifier = _deploy(chain, account, setup.verifier_artifact(), (), what="the Groth16 verifier")
+    return deploy_claim_registry_tx(chain, account, setup)[0]
+
+
+def deploy_claim_registry_tx(chain: ChainClient, account: LocalAccount, setup: ClaimSetup) -> tuple[str, str]:
+    """`deploy_claim_registry`, with the transaction that created the registry (to record it)."""
+    verifier, _ = _deploy(chain, account, setup.verifier_artifact(), (), what="the Groth16 verifier")
     return _deploy(chain, account, load_artifact("ClaimRegistry"), (chain.records.address, verifier),
                    what="the claim registry")
 
 
 def _deploy(chain: ChainClient, account: LocalAccount, artifact: dict[str, Any], args: tuple[Any, ...], *,
-            what: str) -> str:
+            what: str) -> tuple[str, str]:
     factory = chain.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
     result = chain.transact(account, factory.constructor(*args), action=f"deploy {what}")
     receipt = chain.rpc(lambda: chain.w3.eth.get_transaction_receipt(result.tx_hash))  # type: ignore[arg-type]
     address = receipt["contractAddress"]
     if not address:
         raise TransactionReverted(f"deploying {what} created no contract (transaction {result.tx_hash})")
-    return str(address)
+    return str(address), result.tx_hash

@@ -25,7 +25,7 @@ from ehr_client.claims import (
     ClaimSetup,
     Predicate,
     check_claim_registry,
-    deploy_claim_registry,
+    deploy_claim_registry_tx,
 )
 from ehr_client.errors import ConfigError
 
@@ -132,9 +132,10 @@ def deploy(ctx: typer.Context, setup_dir: SetupDir = None,
     if current and not force and chain.w3.eth.get_code(Web3.to_checksum_address(current)):
         raise ConfigError(f"this deployment already has a claim registry at {current}; the commitments of every "
                           "record written since live there. Pass --force to deploy another one anyway")
-    address = deploy_claim_registry(chain, app_.account(), loaded)
+    address, tx_hash = deploy_claim_registry_tx(chain, app_.account(), loaded)
     deployment = dataclasses.replace(chain.deployment, contracts={**chain.deployment.contracts,
-                                                                  "ClaimRegistry": address})
+                                                                  "ClaimRegistry": address},
+                                     created_by={**chain.deployment.created_by, "ClaimRegistry": tx_hash})
     deployment.save(app_.deployment_file)
     out().print(f"ClaimRegistry at {address}, written to {app_.deployment_file}")
 
@@ -149,7 +150,8 @@ def check_registry(ctx: typer.Context, setup_dir: SetupDir = None, json_: JsonFl
     address = chain.deployment.contracts.get("ClaimRegistry")
     if not address:
         raise ConfigError("this deployment has no claim registry; deploy one with `ehr claim deploy`")
-    checked = check_claim_registry(chain, address, loaded)
+    checked = check_claim_registry(chain, address, loaded,
+                                   creation_tx=chain.deployment.created_by.get("ClaimRegistry"))
     if json_:
         print_json({"registry": checked.registry, "verifier": checked.verifier, "setup": str(loaded.directory),
                     "members": list(checked.members), "matches": True})

@@ -59,6 +59,7 @@ HTTP_APIS = "eth,net,web3,clique,admin,txpool"
 VALIDATOR_APIS = HTTP_APIS + ",miner"  # miner_start: see CliqueNetwork.nudge_sealers
 NETWORK_FILE = "network.json"
 DEFAULT_CHAIN_ID = 31415
+GETH_CACHE_MB = 128  # geth preallocates its write-ahead log from this (1 GiB by default: 144 MB of disk a node)
 _MARKER = "geth"
 _PR_SET_PDEATHSIG = 1
 NodeKind = Literal["validator", "rpc"]
@@ -177,7 +178,7 @@ class GethNode:
             "--http", "--http.addr", "127.0.0.1", "--http.port", str(spec.http_port),
             "--http.api", VALIDATOR_APIS if spec.kind == "validator" else HTTP_APIS,
             "--authrpc.addr", "127.0.0.1", "--authrpc.port", str(spec.authrpc_port), "--ipcdisable",
-            "--verbosity", "3",
+            "--verbosity", "3", "--cache", str(GETH_CACHE_MB),
         ]
         if spec.kind == "validator":
             assert spec.address is not None

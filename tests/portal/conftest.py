@@ -28,7 +28,6 @@ from tests.portal.wallet import INIT_SCRIPT, TestWallet
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "portal"
-CHROMIUM = "/usr/bin/chromium"
 BROWSER_PATIENT_INDEX = len(CAST)  # the first funded dev account the CLI world does not use
 RELAYER = "hospital"
 
@@ -101,17 +100,8 @@ def portal(world: dict[str, str], home: Path, anvil: Any, tmp_path_factory: pyte
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no Chromium at {CHROMIUM}: run `make browser` (installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
+def browser(chromium: Any) -> Any:
+    return chromium  # the session's one Chromium (tests/chromium.py)
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from ehr_client.crypto import unwrap_data_key
 from ehr_client.keyshare import KeyShare
 from tests.portal_format.node import ROOT, all_cases, generator, ops_for, run_node
 
-CHROMIUM = Path("/usr/bin/chromium")
 ESBUILD = ROOT / "node_modules" / ".bin" / "esbuild"
 gen = generator()
 
@@ -31,9 +30,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is not installed at /usr/bin/chromium: `apt-get install -y chromium` (Debian 12)")
+def page(chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     site = tmp_path_factory.mktemp("format-site")
     subprocess.run([str(ESBUILD), str(ROOT / "tests" / "portal_format" / "browser.mjs"), "--bundle", "--format=esm",
                     "--platform=browser", f"--outfile={site / 'format-tests.js'}", "--log-level=warning"],
@@ -44,15 +41,13 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-            try:
-                tab = browser.new_page()
-                tab.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-                tab.wait_for_function("document.title === 'format tests ready'", timeout=60_000)
-                yield tab
-            finally:
-                browser.close()
+        tab = chromium.new_page()  # the session's one Chromium (tests/chromium.py)
+        try:
+            tab.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+            tab.wait_for_function("document.title === 'format tests ready'", timeout=60_000)
+            yield tab
+        finally:
+            tab.close()
     finally:
         server.shutdown()
         server.server_close()

@@ -21,7 +21,6 @@ from eth_account import Account
 from ehr_client.keys.derive import derive_from_account
 from tests.portal_keys.conftest import REPO
 
-CHROMIUM = Path("/usr/bin/chromium")
 WASM = REPO / "node_modules" / "@nucypher" / "umbral-pre" / "pkg-bundler" / "umbral_pre_wasm_bg.wasm"
 STRICT = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; base-uri 'none'"
 NO_WASM = "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'"
@@ -67,17 +66,8 @@ def _serve(root: Path, csp: str) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is needed: `apt-get install chromium` (the Makefile installs it)")
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only the browser tests need it
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
+def browser(chromium: Any) -> Any:
+    return chromium  # the session's one Chromium (tests/chromium.py)
 
 
 def _page(browser: Any, site: Path, csp: str) -> Iterator[Any]:

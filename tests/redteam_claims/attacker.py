@@ -29,6 +29,11 @@ def init_code(runtime: bytes, stores: dict[int, int]) -> bytes:
 
 def create(chain: ChainClient, account: LocalAccount, code: bytes) -> str:
     """Send a raw contract creation signed by `account`; the new contract's address."""
+    return create_tx(chain, account, code)[0]
+
+
+def create_tx(chain: ChainClient, account: LocalAccount, code: bytes) -> tuple[str, str]:
+    """`create`, with the creating transaction's hash."""
     w3 = chain.w3
     tx = {"from": account.address, "data": "0x" + code.hex(), "nonce": w3.eth.get_transaction_count(account.address),
           "chainId": w3.eth.chain_id, "gas": 6_000_000, "maxFeePerGas": w3.eth.gas_price * 2 + 10**9,
@@ -36,4 +41,4 @@ def create(chain: ChainClient, account: LocalAccount, code: bytes) -> str:
     signed = account.sign_transaction(tx)
     receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
     assert receipt["status"] == 1 and receipt["contractAddress"]
-    return str(receipt["contractAddress"])
+    return str(receipt["contractAddress"]), receipt["transactionHash"].to_0x_hex()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
+from typing import Any
 
 from eth_utils import to_checksum_address
 import pytest
@@ -18,11 +19,17 @@ from ehr_client.claims import Claims, ClaimProof, ClaimSetup
 from ehr_client.claims.model import Claim, ClaimKind, code_element, encode_date, encode_value, unit_element
 from ehr_client.claims.predicate import Predicate
 from ehr_client.claims.prover import prove
-from ehr_client.claims.registry import ClaimRegistry, _created_code, _deployed_code, check_claim_registry
+from ehr_client.claims.registry import (
+    ClaimRegistry,
+    _created_code,
+    _deployed_code,
+    check_claim_registry,
+    deploy_claim_registry_tx,
+)
 from ehr_client.client import Identity
 from ehr_client.errors import IntegrityError
 from tests.claims.conftest import hba1c
-from tests.redteam_claims.attacker import create, init_code, mapping_slot
+from tests.redteam_claims.attacker import create, create_tx, init_code, mapping_slot
 
 COMMITMENTS_SLOT = 0  # ClaimRegistry: mapping(bytes32 => uint256) _commitments
 ASKED = "type = Observation and code = http://loinc.org|4548-4 and unit = % and value < 6.5"
@@ -45,7 +52,8 @@ def test_check_registry_accepts_a_registry_born_with_forged_commitments(
                  encode_value(Decimal("5.20")), encode_date(datetime.date(2026, 6, 3)))
     salt = 424242
     commitment = fake.commitment(record_id, salt)
-    forged = create(suite, attacker, init_code(runtime, {mapping_slot(record_id, COMMITMENTS_SLOT): commitment}))
+    forged, forged_tx = create_tx(suite, attacker,
+                                  init_code(runtime, {mapping_slot(record_id, COMMITMENTS_SLOT): commitment}))
     assert _deployed_code(suite, forged) == runtime  # byte for byte the audited code
 
     # Harm: with only the public zkey, the attacker proves "HbA1c < 6.5" about the patient's record;
@@ -62,5 +70,16 @@ def test_check_registry_accepts_a_registry_born_with_forged_commitments(
     fooled.record_check(proof)  # ClaimProven(record, insurer, patient) in the forged registry's log
 
     # The check a verifier runs before trusting ClaimProven must refuse this registry.
+    # The attacker's own creation transaction does not carry the project's creation code.
+    with pytest.raises(IntegrityError, match="was not created as this project's ClaimRegistry"):
+        check_claim_registry(suite, forged, claim_setup, creation_tx=forged_tx)
+    # Nor is the genuine registry's creation any use to it: that transaction created another address.
+    with pytest.raises(IntegrityError, match="did not create"):
+        check_claim_registry(suite, forged, claim_setup, creation_tx=_genuine_creation(suite, claim_setup, attacker))
+    # And with no record of the creation, the node's history is searched (or the check refuses).
     with pytest.raises(IntegrityError):
         check_claim_registry(suite, forged, claim_setup)
+
+
+def _genuine_creation(suite: ChainClient, claim_setup: ClaimSetup, account: Any) -> str:
+    return deploy_claim_registry_tx(suite, account, claim_setup)[1]
