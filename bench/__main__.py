@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ratio": round(tp.batched_per_s / tp.single_per_s, 2), "records": tp.records, "batch_size": tp.batch_size,
             "batches": tp.batches, "single_seconds": round(tp.single_seconds, 2),
             "batched_seconds": round(tp.batched_seconds, 2),
+            "records_per_s_batched_fsync_each_blob": round(tp.batched_fsync_each_per_s, 2),
+            "group_commit_ratio": round(tp.batched_per_s / tp.batched_fsync_each_per_s, 2),
             "ms_per_record_single": round(1000 / tp.single_per_s, 2),
             "ms_per_record_batched": round(1000 / tp.batched_per_s, 2),
             "local_steps_ms_per_record": tp.local_ms,

@@ -93,6 +93,9 @@ def table(results: dict[str, Any], checks: list[Target]) -> Table:
     row("throughput", f"records/s batched (batches of {tp['batch_size']})", tp["records_per_s_batched"],
         "throughput.records_per_s_batched")
     row("throughput", "ratio batched / single", tp["ratio"], unit=" x")
+    if "group_commit_ratio" in tp:
+        row("throughput", "records/s batched, every blob fsynced", tp["records_per_s_batched_fsync_each_blob"])
+        row("throughput", "group commit / fsync each blob", tp["group_commit_ratio"], unit=" x")
     row("throughput", "ms per record single / batched",
         tp["ms_per_record_single"], unit=f" / {tp['ms_per_record_batched']:.2f} ms")
     for step, ms in tp["local_steps_ms_per_record"].items():

@@ -2,7 +2,9 @@
 
 Full path either way: FHIR validation, canonical bytes, AES-256-GCM under a fresh data key sealed to
 patient and author, the blob into a LocalStore (fsynced), and the anchor mined on the benchmark's
-Anvil. Single: `EHRClient.add_record` per record. Batched: `BatchWriter.write` over all of them.
+Anvil. Single: `EHRClient.add_record` per record. Batched: `BatchWriter.write` over all of them,
+its blobs made durable by one barrier a batch (group commit), and for comparison the same batched
+write with every blob fsynced on its own.
 
 Both paths do the same local work per record, so batching can only remove the chain part:
 ratio = (local + chain) / (local + anchors / records). The breakdown measures the local steps on
@@ -18,13 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench._records import observation
 from bench._world import DAY, World
 from ehr_client.batch.journal import BatchJournal, OpenBatch, StoredEntry
 from ehr_client.batch import BatchItem, BatchWriter
+from ehr_client.client import EHRClient
 from ehr_client.records import Scope, validate_fhir
-from ehr_client.storage import Cid, LocalStore
+from ehr_client.storage import BlobStore, Cid, LocalStore
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,11 @@ class ThroughputResult:
     batched_seconds: float
     batches: int
     local_ms: dict[str, float]
+    batched_fsync_each_seconds: float
+
+    @property
+    def batched_fsync_each_per_s(self) -> float:
+        return self.records / self.batched_fsync_each_seconds
 
     @property
     def single_per_s(self) -> float:
@@ -60,13 +69,36 @@ def measure(world: World, *, records: int, batch_size: int) -> ThroughputResult:
         lab_single.add_record(patient.address, resource)
     single = time.perf_counter() - start
 
+    # The baseline of the group commit, in the same run: the same batched write over other records
+    # with a store that fsyncs every blob (and so every journal line), as before issue 18.
+    per_blob = EHRClient(lab_batched.chain, _FsyncEachBlob(lab_batched.store), lab_batched.identity,
+                         state_dir=lab_batched.state_dir)
+    start = time.perf_counter()
+    baseline = BatchWriter(per_blob, batch_size=batch_size).write(
+        BatchItem(patient.address, observation(records + i)) for i in range(records))
+    fsync_each = time.perf_counter() - start
+
     start = time.perf_counter()
     summary = BatchWriter(lab_batched, batch_size=batch_size).write(
         BatchItem(patient.address, resource) for resource in resources)
     batched = time.perf_counter() - start
-    if len(summary.record_ids) != records:
-        raise RuntimeError(f"the batched write anchored {len(summary.record_ids)} of {records} records")
-    return ThroughputResult(records, batch_size, single, batched, len(summary.batches), local_steps(lab_single.address))
+    if len(summary.record_ids) != records or len(baseline.record_ids) != records:
+        raise RuntimeError(f"the batched writes anchored {len(summary.record_ids)} and {len(baseline.record_ids)} "
+                           f"of {records} records")
+    return ThroughputResult(records, batch_size, single, batched, len(summary.batches), local_steps(lab_single.address),
+                            fsync_each)
+
+
+class _FsyncEachBlob:
+    """A LocalStore without `group_commit`: every put is fsynced on its own."""
+
+    def __init__(self, inner: BlobStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("group_commit", "include_in_barrier"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
 
 def _per_call_ms(step: Callable[[int], object], count: int) -> float:
