@@ -22,10 +22,17 @@ def _counted(counter: RpcCounter, suite: ChainClient, identity: Identity, store:
 
 
 def _warm_trips(counter: RpcCounter, op: Callable[[int], object]) -> list[list[str]]:
+    """The round trips of a warm `op`. A receipt poll repeated because the node had not mined yet is
+    waiting, not a round trip the client chose: on a loaded machine Anvil can take longer than one
+    20 ms poll (CI saw a grant take 5 trips that way), so repeats of the same poll count once."""
     op(0)  # cold: caches fill
     with counter.counting() as trips:
         op(1)
-    return trips
+    return [trip for i, trip in enumerate(trips) if i == 0 or trip != trips[i - 1] or not _poll(trip)]
+
+
+def _poll(trip: list[str]) -> bool:
+    return set(trip) <= {"eth_getTransactionReceipt", "eth_getTransactionCount", "eth_blockNumber"}
 
 
 def test_a_warm_write_read_and_grant_take_few_round_trips(people, suite, ids, store, tmp_path):
