@@ -36,7 +36,7 @@ from ehr_client.chain.deployment import Deployment
 from ehr_client.chain.eip712 import check_domain_name, default_domain_name
 from ehr_client.chain.reverts import revert_error
 from ehr_client.chain.rpc import FailoverProvider, parse_urls
-from ehr_client.chain.txplan import GAS_MARGIN, RpcFailure, answer_of, plan, plan_requests
+from ehr_client.chain.txplan import GAS_MARGIN, MIN_PRIORITY_FEE, RpcFailure, answer_of, plan, plan_requests
 from ehr_client.errors import ChainMismatch, ChainStalled, ChainUnavailable, NonceDisplaced, TransactionReverted
 
 T = TypeVar("T")
@@ -605,12 +605,16 @@ def deploy_suite(
             gas = constructor.estimate_gas({"from": account.address})
         except ContractLogicError as exc:
             raise revert_error(_revert_data(exc), action=f"deploy {name}") from None
+        tip = max(w3.eth.max_priority_fee, MIN_PRIORITY_FEE)
+        base = w3.eth.get_block("latest").get("baseFeePerGas")
+        fees = {"gasPrice": 0} if base is None else {"maxPriorityFeePerGas": tip, "maxFeePerGas": tip + 2 * base}
         tx = constructor.build_transaction(
             {
                 "from": account.address,
                 "nonce": w3.eth.get_transaction_count(account.address, "pending"),
                 "gas": int(gas * GAS_MARGIN),
                 "chainId": chain_id,
+                **fees,  # type: ignore[typeddict-item]
             }
         )
         tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)

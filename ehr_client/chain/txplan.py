@@ -16,6 +16,10 @@ from ehr_client.chain.reverts import revert_error
 from ehr_client.errors import ChainUnavailable, EHRError, TransactionReverted
 
 GAS_MARGIN = 1.2
+# geth's default --miner.gasprice: its validators refuse remote transactions that tip less, while
+# the node that took the transaction keeps it as its own, pending for good. A node not yet synced
+# suggests less (CI: a deployment sent to a fresh RPC node was never mined).
+MIN_PRIORITY_FEE = 10**9
 
 Request = tuple[str, list[Any]]
 
@@ -82,6 +86,6 @@ def plan(estimates: int, answers: Sequence[Any], *, action: str, known_gas: Sequ
     if base is None:  # a chain without EIP-1559 (e.g. a free-gas QBFT network): legacy pricing
         fees = {"gasPrice": 0}
     else:
-        priority = int(tip, 16) if isinstance(tip, str) else 10**9
+        priority = max(int(tip, 16) if isinstance(tip, str) else MIN_PRIORITY_FEE, MIN_PRIORITY_FEE)
         fees = {"maxPriorityFeePerGas": priority, "maxFeePerGas": priority + 2 * int(base, 16)}
     return Prepared(tuple(gas), int(nonce, 16), fees)

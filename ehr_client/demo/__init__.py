@@ -212,6 +212,10 @@ def _start_consortium(root: Path) -> CliqueNetwork:
     try:
         network.start()
         network.wait_for_block(2, timeout=60)
+        # Every node peered and the RPC node caught up before anything is sent to it: a transaction
+        # given to a node still at genesis was once never mined (CI, a loaded machine).
+        network.wait_for_peers(timeout=60)
+        network.wait_for_sync(timeout=60)
     except BaseException:
         network.stop()
         raise
