@@ -13,7 +13,8 @@ SOLC_SHIM := .build/solcx/solc-v$(SOLC_VERSION)
 PYTEST_ARGS ?=
 
 export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
-export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
+# tools/bin/anvil keeps Anvil's evicted block states out of ~/.foundry (see that script).
+export PATH := $(CURDIR)/tools/bin:$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
 .PHONY: all install compile kubo geth zk browser lint portal test test-fast demo bench bench-scale soak slither fuzz clean

@@ -65,12 +65,19 @@ class AnvilNode:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def evicted_states_dir(self) -> Path:
+        """Where Anvil moves the block states it evicts from memory (by default ~/.foundry/anvil/tmp, never deleted)."""
+        return self.log_path.with_name(self.log_path.name + ".states")
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
     def start(self, timeout: float = 30.0) -> AnvilNode:
         args = [str(find_anvil_binary()), "--host", "127.0.0.1", "--port", "0", "--chain-id", str(self.chain_id),
-                "--accounts", str(self.accounts), "--mnemonic", DEV_MNEMONIC]
+                "--accounts", str(self.accounts), "--mnemonic", DEV_MNEMONIC,
+                "--cache-path", str(self.evicted_states_dir)]
+        shutil.rmtree(self.evicted_states_dir, ignore_errors=True)
         if self.state_path is not None:
             # Anvil writes --state only on a clean exit; dumping it every second bounds what a kill -9
             # loses to the last second, and `ehr record recover` anchors that again (same ids).
@@ -97,6 +104,7 @@ class AnvilNode:
             return
         stop_group(process.pid, timeout=timeout)
         process.wait(timeout=timeout)
+        shutil.rmtree(self.evicted_states_dir, ignore_errors=True)
 
     def __enter__(self) -> AnvilNode:
         return self.start()
