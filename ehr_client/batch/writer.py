@@ -49,7 +49,7 @@ from ehr_client.errors import (
 )
 from ehr_client.journal import JournalDamaged
 from ehr_client.package import RecordBinding
-from ehr_client.storage import Cid, cid_to_bytes, group_commit_of
+from ehr_client.storage import Cid, cid_to_bytes
 
 log = logging.getLogger("ehr_client.batch")
 
@@ -148,7 +148,7 @@ class BatchWriter:
             KeyNotFound: a patient has not published an encryption key.
             ChainUnavailable: the node is down or an anchor was not mined in time; run the same write again.
         """
-        with self.journal.open() as (journal, state), group_commit_of(self.client.store) as barrier:
+        with self.journal.open() as (journal, state), self.client.store.group_commit() as barrier:
             run = _Run(self, journal, state, progress, total, barrier)
             run.finish_interrupted()
             journal.check_logs()
@@ -251,9 +251,7 @@ class _Run:
             self.client.store.get(cid)  # checked against the CID
         except (BlobNotFound, IntegrityError, StorageUnavailable):
             return False
-        include = getattr(self.client.store, "include_in_barrier", None)
-        if include is not None:
-            include(cid)  # whole in the page cache is not yet on the disk
+        self.client.store.include_in_barrier(cid)  # whole in the page cache is not yet on the disk
         return True
 
     def check_no_unlogged_batches(self) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 import typer
@@ -122,3 +123,9 @@ class ProgressStore:
 
     def size(self, cid: Cid) -> int:
         return self.inner.size(cid)
+
+    def group_commit(self) -> AbstractContextManager[Callable[[], int] | None]:
+        return self.inner.group_commit()
+
+    def include_in_barrier(self, cid: Cid) -> None:
+        self.inner.include_in_barrier(cid)

@@ -1,7 +1,6 @@
 """Content-addressed blob storage: a local directory store, an IPFS (Kubo) store, and a store that
 erasure-codes blobs across several of them."""
 
-from ehr_client.storage._group_commit import group_commit_of
 from ehr_client.storage.base import BlobStore
 from ehr_client.storage.cid import Cid, cid_for_bytes, cid_from_bytes, cid_to_bytes, parse_cid
 from ehr_client.storage.fragmented import FragmentedStore
@@ -17,6 +16,5 @@ __all__ = [
     "cid_for_bytes",
     "cid_from_bytes",
     "cid_to_bytes",
-    "group_commit_of",
     "parse_cid",
 ]

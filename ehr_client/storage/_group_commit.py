@@ -14,8 +14,6 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 _FEW = 4  # at most this many blobs waiting: one fsync each beats flushing the whole filesystem
@@ -83,13 +81,3 @@ class GroupCommit:
         paths.clear()
         return count
 
-
-@contextmanager
-def group_commit_of(store: object) -> Iterator[Callable[[], int] | None]:
-    """The store's `group_commit()` if it has one (`LocalStore`), else None: every put is durable."""
-    group = getattr(store, "group_commit", None)
-    if group is None:
-        yield None
-        return
-    with group() as barrier:
-        yield barrier

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol, runtime_checkable
 
 from ehr_client.storage.cid import Cid
 
-__all__ = ["BlobStore", "Cid"]
+__all__ = ["BlobStore", "Cid", "DurablePuts"]
 
 
 @runtime_checkable
@@ -44,3 +45,25 @@ class BlobStore(Protocol):
     def size(self, cid: Cid) -> int:
         """Size of the blob's content in bytes."""
         ...
+
+    def group_commit(self) -> AbstractContextManager[Callable[[], int] | None]:
+        """Let the blobs this thread stores in the block skip their own durability until the barrier
+        it yields (called again on leaving the block normally; returns how many were waiting). Yields
+        None where every put is durable when it returns: there is no barrier to wait for."""
+        ...
+
+    def include_in_barrier(self, cid: Cid) -> None:
+        """Have this thread's barrier also make durable a blob stored earlier (one an interrupted
+        process may have left in the page cache); outside a group commit, make it durable now."""
+        ...
+
+
+class DurablePuts:
+    """The group commit of a store whose every put is durable when it returns (a network store)."""
+
+    @contextmanager
+    def group_commit(self) -> Iterator[Callable[[], int] | None]:
+        yield None
+
+    def include_in_barrier(self, cid: Cid) -> None:
+        return None

@@ -62,7 +62,7 @@ from ehr_client.storage._fragment_manifest import (
     Manifest,
 )
 from ehr_client.storage._fragment_write import Placed, check_placed, place_streaming, place_whole, remove_quietly
-from ehr_client.storage.base import BlobStore
+from ehr_client.storage.base import BlobStore, DurablePuts
 from ehr_client.storage.cid import RAW, Cid, cid_for_bytes, decode_cid
 from ehr_client.storage.nodes import StorageConfig
 
@@ -83,7 +83,7 @@ _PROBE = cid_for_bytes(b"ehr fragmented-store liveness probe")
 _T = TypeVar("_T")
 
 
-class FragmentedStore:
+class FragmentedStore(DurablePuts):
     """A `BlobStore` over `nodes` (node id -> store) with k-of-n erasure coding.
 
     `segment_size` (default k MiB, a multiple of k) is how much of a blob is coded at a time;

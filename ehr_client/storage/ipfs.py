@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from ehr_client.errors import BlobNotFound, ConfigError, IntegrityError, StorageError, StorageUnavailable
+from ehr_client.storage.base import DurablePuts
 from ehr_client.storage._verify import check_bytes, verified_chunks
 from ehr_client.storage.cid import RAW, Cid, CidHasher, decode_cid, parse_cid
 
@@ -63,7 +64,7 @@ def api_base_url(api_url: str) -> str:
     return url
 
 
-class IpfsStore:
+class IpfsStore(DurablePuts):
     """A `BlobStore` backed by a Kubo node's RPC API at `api_url`.
 
     `timeout` is one deadline for a whole call, retries included (a hung node yields

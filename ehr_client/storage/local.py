@@ -54,7 +54,7 @@ class LocalStore:
         return self.root / cid[-3:-1] / cid
 
     @contextmanager
-    def group_commit(self) -> Iterator[Callable[[], int]]:
+    def group_commit(self) -> Iterator[Callable[[], int] | None]:
         """Blobs this thread stores in the block skip their fsyncs until the barrier it yields (called
         again on leaving the block normally); see `ehr_client.storage._group_commit`."""
         self._group.begin()

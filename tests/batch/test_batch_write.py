@@ -137,3 +137,23 @@ def test_batched_record_has_the_same_keyring_as_a_single_write(people, writer_la
     assert [(w.reader, w.key_version) for w in other.wraps] == [(w.reader, w.key_version) for w in one.wraps]
     assert (other.umbral is None, one.umbral is None) == (not umbral, not umbral)
     assert other.umbral is None or other.umbral.key_version == one.umbral.key_version
+
+
+@pytest.mark.kubo
+def test_batch_over_ipfs_has_no_barrier_and_every_record_reads_back(people, client_for, kubo):
+    """A network store's puts are durable when they return: its group commit yields no barrier, and a
+    resumed batch's blobs need no second sync."""
+    from ehr_client.storage import IpfsStore
+
+    patient = people["patient"]
+    with IpfsStore(kubo.api_url, timeout=30) as ipfs:
+        with ipfs.group_commit() as barrier:
+            assert barrier is None
+        lab = client_for("lab", blob_store=ipfs)
+        patient.grant(lab.address, LAB, access="amend", expires_at=patient.chain.now() + DAY, share_keys=False)
+        summary = BatchWriter(lab, batch_size=2).write(BatchItem(patient.address, observation(i)) for i in range(3))
+        assert [len(b.records) for b in summary.batches] == [2, 1]
+        reader = client_for("patient", blob_store=ipfs)
+        for i, record_id in enumerate(summary.record_ids):
+            assert reader.read_record(record_id).data == canonicalize(observation(i))
+            assert ipfs.has(reader.get_record(record_id).cid)
