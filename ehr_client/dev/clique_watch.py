@@ -34,18 +34,55 @@ STUCK_BLOCKS = 6  # a pending transaction that many blocks old gets the peers re
 PendingKey = tuple[str, str, int]  # node, sender, nonce
 
 
+class StallWatch:
+    """The rule for a head that stands still: after `STALL_PERIODS` periods the sealers are nudged,
+    and every third time the peers are reconnected first."""
+
+    def __init__(self, network: CliqueNetwork) -> None:
+        self.network = network
+        self.nudges = 0
+        self.reconnects = 0
+        self._head = -1
+        self._moved = time.monotonic()
+        self._stalls = 0
+
+    def observe(self, head: int) -> None:
+        now = time.monotonic()
+        if head != self._head:
+            self._head, self._moved, self._stalls = head, now, 0
+            return
+        if now - self._moved <= STALL_PERIODS * self.network.period:
+            return
+        self._stalls += 1
+        self._moved = now
+        if self._stalls % 3 == 0:
+            log.warning("head stands at %d; reconnecting the peers", head)
+            self.reconnect()
+        log.warning("head stands at %d; nudging the sealers", head)
+        self.network.nudge_sealers()
+        self.nudges += 1
+
+    def reconnect(self) -> None:
+        self.network.reconnect_peers()
+        self.reconnects += 1
+
+
 class Supervisor:
     def __init__(self, network: CliqueNetwork, *, interval: float | None = None) -> None:
         self.network = network
         self.interval = interval if interval is not None else max(0.5, network.period / 2)
-        self.nudges = 0
-        self.reconnects = 0
+        self.stall = StallWatch(network)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clique-supervisor", daemon=True)
-        self._head = -1
-        self._moved = time.monotonic()
-        self._stalls = 0
         self._pending_since: dict[PendingKey, int] = {}
+
+    @property
+    def nudges(self) -> int:
+        return self.stall.nudges
+
+    @property
+    def reconnects(self) -> int:
+        return self.stall.reconnects
 
     def start(self) -> Supervisor:
         self._thread.start()
@@ -68,26 +105,11 @@ class Supervisor:
         if not heads:
             return
         head = max(heads.values())
-        now = time.monotonic()
-        if head != self._head:
-            self._head, self._moved, self._stalls = head, now, 0
-        elif now - self._moved > STALL_PERIODS * self.network.period:
-            self._stalls += 1
-            self._moved = now
-            if self._stalls % 3 == 0:
-                log.warning("supervisor: head stands at %d; reconnecting the peers", head)
-                self._reconnect()
-            log.warning("supervisor: head stands at %d; nudging the sealers", head)
-            self.network.nudge_sealers()
-            self.nudges += 1
+        self.stall.observe(head)
         if self._stuck_transactions(heads, head):
             log.warning("supervisor: transactions pending for %d blocks; reconnecting the peers", STUCK_BLOCKS)
-            self._reconnect()
+            self.stall.reconnect()
             self._pending_since.clear()
-
-    def _reconnect(self) -> None:
-        self.network.reconnect_peers()
-        self.reconnects += 1
 
     def _heads(self) -> dict[str, int]:
         heads = {}

@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from ehr_client.dev import processes
 from ehr_client.dev import _clique_setup as setup
-from ehr_client.dev.clique_watch import Supervisor
+from ehr_client.dev.clique_watch import StallWatch, Supervisor
 from ehr_client.dev.rpc import RpcRefused, rpc
 from ehr_client.errors import ChainStalled, ChainUnavailable, ConfigError
 
@@ -490,22 +490,15 @@ class CliqueNetwork:
     def wait_for_block(self, number: int, *, name: str | None = None, timeout: float = 30.0) -> int:
         """Wait until `name`'s (or any running node's) head reaches `number`; ChainStalled after `timeout`.
 
-        A head that stands still for three periods gets the sealers nudged (see `nudge_sealers`), and
-        every third nudge also reconnects the peers (see `reconnect_peers`).
+        A head that stands still gets the sealers nudged, and now and then the peers reconnected
+        (`clique_watch.StallWatch`).
         """
         deadline = time.monotonic() + timeout
-        head, moved, nudges = -1, time.monotonic(), 0
+        head, stall = -1, StallWatch(self)
         while True:
             try:
-                seen = self.head(name)
-                if seen != head:
-                    head, moved, nudges = seen, time.monotonic(), 0
-                elif time.monotonic() - moved > 3 * self.period:
-                    nudges += 1
-                    if nudges % 3 == 0:
-                        self.reconnect_peers()
-                    self.nudge_sealers()
-                    moved = time.monotonic()
+                head = self.head(name)
+                stall.observe(head)
             except ChainUnavailable:
                 if time.monotonic() >= deadline:
                     raise
