@@ -123,4 +123,4 @@ bench-scale: install
 	$(BIN)/python -m bench.scale
 
 clean:
-	rm -rf .build/__local__.json .build/ape-data .pytest_cache .hypothesis
+	rm -rf .build/__local__.json .build/ape-data .build/anvil-states .pytest_cache .hypothesis

@@ -53,6 +53,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
     tmpdir.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setenv("EHR_ANVIL_STATES_DIR", str(tmpdir / "states"))
     yield dict(os.environ)
 
 
@@ -73,7 +74,8 @@ class _WrappedAnvil:
         raise AssertionError(f"Anvil did not start: {log.read_text()}")
 
     def states_dir(self, tmpdir: Path) -> Path:
-        return tmpdir / f"ehr-anvil-states-{os.getuid()}" / str(self.process.pid)
+        namespace = "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
+        return tmpdir / "states" / f"pid-ns-{namespace}" / str(self.process.pid)
 
     def stop(self, sig: int) -> None:
         if self.process.poll() is None:
@@ -111,7 +113,7 @@ def test_wrapped_anvil_keeps_states_in_its_own_folder_and_the_next_start_clears_
 def test_wrapper_passes_version_through(isolated_env: dict[str, str]) -> None:
     done = subprocess.run([str(WRAPPER), "--version"], env=isolated_env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and done.stdout.startswith("anvil"), done
-    assert not (Path(isolated_env["TMPDIR"]) / f"ehr-anvil-states-{os.getuid()}").exists()
+    assert not (Path(isolated_env["TMPDIR"]) / "states").exists()
 
 
 def test_anvil_node_deletes_its_states_when_it_stops(isolated_env: dict[str, str], tmp_path: Path) -> None:
