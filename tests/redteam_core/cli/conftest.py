@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from tests.cli.conftest import anvil, cli, home, world  # noqa: F401
+from tests.cli.conftest import anvil, cli, home, lab_record, observation, world  # noqa: F401
