@@ -12,6 +12,7 @@ import pytest
 from ehr_client.batch.gc import collect
 from ehr_client.client import EHRClient
 from ehr_client.records import Scope
+from ehr_client.storage import LocalStore
 from tests.constants import DAY
 
 LAB = int(Scope.LAB)
@@ -30,7 +31,9 @@ def test_gc_removes_the_ciphertext_an_interrupted_erasure_left(people: dict[str,
     assert patient.get_record(written.record_id).status == "tombstoned"
     assert patient.store.has(written.cid)
 
-    report = collect(patient.chain, patient.store, [patient.state_dir, lab.state_dir], grace=0, delete=True)
+    store = patient.store
+    assert isinstance(store, LocalStore)
+    report = collect(patient.chain, store, [patient.state_dir, lab.state_dir], grace=0, delete=True)
 
     assert patient.store.has(kept.cid)  # a live record's bytes are never collected
     assert written.cid in report.garbage and not patient.store.has(written.cid)
