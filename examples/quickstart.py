@@ -67,12 +67,13 @@ def run(work: Path) -> None:
         consent = me.sign_grant(doctor.address, int(Scope.LAB), expires_at=chain.now() + 86400,
                                 deadline=chain.now() + 600)  # the patient signs; no gas needed
         gov.relay_grant(consent)  # anyone relays
-        result = doc_client.read_record(written.record_id, key_share=consent.key_share)
+        key_share, _ = me.share_keys(doctor.address, int(Scope.LAB))  # keys go only under a grant in force
+        result = doc_client.read_record(written.record_id, key_share=key_share)
         print("doctor read", result.resource()["code"]["coding"][0]["code"], "verified against the chain")
 
         me.revoke(doctor.address)
         try:
-            doc_client.read_record(written.record_id, key_share=consent.key_share)
+            doc_client.read_record(written.record_id, key_share=key_share)
         except AccessDenied as refused:
             print("after revoke:", refused)
         for entry in me.audit_trail(patient.address):

@@ -37,6 +37,8 @@ COMMANDS: dict[str, Lazy] = {
                   "Grant access to your records in some scopes, directly or as a signed consent for a relayer."),
     "revoke": Lazy("ehr_client.cli.consent:revoke",
                    "Revoke a grantee's access to your records, directly or as a signed revocation for a relayer."),
+    "share": Lazy("ehr_client.cli.consent:share",
+                  "Seal your records' keys to a grantee whose grant is in force (after a relayed signed grant)."),
     "relay": Lazy("ehr_client.cli.consent:relay",
                   "Submit a patient's signed grant or revocation (you pay the gas; you cannot alter it)."),
     "monitor": Lazy("ehr_client.cli.audit_ext:monitor", "Follow new blocks and print alerts as JSON lines"),

@@ -62,6 +62,34 @@ def _share_hint(key_share: str | None, grantee: str) -> None:
         err().print(f"the grantee reads with `ehr record get RECORD --key-share {key_share}`")
 
 
+def _after_relay(share: bool, grantee: str, scopes: str) -> str:
+    return (f"; once it is relayed, share the keys: `ehr share {grantee} --scopes {scopes}` (nothing is sealed to "
+            "the grantee before the grant is in force)") if share else ""
+
+
+def share(
+    ctx: typer.Context,
+    grantee: Annotated[str, typer.Argument(help="Who gets the keys: address or local wallet name.")],
+    scopes: Annotated[str, typer.Option("--scopes", help="Comma-separated categories (lab,conditions,…) or all.")],
+    json_: JsonFlag = False,
+) -> None:
+    """Seal your records' keys to a grantee whose grant is in force (after a relayed signed grant)."""
+    app_ = app_context(ctx)
+    address = _parse.address(app_, grantee)
+    bits = int(_parse.scopes(scopes))
+    client = app_.client()
+    key_share, shared = client.share_keys(address, bits)
+    if json_:
+        print_json({"grantee": address, "scopes": describe(bits), "keyShare": key_share, "sharedRecords": shared})
+        return
+    if key_share is None:
+        out().print(f"no keys shared with {address}: no record in {','.join(describe(bits))} is under a grant in "
+                    "force for them (relay the grant first), or there is none")
+        return
+    out().print(f"shared the keys of {shared} record(s) with {address}")
+    _share_hint(key_share, address)
+
+
 def grant(
     ctx: typer.Context,
     grantee: Annotated[str, typer.Argument(help="Who gets access: address or local wallet name.")],
@@ -97,15 +125,15 @@ def grant(
         if print_typed_data:
             typed = client.grant_document(address, bits, access=access.value, purpose=why, expires_at=expires,
                                           deadline=valid_until)
-            key_share = client.share_keys(address, bits)[0] if share else None
             _emit(json.dumps(typed, indent=2), out_file)
             err().print(f"typed data for: {terms}; sign it with eth_signTypedData_v4, then "
-                        "`ehr relay FILE --signature 0x…`" + (f" --key-share {key_share}" if key_share else ""))
+                        "`ehr relay FILE --signature 0x…`" + _after_relay(share, address, scopes))
             return
         signed = client.sign_grant(address, bits, access=access.value, purpose=why, expires_at=expires,
                                    deadline=valid_until, share_keys=share)
         _emit(signed.to_json(), out_file)
-        err().print(f"signed grant: {terms}; anyone can submit it with `ehr relay FILE`")
+        err().print(f"signed grant: {terms}; anyone can submit it with `ehr relay FILE`" + _after_relay(share, address,
+                                                                                                    scopes))
         return
     result = client.grant(address, bits, access=access.value, purpose=why, expires_at=expires, share_keys=share)
     if json_:

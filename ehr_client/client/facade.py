@@ -305,14 +305,18 @@ class EHRClient:
         self, grantee: str, scopes: int, *, access: str = "read", expires_at: int, share_keys: bool = True,
         purpose: str = DEFAULT_PURPOSE,
     ) -> GrantResult:
-        """Grant `grantee` access to the caller's records in `scopes` for `purpose`, and share their keys."""
+        """Grant `grantee` access to the caller's records in `scopes` for `purpose`, then share their keys.
+
+        Terms the chain would refuse, and a grantee without a usable key, fail before anything is
+        granted; the keys are sealed only once the grant is mined (`share_keys` again if that fails).
+        """
         grantee = to_checksum_address(grantee)
         fn = self.chain.consent.functions.grant(grantee, scopes, ACCESS[access], expires_at, parse_purpose(purpose).word)
-        # Terms the chain would refuse fail first; then the share, so a grantee without a usable
-        # key fails the call before anything is granted.
         gas = self.chain.simulate(self.address, fn, action="grant access")
-        outcome = self.sharer.share(grantee, scopes) if share_keys else ShareOutcome(None, 0, ())
+        if share_keys:
+            self.directory.encryption_key_of(grantee)
         tx = self.chain.transact(self.identity.account, fn, action="grant access", gas=gas)
+        outcome = self.sharer.share(grantee, scopes) if share_keys else ShareOutcome(None, 0, ())
         return GrantResult(tx, outcome.cid, outcome.shared, outcome.skipped)
 
     def consent_domain(self) -> Domain:
@@ -339,11 +343,16 @@ class EHRClient:
         share_keys: bool = True, purpose: str = DEFAULT_PURPOSE,
     ) -> SignedConsent:
         """The patient's EIP-712 signature over a grant, for a relayer to submit; no gas needed.
-        `deadline` is the signature's `signatureValidUntil`, `expires_at` the grant's `grantEndsAt`."""
+        `deadline` is the signature's `signatureValidUntil`, `expires_at` the grant's `grantEndsAt`.
+
+        No keys travel with it: the patient shares them (`share_keys`) once the grant is relayed, since
+        a signature may yet be voided or expire unrelayed. With `share_keys`, a grantee without a
+        usable encryption key fails here, before anything is signed."""
+        if share_keys:
+            self.directory.encryption_key_of(to_checksum_address(grantee))
         typed = self.grant_document(grantee, scopes, access=access, purpose=purpose, expires_at=expires_at,
                                     deadline=deadline)
-        share = self.sharer.share(to_checksum_address(grantee), scopes).cid if share_keys else None
-        return SignedConsent(typed, sign_typed_data(self.identity.account.key, typed), share)
+        return SignedConsent(typed, sign_typed_data(self.identity.account.key, typed))
 
     def _check_signed(self, signed: SignedConsent, kind: type[GrantMessage] | type[RevokeMessage]) -> Any:
         """The message of `signed` once it is of `kind`, made for this deployment and signed by its
@@ -423,8 +432,9 @@ class EHRClient:
 
     def share_keys(self, grantee: str, scopes: int) -> tuple[Cid | None, int]:
         """Seal the data keys of the caller's active records within `scopes` (single and batched) to
-        `grantee`, store the key share, and return its CID and how many records it covers.
-        Unverifiable records are skipped (`sharer.share` returns them)."""
+        `grantee`, store the key share, and return its CID and how many records it covers. Only
+        records under a grant in force now are sealed; unverifiable ones are skipped too
+        (`sharer.share` returns them)."""
         outcome = self.sharer.share(grantee, scopes)
         return outcome.cid, outcome.shared
 

@@ -4,7 +4,9 @@ Only records the chain lists for the patient in those scopes, single or batched,
 each one's header is compared with the chain and its key opened with associated data built from
 the chain's facts before it is sealed again. A record whose blob was re-listed under another id,
 scope or author, is missing, or was not sealed to the patient, is skipped and reported: one bad
-entry cannot block the grant, and no key of a scope the grant lacks can ever be sealed.
+entry cannot block the grant, and no key of a scope the grant lacks can ever be sealed. Nothing
+is sealed before the chain says the grant is in force: a share made ahead of a signed grant that
+is then voided would hand over keys no consent ever covered.
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ class KeySharer:
         key_version, public = self.directory.encryption_key_of(grantee)
         listing = self.locator.listing(me)
         skipped = list(listing.skipped)
+        candidates = [i for i in listing.records if i.status == "active" and not i.scope & ~scopes]
+        in_force = self._readable_scopes(grantee, {i.scope for i in candidates})
         entries = []
-        for info in listing.records:
-            if info.status != "active" or info.scope & ~scopes:
+        for info in candidates:
+            if info.scope not in in_force:
+                skipped.append(Skipped(f"record {hex_id(info.record_id)}",
+                                       f"no grant to {grantee} for its category is in force on chain: keys are "
+                                       "shared only once the grant is", info.author, info.tx_hash))
                 continue
             try:
                 header = self.reader.header(info.cid)
@@ -69,3 +76,12 @@ class KeySharer:
         cid = self.reader.store.put(KeyShare(me, grantee, tuple(entries)).to_bytes())
         self.journal.shared(cid)
         return ShareOutcome(cid, len(entries), tuple(skipped))
+
+    def _readable_scopes(self, grantee: str, scopes: set[int]) -> set[int]:
+        """The scopes the chain lets `grantee` read of the identity's records now. A key share is a
+        bearer capability, so it is made only under a grant in force, never ahead of one."""
+        chain = self.locator.chain
+        ordered = sorted(scopes)
+        calls = [chain.consent.functions.canRead(self.identity.address, grantee, scope) for scope in ordered]
+        return {scope for scope, ok in zip(ordered, chain.batch_call(calls, action="check the grant"), strict=True)
+                if ok}

@@ -12,15 +12,20 @@ def test_signed_grant_relayed_then_signed_revocation(
     cli: Cli, world: dict[str, str], lab_record: str, tmp_path: Path
 ) -> None:
     signed_file = tmp_path / "grant.json"
-    cli("grant", "doctor", "--scopes", "lab", "--for", "24h", "--sign-only", "--out", str(signed_file),
-        wallet="patient")
+    signing = cli("grant", "doctor", "--scopes", "lab", "--for", "24h", "--sign-only", "--out", str(signed_file),
+                  wallet="patient")
     signed = json.loads(signed_file.read_text())
     assert signed["typedData"]["primaryType"] == "Grant"
     assert signed["typedData"]["message"]["grantee"] == world["doctor"]
-    assert signed["signature"].startswith("0x") and signed["keyShare"].startswith("bafk")
+    assert signed["signature"].startswith("0x") and signed.get("keyShare") is None  # no keys before consent
+    assert "ehr share" in signing.stderr
+    early = cli.json("share", "doctor", "--scopes", "lab", wallet="patient")
+    assert early["keyShare"] is None and early["sharedRecords"] == 0  # not in force yet: nothing sealed
 
-    relayed = cli("relay", str(signed_file), wallet="hospital")
-    assert signed["keyShare"] in relayed.stdout
+    cli("relay", str(signed_file), wallet="hospital")
+    shared = cli.json("share", "doctor", "--scopes", "lab", wallet="patient")
+    assert shared["sharedRecords"] == 1 and shared["keyShare"].startswith("bafk")
+    signed["keyShare"] = shared["keyShare"]
 
     read = cli("record", "get", lab_record, "--key-share", signed["keyShare"], wallet="doctor")
     assert json.loads(read.stdout)["valueQuantity"]["unit"] == "mmol/L"

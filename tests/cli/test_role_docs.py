@@ -52,6 +52,8 @@ ehr node fund lab
 ehr --wallet patient grant lab --scopes lab --access amend --for 1h
 """,
             2: "ehr --wallet patient grant doctor --scopes lab --for 24h --sign-only --out consent.json\n",
+            3: "CID=$(ehr --wallet patient share doctor --scopes lab --json | python3 -c "
+               "'import json, sys; print(json.load(sys.stdin)[\"keyShare\"])')\n",
         }),
     "consortium-operator.md": Page(before="ehr --wallet lab keys new; ehr --wallet auditor keys new\n", after=""),
     "auditor.md": Page(before=CONSORTIUM + """
@@ -61,7 +63,7 @@ ehr --wallet patient grant lab --scopes lab --access amend --for 1h
 RECORD=$(ehr --wallet lab record add patient examples/glucose.json --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["recordId"])')
 ehr --wallet patient grant doctor --scopes lab --for 1h --sign-only --out consent.json
 ehr --wallet lab relay consent.json
-ehr --wallet doctor record get $RECORD --key-share $(python3 -c 'import json; print(json.load(open("consent.json"))["keyShare"])') > /dev/null
+ehr --wallet doctor record get $RECORD --key-share $(ehr --wallet patient share doctor --scopes lab --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["keyShare"])') > /dev/null
 ehr --wallet patient revoke doctor
 """),
 }

@@ -32,9 +32,12 @@ def test_lab_writes_patient_signs_hospital_relays_doctor_reads(people, observati
     signed = patient.sign_grant(doctor.address, LAB, expires_at=patient.chain.now() + DAY,
                                 deadline=patient.chain.now() + 3600)
     relayed = SignedConsent.from_json(signed.to_json())
+    assert relayed.key_share is None  # no keys travel with a signature that may yet be voided
     hospital.relay_grant(relayed)
+    key_share, shared = patient.share_keys(doctor.address, LAB)
+    assert shared == 1
 
-    result = doctor.read_record(written.record_id, key_share=relayed.key_share)
+    result = doctor.read_record(written.record_id, key_share=key_share)
     assert result.data == canonicalize(observation)
     assert result.resource()["code"]["coding"][0]["code"] == "2345-7"
     assert result.info.author == people["lab"].address and result.info.scope == LAB
