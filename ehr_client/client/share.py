@@ -9,6 +9,7 @@ entry cannot block the grant, and no key of a scope the grant lacks can ever be 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
@@ -19,7 +20,7 @@ from ehr_client.client.locate import RecordLocator
 from ehr_client.client.model import Identity, Skipped, hex_id
 from ehr_client.client.read import RecordReader
 from ehr_client.crypto import wrap_data_key
-from ehr_client.errors import DecryptionError, IntegrityError, StorageError
+from ehr_client.errors import BlobNotFound, DecryptionError, IntegrityError, InvalidRecord, StorageError
 from ehr_client.journal import Journal
 from ehr_client.keyshare import KeyShare, ShareEntry
 from ehr_client.storage import Cid
@@ -30,6 +31,17 @@ class ShareOutcome:
     cid: Cid | None
     shared: int
     skipped: tuple[Skipped, ...]
+
+
+@dataclass(frozen=True)
+class ReissuedShare:
+    """A key share erasure replaced: `old` is unpinned; `new` (None if nothing was left to share)
+    holds the same grantee's remaining entries and is the CID to hand the grantee."""
+
+    grantee: str
+    old: Cid
+    new: Cid | None
+    dropped: int
 
 
 class KeySharer:
@@ -69,3 +81,32 @@ class KeySharer:
         cid = self.reader.store.put(KeyShare(me, grantee, tuple(entries)).to_bytes())
         self.journal.shared(cid)
         return ShareOutcome(cid, len(entries), tuple(skipped))
+
+    def reissue_without(self, record_ids: Collection[bytes]) -> list[ReissuedShare]:
+        """Replace every key share this identity stored (its shares.log) that holds a data key of
+        `record_ids` by one without those entries, then unpin the old share.
+
+        Crash-safe by order: the new share is stored and journaled before the old one goes, and the
+        new bytes are a deterministic function of the old ones, so a rerun after a crash lands on
+        the same CID. Shares already gone, of another patient, or unparsable are left alone.
+        """
+        store = self.reader.store
+        reissued = []
+        for cid in dict.fromkeys(Cid(c) for c in self.journal.shares()):
+            try:
+                share = KeyShare.from_bytes(store.get(cid))
+            except (BlobNotFound, InvalidRecord):
+                continue
+            if share.patient != self.identity.address:
+                continue
+            kept = share.without(record_ids)
+            dropped = len(share.entries) - len(kept.entries)
+            if not dropped:
+                continue
+            new = None
+            if kept.entries:
+                new = store.put(kept.to_bytes())
+                self.journal.shared(new)
+            store.remove(cid)
+            reissued.append(ReissuedShare(share.grantee, cid, new, dropped))
+        return reissued
