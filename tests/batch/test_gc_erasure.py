@@ -8,6 +8,7 @@ from ehr_client.batch import BatchItem, BatchWriter
 from ehr_client.batch.gc import collect
 from ehr_client.chain.ids import record_id_of
 from ehr_client.client import EHRClient
+from ehr_client.journal import PendingWrite
 from ehr_client.records import Scope, canonicalize
 from ehr_client.sharing.audited import AuditedSharing
 from ehr_client.sharing.remote import CustodianSet
@@ -88,3 +89,30 @@ def test_gc_keeps_a_share_a_grantee_needs_for_live_records_and_reports_the_erasu
 
     assert after.unfinished_erasures == () and after.garbage == () and not store.has(share) and store.has(new)
     assert doctor.read_record(live.record_id, key_share=new).data == canonicalize(observation(2))
+
+
+def _pending(record_id: bytes, patient: str, cid: str) -> PendingWrite:
+    return PendingWrite("0x" + record_id.hex(), patient, cid, "0x" + "11" * 32, LAB, None, "0x" + "22" * 32)
+
+
+def test_gc_keeps_erased_bytes_an_unanchored_write_names_until_it_is_gone(people: dict[str, EHRClient],
+                                                                          writer_lab: EHRClient,
+                                                                          store: LocalStore) -> None:
+    patient = people["patient"]
+    erased = writer_lab.add_record(patient.address, observation(1))
+    _erase_killed_after_tombstone(patient, erased.record_id)
+    # The erased write's own pending line, left by a crash after it was mined: no longer a reference.
+    writer_lab.journal.put("cd" * 32, _pending(erased.record_id, patient.address, erased.cid))
+    # A write not anchored yet that names the same bytes: it protects them.
+    unanchored = record_id_of(writer_lab.address, b"\x77" * 32)
+    writer_lab.journal.put("ab" * 32, _pending(unanchored, patient.address, erased.cid))
+    states = [patient.state_dir, writer_lab.state_dir]
+
+    kept = collect(patient.chain, store, states, grace=0, delete=True)
+
+    assert erased.cid not in kept.garbage and store.has(erased.cid)
+
+    writer_lab.journal.done("ab" * 32)
+    done = collect(patient.chain, store, states, grace=0, delete=True)
+
+    assert done.erased == (erased.cid,) and not store.has(erased.cid)
