@@ -59,29 +59,35 @@ def tombstoned_on_chain(chain: ChainClient) -> set[bytes]:
 def referenced_on_chain(chain: ChainClient, store: LocalStore, *, erased: Collection[bytes] = ()) -> set[str]:
     """Every blob the chain points at for a record not in `erased`: record pointers, batch
     manifests and their leaves."""
-    found: set[str] = set()
+    return chain_references(chain, store, erased=erased)[0]
+
+
+def chain_references(chain: ChainClient, store: LocalStore, *,
+                     erased: Collection[bytes] = ()) -> tuple[set[str], set[str]]:
+    """(blobs the chain points at for a record not in `erased`, blobs it points at for one in `erased`)."""
+    live: set[str] = set()
+    dead: set[str] = set()
     for event in chain.get_events("RecordRegistry", "RecordAdded"):
-        if bytes(event.args["recordId"]) in erased:
-            continue
         try:
-            found.add(cid_from_bytes(bytes(event.args["cid"])))
+            cid = cid_from_bytes(bytes(event.args["cid"]))
         except EHRError:
             continue
+        (dead if bytes(event.args["recordId"]) in erased else live).add(cid)
     for event in chain.get_events("RecordRegistry", "BatchAnchored"):
         try:
             manifest_cid = cid_from_bytes(bytes(event.args["manifestCid"]))
         except EHRError:
             continue
-        found.add(manifest_cid)
+        live.add(manifest_cid)
         if not store.has(manifest_cid):
             continue
         try:
             manifest = BatchManifest.from_bytes(store.get(manifest_cid))
         except EHRError:
             continue
-        found.update(str(leaf.cid) for index, leaf in enumerate(manifest.leaves)
-                     if manifest.record_id(index) not in erased)
-    return found
+        for index, leaf in enumerate(manifest.leaves):
+            (dead if manifest.record_id(index) in erased else live).add(str(leaf.cid))
+    return live, dead - live
 
 
 def referenced_by_journals(state_dirs: Iterable[Path], *, erased: Collection[bytes] = ()) -> set[str]:
@@ -143,8 +149,8 @@ def collect(chain: ChainClient, store: LocalStore, state_dirs: Iterable[Path], *
     state_dirs = list(state_dirs)
     erased = tombstoned_on_chain(chain)
     shares = journaled_shares(state_dirs)
-    live = referenced_by_journals(state_dirs, erased=erased) | referenced_on_chain(chain, store, erased=erased)
-    anchored = referenced_on_chain(chain, store) if erased else live
+    on_chain, of_erased_records = chain_references(chain, store, erased=erased)
+    live = referenced_by_journals(state_dirs, erased=erased) | on_chain
     garbage, of_erased, unfinished, referenced, young, size = [], [], [], 0, 0, 0
     for cid, mtime in list(store.blobs()):
         if cid in live:
@@ -166,7 +172,7 @@ def collect(chain: ChainClient, store: LocalStore, state_dirs: Iterable[Path], *
         elif not old:
             young += 1
             continue
-        elif cid in anchored:
+        elif cid in of_erased_records:
             of_erased.append(cid)  # a tombstoned record's ciphertext: its erasure died before the unpin
         garbage.append(cid)
         size += store.size(cid)
