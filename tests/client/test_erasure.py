@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ehr_client.client import EHRClient
-from ehr_client.errors import BlobNotFound, ErasureIncomplete, RecordErased
+from ehr_client.errors import BlobNotFound, ErasureIncomplete, RecordErased, StorageUnavailable
 from ehr_client.journal import JournalDamaged
 from ehr_client.keyshare import KeyShare
 from ehr_client.records import Scope, canonicalize
@@ -132,3 +132,33 @@ def test_damaged_shares_log_stops_erasure_before_anything_changes(people: dict[s
 
     assert patient.get_record(written.record_id).status == "active"
     assert patient.store.has(written.cid) and patient.store.has(Cid(grant.key_share))
+
+
+def test_erasure_killed_before_the_old_share_is_unpinned_finishes_on_rerun(people: dict[str, EHRClient],
+                                                                          observation: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    patient, doctor = people["patient"], people["doctor"]
+    erased = patient.add_record(patient.address, observation)
+    kept = patient.add_record(patient.address, _other(observation, 6.1))
+    grant = patient.grant(doctor.address, LAB, expires_at=patient.chain.now() + DAY)
+    assert grant.key_share is not None
+    remove = patient.store.remove
+
+    def dies_at_the_share(cid: Cid) -> None:  # the process dies after the new share is stored and journaled
+        if cid == grant.key_share:
+            raise StorageUnavailable("killed")
+        remove(cid)
+
+    monkeypatch.setattr(patient.store, "remove", dies_at_the_share)
+    with pytest.raises(StorageUnavailable):
+        _sharing(patient).erase(erased.record_id)
+    monkeypatch.setattr(patient.store, "remove", remove)
+    journaled = patient.journal.shares()
+    assert patient.store.has(grant.key_share) and len(journaled) == 2  # both shares, nothing lost yet
+
+    erasure = _sharing(patient).erase(erased.record_id)
+
+    (reissued,) = erasure.reissued_shares
+    assert reissued.new == journaled[-1]  # the rerun lands on the share the killed run stored
+    assert not patient.store.has(grant.key_share) and patient.store.has(reissued.new)
+    assert doctor.read_record(kept.record_id, key_share=reissued.new).data == canonicalize(_other(observation, 6.1))
