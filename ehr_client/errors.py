@@ -42,6 +42,10 @@ class RecordErased(EHRError, LookupError):
     """The record was erased (crypto-shredded and tombstoned); its content is gone for good."""
 
 
+class ErasureIncomplete(EHRError, RuntimeError):
+    """An erasure could not finish (versions kept being amended in); what it did stays done: run it again."""
+
+
 class RecordNotFound(EHRError, LookupError):
     """No record with this id exists on chain."""
 

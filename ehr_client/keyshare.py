@@ -9,6 +9,7 @@ it is decided on chain at read time: the reader must pass `canRead` and emit `Ac
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from eth_utils import is_address, to_checksum_address
@@ -75,3 +76,7 @@ class KeyShare:
 
     def entry_for(self, record_id: bytes) -> ShareEntry | None:
         return next((e for e in self.entries if e.record_id == record_id), None)
+
+    def without(self, record_ids: Collection[bytes]) -> KeyShare:
+        """The same share minus the entries of `record_ids` (erasure re-issues shares this way)."""
+        return KeyShare(self.patient, self.grantee, tuple(e for e in self.entries if e.record_id not in record_ids))

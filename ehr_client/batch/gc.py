@@ -1,22 +1,30 @@
-"""Collect blobs nothing references: what a crash left stored but never anchored.
+"""Collect blobs nothing references: what a crash left stored but never anchored, and what an
+erasure interrupted after its tombstone left behind.
 
-A blob is kept if anything could still need it:
-- the chain: a record's `RecordAdded` pointer, a batch's manifest and every leaf of it;
-- a journal of any wallet of the home: pending single writes, acknowledged writes, open or sealed
-  batches, anchored batches' manifests, and the key shares a wallet stored (their CIDs travel off
-  chain, with the grants);
+A blob is kept if anything live could still need it:
+- the chain: the `RecordAdded` pointer of a record not tombstoned, a batch's manifest and every
+  leaf of it whose batched record is not tombstoned;
+- a journal of any wallet of the home: pending single writes and acknowledged writes (unless the
+  chain shows their record tombstoned: the write landed and was erased), open or sealed batches
+  (not anchored, so never erased), anchored batches' manifests, and the key shares a wallet
+  stored (their CIDs travel off chain, with the grants);
 - age: anything younger than the grace period (a write in flight stores before it journals);
 - a key share, even one no log names: its CID went off chain with a grant, and a shares.log
   lost or cut short must not cost a grantee their keys (shares are small).
-Everything else is garbage. A dry run (the default) only reports; a damaged journal stops the
-collection (`JournalDamaged`) rather than risk deleting what it would have protected.
+A blob referenced only by tombstoned records is garbage (`erased`): the erasure that tombstoned
+it died before unpinning it. So is a key share whose every entry names a tombstoned record (it
+opens nothing live). A key share holding keys of tombstoned and live records alike is kept (the
+grantee still needs the live ones) and reported in `unfinished_erasures`: rerunning the erasure
+re-issues it without the erased keys. Everything else is garbage. A dry run (the default) only
+reports; a damaged journal stops the collection (`JournalDamaged`) rather than risk deleting what
+it would have protected.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,40 +47,58 @@ class GcReport:
     too_young: int
     removed: int
     bytes_garbage: int
+    erased: tuple[Cid, ...] = ()
+    unfinished_erasures: tuple[Cid, ...] = ()
 
 
-def referenced_on_chain(chain: ChainClient, store: LocalStore) -> set[str]:
-    """Every blob the chain points at: record pointers, batch manifests and their leaves."""
-    found: set[str] = set()
+def tombstoned_on_chain(chain: ChainClient) -> set[bytes]:
+    """The ids of every tombstoned record, single or batched."""
+    return {bytes(e.args["recordId"]) for e in chain.get_events("RecordRegistry", "RecordTombstoned")}
+
+
+def referenced_on_chain(chain: ChainClient, store: LocalStore, *, erased: Collection[bytes] = ()) -> set[str]:
+    """Every blob the chain points at for a record not in `erased`: record pointers, batch
+    manifests and their leaves."""
+    return chain_references(chain, store, erased=erased)[0]
+
+
+def chain_references(chain: ChainClient, store: LocalStore, *,
+                     erased: Collection[bytes] = ()) -> tuple[set[str], set[str]]:
+    """(blobs the chain points at for a record not in `erased`, blobs it points at for one in `erased`)."""
+    live: set[str] = set()
+    dead: set[str] = set()
     for event in chain.get_events("RecordRegistry", "RecordAdded"):
         try:
-            found.add(cid_from_bytes(bytes(event.args["cid"])))
+            cid = cid_from_bytes(bytes(event.args["cid"]))
         except EHRError:
             continue
+        (dead if bytes(event.args["recordId"]) in erased else live).add(cid)
     for event in chain.get_events("RecordRegistry", "BatchAnchored"):
         try:
             manifest_cid = cid_from_bytes(bytes(event.args["manifestCid"]))
         except EHRError:
             continue
-        found.add(manifest_cid)
+        live.add(manifest_cid)
         if not store.has(manifest_cid):
             continue
         try:
             manifest = BatchManifest.from_bytes(store.get(manifest_cid))
         except EHRError:
             continue
-        found.update(str(leaf.cid) for leaf in manifest.leaves)
-    return found
+        for index, leaf in enumerate(manifest.leaves):
+            (dead if manifest.record_id(index) in erased else live).add(str(leaf.cid))
+    return live, dead - live
 
 
-def referenced_by_journals(state_dirs: Iterable[Path]) -> set[str]:
-    """Every blob a journal of these state directories names (damage raises JournalDamaged)."""
+def referenced_by_journals(state_dirs: Iterable[Path], *, erased: Collection[bytes] = ()) -> set[str]:
+    """Every blob a journal of these state directories names, but the writes of records in
+    `erased` (damage raises JournalDamaged)."""
+    erased_hex = {"0x" + r.hex() for r in erased}
     found: set[str] = set()
     for state in state_dirs:
         journal = Journal(state, b"")
-        found.update(entry.cid for entry in journal.pending())
-        found.update(entry.cid for entry in journal.acknowledged())
-        found.update(journal.shares())
+        found.update(entry.cid for entry in journal.pending() if entry.record_id.lower() not in erased_hex)
+        found.update(entry.cid for entry in journal.acknowledged() if entry.record_id.lower() not in erased_hex)
         batch = BatchJournal(state, "0x" + "00" * 20)
         found.update(str(b["manifestCid"]) for b in batch.anchored_batches())
         found.update(_open_batch_cids(batch.path))
@@ -99,36 +125,59 @@ def _open_batch_cids(path: Path) -> set[str]:
     return found
 
 
-def _is_key_share(store: LocalStore, cid: Cid) -> bool:
+def journaled_shares(state_dirs: Iterable[Path]) -> set[str]:
+    """The key shares the wallets of these state directories stored (damage raises JournalDamaged)."""
+    return {cid for state in state_dirs for cid in Journal(state, b"").shares()}
+
+
+def _key_share(store: LocalStore, cid: Cid) -> KeyShare | None:
     try:
         if store.size(cid) > _MAX_SHARE_BYTES:
-            return False
+            return None
         data = store.get(cid)
         if not data.startswith(b"{"):  # a sealed record package starts with its binary header
-            return False
-        KeyShare.from_bytes(data)
+            return None
+        return KeyShare.from_bytes(data)
     except EHRError:
-        return False
-    return True
+        return None
 
 
 def collect(chain: ChainClient, store: LocalStore, state_dirs: Iterable[Path], *, grace: float = DEFAULT_GRACE_SECONDS,
             delete: bool = False, now: float | None = None) -> GcReport:
-    """Find (and with `delete`, remove) the blobs of `store` that nothing references; see the module docstring."""
+    """Find (and with `delete`, remove) the blobs of `store` that nothing live references; see the module docstring."""
     now = time.time() if now is None else now
-    keep = referenced_by_journals(state_dirs) | referenced_on_chain(chain, store)
-    garbage, referenced, young, size = [], 0, 0, 0
+    state_dirs = list(state_dirs)
+    erased = tombstoned_on_chain(chain)
+    shares = journaled_shares(state_dirs)
+    on_chain, of_erased_records = chain_references(chain, store, erased=erased)
+    live = referenced_by_journals(state_dirs, erased=erased) | on_chain
+    garbage, of_erased, unfinished, referenced, young, size = [], [], [], 0, 0, 0
     for cid, mtime in list(store.blobs()):
-        if cid in keep:
+        if cid in live:
             referenced += 1
-        elif now - mtime < grace:
+            continue
+        old = now - mtime >= grace
+        share = _key_share(store, cid) if cid in shares or old else None
+        if share is not None:
+            held = {e.record_id for e in share.entries}
+            if not held or not held <= erased:
+                referenced += 1
+                if held & erased:
+                    unfinished.append(cid)
+                continue
+            of_erased.append(cid)  # it opens only erased records
+        elif cid in shares:
+            referenced += 1  # named as a share, not parsable here: never guess
+            continue
+        elif not old:
             young += 1
-        elif _is_key_share(store, cid):
-            referenced += 1
-        else:
-            garbage.append(cid)
-            size += store.size(cid)
+            continue
+        elif cid in of_erased_records:
+            of_erased.append(cid)  # a tombstoned record's ciphertext: its erasure died before the unpin
+        garbage.append(cid)
+        size += store.size(cid)
     if delete:
         for cid in garbage:
             store.remove(cid)
-    return GcReport(tuple(garbage), referenced, young, len(garbage) if delete else 0, size)
+    return GcReport(tuple(garbage), referenced, young, len(garbage) if delete else 0, size, tuple(of_erased),
+                    tuple(unfinished))

@@ -221,12 +221,13 @@ def rotate(
 
 def erase(
     ctx: typer.Context,
-    record: Annotated[str, typer.Argument(help="Id of the record version to erase (with earlier versions).")],
+    record: Annotated[str, typer.Argument(help="Id of a version of the record to erase (all its versions go).")],
     custodian: Custodians = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation (it cannot be undone).")] = False,
     json_: JsonFlag = False,
 ) -> None:
-    """Erase a record for good (GDPR Art. 17): tombstone, destroy key fragments, unpin, signed receipts."""
+    """Erase a record and all its versions for good (GDPR Art. 17): tombstone, destroy key fragments and
+    key shares, unpin, signed receipts."""
     app_ = app_context(ctx)
     record_id = _parse.record_id(record)
     if not yes:
@@ -238,10 +239,20 @@ def erase(
         print_json({
             "recordIds": [hexid(r) for r in result.record_ids], "tombstoneTxs": [t.tx_hash for t in result.tombstone_txs],
             "receipts": [r.to_json() for r in result.receipts], "custodiansUnreachable": list(result.unavailable),
-            "unpinned": list(result.unpinned),
+            "unpinned": list(result.unpinned), "successors": [hexid(r) for r in result.successors],
+            "reissuedShares": [{"grantee": r.grantee, "old": r.old, "new": r.new, "dropped": r.dropped}
+                               for r in result.reissued_shares],
         })
         return
     out().print(f"erased {len(result.record_ids)} record versions; tombstoned in {len(result.tombstone_txs)} transactions")
+    if result.successors:
+        out().print(f"  including {len(result.successors)} later versions: {[hexid(r) for r in result.successors]}")
+    for share in result.reissued_shares:
+        if share.new is None:
+            out().print(f"  key share {share.old} for {share.grantee} unpinned (it held only erased records)")
+        else:
+            out().print(f"  key share {share.old} for {share.grantee} replaced by {share.new}: send the grantee "
+                        f"the new CID (`ehr record get RECORD --key-share {share.new}`)")
     for receipt in result.receipts:
         out().print(f"  receipt from {receipt.custodian}: destroyed {receipt.destroyed} fragments, "
                     f"{receipt.remaining} remain (signature verified)")

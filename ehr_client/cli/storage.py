@@ -246,8 +246,14 @@ def gc(
     report = collect(app_.chain(), store, state_dirs, grace=seconds, delete=delete)
     if json_:
         print_json({"garbage": list(report.garbage), "bytes": report.bytes_garbage, "referenced": report.referenced,
-                    "tooYoung": report.too_young, "removed": report.removed, "dryRun": not delete})
+                    "tooYoung": report.too_young, "removed": report.removed, "dryRun": not delete,
+                    "erased": list(report.erased), "unfinishedErasures": list(report.unfinished_erasures)})
         return
     verb = "removed" if delete else "would remove (dry run; --delete to remove)"
     out().print(f"{verb} {len(report.garbage)} unreferenced blobs ({report.bytes_garbage:,} bytes); kept "
                 f"{report.referenced} referenced and {report.too_young} younger than {grace}")
+    if report.erased:
+        out().print(f"  {len(report.erased)} of them were left by erasures interrupted after their tombstone")
+    if report.unfinished_erasures:
+        err().print(f"erasure unfinished: key shares {list(report.unfinished_erasures)} still hold keys of erased "
+                    "records; run `ehr record erase RECORD` again for each erased record to re-issue them")

@@ -11,6 +11,7 @@ is then voided would hand over keys no consent ever covered.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
@@ -21,7 +22,7 @@ from ehr_client.client.locate import RecordLocator
 from ehr_client.client.model import Identity, Skipped, hex_id
 from ehr_client.client.read import RecordReader
 from ehr_client.crypto import wrap_data_key
-from ehr_client.errors import DecryptionError, IntegrityError, StorageError
+from ehr_client.errors import BlobNotFound, DecryptionError, IntegrityError, InvalidRecord, StorageError
 from ehr_client.journal import Journal
 from ehr_client.keyshare import KeyShare, ShareEntry
 from ehr_client.storage import Cid
@@ -32,6 +33,17 @@ class ShareOutcome:
     cid: Cid | None
     shared: int
     skipped: tuple[Skipped, ...]
+
+
+@dataclass(frozen=True)
+class ReissuedShare:
+    """A key share erasure replaced: `old` is unpinned; `new` (None if nothing was left to share)
+    holds the same grantee's remaining entries and is the CID to hand the grantee."""
+
+    grantee: str
+    old: Cid
+    new: Cid | None
+    dropped: int
 
 
 class KeySharer:
@@ -85,3 +97,32 @@ class KeySharer:
         calls = [chain.consent.functions.canRead(self.identity.address, grantee, scope) for scope in ordered]
         return {scope for scope, ok in zip(ordered, chain.batch_call(calls, action="check the grant"), strict=True)
                 if ok}
+
+    def reissue_without(self, record_ids: Collection[bytes]) -> list[ReissuedShare]:
+        """Replace every key share this identity stored (its shares.log) that holds a data key of
+        `record_ids` by one without those entries, then unpin the old share.
+
+        Crash-safe by order: the new share is stored and journaled before the old one goes, and the
+        new bytes are a deterministic function of the old ones, so a rerun after a crash lands on
+        the same CID. Shares already gone, of another patient, or unparsable are left alone.
+        """
+        store = self.reader.store
+        reissued = []
+        for cid in dict.fromkeys(Cid(c) for c in self.journal.shares()):
+            try:
+                share = KeyShare.from_bytes(store.get(cid))
+            except (BlobNotFound, InvalidRecord):
+                continue
+            if share.patient != self.identity.address:
+                continue
+            kept = share.without(record_ids)
+            dropped = len(share.entries) - len(kept.entries)
+            if not dropped:
+                continue
+            new = None
+            if kept.entries:
+                new = store.put(kept.to_bytes())
+                self.journal.shared(new)
+            store.remove(cid)
+            reissued.append(ReissuedShare(share.grantee, cid, new, dropped))
+        return reissued

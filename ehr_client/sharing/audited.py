@@ -29,13 +29,26 @@ from eth_utils import to_checksum_address
 from ehr_client.chain.client import TxResult
 from ehr_client.client import ACCESS, EHRClient, ReadResult, RecordInfo, WriteResult
 from ehr_client.client.keysource import check_header
+from ehr_client.client.model import hex_id
+from ehr_client.client.share import ReissuedShare
 from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable
 from ehr_client.custodian.seal import fragment_associated_data, seal
-from ehr_client.errors import AccessDenied, ConfigError, DecryptionError, IntegrityError, KeyNotFound, StorageError
+from ehr_client.errors import (
+    AccessDenied,
+    ConfigError,
+    DecryptionError,
+    ErasureIncomplete,
+    IntegrityError,
+    KeyNotFound,
+    StorageError,
+)
 from ehr_client.sharing.release import CustodianRelease, SessionBook, threshold_error
 from ehr_client.sharing.remote import CustodianClient, CustodianInfo, CustodianSet, ErasureReceipt, Session
 from ehr_client.storage import Cid
 
+# Rounds of "tombstone, then look for versions amended in meanwhile" before erasure gives up on a
+# grantee who keeps amending: each round costs the attacker a mined transaction.
+MAX_SUCCESSOR_ROUNDS = 8
 
 @dataclass(frozen=True)
 class Delegation:
@@ -63,7 +76,9 @@ class Rotation:
 @dataclass(frozen=True)
 class Erasure:
     """What erasing a record did; `unavailable` custodians destroy their fragments when their
-    poller sees the tombstone, and `collect_receipts` asks them again."""
+    poller sees the tombstone, and `collect_receipts` asks them again. `reissued_shares` are the
+    key shares replaced (hand each grantee its new CID); `successors` the versions amended in
+    while the erasure ran, erased too."""
 
     record_ids: tuple[bytes, ...]
     tombstone_txs: tuple[TxResult, ...]
@@ -71,6 +86,8 @@ class Erasure:
     unavailable: tuple[str, ...]
     unpinned: tuple[Cid, ...]
     journal_entries_removed: int
+    reissued_shares: tuple[ReissuedShare, ...] = ()
+    successors: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,22 +280,62 @@ class AuditedSharing:
         return Rotation(record_id, written, info.cid, tuple(reissued), tuple(receipts), tuple(unavailable))
 
     def erase(self, record_id: bytes) -> Erasure:
-        """Crypto-shred a record and every earlier version of it (GDPR Art. 17): tombstone on
-        chain, custodians destroy their fragments and sign receipts, blobs (ciphertext and the
-        keyring with the wrapped keys) are unpinned, local journal entries removed."""
-        versions = [self._own_record(record_id)]
-        previous = versions[0].previous_id
+        """Crypto-shred a record and every version of it, earlier and later (GDPR Art. 17): tombstone
+        on chain, custodians destroy their fragments and sign receipts, blobs (ciphertext and the
+        keyring with the wrapped keys) are unpinned, the key shares this wallet stored are re-issued
+        without the erased data keys (new CIDs in `reissued_shares`) and the old ones unpinned,
+        local journal entries removed.
+
+        A version amended in while the erasure runs (a grantee with amend access racing it) is found
+        after the tombstones and erased too, until no version of the chain is live; the chain refuses
+        to amend a tombstoned version, so a round that finds nothing new ends it. Every step is
+        idempotent: after a crash or an `ErasureIncomplete`, run the same erasure again.
+        """
+        first = self._own_record(record_id)
+        self.client.journal.shares()  # a damaged shares.log stops the erasure before anything changes
+        versions = [first]
+        previous = first.previous_id
         while previous is not None:
             versions.append(self.client.get_record(previous))
             previous = versions[-1].previous_id
         txs = [self.client.tombstone(v) for v in versions if v.status != "tombstoned"]
+        successors: list[bytes] = []
+        for _ in range(MAX_SUCCESSOR_ROUNDS):
+            later = self._successors({v.record_id for v in versions})
+            if not later:
+                break
+            txs += [self.client.tombstone(v) for v in later if v.status != "tombstoned"]
+            versions += later
+            successors += [v.record_id for v in later]
+        else:
+            live = self._successors({v.record_id for v in versions})
+            if live:
+                authors = sorted({v.author for v in live})
+                raise ErasureIncomplete(
+                    f"record {hex_id(record_id)} was amended again after each of {MAX_SUCCESSOR_ROUNDS} rounds of "
+                    f"tombstones (latest: {', '.join(hex_id(v.record_id) for v in live)}); revoke the amend access "
+                    f"of {', '.join(authors)} (`ehr consent revoke`), then run the same erasure again")
         ids = [v.record_id for v in versions]
         receipts, unavailable = self._destroy_everywhere(ids)
         for receipt in receipts:
             receipt.verify(self.custodians.domain)
         unpinned, _ = self.client.unpin_versions(versions)  # bytes another record re-listed here stay
+        reissued = self.client.sharer.reissue_without(set(ids))
         removed = self.client.journal.forget({"0x" + r.hex() for r in ids})
-        return Erasure(tuple(ids), tuple(txs), tuple(receipts), tuple(unavailable), tuple(unpinned), removed)
+        return Erasure(tuple(ids), tuple(txs), tuple(receipts), tuple(unavailable), tuple(unpinned), removed,
+                       tuple(reissued), tuple(successors))
+
+    def _successors(self, record_ids: set[bytes]) -> list[RecordInfo]:
+        """Versions amended onto any of `record_ids`, and onto those, not among them (the chain's RecordAmended)."""
+        known, found = set(record_ids), []
+        frontier = set(record_ids)
+        while frontier:
+            events = self.client.chain.get_events("RecordRegistry", "RecordAmended",
+                                                   filters={"previousId": sorted(frontier)})
+            frontier = {bytes(e.args["recordId"]) for e in events} - known
+            known |= frontier
+            found += [self.client.get_record(r) for r in sorted(frontier)]
+        return found
 
     def collect_receipts(self, record_id: bytes) -> list[ErasureReceipt]:
         """Ask every reachable custodian again for its (idempotent) destruction receipt."""

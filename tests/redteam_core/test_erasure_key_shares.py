@@ -33,8 +33,6 @@ def _open_offline(reader: EHRClient, info: RecordInfo, blob: bytes, share: bytes
                                  context=binding.context))
 
 
-@pytest.mark.xfail(strict=True, reason="finding: erase() leaves the grant's key share (the erased record's data key "
-                   "sealed to the grantee) in the store; crypto-shredding destroys custodian fragments only")
 def test_erasure_destroys_the_key_shares_that_hold_the_record_s_data_key(people: dict[str, EHRClient],
                                                                          observation: dict[str, Any]) -> None:
     patient, doctor = people["patient"], people["doctor"]

@@ -18,8 +18,6 @@ from tests.constants import DAY
 LAB = int(Scope.LAB)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: gc treats every RecordAdded pointer and acknowledged-log line as a "
-                   "reference, tombstoned or not; the ciphertext of an erasure interrupted after its tombstone stays")
 def test_gc_removes_the_ciphertext_an_interrupted_erasure_left(people: dict[str, EHRClient],
                                                                 observation: dict[str, Any]) -> None:
     patient, lab = people["patient"], people["lab"]

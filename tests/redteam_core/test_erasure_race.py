@@ -23,8 +23,6 @@ def _amended(observation: dict[str, Any]) -> dict[str, Any]:
     return {**observation, "valueQuantity": {"value": 9.9, "unit": "mmol/L"}}
 
 
-@pytest.mark.xfail(strict=True, reason="finding: erase() tombstones the versions it saw; an amendment mined "
-                   "between its look-up and its tombstone survives as an active successor, and erase reports success")
 def test_erasure_raced_by_an_amendment_leaves_no_live_successor(people: dict[str, EHRClient],
                                                                  observation: dict[str, Any],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
