@@ -50,6 +50,7 @@ from ehr_client.storage import Cid
 # grantee who keeps amending: each round costs the attacker a mined transaction.
 MAX_SUCCESSOR_ROUNDS = 8
 
+
 @dataclass(frozen=True)
 class Delegation:
     """Fragments deposited for one grantee: which records, at which custodians."""
@@ -314,7 +315,7 @@ class AuditedSharing:
                 raise ErasureIncomplete(
                     f"record {hex_id(record_id)} was amended again after each of {MAX_SUCCESSOR_ROUNDS} rounds of "
                     f"tombstones (latest: {', '.join(hex_id(v.record_id) for v in live)}); revoke the amend access "
-                    f"of {', '.join(authors)} (`ehr consent revoke`), then run the same erasure again")
+                    f"of {', '.join(authors)} (`ehr revoke GRANTEE`), then run the same erasure again")
         ids = [v.record_id for v in versions]
         receipts, unavailable = self._destroy_everywhere(ids)
         for receipt in receipts:

@@ -106,7 +106,7 @@ def test_erasure_raced_on_every_round_stops_with_what_to_do_then_finishes_on_rer
         _sharing(patient).erase(v1.record_id)
 
     assert "0x" + landed[-1].hex() in str(raised.value) and hospital.address in str(raised.value)
-    assert "ehr consent revoke" in str(raised.value)
+    assert "ehr revoke" in str(raised.value)
     assert patient.get_record(landed[-1]).status == "active"
     assert all(patient.get_record(r).status == "tombstoned" for r in landed[:-1])  # what it did stays done
 
