@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ehr_client.batch.journal import BatchJournal
 from ehr_client.chain.client import ChainClient
-from ehr_client.client.manifest import BatchManifest
+from ehr_client.client.manifest import BatchManifest, fetch_manifest_bytes
 from ehr_client.errors import EHRError
 from ehr_client.journal import Journal, JournalDamaged, checked_payload
 from ehr_client.keyshare import KeyShare
@@ -82,7 +82,7 @@ def chain_references(chain: ChainClient, store: LocalStore, *,
         if not store.has(manifest_cid):
             continue
         try:
-            manifest = BatchManifest.from_bytes(store.get(manifest_cid))
+            manifest = BatchManifest.from_bytes(fetch_manifest_bytes(store, manifest_cid))
         except EHRError:
             continue
         for index, leaf in enumerate(manifest.leaves):

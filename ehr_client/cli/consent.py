@@ -113,15 +113,17 @@ def grant(
     address = _parse.address(app_, grantee)
     bits = int(_parse.scopes(scopes))
     why = parse_purpose(purpose).word
-    client = app_.client()
-    now = client.chain.now()
-    expires = _parse.timestamp(until) if until else now + _parse.duration(for_)
+    lasts = None if until else _parse.duration(for_)
+    signature_lasts = _parse.duration(deadline) if print_typed_data or sign_only else 0
+    now = app_.chain().now()  # the input is checked against the chain's clock before any key is unlocked
+    expires = _parse.timestamp(until) if until else now + (lasts or 0)
     if expires <= now:
         raise typer.BadParameter(f"the grant would already be expired ({when(expires)})", param_hint="--until")
+    client = app_.client()
     share = access is Access.read if share_keys is None else share_keys
     terms = f"{access.value} on {','.join(describe(bits))} to {address} for {why} until {when(expires)}"
     if print_typed_data or sign_only:
-        valid_until = now + _parse.duration(deadline)
+        valid_until = now + signature_lasts
         if print_typed_data:
             typed = client.grant_document(address, bits, access=access.value, purpose=why, expires_at=expires,
                                           deadline=valid_until)

@@ -180,8 +180,9 @@ def get(
         return
     if out_file is not None and out_file.exists() and not force:
         raise ConfigError(f"{out_file} exists; pass --force to overwrite it")  # before the audited read
+    found = app_.reader().get_record(record_id)  # an absent or unreadable id fails before any key is unlocked
     store = ProgressStore(app_.store())
-    result = app_.client(store=store).read_record(record_id, key_share=share)
+    result = app_.client(store=store).read_record(found, key_share=share)
     summary = f"record {short(record_id)}: {result.media_type}, {len(result.data):,} bytes, access recorded on chain"
     if out_file is not None:
         _write_private(out_file, result.data, force=force)

@@ -26,7 +26,7 @@ from ehr_client.chain.calls import Call, call_many, call_request, decoded
 from ehr_client.chain.client import ChainClient, EventRecord
 from ehr_client.chain.batches import BatchIndex
 from ehr_client.chain.types import Status
-from ehr_client.client.manifest import BatchManifest
+from ehr_client.client.manifest import BatchManifest, fetch_manifest_bytes
 from ehr_client.client.model import BatchProof, Listing, RecordInfo, Skipped, hex_id
 from ehr_client.errors import EHRError, IntegrityError, InvalidRecord, RecordNotFound
 from ehr_client.storage import BlobStore, cid_from_bytes
@@ -39,7 +39,7 @@ class RecordLocator:
         self.chain = chain
         self.store = store
         self._lock = threading.Lock()
-        self._manifests: OrderedDict[tuple[bytes, bytes], BatchManifest] = OrderedDict()
+        self._manifests: OrderedDict[tuple[bytes, bytes], BatchManifest | str] = OrderedDict()  # or why refused
         self.batch_index = BatchIndex(chain)
 
     # --- one record -----------------------------------------------------------------------------
@@ -121,24 +121,44 @@ class RecordLocator:
         key = (bytes(args["batchId"]), bytes(args["manifestHash"]))
         with self._lock:
             cached = self._manifests.get(key)
-        if cached is not None:
+        if isinstance(cached, BatchManifest):
             return cached
+        if cached is not None:  # refused before: the anchored bytes cannot change, so neither can that
+            raise IntegrityError(cached)
+        # What the anchored facts make permanent is remembered; a store that failed may answer later.
         try:
             cid = cid_from_bytes(bytes(args["manifestCid"]))
         except InvalidRecord:
-            raise IntegrityError("it anchors a malformed manifest pointer") from None
-        data = self.store.get(cid)
+            raise self._refuse(key, "it anchors a malformed manifest pointer") from None
+        try:
+            data = fetch_manifest_bytes(self.store, cid)
+        except InvalidRecord as exc:  # larger than any manifest: the anchored bytes will not shrink
+            raise self._refuse(key, str(exc)) from None
+        try:
+            manifest = self._checked_manifest(args, data)
+        except (IntegrityError, InvalidRecord) as exc:
+            raise self._refuse(key, str(exc)) from None
+        self._remember(key, manifest)
+        return manifest
+
+    def _refuse(self, key: tuple[bytes, bytes], reason: str) -> IntegrityError:
+        self._remember(key, reason)
+        return IntegrityError(reason)
+
+    def _checked_manifest(self, args: Any, data: bytes) -> BatchManifest:
         if hashlib.sha256(data).digest() != bytes(args["manifestHash"]):
             raise IntegrityError("its manifest does not match the sha256 anchored on chain")
         manifest = BatchManifest.from_bytes(data)
         manifest.check(author=to_checksum_address(args["author"]), patient=to_checksum_address(args["patient"]),
                        batch_key=bytes(args["batchKey"]), root=bytes(args["root"]), scopes=int(args["scopes"]),
                        leaf_count=int(args["leafCount"]))
+        return manifest
+
+    def _remember(self, key: tuple[bytes, bytes], outcome: BatchManifest | str) -> None:
         with self._lock:
-            self._manifests[key] = manifest
+            self._manifests[key] = outcome
             while len(self._manifests) > 1024:
                 self._manifests.popitem(last=False)
-        return manifest
 
 
 def single_info(event: EventRecord) -> RecordInfo:

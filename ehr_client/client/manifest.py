@@ -27,7 +27,7 @@ from ehr_client._json import load_untrusted
 from ehr_client.chain.ids import batched_record_id_of
 from ehr_client.chain.merkle import PositionalTree, batch_leaf
 from ehr_client.errors import IntegrityError, InvalidRecord
-from ehr_client.storage import Cid, cid_to_bytes, parse_cid
+from ehr_client.storage import BlobStore, Cid, cid_to_bytes, parse_cid
 
 MANIFEST_FORMAT = "ehr-batch-manifest/2"
 MAX_LEAVES = 1 << 10  # as RecordRegistry allows
@@ -115,6 +115,18 @@ class BatchManifest:
             return cls(to_checksum_address(doc["author"]), to_checksum_address(doc["patient"]), key, leaves)
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, InvalidRecord, RecursionError):
             raise IntegrityError("its manifest is not a valid batch manifest") from None
+
+
+def fetch_manifest_bytes(store: BlobStore, cid: Cid) -> bytes:
+    """A manifest's stored bytes, refused as soon as they pass `MAX_MANIFEST_BYTES`: an anchored
+    pointer may name any blob, and no listing should read a huge one whole to find out."""
+    parts, size = [], 0
+    for chunk in store.iter_get(cid):
+        size += len(chunk)
+        if size > MAX_MANIFEST_BYTES:
+            raise InvalidRecord(f"not a batch manifest: more than {MAX_MANIFEST_BYTES} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _parse_leaf(item: Any) -> BatchLeaf:

@@ -12,8 +12,6 @@ from tests.cli.conftest import Cli
 ABSENT = "0x" + "ab" * 32
 
 
-@pytest.mark.xfail(strict=True, reason="finding: ehr grant / ehr record get unlock the wallet before checking "
-                   "their input (durations, expiry, the record's existence)")
 @pytest.mark.parametrize(("args", "wallet", "expected"), [
     (("grant", "lab", "--scopes", "lab", "--for", "0s"), "patient", "duration"),
     (("grant", "lab", "--scopes", "lab", "--until", "2001-01-01T00:00:00Z"), "patient", "expired"),
