@@ -10,6 +10,14 @@ never fatal: one member's bad batch cannot break anybody else's listing, history
 
 A batched record is found by id without knowing its patient (`ehr_client.chain.batches`), and
 only the one manifest holding it is fetched.
+
+A patient's listing keeps a block cursor (`ehr_client.client.anchor_cache`): the patient's events up
+to a settled block, so each listing asks the node only for the blocks after it. The cache is not
+trusted: statuses are read from the chain every time and, in the same round trip, each cached single
+record's patient and scope (`getRecord`) and each cached batch's commitment (`batchCommitment`);
+an entry the chain does not vouch for is left out and the cache dropped. What a cached single
+record's event alone carries (content hash, CID, previous version) is not in the contract's state:
+it is as good as the file, which only its owner's account can write.
 """
 
 from __future__ import annotations

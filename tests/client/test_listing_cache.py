@@ -325,3 +325,23 @@ def test_a_kill_while_the_cache_is_written_leaves_the_old_cache_or_the_new_one(p
         document: Any = json.loads(path.read_text())
         assert document["format"] == "ehr-listing-cursor/1"
         assert client.list_records_report(patient) == listing
+
+
+def test_without_a_directory_the_cursor_is_kept_in_memory(people, suite, store):
+    patient = people["patient"]
+    first = patient.add_record(patient.address, lab_result("in memory", 5.0))
+    anchors = AnchorCache(suite, None, depth=2)
+    locator = RecordLocator(suite, store, anchors=anchors)
+    assert anchors.path(patient.address) is None
+    _mine(suite, 5)
+    assert locator.listing(patient.address) == _uncached(patient, patient.address)
+    kept = anchors.load(patient.address)
+    assert kept is not None and kept.cursor == suite.head() - 2
+    assert [bytes(e.args["recordId"]) for e in kept.events] == [first.record_id]
+    second = patient.add_record(patient.address, lab_result("in memory, later", 6.0))
+    _mine(suite, 5)
+    listing = locator.listing(patient.address)
+    assert listing == _uncached(patient, patient.address)
+    assert [r.record_id for r in listing.records] == [first.record_id, second.record_id]
+    later = anchors.load(patient.address)
+    assert later is not None and later.cursor > kept.cursor and len(later.events) == 2
