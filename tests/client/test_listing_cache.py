@@ -31,6 +31,7 @@ from ehr_client.client.manifest import BatchLeaf, build_manifest
 from ehr_client.records import Scope
 from ehr_client.storage import LocalStore, cid_to_bytes
 from tests.client.conftest import lab_result
+from tests.small_disk import SmallDisk, small_disk  # noqa: F401  (fixture)
 
 DAY = 86_400
 LAB = int(Scope.LAB)
@@ -345,3 +346,25 @@ def test_without_a_directory_the_cursor_is_kept_in_memory(people, suite, store):
     assert [r.record_id for r in listing.records] == [first.record_id, second.record_id]
     later = anchors.load(patient.address)
     assert later is not None and later.cursor > kept.cursor and len(later.events) == 2
+
+
+def test_a_full_disk_while_the_cursor_is_written_still_lists_and_leaves_the_old_cursor(people, suite, ids, store,
+                                                                                      small_disk, caplog):
+    patient = people["patient"]
+    patient.add_record(patient.address, lab_result("before the disk filled", 5.0))
+    _mine(suite, 10)
+    client = _client(suite, ids, store, small_disk.root / "state")
+    listing = _assert_same(client, patient.address)
+    path = _cache_file(client, patient.address)
+    before = path.read_bytes()
+    later = patient.add_record(patient.address, lab_result("while the disk is full", 6.0))
+    _mine(suite, 10)
+    small_disk.fill()
+    caplog.set_level("WARNING", logger="ehr_client.listing")
+    full = client.list_records_report(patient.address)  # the listing is complete; only the cache waits
+    assert full == _uncached(client, patient.address) and len(full.records) == len(listing.records) + 1
+    assert path.read_bytes() == before and small_disk.leftovers() == []
+    assert any("could not write the listing cache" in r.message for r in caplog.records)
+    small_disk.free()
+    assert client.list_records_report(patient.address) == full
+    assert later.record_id.hex() in path.read_text()
