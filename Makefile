@@ -123,7 +123,7 @@ bench-scale: install
 	$(BIN)/python -m bench.scale
 
 # One patient's record list at ~40, 16,000 and 64,000 blocks: scanned from the deployment against the
-# per-patient cursor, warm and cold (minutes, mostly mining; not in `make bench`); writes bench/results/listing.json.
+# per-patient cursor, warm and cold (about half an hour, mostly anvil_mine; not in `make bench`); writes bench/results/listing.json.
 bench-listing: install
 	$(BIN)/python -m bench.listing
 

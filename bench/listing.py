@@ -15,7 +15,8 @@ Plus, once per checkpoint, `catch_up`: the first cached listing after the chain 
 previous checkpoint's cursor, and the JSON-RPC round trips of a warm cached and an uncached listing
 (a loopback proxy, `bench.rpc`). p50/p95 in ms, the ratios uncached/warm and uncached/cold, and the
 log-log slope of each p50 against the blocks, first to last checkpoint. Writes
-`bench/results/listing.json`. Mining is the slow part (Anvil: a few ms an empty block here).
+`bench/results/listing.json`. Mining is the slow part: 16,000 blocks took 259 s and the next 48,000
+blocks 1,676 s in one run here (Anvil slows as the chain grows).
 """
 
 from __future__ import annotations
