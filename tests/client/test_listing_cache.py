@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from bench.rpc import RpcCounter
 from ehr_client.batch import BatchItem, BatchWriter
@@ -30,7 +29,7 @@ from ehr_client.chain.ids import batch_id_of
 from ehr_client.client.manifest import BatchLeaf, build_manifest
 from ehr_client.records import Scope
 from ehr_client.storage import LocalStore, cid_to_bytes
-from tests.client.conftest import lab_result
+from tests.client.conftest import lab_result, mine
 from tests.small_disk import SmallDisk, small_disk  # noqa: F401  (fixture)
 
 DAY = 86_400
@@ -53,11 +52,7 @@ def _assert_same(client: EHRClient, patient: str) -> Listing:
     return cached
 
 
-def _mine(suite: ChainClient, blocks: int) -> None:
-    """`blocks` empty blocks (thousands take Anvil longer than the client's 10 s request timeout)."""
-    answer = requests.post(suite.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "anvil_mine",
-                                                "params": [hex(blocks), "0x0"]}, timeout=600).json()
-    assert "error" not in answer, answer
+_mine = mine
 
 
 def _cache_file(client: EHRClient, patient: str) -> Path:

@@ -11,7 +11,7 @@ from ehr_client.chain.client import LOG_PAGE_BLOCKS, ChainClient
 from ehr_client.client import EHRClient, Identity
 from ehr_client.records import Scope
 from ehr_client.storage import LocalStore
-from tests.client.conftest import lab_result
+from tests.client.conftest import lab_result, mine
 
 LAB = int(Scope.LAB)
 DAY = 86_400
@@ -72,7 +72,7 @@ def test_events_asked_in_one_round_trip_match_the_paged_query(people, suite):
     one_trip = ChainClient(suite.rpc_url, suite.deployment).get_events(
         "RecordRegistry", "RecordAdded", filters={"recordId": written.record_id})
     # More blocks than a page: the query now pages and looks the block's timestamp up.
-    suite.w3.provider.make_request("anvil_mine", [hex(LOG_PAGE_BLOCKS + 10), "0x0"])
+    mine(suite, LOG_PAGE_BLOCKS + 10)
     paged = ChainClient(suite.rpc_url, suite.deployment).get_events(
         "RecordRegistry", "RecordAdded", filters={"recordId": written.record_id})
     assert one_trip == paged
