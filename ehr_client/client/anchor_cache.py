@@ -10,7 +10,8 @@ deeper than `depth`, a reset chain) throws the cache away and the listing rescan
 
 Where: with a directory (a client's state directory; the CLI runs one process per command, so memory
 alone would not help `ehr record list`), one JSON file per patient at
-`<dir>/listing-<chainId>-<registry[2:12]>/<patient>.json`; without one, in memory. A file is written
+`<dir>/listing-<chainId>-<registry[2:12]>/<patient>.json`; without one, in memory. An address with
+nothing anchored gets no cursor (a portal lists any address it is asked about). A file is written
 to a temporary file, fsynced and renamed over the old one, so a kill leaves the old cache or the new
 one. Format (`"format": "ehr-listing-cursor/1"`):
 

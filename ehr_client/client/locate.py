@@ -147,11 +147,13 @@ class RecordLocator:
             break
         known = [] if anchors is None else list(anchors.events)
         events = sorted(known + singles + batches, key=lambda e: (e.block_number, e.log_index))
-        if cache is not None and settle is not None:
+        settled_events = tuple(e for e in events if settle is not None and e.block_number <= settle)
+        # No cursor for an address with nothing anchored: anyone may ask the portal about any address,
+        # and must not make it keep a file per address; a cursor exists only for patients with records.
+        if cache is not None and settle is not None and settled_events:
             block = settled[0]
             if isinstance(block, dict) and _block_hash(block) and int(str(block.get("number")), 16) == settle:
-                cache.save(patient, Anchors(settle, str(_block_hash(block)),
-                                            tuple(e for e in events if e.block_number <= settle)))
+                cache.save(patient, Anchors(settle, str(_block_hash(block)), settled_events))
         return events, None if anchors is None else anchors.cursor
 
     def _checked(self, patient: str, infos: Sequence[RecordInfo], cursor: int | None) -> list[RecordInfo]:

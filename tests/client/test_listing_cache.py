@@ -281,7 +281,8 @@ def test_a_cache_from_another_deployment_is_not_used(people, suite, ids, store, 
     foreign.write_bytes(path.read_bytes())
     _mine(suite, 10)
     assert elsewhere.list_records_report(people["patient"].address) == Listing((), ())
-    assert json.loads(foreign.read_text())["registry"] == other.records.address
+    anchors = elsewhere.locator.anchors
+    assert anchors is not None and anchors.load(people["patient"].address) is None  # refused, never used
     assert client.list_records_report(people["patient"].address) == listing
 
 
@@ -363,3 +364,12 @@ def test_a_full_disk_while_the_cursor_is_written_still_lists_and_leaves_the_old_
     small_disk.free()
     assert client.list_records_report(patient.address) == full
     assert later.record_id.hex() in path.read_text()
+
+
+def test_listing_an_address_with_no_records_keeps_no_file(people, suite, ids, store, tmp_path):
+    """Anyone may ask a portal about any address: that must not make it keep a file per address."""
+    client = _client(suite, ids, store, tmp_path / "cached")
+    _mine(suite, 10)
+    for _ in range(3):
+        assert client.list_records_report("0x" + os.urandom(20).hex()) == Listing((), ())
+    assert not (tmp_path / "cached").exists() or not list((tmp_path / "cached").rglob("*.json"))
