@@ -17,7 +17,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/tools/bin:$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo geth zk browser lint portal test test-fast demo bench bench-scale soak slither fuzz clean
+.PHONY: all install compile kubo geth zk browser lint portal test test-fast demo bench bench-scale bench-listing soak slither fuzz clean
 
 all: compile
 
@@ -121,6 +121,11 @@ soak: install
 # `make test`); writes bench/results/scale.json and scale.png.
 bench-scale: install
 	$(BIN)/python -m bench.scale
+
+# One patient's record list at ~40, 16,000 and 64,000 blocks: scanned from the deployment against the
+# per-patient cursor, warm and cold (about half an hour, mostly anvil_mine; not in `make bench`); writes bench/results/listing.json.
+bench-listing: install
+	$(BIN)/python -m bench.listing
 
 clean:
 	rm -rf .build/__local__.json .build/ape-data .build/anvil-states .pytest_cache .hypothesis

@@ -33,6 +33,7 @@ class RpcCounter:
 
     def __init__(self, upstream: str) -> None:
         self.trips: list[list[str]] = []
+        self.calls: list[list[dict[str, Any]]] = []  # each round trip's JSON-RPC requests, params included
         self._lock = threading.Lock()
         counter = self
 
@@ -43,6 +44,7 @@ class RpcCounter:
                 calls = payload if isinstance(payload, list) else [payload]
                 with counter._lock:
                     counter.trips.append([str(call.get("method")) for call in calls])
+                    counter.calls.append(calls)
                 request = urllib.request.Request(upstream, data=body, headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(request, timeout=60) as response:
                     answer = response.read()

@@ -35,6 +35,7 @@ from ehr_client.chain.types import Access, KeyType
 from ehr_client.client.consent import SignedConsent
 from ehr_client.client.directory import KeyDirectory
 from ehr_client.client.keysource import check_header, own_data_key
+from ehr_client.client.anchor_cache import DEFAULT_DEPTH, AnchorCache
 from ehr_client.client.locate import RecordLocator
 from ehr_client.client.model import (
     GrantResult,
@@ -76,14 +77,17 @@ ACCESS = {"read": Access.READ, "amend": Access.AMEND}
 class EHRClient:
     """Encrypt, store, anchor, share, read and verify a patient's records."""
 
-    def __init__(self, chain: ChainClient, store: BlobStore, identity: Identity, *, state_dir: Path) -> None:
+    def __init__(self, chain: ChainClient, store: BlobStore, identity: Identity, *, state_dir: Path,
+                 listing_depth: int = DEFAULT_DEPTH) -> None:
+        """`listing_depth`: how many blocks below the head a patient's listing cursor stays (see
+        `ehr_client.client.anchor_cache`); raise it on a chain whose forks can be deeper."""
         self.chain = chain
         self.store = store
         self.identity = identity
         self.state_dir = Path(state_dir)
         self.journal = Journal(self.state_dir, hashlib.sha256(b"ehr-journal" + identity.current_key[1]).digest())
         self.directory = KeyDirectory(chain)
-        self.locator = RecordLocator(chain, store)
+        self.locator = RecordLocator(chain, store, anchors=AnchorCache(chain, self.state_dir, depth=listing_depth))
         self.reader = RecordReader(chain, store, identity)
         self.writer = RecordWriter(chain, store, identity, self.journal, self.directory)
         self.sharer = KeySharer(identity, self.locator, self.reader, self.directory, self.journal)

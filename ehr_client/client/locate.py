@@ -10,34 +10,48 @@ never fatal: one member's bad batch cannot break anybody else's listing, history
 
 A batched record is found by id without knowing its patient (`ehr_client.chain.batches`), and
 only the one manifest holding it is fetched.
+
+A patient's listing keeps a block cursor (`ehr_client.client.anchor_cache`): the patient's events up
+to a settled block, so each listing asks the node only for the blocks after it. The cache is not
+trusted: statuses are read from the chain every time and, in the same round trip, each cached single
+record's patient and scope (`getRecord`) and each cached batch's commitment (`batchCommitment`);
+an entry the chain does not vouch for is left out and the cache dropped. What a cached single
+record's event alone carries (content hash, CID, previous version) is not in the contract's state:
+it is as good as the file, which only its owner's account can write.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from eth_utils import to_checksum_address
+from eth_abi import encode
+from eth_utils import keccak, to_checksum_address
 
-from ehr_client.chain.calls import Call, call_many, call_request, decoded
+from ehr_client.chain.calls import Call, RpcFailure, call_many, call_request, decoded, rpc_batch
 from ehr_client.chain.client import ChainClient, EventRecord
 from ehr_client.chain.batches import BatchIndex
 from ehr_client.chain.types import Status
+from ehr_client.client.anchor_cache import AnchorCache, Anchors
 from ehr_client.client.manifest import BatchManifest, fetch_manifest_bytes
 from ehr_client.client.model import BatchProof, Listing, RecordInfo, Skipped, hex_id
 from ehr_client.errors import EHRError, IntegrityError, InvalidRecord, RecordNotFound
 from ehr_client.storage import BlobStore, cid_from_bytes
 
+log = logging.getLogger("ehr_client.listing")
+
 
 class RecordLocator:
     """Locates records for one client; caches verified manifests and the batched-id index."""
 
-    def __init__(self, chain: ChainClient, store: BlobStore) -> None:
+    def __init__(self, chain: ChainClient, store: BlobStore, *, anchors: AnchorCache | None = None) -> None:
         self.chain = chain
         self.store = store
+        self.anchors = anchors  # None: every listing scans from the deployment
         self._lock = threading.Lock()
         self._manifests: OrderedDict[tuple[bytes, bytes], BatchManifest | str] = OrderedDict()  # or why refused
         self.batch_index = BatchIndex(chain)
@@ -75,18 +89,24 @@ class RecordLocator:
     # --- a patient's records --------------------------------------------------------------------
 
     def listing(self, patient: str) -> Listing:
-        """Every record version of `patient`, oldest first, and the batches skipped as unverifiable."""
+        """Every record version of `patient`, oldest first, and the batches skipped as unverifiable.
+
+        With an `AnchorCache`, only the blocks after the patient's cursor are asked for; every record
+        that came from the cache is checked against the chain's state in the same round trip as the
+        statuses (`_checked`), and one the chain does not vouch for is left out and the cache dropped."""
         self.chain.ensure_chain()
         patient = to_checksum_address(patient)
+        events, cursor = self._anchoring_events(patient)
         infos: list[RecordInfo] = []
         skipped: list[Skipped] = []
-        for event in self.chain.get_events("RecordRegistry", "RecordAdded", filters={"patient": patient}):
-            try:
-                infos.append(single_info(event))
-            except IntegrityError as exc:
-                skipped.append(Skipped(f"record {hex_id(bytes(event.args['recordId']))}", str(exc),
-                                       str(event.args["author"]), event.tx_hash))
-        for event in self.chain.get_events("RecordRegistry", "BatchAnchored", filters={"patient": patient}):
+        for event in events:
+            if event.name == "RecordAdded":
+                try:
+                    infos.append(single_info(event))
+                except IntegrityError as exc:
+                    skipped.append(Skipped(f"record {hex_id(bytes(event.args['recordId']))}", str(exc),
+                                           str(event.args["author"]), event.tx_hash))
+                continue
             try:
                 manifest = self.manifest(event)
             except EHRError as exc:  # whatever another member anchored, it never breaks this listing
@@ -94,7 +114,82 @@ class RecordLocator:
                 continue
             infos += batched_infos(event, manifest, range(len(manifest.leaves)))
         infos.sort(key=lambda i: (i.block_number, i.batch.index if i.batch else 0))
-        return Listing(tuple(self.with_status(infos)), tuple(skipped))
+        return Listing(tuple(self._checked(patient, infos, cursor)), tuple(skipped))
+
+    def _anchoring_events(self, patient: str) -> tuple[list[EventRecord], int | None]:
+        """The patient's `RecordAdded` and `BatchAnchored` events, and the cursor of the cache they came
+        from up to it (None: all came from the node). Two log queries (one round trip each while the cursor is recent); the
+        first also asks the head and the cursor block, the second the block that becomes the cursor."""
+        cache = self.anchors
+        filters = {"patient": patient}
+        anchors = None if cache is None else cache.load(patient)
+        while True:
+            start = self.chain.deployment.deploy_block if anchors is None else anchors.cursor + 1
+            extra: list[tuple[str, list[Any]]] = [("eth_blockNumber", [])]
+            if anchors is not None:
+                extra.append(("eth_getBlockByNumber", [hex(anchors.cursor), False]))
+            singles, answers = self.chain.get_events_with("RecordRegistry", "RecordAdded", filters=filters,
+                                                          from_block=start, extra=extra)
+            if anchors is not None and _block_hash(answers[1]) != anchors.cursor_hash:
+                log.warning("chain reorganisation or reset below block %s: the listing cache of %s is dropped and "
+                            "the listing rescans from the deployment", anchors.cursor, patient)
+                assert cache is not None
+                cache.drop(patient)
+                anchors = None
+                continue
+            head = int(answers[0], 16) if isinstance(answers[0], str) else None
+            settle = None if head is None or cache is None else head - cache.depth
+            if settle is not None and settle < start:
+                settle = None
+            more = [] if settle is None else [("eth_getBlockByNumber", [hex(settle), False])]
+            batches, settled = self.chain.get_events_with("RecordRegistry", "BatchAnchored", filters=filters,
+                                                          from_block=start, extra=more)
+            break
+        known = [] if anchors is None else list(anchors.events)
+        events = sorted(known + singles + batches, key=lambda e: (e.block_number, e.log_index))
+        settled_events = tuple(e for e in events if settle is not None and e.block_number <= settle)
+        # No cursor for an address with nothing anchored: anyone may ask the portal about any address,
+        # and must not make it keep a file per address; a cursor exists only for patients with records.
+        if cache is not None and settle is not None and settled_events:
+            block = settled[0]
+            if isinstance(block, dict) and _block_hash(block) and int(str(block.get("number")), 16) == settle:
+                cache.save(patient, Anchors(settle, str(_block_hash(block)), settled_events))
+        return events, None if anchors is None else anchors.cursor
+
+    def _checked(self, patient: str, infos: Sequence[RecordInfo], cursor: int | None) -> list[RecordInfo]:
+        """`with_status`, and for what came from the cache (blocks up to `cursor`) what the chain's state
+        says about it, in the same round trip: a single record's patient and scope (`getRecord`), a
+        batch's commitment (root, patient, scopes, leaf count; the manifest was checked against the root)."""
+        if cursor is None:
+            return self.with_status(infos)
+        records = self.chain.records
+        calls = [Call(records, "getRecord" if i.block_number <= cursor and i.batch is None else "recordStatus",
+                      (i.record_id,)) for i in infos]
+        batches = sorted({i.batch.batch_id for i in infos if i.batch is not None and i.block_number <= cursor})
+        answers = rpc_batch(self.chain, [call_request(c) for c in calls]
+                            + [call_request(Call(records, "batchCommitment", (b,))) for b in batches])
+        commitments = dict(zip(batches, answers[len(infos):], strict=True))
+        kept: list[RecordInfo] = []
+        statuses: list[Any] = []
+        for info, call, answer in zip(infos, calls, answers, strict=False):
+            if call.name == "getRecord":
+                state = _record_state(call, answer)
+                if state is None or to_checksum_address(state[0]) != patient or int(state[1]) != info.scope:
+                    continue
+                status = state[2]
+            else:
+                if info.batch is not None and info.block_number <= cursor and \
+                        _answer_bytes(commitments[info.batch.batch_id]) != _commitment(info.batch):
+                    continue
+                status = decoded(call, answer, action="look up record status")
+            kept.append(info)
+            statuses.append(status)
+        if len(kept) < len(infos):
+            log.warning("%d cached listing entries of %s are not what the chain holds; they are left out and the "
+                        "cache is dropped", len(infos) - len(kept), patient)
+            if self.anchors is not None:
+                self.anchors.drop(patient)
+        return self._statused(kept, statuses)
 
     def with_status(self, infos: Sequence[RecordInfo]) -> list[RecordInfo]:
         """The records with their current status (one batched round trip)."""
@@ -159,6 +254,29 @@ class RecordLocator:
             self._manifests[key] = outcome
             while len(self._manifests) > 1024:
                 self._manifests.popitem(last=False)
+
+
+def _block_hash(block: Any) -> str | None:
+    value = block.get("hash") if isinstance(block, dict) else None
+    return value.lower() if isinstance(value, str) else None
+
+
+def _record_state(call: Call, answer: Any) -> tuple[str, int, int] | None:
+    """`getRecord`'s (patient, scope, status), or None when the chain has no state for the id."""
+    if isinstance(answer, RpcFailure) and answer.data is not None:
+        return None  # RecordNotFound: the id is unknown on this chain
+    state = decoded(call, answer, action="check a cached record")
+    return str(state[0]), int(state[1]), int(state[2])
+
+
+def _answer_bytes(answer: Any) -> bytes | None:
+    return bytes.fromhex(answer[2:]) if isinstance(answer, str) and answer.startswith("0x") else None
+
+
+def _commitment(batch: BatchProof) -> bytes:
+    """`RecordRegistry.batchCommitment`: keccak256(abi.encode(root, patient, scopes, leafCount))."""
+    return keccak(encode(["bytes32", "address", "uint64", "uint32"],
+                         [batch.root, to_checksum_address(batch.patient), batch.scopes, batch.leaf_count]))
 
 
 def single_info(event: EventRecord) -> RecordInfo:

@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
 
 from bench.rpc import RpcCounter
 from ehr_client.chain.client import LOG_PAGE_BLOCKS, ChainClient
 from ehr_client.client import EHRClient, Identity
 from ehr_client.records import Scope
 from ehr_client.storage import LocalStore
-from tests.client.conftest import lab_result
+from tests.client.conftest import lab_result, mine
 
 LAB = int(Scope.LAB)
 DAY = 86_400
@@ -74,10 +73,7 @@ def test_events_asked_in_one_round_trip_match_the_paged_query(people, suite):
     one_trip = ChainClient(suite.rpc_url, suite.deployment).get_events(
         "RecordRegistry", "RecordAdded", filters={"recordId": written.record_id})
     # More blocks than a page: the query now pages and looks the block's timestamp up.
-    # Thousands of blocks take Anvil more than the provider's 10 s on a loaded machine (a CI run timed out).
-    mined = requests.post(suite.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "anvil_mine",
-                                               "params": [hex(LOG_PAGE_BLOCKS + 10), "0x0"]}, timeout=300)
-    assert "error" not in mined.json()
+    mine(suite, LOG_PAGE_BLOCKS + 10)
     paged = ChainClient(suite.rpc_url, suite.deployment).get_events(
         "RecordRegistry", "RecordAdded", filters={"recordId": written.record_id})
     assert one_trip == paged
