@@ -85,7 +85,10 @@ class EHRClient:
         self.store = store
         self.identity = identity
         self.state_dir = Path(state_dir)
-        self.journal = Journal(self.state_dir, hashlib.sha256(b"ehr-journal" + identity.current_key[1]).digest())
+        # Keyed by the wallet, which is the author's identity: an encryption key rotates, and a write
+        # retried after a rotation must still land as the same record.
+        journal_secret = hashlib.sha256(b"ehr-journal/wallet" + bytes(identity.account.key)).digest()
+        self.journal = Journal(self.state_dir, journal_secret)
         self.directory = KeyDirectory(chain)
         self.locator = RecordLocator(chain, store, anchors=AnchorCache(chain, self.state_dir, depth=listing_depth))
         self.reader = RecordReader(chain, store, identity)

@@ -22,8 +22,6 @@ from tests.constants import DAY
 LAB = int(Scope.LAB)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the write fingerprint (hence salt and record id) is keyed by the "
-                   "writer's current X25519 key; after a key rotation the same write lands again as a second record")
 def test_a_retry_after_an_encryption_key_rotation_lands_as_the_same_record(
         people: dict[str, EHRClient], client_for: Callable[..., EHRClient]) -> None:
     patient, lab = people["patient"], people["lab"]
@@ -44,8 +42,6 @@ def test_a_retry_after_an_encryption_key_rotation_lands_as_the_same_record(
     assert len(same) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="finding: batch import skips what it anchored by journal fingerprint, keyed by "
-                   "the current X25519 key; re-running an import after a key rotation anchors every record again")
 def test_an_import_run_again_after_a_key_rotation_anchors_nothing_twice(people: dict[str, EHRClient]) -> None:
     patient, lab = people["patient"], people["lab"]
     patient.grant(lab.address, LAB, access="amend", expires_at=patient.chain.now() + DAY, share_keys=False)
