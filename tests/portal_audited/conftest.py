@@ -1,0 +1,174 @@
+"""Fixtures for audited release through the portal: the CLI world (tests/portal), three key
+custodians admitted and serving as real `ehr custodian serve` processes, the patient and the doctor
+with published Umbral keys, and `ehr portal --custodian URL x3` as a real process.
+
+Custodians' SQLite files outlive each test (the CLI world's chain is not reverted either): tests use
+fresh records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ehr_client.cli._context import AppContext
+from ehr_client.cli._settings import Settings
+from ehr_client.client import EHRClient
+from tests.cli.conftest import NETWORK, PASSWORD, Cli, cli_env, observation  # noqa: F401
+from tests.portal.conftest import (  # noqa: F401  (fixtures)
+    REPO,
+    RELAYER,
+    Portal,
+    anvil,
+    browser,
+    cli,
+    console,
+    home,
+    page,
+    patient_wallet,
+    start_portal,
+    stop_portal,
+    world,
+)
+
+CUSTODIANS = ("custodian-1", "custodian-2", "custodian-3")
+THRESHOLD = 2
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class CustodianProcess:
+    """`ehr --wallet NAME custodian serve` on a fixed port once started (so a restart keeps its URL)."""
+
+    name: str
+    env: dict[str, str]
+    work: Path
+    address: str
+    port: int = 0
+    url: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        ready = self.work / f"{self.name}.ready.json"
+        ready.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "ehr_client.cli", "--wallet", self.name, "custodian", "serve",
+                "--port", str(self.port), "--ready-file", str(ready), "--poll-interval", "1.0"]
+        with (self.work / f"{self.name}.log").open("ab") as log:
+            self.process = subprocess.Popen(argv, env={**os.environ, **self.env, "PYTHONPATH": str(REPO)},
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ready.is_file():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"custodian {self.name} did not start: {(self.work / f'{self.name}.log').read_text()}")
+            time.sleep(0.1)
+        self.url = json.loads(ready.read_text())["url"]
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def info(self) -> dict[str, Any]:
+        return dict(httpx.get(self.url + "/v1/info", timeout=10).json())
+
+
+def _fund(rpc_url: str, address: str) -> None:
+    httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance",
+                              "params": [address, hex(10**20)]}, timeout=10).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def custodians(cli: Cli, world: dict[str, str], home: Path, anvil: Any,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[CustodianProcess]]:
+    """Three admitted key custodians with published X25519 keys, serving; Umbral keys for patient and doctor."""
+    work = tmp_path_factory.mktemp("custodians")
+    processes = []
+    for name in CUSTODIANS:
+        cli("keys", "new", wallet=name)
+        address = cli.address(name)
+        _fund(anvil.rpc_url, address)
+        proposed = cli("consortium", "propose", "admit", name, "--role", "custodian", wallet="gov-a")
+        cli("consortium", "approve", proposed.stdout.split()[1].rstrip(":"), "--execute", wallet="gov-b")
+        cli("keys", "publish", wallet=name)
+        processes.append(CustodianProcess(name, cli_env(home, anvil.rpc_url), work, address))
+    for name in ("patient", "doctor"):
+        cli("custodian", "umbral-key", wallet=name)
+    try:
+        for process in processes:
+            process.start()
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@pytest.fixture
+def running(custodians: list[CustodianProcess]) -> Iterator[list[CustodianProcess]]:
+    """The custodians; any a test stopped is started again (same port, same database) afterwards."""
+    yield custodians
+    for process in custodians:
+        if not process.running:
+            process.start()
+
+
+@pytest.fixture(scope="session")
+def audited_portal(custodians: list[CustodianProcess], home: Path, anvil: Any,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    """The portal relaying with the hospital's wallet, forwarding to the three custodians (m = 2)."""
+    urls = [arg for c in custodians for arg in ("--custodian", c.url)]
+    running_portal = start_portal(home, cli_env(home, anvil.rpc_url), tmp_path_factory.mktemp("portal"), "--relayer",
+                                  *urls, "--threshold", str(THRESHOLD), wallet=RELAYER)
+    try:
+        yield running_portal
+    finally:
+        stop_portal(running_portal.process)
+
+
+@pytest.fixture(scope="session")
+def client_of(home: Path, anvil: Any, world: dict[str, str],
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], EHRClient]]:
+    """An EHRClient for a CLI wallet of the world (its keystore, the world's deployment and store)."""
+    password_file = tmp_path_factory.mktemp("password") / "password"
+    password_file.write_text(PASSWORD)
+    contexts: dict[str, AppContext] = {}
+
+    def make(wallet: str) -> EHRClient:
+        if wallet not in contexts:
+            contexts[wallet] = AppContext(Settings(network=NETWORK, rpc=anvil.rpc_url, home=home, wallet=wallet,
+                                                   password_file=password_file))
+        return contexts[wallet].client()
+
+    try:
+        yield make
+    finally:
+        for context in contexts.values():
+            context.close()
+
+
+@pytest.fixture
+def lab_result(custodians: list[CustodianProcess], cli: Cli, observation: Path) -> bytes:  # noqa: F811
+    """A lab result the lab wrote for the CLI patient after their Umbral key was published (so it
+    carries a capsule); returns its record id."""
+    return bytes.fromhex(str(cli.json("record", "add", "patient", str(observation), wallet="lab")["recordId"])[2:])
