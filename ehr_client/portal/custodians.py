@@ -42,6 +42,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "destroy": ("Destroy", "/v1/destroy"),
     "audit": ("AuditQuery", "/v1/audit"),
 }
+SIGNED_KINDS = ("Deposit", "Destroy", "AuditQuery", "ErasureReceipt")
+"""The EIP-712 types the page needs: what it signs, and the custodians' receipts it checks."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,14 @@ class CustodianDirectory:
 
     def listing(self, chain: ChainClient) -> dict[str, Any]:
         found, down = self.refresh(chain)
+        domain = self._custodians(chain).domain
+        types = {"EIP712Domain": messages.typed_data(domain, "Deposit", {})["types"]["EIP712Domain"],
+                 **{kind: messages.TYPES[kind] for kind in SIGNED_KINDS}}
         return {
             "configured": bool(self.urls),
             "threshold": self.threshold,
-            "domain": self._custodians(chain).domain.as_dict(),
+            "domain": domain.as_dict(),
+            "types": types,
             "custodians": [{"address": i.address, "x25519Version": i.x25519_version,
                             "x25519PublicKey": "0x" + i.x25519_public.hex()} for i in found],
             "unreachable": down,

@@ -4,19 +4,21 @@
 import { ApiError, api, callData, readContract, rpc } from "./api.js";
 import { h, replace, short, when } from "./dom.js";
 import { renderFhir } from "./fhir.js";
+import { CustodianError, delegate, destroyEverywhere, loadUmbral } from "./custodians.js";
 import { makeKeyShare } from "./format.js";
 import { deriveFromWallet } from "./keys.js";
 import { FHIR_MEDIA_TYPE, VerificationError, openRecord, rotatedPackage, versionChains } from "./records.js";
 import * as wallet from "./wallet.js";
 
-const session = { config: null, account: null, keys: null, secrets: new Map(), info: null, records: [] };
+const session = { config: null, account: null, keys: null, secrets: new Map(), info: null, records: [], custodians: null };
 const main = () => document.getElementById("main");
 const statusBar = () => document.getElementById("status");
 
 // --- messages ---------------------------------------------------------------------------------
 
 function describeError(error) {
-  if (error instanceof ApiError || error instanceof wallet.WalletError || error instanceof VerificationError) {
+  if (error instanceof ApiError || error instanceof wallet.WalletError || error instanceof VerificationError
+    || error instanceof CustodianError) {
     return error.message;
   }
   if (error && error.name && error.message) return `${error.message}`;
@@ -83,9 +85,16 @@ async function start() {
     showError(error, "Loading the deployment");
     return;
   }
+  try {
+    session.custodians = await api.custodians();
+  } catch {
+    session.custodians = { configured: false, custodians: [] };  // no audited release until the page reloads
+  }
   renderHeader();
   route();
 }
+
+const audited = () => Boolean(session.custodians && session.custodians.configured);
 
 function route() {
   if (!session.account || !session.keys) return renderConnect();
@@ -145,8 +154,14 @@ async function refreshAccount() {
   }
 }
 
+/** Audited release needs the wallet-derived Umbral key published (only asked where custodians are configured). */
+function needsUmbral() {
+  const key = session.info.umbral;
+  return audited() && !(key && key.publicKey.toLowerCase() === hexOf(session.keys.umbralPublic));
+}
+
 function needsRegistration() {
-  return !session.info.registeredPatient || session.secrets.size === 0;
+  return !session.info.registeredPatient || session.secrets.size === 0 || needsUmbral();
 }
 
 async function renderRegister() {
@@ -164,6 +179,9 @@ async function renderRegister() {
         "Transaction 1: RecordRegistry.registerPatient() — your address becomes a patient (a pseudonym; no name or health data).",
       session.secrets.size ? "Your derived key is already published: no key transaction." :
         `Transaction ${info.registeredPatient ? 1 : 2}: KeyRegistry.publishKey(X25519, ${short(derived)}) — your public encryption key, so records can be sealed to you.`,
+      audited() ? (needsUmbral() ? `Then KeyRegistry.publishKey(Umbral, ${short(hexOf(session.keys.umbralPublic))}) — your public Umbral key, `
+        + "so records written for you carry a capsule the key custodians can re-encrypt for people you grant (audited release)."
+        : "Your Umbral key for audited release is already published: no transaction.") : null,
       "You pay the gas for these from your wallet (there is no signed form of registration a relayer could send)."),
     needsRegistration() ? h("button.primary", { id: "register", onclick: register }, "Register and publish my key") :
       h("a.button", { href: "#records" }, "See my records")));
@@ -185,6 +203,10 @@ async function register() {
     if (session.secrets.size === 0) {
       txs.push(await sendAndWait("Publishing your key", "KeyRegistry", "publishKey",
         [session.config.keyTypes.X25519, hexOf(session.keys.x25519Public)]));
+    }
+    if (needsUmbral()) {
+      txs.push(await sendAndWait("Publishing your Umbral key", "KeyRegistry", "publishKey",
+        [session.config.keyTypes.UMBRAL, hexOf(session.keys.umbralPublic)]));
     }
     await refreshAccount();
     return txs;
@@ -353,7 +375,9 @@ function eraseBox(chain) {
   return h("section.danger", {},
     h("h3", {}, "Erase this record (GDPR Art. 17)"),
     onChain(`${pending.length} transaction(s): RecordRegistry.tombstone(id) for each version — marks it erased; you pay the gas.`,
-      "Then the portal unpins the ciphertext from storage once the chain shows the tombstones (nothing on chain)."),
+      "Then the portal unpins the ciphertext from storage once the chain shows the tombstones (nothing on chain).",
+      audited() ? "Then each key custodian destroys its key fragments of every version and signs a receipt; your wallet "
+        + "signs one destruction request per custodian and version (off chain, free). The receipts are checked in this browser." : null),
     h("button.danger", { id: "erase", onclick: () => erase(chain) }, "Erase for good"));
 }
 
@@ -366,7 +390,8 @@ async function erase(chain) {
     }
     const newest = chain[chain.length - 1];
     const unpinned = await api.erase(newest.recordId);
-    return { txs, unpinned };
+    const custodians = audited() ? await destroyAtCustodians(chain.map((r) => r.recordId)) : null;
+    return { txs, unpinned, custodians };
   });
   if (!done) return;
   await loadRecords();
@@ -374,7 +399,31 @@ async function erase(chain) {
   statusBar().append(h("div.message.ok", { id: "erase-done" },
     `Erased: ${done.txs.length} tombstone transaction(s) (${done.txs.map((t) => `${t.gasUsed} gas`).join(", ")}, paid by you); `
     + `${done.unpinned.unpinned.length} blob(s) unpinned.`,
-    done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null));
+    done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null),
+  done.custodians ? receiptsView(done.custodians) : null);
+}
+
+async function destroyAtCustodians(recordIds) {
+  session.custodians = await api.custodians();
+  return destroyEverywhere({ listing: session.custodians, account: session.account, recordIds,
+    signTypedData: (typed) => wallet.signTypedData(session.account, typed),
+    progress: (text) => showInfo(`Destroying key fragments: ${text}`) });
+}
+
+/** The custodians' erasure receipts, each checked in this browser (a bad one says NOT verified). */
+function receiptsView({ receipts, unavailable }) {
+  return h("section.receipts", { id: "custodian-receipts" },
+    h("h3", {}, "Key custodians' erasure receipts"),
+    h("table", { id: "receipts" },
+      h("thead", {}, h("tr", {}, ["Custodian", "Record", "Fragments destroyed", "Remaining", "Time", "Signature"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, receipts.map((r) => h("tr", { class: r.verified ? "verified" : "not-verified",
+        dataset: { custodian: r.custodian, record: r.recordId, verified: String(r.verified) } },
+        h("td.mono", {}, short(r.custodian)), h("td.mono", {}, short(r.recordId)), h("td", {}, String(r.destroyed)),
+        h("td", {}, String(r.remaining)), h("td", {}, Number.isFinite(r.erasedAt) ? when(r.erasedAt) : "?"),
+        h("td", {}, r.verified ? "verified: signed by this custodian" : `NOT verified: ${r.why}`))))),
+    unavailable.length ? h("p.warning", { id: "receipts-missing" }, "No receipt yet from: "
+      + `${[...new Set(unavailable.map((u) => short(u.custodian)))].join(", ")} — they destroy the fragments when they see the `
+      + "tombstone on chain; erase again later to collect their receipts.") : null);
 }
 
 // --- consent -----------------------------------------------------------------------------------------
@@ -411,6 +460,9 @@ async function renderGrant() {
       session.config.consent.purposes.map((p) => h("option", { value: p }, p)))),
     h("label.check", {}, h("input", { type: "checkbox", name: "share", checked: true }),
       "Share the keys of my records in these categories (made in this browser, sealed to the grantee)"),
+    audited() ? h("label.check", {}, h("input", { type: "checkbox", name: "audited", id: "grant-audited" }),
+      `Release keys through the custodians (audited): ${session.custodians.threshold} of `
+      + `${session.custodians.custodians.length} custodians must agree at each read, and each read is logged`) : null,
     h("button.primary", { type: "submit", id: "grant-submit" }, "Sign and grant"));
   const until = new Date(Date.now() + 30 * 86400_000);
   form.elements.until.value = until.toISOString().slice(0, 10);
@@ -420,6 +472,8 @@ async function renderGrant() {
     onChain("One consent in words your wallet shows (EIP-712): who, which categories, read or amend, until when, why.",
       "On chain: ConsentManager.grantBySig(...) emits AccessGranted with both addresses, the categories as bits, the expiry and the purpose.",
       "The key share holds only sealed keys; it is stored by the portal and its CID handed to the grantee.",
+      audited() ? "Audited release: off chain and free. Key fragments are made in this browser, one sealed to each custodian; "
+        + "your wallet signs one deposit per custodian. Nothing of it goes on chain." : null,
       relayerLine()),
     form));
 }
@@ -466,31 +520,85 @@ async function grant(form) {
   const result = await act("Granting", async () => {
     const now = await chainNow();
     if (!(ends > now)) throw new Error("Choose an end date in the future.");
-    const checksummed = (await api.account(grantee)).account;
-    const share = access === "read" && form.elements.share.checked ? await keyShareFor(checksummed, bits)
-      : { cid: null, shared: 0, skipped: [] };
-    if (!session.config.relayer) {
-      const tx = await sendAndWait("Granting", "ConsentManager", "grant",
-        [checksummed, bits, session.config.access[access.toUpperCase()], BigInt(ends), purpose]);
-      return { tx, share, paidBy: "you" };
+    const granteeInfo = await api.account(grantee);
+    const checksummed = granteeInfo.account;
+    const viaCustodians = audited() && form.elements.audited.checked;
+    if (viaCustodians && !granteeInfo.umbral) {
+      throw new CustodianError(`${checksummed} has published no Umbral key, so custodians cannot release keys to them; `
+        + "they publish one with `ehr custodian umbral-key` first. Nothing was granted.");
     }
-    const nonce = await readContract(session.config, "ConsentManager", "nonces", [session.account, checksummed]);
-    const categories = Object.fromEntries(session.config.consent.categories.map((c) => [c.field, (bits & BigInt(c.bit)) !== 0n]));
-    const doc = typedData("Grant", { patient: session.account, grantee: checksummed, categories, mayAmend: access === "amend",
-      purpose, grantEndsAt: ends, nonce: Number(nonce), signatureValidUntil: now + 86400 });
-    showInfo("Granting: sign the consent in your wallet (it shows the terms)…");
-    const signature = await wallet.signTypedData(session.account, doc);
-    showInfo("Granting: the relayer is sending your signed consent…");
-    const relayed = await api.relay(doc, signature, share.cid);
-    return { tx: relayed.tx, share, paidBy: `the relayer ${short(relayed.relayer)}`, note: relayed.note };
+    const share = access === "read" && form.elements.share.checked && !viaCustodians ? await keyShareFor(checksummed, bits)
+      : { cid: null, shared: 0, skipped: [] };
+    const granted = await grantOnChain(checksummed, bits, access, ends, purpose, now, share);
+    return { ...granted, release: viaCustodians ? { grantee: checksummed, scopes: bits, umbral: granteeInfo.umbral } : null };
   });
   if (!result) return;
+  const released = result.release ? await releaseKeys(result.release) : null;
   replace(statusBar(), h("div.message.ok", { id: "grant-done" },
     result.note ? result.note : `Granted ${access} to ${short(grantee)} until ${when(ends)}: transaction ${short(result.tx.hash)} `
       + `(${result.tx.gasUsed} gas, paid by ${result.paidBy}).`,
     result.share.cid ? h("p", {}, "Key share for the grantee (they read with `ehr record get RECORD --key-share CID`): ",
       h("code", { id: "key-share" }, result.share.cid), ` — ${result.share.shared} record(s).`) : null,
-    result.share.skipped.length ? h("p.warning", {}, `Not shared: ${result.share.skipped.join("; ")}`) : null));
+    result.share.skipped.length ? h("p.warning", {}, `Not shared: ${result.share.skipped.join("; ")}`) : null), released);
+}
+
+async function grantOnChain(checksummed, bits, access, ends, purpose, now, share) {
+  if (!session.config.relayer) {
+    const tx = await sendAndWait("Granting", "ConsentManager", "grant",
+      [checksummed, bits, session.config.access[access.toUpperCase()], BigInt(ends), purpose]);
+    return { tx, share, paidBy: "you" };
+  }
+  const nonce = await readContract(session.config, "ConsentManager", "nonces", [session.account, checksummed]);
+  const categories = Object.fromEntries(session.config.consent.categories.map((c) => [c.field, (bits & BigInt(c.bit)) !== 0n]));
+  const doc = typedData("Grant", { patient: session.account, grantee: checksummed, categories, mayAmend: access === "amend",
+    purpose, grantEndsAt: ends, nonce: Number(nonce), signatureValidUntil: now + 86400 });
+  showInfo("Granting: sign the consent in your wallet (it shows the terms)…");
+  const signature = await wallet.signTypedData(session.account, doc);
+  showInfo("Granting: the relayer is sending your signed consent…");
+  const relayed = await api.relay(doc, signature, share.cid);
+  return { tx: relayed.tx, share, paidBy: `the relayer ${short(relayed.relayer)}`, note: relayed.note };
+}
+
+/** Deposit key fragments for a grant already on chain (again, on retry: a custodian keeps one
+ * fragment per record and grantee, so a retry replaces, never duplicates). */
+async function releaseKeys(release) {
+  const { grantee, scopes, umbral: granteeUmbral } = release;
+  const retry = h("button", { id: "release-again",
+    onclick: async () => { const again = await releaseKeys(release); replace(statusBar(), again); } }, "Release the keys again");
+  let done;
+  try {
+    showInfo("Releasing keys through the custodians…");
+    await loadUmbral();
+    session.custodians = await api.custodians();
+    await loadRecords();
+    await refreshAccount();
+    const records = session.records.filter((r) => r.status === "active" && !r.batched && (BigInt(r.scope) & ~scopes) === 0n);
+    done = await delegate({ listing: session.custodians, account: session.account, keys: session.keys,
+      umbralVersion: session.info.umbral ? session.info.umbral.version : 0, grantee,
+      receivingPublic: hexToBytes(granteeUmbral.publicKey), records,
+      signTypedData: (typed) => wallet.signTypedData(session.account, typed),
+      progress: (text) => showInfo(`Releasing keys: ${text}`) });
+  } catch (error) {
+    console.error(error);
+    return h("div.message.error", { role: "alert", id: "release-failed" },
+      `The grant is on chain, but the keys are not released yet: ${describeError(error)} `
+      + "Retry when the custodians are back (a retry replaces fragments, it never adds more): ", retry);
+  }
+  const skipped = done.skipped.length ? h("div.message.warning", { id: "release-skipped" },
+    `Skipped ${done.skipped.length} record(s), no fragment made: `,
+    h("ul", {}, done.skipped.map((s) => h("li", { dataset: { record: s.recordId } }, `${short(s.recordId)}: ${s.reason}`)))) : null;
+  const failures = [...done.unavailable, ...done.refused].map((f) => h("li", {}, `${short(f.custodian)}: ${f.reason}`));
+  if (done.shared.length && done.stored.length < done.threshold) {
+    return h("div", {}, h("div.message.error", { role: "alert", id: "release-failed" },
+      `The grant is on chain, but the keys are not released yet: only ${done.stored.length} custodian(s) took the fragments, `
+      + `fewer than the ${done.threshold} a read needs. Retry when the custodians are back (a retry replaces fragments, `
+      + "it never adds more): ", retry, h("ul", {}, failures)), skipped);
+  }
+  return h("div", {}, h("div.message.ok", { id: "release-done" },
+    `Keys released through the custodians (off chain, free): fragments of ${done.shared.length} record(s); `
+    + `${done.threshold} custodians must agree at each read. Taken by: `,
+    h("ul", { id: "release-custodians" }, done.stored.map((c) => h("li.mono", {}, c))),
+    failures.length ? h("div.warning", {}, "Did not take them: ", h("ul", {}, failures)) : null), skipped);
 }
 
 async function renderGrants() {

@@ -25,7 +25,9 @@ import pytest
 from ehr_client.cli._context import AppContext
 from ehr_client.cli._settings import Settings
 from ehr_client.client import EHRClient
-from tests.cli.conftest import NETWORK, PASSWORD, Cli, cli_env, observation  # noqa: F401
+from ehr_client.custodian.store import CustodianStore
+from tests.cli.conftest import NETWORK, PASSWORD, Cli, cli_env, dev_key, observation  # noqa: F401
+from tests.portal.wallet import TestWallet
 from tests.portal.conftest import (  # noqa: F401  (fixtures)
     REPO,
     RELAYER,
@@ -35,8 +37,8 @@ from tests.portal.conftest import (  # noqa: F401  (fixtures)
     cli,
     console,
     home,
+    BROWSER_PATIENT_INDEX,
     page,
-    patient_wallet,
     start_portal,
     stop_portal,
     world,
@@ -172,3 +174,38 @@ def lab_result(custodians: list[CustodianProcess], cli: Cli, observation: Path) 
     """A lab result the lab wrote for the CLI patient after their Umbral key was published (so it
     carries a capsule); returns its record id."""
     return bytes.fromhex(str(cli.json("record", "add", "patient", str(observation), wallet="lab")["recordId"])[2:])
+
+
+class HookedWallet(TestWallet):
+    """The test wallet, with a hook a test sets to act (stop a custodian, say) when the page asks
+    for a signature of one EIP-712 primary type: a fault at an exact step of the page's work."""
+
+    __test__ = False
+
+    def __init__(self, private_key: str, rpc_url: str) -> None:
+        super().__init__(private_key, rpc_url)
+        self.on_sign: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self.signed_kinds: list[str] = []
+
+    def _answer(self, method: str, params: list[Any]) -> Any:
+        if method == "eth_signTypedData_v4":
+            document = json.loads(params[1])
+            self.signed_kinds.append(document["primaryType"])
+            hook = self.on_sign.pop(document["primaryType"], None)
+            if hook is not None:
+                hook(document)
+        return super()._answer(method, params)
+
+
+@pytest.fixture(scope="session")
+def patient_wallet(anvil: Any) -> HookedWallet:
+    """The browser patient's wallet (a funded dev account no CLI wallet uses), with a signing hook."""
+    return HookedWallet(dev_key(BROWSER_PATIENT_INDEX), anvil.rpc_url)
+
+
+def fragments_at(custodian: CustodianProcess, home: Path, record_id: bytes) -> int:
+    store = CustodianStore(home / "custodian" / f"{custodian.name}.db")
+    try:
+        return store.count_fragments(record_id=record_id)
+    finally:
+        store.close()

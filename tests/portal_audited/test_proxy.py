@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 from eth_account import Account
 
-from ehr_client.custodian.store import CustodianStore
 from ehr_client.sharing.remote import ErasureReceipt
 from tests.cli.conftest import CAST, dev_key
 from tests.portal.conftest import Portal
-from tests.portal_audited.conftest import THRESHOLD, CustodianProcess
+from tests.portal_audited.conftest import THRESHOLD, CustodianProcess, fragments_at
 from tests.portal_audited.fragments import deposit_body, deposit_items, domain_of, signed
 
 PATIENT_KEY = dev_key(CAST.index("patient"))
@@ -27,14 +26,6 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     error: dict[str, Any] = response.json()["error"]
     assert error["message"]
     return error
-
-
-def fragments_at(custodian: CustodianProcess, home: Any, record_id: bytes) -> int:
-    store = CustodianStore(home / "custodian" / f"{custodian.name}.db")
-    try:
-        return store.count_fragments(record_id=record_id)
-    finally:
-        store.close()
 
 
 def unrecorded(custodian: CustodianProcess) -> int:
