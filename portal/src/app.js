@@ -300,7 +300,8 @@ function renderResource(resource) {
 }
 
 async function renderRecord(recordId) {
-  if (!session.records.length) await loadRecords();
+  // the cached listing may predate this record (written since): list again before saying it is not there
+  if (!session.records.some((r) => r.recordId === recordId)) await loadRecords();
   const record = session.records.find((r) => r.recordId === recordId);
   if (!record) throw new ApiError("RecordNotFound", `No record ${recordId} is listed for you.`);
   const chain = versionChains(session.records).find((c) => c.some((r) => r.recordId === recordId)) || [record];

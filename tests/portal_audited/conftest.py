@@ -21,11 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 
 from ehr_client.cli._context import AppContext
 from ehr_client.cli._settings import Settings
 from ehr_client.client import EHRClient
 from ehr_client.custodian.store import CustodianStore
+from ehr_client.custodian.totp import TotpDevice
+from ehr_client.sharing.audited import AuditedSharing
+from ehr_client.sharing.remote import CustodianSet
 from tests.cli.conftest import NETWORK, PASSWORD, Cli, cli_env, dev_key, observation  # noqa: F401
 from tests.portal.wallet import TestWallet
 from tests.portal.conftest import (  # noqa: F401  (fixtures)
@@ -38,6 +42,7 @@ from tests.portal.conftest import (  # noqa: F401  (fixtures)
     console,
     home,
     BROWSER_PATIENT_INDEX,
+    open_page,
     page,
     start_portal,
     stop_portal,
@@ -209,3 +214,29 @@ def fragments_at(custodian: CustodianProcess, home: Path, record_id: bytes) -> i
         return store.count_fragments(record_id=record_id)
     finally:
         store.close()
+
+
+@pytest.fixture(scope="session")
+def doctor_reads(custodians: list[CustodianProcess], client_of: Callable[[str], EHRClient]) -> AuditedSharing:
+    """The doctor, enrolled (TOTP) at every custodian with sessions open: reads through the custodians.
+    Enrolment happens once per grantee and custodian, so every test of the session shares this."""
+    doctor = client_of("doctor")
+    sharing = AuditedSharing(doctor, CustodianSet.connect(doctor.chain, [c.url for c in custodians]),
+                             threshold=THRESHOLD)
+    device = TotpDevice()
+    device.add_all(sharing.enroll())
+    sharing.open_sessions(device.code)
+    return sharing
+
+
+@pytest.fixture
+def fresh_patient(browser: Any, anvil: Any, console: list[str]) -> Iterator[tuple[Any, HookedWallet]]:
+    """A page whose wallet is a new, funded account: a patient who has never registered."""
+    account = Account.create()
+    _fund(anvil.rpc_url, account.address)
+    wallet = HookedWallet("0x" + bytes(account.key).hex(), anvil.rpc_url)
+    opened = open_page(browser, wallet, console)
+    try:
+        yield opened, wallet
+    finally:
+        opened.context.close()

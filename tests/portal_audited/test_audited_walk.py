@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 
-from ehr_client.custodian.totp import TotpDevice
 from ehr_client.errors import AccessDenied
 from ehr_client.sharing.audited import AuditedSharing
-from ehr_client.sharing.remote import CustodianSet
 from tests.cli.conftest import Cli
 from tests.portal.conftest import Portal, screenshot
 from tests.portal.test_patient_walk import GLUCOSE, grant_in_page
@@ -47,9 +45,10 @@ def connect_and_register(page: Any, portal: Portal, wallet: HookedWallet) -> Non
 
 
 def test_audited_walk_grant_read_revoke_erase(
-    page: Any, audited_portal: Portal, running: list[CustodianProcess], cli: Cli, world: dict[str, str],
-    patient_wallet: HookedWallet, home: Path, tmp_path: Path, client_of: Any, console: list[str],
+    fresh_patient: tuple[Any, HookedWallet], audited_portal: Portal, running: list[CustodianProcess], cli: Cli,
+    world: dict[str, str], home: Path, tmp_path: Path, doctor_reads: AuditedSharing, console: list[str],
 ) -> None:
+    page, patient_wallet = fresh_patient
     me = patient_wallet.address
     page.goto(audited_portal.url + "/")
     page.click("#connect")
@@ -79,12 +78,8 @@ def test_audited_walk_grant_read_revoke_erase(
     assert [fragments_at(c, home, record) for c in running] == [1, 1, 1]
     screenshot(page, "audited-02-released")
 
-    # the doctor: second factor at each custodian, then an audited read with the Python client
-    doctor = client_of("doctor")
-    sharing = AuditedSharing(doctor, CustodianSet.connect(doctor.chain, [c.url for c in running]), threshold=2)
-    device = TotpDevice()
-    device.add_all(sharing.enroll())
-    sharing.open_sessions(device.code)
+    # the doctor (second factor at each custodian: the doctor_reads fixture) reads with the Python client
+    sharing = doctor_reads
     read = sharing.read_record(record)
     assert read.resource()["valueQuantity"] == {"value": 5.4, "unit": "mmol/L"}
 

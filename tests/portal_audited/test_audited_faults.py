@@ -1,0 +1,222 @@
+"""Audited release from the page when things go wrong, with typed messages and nothing lost or
+doubled: custodians down before the deposit (below the threshold: the grant is on chain, keys not
+released, a retry releases them without a second grant or a second fragment) and during it (above
+the threshold: released, the missing custodian named); a record whose header carries a capsule
+copied from another record (skipped, no fragment made); a custodian whose receipt is signed by
+another key (shown as NOT verified)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from eth_account import Account
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ehr_client.chain.ids import record_id_of
+from ehr_client.client.write import prepare
+from ehr_client.custodian import messages
+from ehr_client.custodian.server import bind, url_of
+from ehr_client.package import PackageHeader, RecordBinding, parse_header
+from ehr_client.records import Scope
+from ehr_client.storage import LocalStore, cid_to_bytes
+from ehr_client.sharing.audited import AuditedSharing
+from tests.cli.conftest import Cli, cli_env
+from tests.portal.conftest import Portal, screenshot, start_portal, stop_portal
+from tests.portal.test_patient_walk import GLUCOSE, grant_in_page
+from tests.portal_audited.conftest import RELAYER, THRESHOLD, CustodianProcess, HookedWallet, fragments_at
+from tests.portal_audited.test_audited_walk import audited_grant, connect_and_register
+from tests.portal_audited.fragments import domain_of
+
+LAB = int(Scope.LAB)
+
+
+def lab_result(cli: Cli, patient: str, tmp_path: Path) -> bytes:
+    """A new lab result for `patient` (the CLI writes the same content once: each test's differs)."""
+    observation = tmp_path / "glucose.json"
+    observation.write_text(json.dumps({**GLUCOSE, "id": os.urandom(8).hex()}))
+    return bytes.fromhex(str(cli.json("record", "add", patient, str(observation), wallet="lab")["recordId"])[2:])
+
+
+def ready_patient(page: Any, portal: Portal, wallet: HookedWallet, world: dict[str, str]) -> None:
+    connect_and_register(page, portal, wallet)
+    grant_in_page(page, world["lab"], "lab", "amend", share=False)
+    page.wait_for_selector("#grant-done")
+
+
+def test_below_threshold_the_grant_stands_and_a_retry_releases_once(
+    page: Any, audited_portal: Portal, running: list[CustodianProcess], cli: Cli, world: dict[str, str],
+    patient_wallet: HookedWallet, home: Path, tmp_path: Path, doctor_reads: AuditedSharing,
+) -> None:
+    ready_patient(page, audited_portal, patient_wallet, world)
+    record = lab_result(cli, patient_wallet.address, tmp_path)
+    running[0].stop()
+    running[1].stop()
+
+    signed_before = len(patient_wallet.signed_kinds)
+    audited_grant(page, world["doctor"], "lab")
+    page.wait_for_selector("#release-failed")
+    text = page.inner_text("#release-failed")
+    assert "The grant is on chain, but the keys are not released yet" in text and "Retry" in text
+    assert page.locator("#grant-done").count() == 1
+    assert patient_wallet.signed_kinds[signed_before:] == ["Grant"]  # no deposit was signed
+    assert fragments_at(running[2], home, record) == 0
+    screenshot(page, "audited-04-below-threshold")
+
+    running[0].start()
+    running[1].start()
+    page.click("#release-again")
+    page.wait_for_selector("#release-done")
+    assert patient_wallet.signed_kinds[signed_before:] == ["Grant", "Deposit", "Deposit", "Deposit"]  # no second grant
+    assert [fragments_at(c, home, record) for c in running] == [1, 1, 1]
+    grants = audited_portal.get(f"/api/grants/{patient_wallet.address}").json()["grants"]
+    assert [g["grantee"] for g in grants].count(world["doctor"]) == 1
+    assert doctor_reads.read_record(record).resource()["valueQuantity"]["value"] == 5.4
+
+
+def test_a_custodian_down_during_the_deposit_above_threshold_is_named_and_the_rest_release(
+    page: Any, audited_portal: Portal, running: list[CustodianProcess], cli: Cli, world: dict[str, str],
+    patient_wallet: HookedWallet, home: Path, tmp_path: Path, doctor_reads: AuditedSharing,
+) -> None:
+    ready_patient(page, audited_portal, patient_wallet, world)
+    record = lab_result(cli, patient_wallet.address, tmp_path)
+    first = running[0]
+    patient_wallet.on_sign["Deposit"] = lambda _document: first.stop()  # dies as the page signs its deposit
+
+    audited_grant(page, world["doctor"], "lab")
+    page.wait_for_selector("#release-done")
+
+    done = page.inner_text("#release-done")
+    assert set(page.locator("#release-custodians li").all_inner_texts()) == {c.address for c in running[1:]}
+    assert "Did not take them" in done and first.address[:8] in done
+    assert [fragments_at(c, home, record) for c in running[1:]] == [1, 1]
+    assert doctor_reads.read_record(record).resource()["valueQuantity"]["unit"] == "mmol/L"  # 2 of 3 suffice
+    import sqlite3
+    before = sqlite3.connect(home / "custodian" / f"{first.name}.db").execute("select hex(record_id), grantee, created_at from fragments").fetchall() if False else None
+    first.start()
+    assert fragments_at(first, home, record) == 0
+    screenshot(page, "audited-05-one-down")
+
+
+def test_a_capsule_copied_from_another_record_is_skipped_and_no_fragment_is_made(
+    page: Any, audited_portal: Portal, running: list[CustodianProcess], cli: Cli, world: dict[str, str],
+    patient_wallet: HookedWallet, home: Path, tmp_path: Path, client_of: Any,
+) -> None:
+    ready_patient(page, audited_portal, patient_wallet, world)
+    me = patient_wallet.address
+    honest = lab_result(cli, me, tmp_path)
+    lab = client_of("lab")
+    honest_info = lab.get_record(honest)
+    honest_header, _ = parse_header(lab.store.get(honest_info.cid))
+    assert honest_header.umbral is not None
+
+    # the lab writes a second record for the patient and swaps in the first record's capsule
+    salt = os.urandom(32)
+    decoy = record_id_of(lab.address, salt)
+    prepared = prepare(GLUCOSE)
+    sealed_cid, _ = lab.writer.seal(RecordBinding.of(decoy, 1, me, LAB, lab.address), prepared.media_type,
+                                    prepared.source())
+    sealed = lab.store.get(sealed_cid)
+    header, offset = parse_header(sealed)
+    forged = PackageHeader(header.version, header.media_type, header.wraps, honest_header.umbral,
+                           header.binding).to_bytes() + sealed[offset:]
+    cid = lab.store.put(forged)
+    lab.chain.transact(lab.identity.account, lab.chain.records.functions.addRecord(
+        salt, me, hashlib.sha256(forged).digest(), LAB, cid_to_bytes(cid)), action="decoy")
+
+    audited_grant(page, world["doctor"], "lab")
+    page.wait_for_selector("#release-done")
+
+    skipped = page.locator(f"#release-skipped li[data-record='0x{decoy.hex()}']")
+    assert skipped.count() == 1 and "does not open to this record" in skipped.inner_text()
+    assert page.locator(f"#release-skipped li[data-record='0x{honest.hex()}']").count() == 0
+    assert [fragments_at(c, home, decoy) for c in running] == [0, 0, 0]
+    assert [fragments_at(c, home, honest) for c in running] == [1, 1, 1]
+    screenshot(page, "audited-06-copied-capsule")
+
+
+class ResigningCustodian:
+    """A front for a real custodian that passes everything through, except that it signs erasure
+    receipts with a key of its own: the page must not call such a receipt verified."""
+
+    def __init__(self, behind: str) -> None:
+        self.behind = behind
+        self.key = Account.create().key
+        app = Starlette(routes=[Route("/{path:path}", self.forward, methods=["GET", "POST"])])
+        self._sock = bind("127.0.0.1", 0)
+        self.url = url_of(self._sock)
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    async def forward(self, request: Request) -> Response:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.request(request.method, self.behind + request.url.path, content=await request.body(),
+                                          headers={"Content-Type": "application/json"})
+        if request.url.path == "/v1/destroy" and answer.status_code == 200:
+            doc = answer.json()
+            info = (await httpx.AsyncClient(timeout=10).get(self.behind + "/v1/info")).json()
+            domain = messages.CustodianDomain(int(info["chainId"]), info["consent"])
+            doc["signature"] = messages.sign(bytes(self.key), domain, "ErasureReceipt", doc["message"])
+            return JSONResponse(doc)
+        return Response(answer.content, status_code=answer.status_code, media_type="application/json")
+
+    def start(self) -> None:
+        self._thread.start()
+        while not self._server.started:
+            self._thread.join(0.05)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+
+@pytest.fixture
+def resigning_portal(running: list[CustodianProcess], home: Path, anvil: Any,
+                     tmp_path: Path) -> Iterator[tuple[Portal, ResigningCustodian]]:
+    front = ResigningCustodian(running[2].url)
+    front.start()
+    urls = ["--custodian", running[0].url, "--custodian", running[1].url, "--custodian", front.url]
+    portal = start_portal(home, cli_env(home, anvil.rpc_url), tmp_path, "--relayer", *urls, wallet=RELAYER)
+    try:
+        yield portal, front
+    finally:
+        stop_portal(portal.process)
+        front.stop()
+
+
+def test_a_receipt_signed_by_another_key_is_shown_as_not_verified(
+    page: Any, resigning_portal: tuple[Portal, ResigningCustodian], running: list[CustodianProcess], cli: Cli,
+    world: dict[str, str], patient_wallet: HookedWallet, home: Path, tmp_path: Path,
+) -> None:
+    portal, front = resigning_portal
+    listing = portal.get("/api/custodians").json()
+    assert {c["address"] for c in listing["custodians"]} == {c.address for c in running}  # the front passes as #3
+    ready_patient(page, portal, patient_wallet, world)
+    record = lab_result(cli, patient_wallet.address, tmp_path)
+
+    page.goto(portal.url + f"/#record/0x{record.hex()}")
+    page.wait_for_selector("section.fhir")  # listed since the page last read the records
+    page.click("#erase")
+    page.wait_for_selector("#erase-done")
+
+    rows = {row.get_attribute("data-custodian"): row for row in page.locator("#receipts tbody tr").all()}
+    assert set(rows) == {c.address for c in running}
+    for custodian in running[:2]:
+        assert rows[custodian.address].get_attribute("data-verified") == "true"
+    forged = rows[running[2].address]
+    assert forged.get_attribute("data-verified") == "false"
+    assert "NOT verified" in forged.inner_text() and "verified: signed" not in forged.inner_text()
+    assert domain_of(listing).chain_id == int(listing["domain"]["chainId"])
+    screenshot(page, "audited-07-bad-receipt")
