@@ -4,7 +4,7 @@
 import { ApiError, api, callData, readContract, rpc } from "./api.js";
 import { h, replace, short, when } from "./dom.js";
 import { renderFhir } from "./fhir.js";
-import { CustodianError, delegate, destroyEverywhere, loadUmbral } from "./custodians.js";
+import { CustodianError, delegate, destroyEverywhere, loadUmbral, umbralSealer } from "./custodians.js";
 import { makeKeyShare } from "./format.js";
 import { deriveFromWallet } from "./keys.js";
 import { FHIR_MEDIA_TYPE, VerificationError, openRecord, rotatedPackage, versionChains } from "./records.js";
@@ -353,14 +353,16 @@ function rotateBox(record) {
 async function rotate(record) {
   const done = await act("Rotating the key", async () => {
     const opened = await openRecord(record, session);
-    const rotated = await rotatedPackage(record, opened, session);
+    const umbral = audited() && !needsUmbral() ? await umbralSealer(session.keys.umbralPublic, session.info.umbral.version) : null;
+    const rotated = await rotatedPackage(record, opened, session, { umbral });
     const digest = hexOf(await sha256(rotated.package));
     const stored = await api.uploadPackage(rotated.package, await signedHeaders("store-package", digest));
     if (stored.contentHash !== digest) throw new Error("The portal stored other bytes than the page sent; nothing was anchored.");
     const tx = await sendAndWait("Anchoring the new version", "RecordRegistry", "amendRecord",
       [record.recordId, rotated.salt, stored.contentHash, stored.cidBytes]);
     const unpinned = await api.rotated(record.recordId, await signedHeaders("unpin-rotated", record.recordId));
-    return { tx, recordId: rotated.recordId, unpinned };
+    const custodians = audited() ? await rotateAtCustodians(record, rotated.recordId) : null;
+    return { tx, recordId: rotated.recordId, unpinned, custodians };
   });
   if (!done) return;
   await loadRecords();
@@ -368,7 +370,40 @@ async function rotate(record) {
   await renderRecord(done.recordId);
   statusBar().append(h("div.message.ok", { id: "rotate-done" },
     `Rotated: new version ${short(done.recordId)} anchored (${done.tx.gasUsed} gas, paid by you); `
-    + `${done.unpinned.unpinned.length} old blob(s) unpinned.`));
+    + `${done.unpinned.unpinned.length} old blob(s) unpinned.`,
+    done.custodians ? h("p", { id: "rotate-reissued" }, done.custodians.reissued.length
+      ? `Key fragments of the new version deposited for ${done.custodians.reissued.map(short).join(", ")} (grants still in force).`
+      : "No grant in force covers this record: no fragments re-issued.") : null,
+    done.custodians && done.custodians.failed.length ? h("p.warning", { id: "rotate-not-reissued" },
+      `Not re-issued (grant again to retry): ${done.custodians.failed.join("; ")}`) : null),
+  done.custodians ? receiptsView(done.custodians.destroyed) : null);
+}
+
+/** As AuditedSharing.rotate: the custodians destroy the old version's fragments (receipts checked
+ * here), and grantees whose grant still covers the record get fragments of the new version. */
+async function rotateAtCustodians(old, newId) {
+  const destroyed = await destroyAtCustodians([old.recordId]);
+  await loadRecords();
+  const fresh = session.records.find((r) => r.recordId === newId);
+  const { grants } = await api.grants(session.account);
+  const covering = grants.filter((g) => old.categories.every((c) => g.categories.includes(c)));
+  const reissued = [];
+  const failed = [];
+  for (const g of covering) {
+    const info = await api.account(g.grantee);
+    if (!info.umbral || !fresh) continue;
+    const done = await delegate({ listing: session.custodians, account: session.account, keys: session.keys,
+      umbralVersion: session.info.umbral.version, grantee: info.account, receivingPublic: hexToBytes(info.umbral.publicKey),
+      records: [fresh], signTypedData: (typed) => wallet.signTypedData(session.account, typed),
+      progress: (text) => showInfo(`Re-issuing key fragments: ${text}`) }).catch((error) => ({ error }));
+    if (done.error || done.stored.length < done.threshold || done.skipped.length) {
+      failed.push(`${short(g.grantee)}: ${done.error ? describeError(done.error) : done.skipped.length
+        ? done.skipped[0].reason : `only ${done.stored.length} custodian(s) took the fragments`}`);
+    } else {
+      reissued.push(g.grantee);
+    }
+  }
+  return { destroyed, reissued, failed };
 }
 
 function eraseBox(chain) {

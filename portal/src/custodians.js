@@ -38,6 +38,12 @@ export function loadUmbral() {
   return umbralLoaded;
 }
 
+/** What rotatedPackage needs to add an Umbral section: Umbral-encrypt to the patient's own key. */
+export async function umbralSealer(umbralPublic, keyVersion) {
+  await loadUmbral();
+  return { keyVersion, encrypt: (plaintext) => umbral.encrypt(umbralPublic, plaintext) };
+}
+
 // --- EIP-712 in the custodians' domain (static field types only: address, bytes32, uintN, string) ---
 
 const utf8 = (text) => new TextEncoder().encode(text);

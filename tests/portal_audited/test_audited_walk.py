@@ -110,3 +110,39 @@ def test_audited_walk_grant_read_revoke_erase(
     assert not [line for line in console if line.startswith("pageerror") or "Content Security Policy" in line], console
     portal_log = audited_portal.log.read_text()
     assert "Glucose" not in portal_log and "mmol" not in portal_log
+
+
+def test_rotate_destroys_the_old_fragments_and_reissues_the_new_version_to_the_doctor(
+    fresh_patient: tuple[Any, HookedWallet], audited_portal: Portal, running: list[CustodianProcess], cli: Cli,
+    world: dict[str, str], home: Path, tmp_path: Path, doctor_reads: AuditedSharing,
+) -> None:
+    page, patient_wallet = fresh_patient
+    connect_and_register(page, audited_portal, patient_wallet)
+    grant_in_page(page, world["lab"], "lab", "amend", share=False)
+    page.wait_for_selector("#grant-done")
+    observation = tmp_path / "glucose.json"
+    observation.write_text(json.dumps(GLUCOSE))
+    old_id = str(cli.json("record", "add", patient_wallet.address, str(observation), wallet="lab")["recordId"])
+    old = bytes.fromhex(old_id[2:])
+    audited_grant(page, world["doctor"], "lab")
+    page.wait_for_selector("#release-done")
+    assert [fragments_at(c, home, old) for c in running] == [1, 1, 1]
+
+    page.goto(audited_portal.url + f"/#record/{old_id}")
+    page.wait_for_selector("section.fhir")
+    page.click("#rotate")
+    page.wait_for_selector("#rotate-done")
+
+    assert world["doctor"][:8] in page.inner_text("#rotate-reissued")
+    rows = page.locator("#receipts tbody tr")
+    assert rows.count() == 3
+    assert all(rows.nth(i).get_attribute("data-verified") == "true" for i in range(3))
+    assert all(rows.nth(i).get_attribute("data-record") == old_id for i in range(3))
+    new_id = page.url.split("#record/")[1]
+    new = bytes.fromhex(new_id[2:])
+    assert new != old
+    assert [fragments_at(c, home, old) for c in running] == [0, 0, 0]
+    assert [fragments_at(c, home, new) for c in running] == [1, 1, 1]
+    screenshot(page, "audited-08-rotated")
+    # the version the browser wrote carries a capsule the Python custodians re-encrypt and the doctor opens
+    assert doctor_reads.read_record(new).resource()["valueQuantity"] == {"value": 5.4, "unit": "mmol/L"}
