@@ -2,59 +2,16 @@
 // access with signed consent, follow who opened what. Keys are derived from the wallet and stay
 // in this page's memory; the server sees ciphertext, chain reads and signed consent only.
 import { ApiError, api, callData, readContract, rpc } from "./api.js";
+import { destroyAtCustodians, receiptsView, releaseKeys, rotateAtCustodians, showReleases } from "./audited_view.js";
+import { CustodianError, umbralSealer } from "./custodians.js";
 import { h, replace, short, when } from "./dom.js";
 import { renderFhir } from "./fhir.js";
-import { CustodianError, delegate, destroyEverywhere, loadUmbral, umbralSealer } from "./custodians.js";
 import { makeKeyShare } from "./format.js";
 import { deriveFromWallet } from "./keys.js";
-import { FHIR_MEDIA_TYPE, VerificationError, openRecord, rotatedPackage, versionChains } from "./records.js";
+import { FHIR_MEDIA_TYPE, openRecord, rotatedPackage, versionChains } from "./records.js";
+import { audited, hexOf, hexToBytes, loadRecords, needsUmbral, refreshAccount, session } from "./session.js";
+import { act, clearStatus, describeError, main, onChain, showError, showInfo, statusBar } from "./ui.js";
 import * as wallet from "./wallet.js";
-
-const session = { config: null, account: null, keys: null, secrets: new Map(), info: null, records: [], custodians: null };
-const main = () => document.getElementById("main");
-const statusBar = () => document.getElementById("status");
-
-// --- messages ---------------------------------------------------------------------------------
-
-function describeError(error) {
-  if (error instanceof ApiError || error instanceof wallet.WalletError || error instanceof VerificationError
-    || error instanceof CustodianError) {
-    return error.message;
-  }
-  if (error && error.name && error.message) return `${error.message}`;
-  return String(error);
-}
-
-function showError(error, context) {
-  console.error(error);
-  replace(statusBar(), h("div.message.error", { role: "alert" },
-    h("strong", {}, context ? `${context}: ` : "Something went wrong: "), describeError(error)));
-}
-
-function showInfo(text) {
-  replace(statusBar(), h("div.message.info", { role: "status" }, text));
-}
-
-function clearStatus() {
-  replace(statusBar());
-}
-
-/** Runs an action with a progress line; its failure is shown, never a blank page. */
-async function act(label, fn) {
-  showInfo(`${label}…`);
-  try {
-    const result = await fn();
-    clearStatus();
-    return result;
-  } catch (error) {
-    showError(error, label);
-    return undefined;
-  }
-}
-
-function onChain(...lines) {
-  return h("aside.onchain", {}, h("h3", {}, "What goes on chain, and who pays"), h("ul", {}, lines.map((l) => h("li", {}, l))));
-}
 
 // --- shell -------------------------------------------------------------------------------------
 
@@ -93,8 +50,6 @@ async function start() {
   renderHeader();
   route();
 }
-
-const audited = () => Boolean(session.custodians && session.custodians.configured);
 
 function route() {
   if (!session.account || !session.keys) return renderConnect();
@@ -139,25 +94,6 @@ async function connect() {
   renderHeader();
   if (session.keys) location.hash = needsRegistration() ? "#register" : "#records";
   route();
-}
-
-function hexOf(bytes) {
-  return "0x" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function refreshAccount() {
-  session.info = await api.account(session.account);
-  session.secrets = new Map();
-  const key = session.info.x25519;
-  if (key && key.publicKey.toLowerCase() === hexOf(session.keys.x25519Public)) {
-    session.secrets.set(key.version, session.keys.x25519Secret);
-  }
-}
-
-/** Audited release needs the wallet-derived Umbral key published (only asked where custodians are configured). */
-function needsUmbral() {
-  const key = session.info.umbral;
-  return audited() && !(key && key.publicKey.toLowerCase() === hexOf(session.keys.umbralPublic));
 }
 
 function needsRegistration() {
@@ -219,12 +155,6 @@ async function register() {
 }
 
 // --- records ---------------------------------------------------------------------------------------
-
-async function loadRecords() {
-  const listing = await api.records(session.account);
-  session.records = listing.records;
-  return listing;
-}
 
 async function renderRecords() {
   replace(main(), h("p", {}, "Loading your records…"));
@@ -379,33 +309,6 @@ async function rotate(record) {
   done.custodians ? receiptsView(done.custodians.destroyed) : null);
 }
 
-/** As AuditedSharing.rotate: the custodians destroy the old version's fragments (receipts checked
- * here), and grantees whose grant still covers the record get fragments of the new version. */
-async function rotateAtCustodians(old, newId) {
-  const destroyed = await destroyAtCustodians([old.recordId]);
-  await loadRecords();
-  const fresh = session.records.find((r) => r.recordId === newId);
-  const { grants } = await api.grants(session.account);
-  const covering = grants.filter((g) => old.categories.every((c) => g.categories.includes(c)));
-  const reissued = [];
-  const failed = [];
-  for (const g of covering) {
-    const info = await api.account(g.grantee);
-    if (!info.umbral || !fresh) continue;
-    const done = await delegate({ listing: session.custodians, account: session.account, keys: session.keys,
-      umbralVersion: session.info.umbral.version, grantee: info.account, receivingPublic: hexToBytes(info.umbral.publicKey),
-      records: [fresh], signTypedData: (typed) => wallet.signTypedData(session.account, typed),
-      progress: (text) => showInfo(`Re-issuing key fragments: ${text}`) }).catch((error) => ({ error }));
-    if (done.error || done.stored.length < done.threshold || done.skipped.length) {
-      failed.push(`${short(g.grantee)}: ${done.error ? describeError(done.error) : done.skipped.length
-        ? done.skipped[0].reason : `only ${done.stored.length} custodian(s) took the fragments`}`);
-    } else {
-      reissued.push(g.grantee);
-    }
-  }
-  return { destroyed, reissued, failed };
-}
-
 function eraseBox(chain) {
   const pending = chain.filter((r) => r.status !== "tombstoned");
   return h("section.danger", {},
@@ -437,29 +340,6 @@ async function erase(chain) {
     + `${done.unpinned.unpinned.length} blob(s) unpinned.`,
     done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null),
   done.custodians ? receiptsView(done.custodians) : null);
-}
-
-async function destroyAtCustodians(recordIds) {
-  session.custodians = await api.custodians();
-  return destroyEverywhere({ listing: session.custodians, account: session.account, recordIds,
-    signTypedData: (typed) => wallet.signTypedData(session.account, typed),
-    progress: (text) => showInfo(`Destroying key fragments: ${text}`) });
-}
-
-/** The custodians' erasure receipts, each checked in this browser (a bad one says NOT verified). */
-function receiptsView({ receipts, unavailable }) {
-  return h("section.receipts", { id: "custodian-receipts" },
-    h("h3", {}, "Key custodians' erasure receipts"),
-    h("table", { id: "receipts" },
-      h("thead", {}, h("tr", {}, ["Custodian", "Record", "Fragments destroyed", "Remaining", "Time", "Signature"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, receipts.map((r) => h("tr", { class: r.verified ? "verified" : "not-verified",
-        dataset: { custodian: r.custodian, record: r.recordId, verified: String(r.verified) } },
-        h("td.mono", {}, short(r.custodian)), h("td.mono", {}, short(r.recordId)), h("td", {}, String(r.destroyed)),
-        h("td", {}, String(r.remaining)), h("td", {}, Number.isFinite(r.erasedAt) ? when(r.erasedAt) : "?"),
-        h("td", {}, r.verified ? "verified: signed by this custodian" : `NOT verified: ${r.why}`))))),
-    unavailable.length ? h("p.warning", { id: "receipts-missing" }, "No receipt yet from: "
-      + `${[...new Set(unavailable.map((u) => short(u.custodian)))].join(", ")} — they destroy the fragments when they see the `
-      + "tombstone on chain; erase again later to collect their receipts.") : null);
 }
 
 // --- consent -----------------------------------------------------------------------------------------
@@ -540,11 +420,6 @@ async function keyShareFor(grantee, scopes) {
   return { cid: stored.cid, shared: entries.length, skipped };
 }
 
-function hexToBytes(hex) {
-  const clean = hex.replace(/^0x/, "");
-  return Uint8Array.from(clean.match(/../g) || [], (b) => Number.parseInt(b, 16));
-}
-
 async function grant(form) {
   const grantee = form.elements.grantee.value.trim();
   const bits = [...form.querySelectorAll("input[name=category]:checked")].reduce((a, el) => a | BigInt(el.value), 0n);
@@ -593,48 +468,6 @@ async function grantOnChain(checksummed, bits, access, ends, purpose, now, share
   showInfo("Granting: the relayer is sending your signed consent…");
   const relayed = await api.relay(doc, signature, share.cid);
   return { tx: relayed.tx, share, paidBy: `the relayer ${short(relayed.relayer)}`, note: relayed.note };
-}
-
-/** Deposit key fragments for a grant already on chain (again, on retry: a custodian keeps one
- * fragment per record and grantee, so a retry replaces, never duplicates). */
-async function releaseKeys(release) {
-  const { grantee, scopes, umbral: granteeUmbral } = release;
-  const retry = h("button", { id: "release-again",
-    onclick: async () => { const again = await releaseKeys(release); replace(statusBar(), again); } }, "Release the keys again");
-  let done;
-  try {
-    showInfo("Releasing keys through the custodians…");
-    await loadUmbral();
-    session.custodians = await api.custodians();
-    await loadRecords();
-    await refreshAccount();
-    const records = session.records.filter((r) => r.status === "active" && !r.batched && (BigInt(r.scope) & ~scopes) === 0n);
-    done = await delegate({ listing: session.custodians, account: session.account, keys: session.keys,
-      umbralVersion: session.info.umbral ? session.info.umbral.version : 0, grantee,
-      receivingPublic: hexToBytes(granteeUmbral.publicKey), records,
-      signTypedData: (typed) => wallet.signTypedData(session.account, typed),
-      progress: (text) => showInfo(`Releasing keys: ${text}`) });
-  } catch (error) {
-    console.error(error);
-    return h("div.message.error", { role: "alert", id: "release-failed" },
-      `The grant is on chain, but the keys are not released yet: ${describeError(error)} `
-      + "Retry when the custodians are back (a retry replaces fragments, it never adds more): ", retry);
-  }
-  const skipped = done.skipped.length ? h("div.message.warning", { id: "release-skipped" },
-    `Skipped ${done.skipped.length} record(s), no fragment made: `,
-    h("ul", {}, done.skipped.map((s) => h("li", { dataset: { record: s.recordId } }, `${short(s.recordId)}: ${s.reason}`)))) : null;
-  const failures = [...done.unavailable, ...done.refused].map((f) => h("li", {}, `${short(f.custodian)}: ${f.reason}`));
-  if (done.shared.length && done.stored.length < done.threshold) {
-    return h("div", {}, h("div.message.error", { role: "alert", id: "release-failed" },
-      `The grant is on chain, but the keys are not released yet: only ${done.stored.length} custodian(s) took the fragments, `
-      + `fewer than the ${done.threshold} a read needs. Retry when the custodians are back (a retry replaces fragments, `
-      + "it never adds more): ", retry, h("ul", {}, failures)), skipped);
-  }
-  return h("div", {}, h("div.message.ok", { id: "release-done" },
-    `Keys released through the custodians (off chain, free): fragments of ${done.shared.length} record(s); `
-    + `${done.threshold} custodians must agree at each read. Taken by: `,
-    h("ul", { id: "release-custodians" }, done.stored.map((c) => h("li.mono", {}, c))),
-    failures.length ? h("div.warning", {}, "Did not take them: ", h("ul", {}, failures)) : null), skipped);
 }
 
 async function renderGrants() {
@@ -691,12 +524,14 @@ async function renderTimeline() {
     h("p", {}, "Every grant, revocation, write, read request and break-glass on your records, from the chain. "
       + "Rows the monitor flags (read after revoke, break-glass, off-hours, bursts) are highlighted."),
     h("button", { id: "export-fhir", onclick: exportFhir }, "Download as FHIR AuditEvents"),
+    audited() ? h("button", { id: "show-releases", onclick: showReleases },
+      "Show which custodians released keys (your wallet signs one audit query per custodian; off chain, free)") : null,
     alerts.length ? h("div.message.warning", { id: "alerts" }, `${alerts.length} alert(s): `,
       h("ul", {}, alerts.map((a) => h("li", {}, `[${a.severity}] ${a.rule}: ${a.message}`)))) : null,
     h("table", { id: "timeline" },
       h("thead", {}, h("tr", {}, ["Time", "What", "Who", "Record", "Detail"].map((t) => h("th", {}, t)))),
       h("tbody", {}, entries.map((e) => h("tr", { class: e.alerts.length ? "alert" : e.outcome === "failed" ? "failed" : "",
-        dataset: { event: e.name } },
+        dataset: { event: e.name, tx: (e.txHash || "").toLowerCase() } },
         h("td", {}, when(e.timestamp)),
         h("td", {}, e.name === "AccessRequested" ? "Opened (access requested)" : e.name),
         h("td", { title: e.actor || "" }, e.actor === session.account ? "you" : short(e.actor || e.sender)),

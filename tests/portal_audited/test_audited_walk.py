@@ -83,8 +83,15 @@ def test_audited_walk_grant_read_revoke_erase(
     read = sharing.read_record(record)
     assert read.resource()["valueQuantity"] == {"value": 5.4, "unit": "mmol/L"}
 
+    # the patient sees the read, and which custodians released a fragment for it (AuditQuery per custodian)
     page.goto(audited_portal.url + "/#timeline")
     page.wait_for_selector("#timeline tr[data-event=AccessRequested]")
+    page.click("#show-releases")
+    page.wait_for_selector("#releases-done")
+    released_by = page.locator("#timeline tr[data-event=AccessRequested] .released").first.get_attribute("data-released-by")
+    assert released_by and set(released_by.split(",")) <= {c.address for c in running}
+    assert len(released_by.split(",")) >= 2
+    screenshot(page, "audited-02b-timeline-releases")
 
     # revoke: the custodians refuse the next read
     page.goto(audited_portal.url + "/#grants")
