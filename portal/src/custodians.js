@@ -224,12 +224,14 @@ export async function delegate({ listing, account, keys, umbralVersion, grantee,
   const refused = [];
   if (shared.length) {
     for (const custodian of custodians) {
-      const list = items.get(custodian.address);
-      progress(`sign the deposit for custodian ${custodian.address.slice(0, 10)}… in your wallet`);
-      const body = await signRequest(listing, signTypedData, "Deposit", { custodian: custodian.address, patient: account,
-        grantee, fragments: fragmentsDigest(list) });
+      const batches = depositBatches(items.get(custodian.address));
       try {
-        await api.custodian(custodian.address, "deposit", { ...body, fragments: list });
+        for (const [i, batch] of batches.entries()) {
+          progress(`sign deposit ${i + 1} of ${batches.length} for custodian ${custodian.address.slice(0, 10)}… in your wallet`);
+          const body = await signRequest(listing, signTypedData, "Deposit", { custodian: custodian.address, patient: account,
+            grantee, fragments: fragmentsDigest(batch) });
+          await api.custodian(custodian.address, "deposit", { ...body, fragments: batch });
+        }
         stored.push(custodian.address);
       } catch (error) {
         if (error.type === "CustodianRefused") refused.push({ custodian: custodian.address, reason: error.message });
@@ -238,6 +240,28 @@ export async function delegate({ listing, account, keys, umbralVersion, grantee,
     }
   }
   return { shared, skipped, stored, unavailable, refused, threshold };
+}
+
+/** Deposit bodies are limited to 64 KiB (the custodians' limit, and the portal's): items split into
+ * batches of at most DEPOSIT_BATCH_BYTES of JSON, each its own signed Deposit. */
+export const DEPOSIT_BATCH_BYTES = 48 * 1024;
+
+export function depositBatches(items) {
+  const batches = [];
+  let current = [];
+  let size = 0;
+  for (const item of items) {
+    const length = canonicalJson(item).length + 1;
+    if (current.length && size + length > DEPOSIT_BATCH_BYTES) {
+      batches.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(item);
+    size += length;
+  }
+  if (current.length) batches.push(current);
+  return batches;
 }
 
 /** Check an erasure receipt here: its message must name `custodian`, `patient` and `recordId`, and

@@ -37,7 +37,8 @@ from tests.portal.conftest import Portal, screenshot, start_portal, stop_portal
 from tests.portal.test_patient_walk import GLUCOSE, grant_in_page
 from tests.portal_audited.conftest import RELAYER, THRESHOLD, CustodianProcess, HookedWallet, fragments_at
 from tests.portal_audited.test_audited_walk import audited_grant, connect_and_register
-from tests.portal_audited.fragments import domain_of
+from tests.portal_audited.fragments import deposit_items, domain_of
+from ehr_client.portal.custodians import MAX_CUSTODIAN_BODY
 
 LAB = int(Scope.LAB)
 
@@ -47,6 +48,12 @@ def lab_result(cli: Cli, patient: str, tmp_path: Path) -> bytes:
     observation = tmp_path / "glucose.json"
     observation.write_text(json.dumps({**GLUCOSE, "id": os.urandom(8).hex()}))
     return bytes.fromhex(str(cli.json("record", "add", patient, str(observation), wallet="lab")["recordId"])[2:])
+
+
+def lab_result_of_cli_patient(client_of: Any) -> bytes:
+    """A record of the CLI patient (who holds its Umbral secret in a keystore), to measure a deposit item."""
+    lab = client_of("lab")
+    return lab.add_record(client_of("patient").address, {**GLUCOSE, "id": os.urandom(8).hex()}).record_id
 
 
 def ready_patient(page: Any, portal: Portal, wallet: HookedWallet, world: dict[str, str]) -> None:
@@ -220,3 +227,26 @@ def test_a_receipt_signed_by_another_key_is_shown_as_not_verified(
     assert "NOT verified" in forged.inner_text() and "verified: signed" not in forged.inner_text()
     assert domain_of(listing).chain_id == int(listing["domain"]["chainId"])
     screenshot(page, "audited-07-bad-receipt")
+
+
+def test_more_fragments_than_one_deposit_holds_go_in_several_signed_deposits(
+    page: Any, audited_portal: Portal, running: list[CustodianProcess], world: dict[str, str],
+    patient_wallet: HookedWallet, home: Path, client_of: Any,
+) -> None:
+    ready_patient(page, audited_portal, patient_wallet, world)
+    lab = client_of("lab")
+    records = [lab.add_record(patient_wallet.address, {**GLUCOSE, "id": f"many-{i}-{os.urandom(4).hex()}"}).record_id
+               for i in range(50)]
+    listing = audited_portal.get("/api/custodians").json()
+    item = deposit_items(client_of("patient"), lab_result_of_cli_patient(client_of), world["doctor"],
+                         listing["custodians"], threshold=THRESHOLD)[running[0].address][0]
+    assert len(json.dumps(item)) * len(records) > MAX_CUSTODIAN_BODY  # one deposit could not hold them all
+
+    signed_before = len(patient_wallet.signed_kinds)
+    audited_grant(page, world["doctor"], "lab")
+    page.wait_for_selector("#release-done")
+
+    deposits = patient_wallet.signed_kinds[signed_before:].count("Deposit")
+    assert deposits >= 2 * len(running) and deposits % len(running) == 0
+    for custodian in running:
+        assert [fragments_at(custodian, home, r) for r in records] == [1] * len(records)
