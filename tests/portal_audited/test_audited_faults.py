@@ -3,34 +3,26 @@ doubled: custodians down before the deposit (below the threshold: the grant is o
 released, a retry releases them without a second grant or a second fragment) and during it (above
 the threshold: released, the missing custodian named); a record whose header carries a capsule
 copied from another record (skipped, no fragment made); a custodian whose receipt is signed by
-another key (shown as NOT verified)."""
+another key (shown as NOT verified); more fragments than one deposit body holds (several signed
+deposits)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
-from eth_account import Account
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from ehr_client.chain.ids import record_id_of
 from ehr_client.client.write import prepare
-from ehr_client.custodian import messages
-from ehr_client.custodian.server import bind, url_of
 from ehr_client.package import PackageHeader, RecordBinding, parse_header
+from ehr_client.portal.custodians import MAX_CUSTODIAN_BODY
 from ehr_client.records import Scope
-from ehr_client.storage import LocalStore, cid_to_bytes
+from ehr_client.storage import cid_to_bytes
 from ehr_client.sharing.audited import AuditedSharing
 from tests.cli.conftest import Cli, cli_env
 from tests.portal.conftest import Portal, screenshot, start_portal, stop_portal
@@ -38,7 +30,7 @@ from tests.portal.test_patient_walk import GLUCOSE, grant_in_page
 from tests.portal_audited.conftest import RELAYER, THRESHOLD, CustodianProcess, HookedWallet, fragments_at
 from tests.portal_audited.test_audited_walk import audited_grant, connect_and_register
 from tests.portal_audited.fragments import deposit_items, domain_of
-from ehr_client.portal.custodians import MAX_CUSTODIAN_BODY
+from tests.portal_audited.fronts import ResigningCustodian
 
 LAB = int(Scope.LAB)
 
@@ -151,42 +143,6 @@ def test_a_capsule_copied_from_another_record_is_skipped_and_no_fragment_is_made
     assert [fragments_at(c, home, decoy) for c in running] == [0, 0, 0]
     assert [fragments_at(c, home, honest) for c in running] == [1, 1, 1]
     screenshot(page, "audited-06-copied-capsule")
-
-
-class ResigningCustodian:
-    """A front for a real custodian that passes everything through, except that it signs erasure
-    receipts with a key of its own: the page must not call such a receipt verified."""
-
-    def __init__(self, behind: str) -> None:
-        self.behind = behind
-        self.key = Account.create().key
-        app = Starlette(routes=[Route("/{path:path}", self.forward, methods=["GET", "POST"])])
-        self._sock = bind("127.0.0.1", 0)
-        self.url = url_of(self._sock)
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    async def forward(self, request: Request) -> Response:
-        async with httpx.AsyncClient(timeout=10) as client:
-            answer = await client.request(request.method, self.behind + request.url.path, content=await request.body(),
-                                          headers={"Content-Type": "application/json"})
-        if request.url.path == "/v1/destroy" and answer.status_code == 200:
-            doc = answer.json()
-            info = (await httpx.AsyncClient(timeout=10).get(self.behind + "/v1/info")).json()
-            domain = messages.CustodianDomain(int(info["chainId"]), info["consent"])
-            doc["signature"] = messages.sign(bytes(self.key), domain, "ErasureReceipt", doc["message"])
-            return JSONResponse(doc)
-        return Response(answer.content, status_code=answer.status_code, media_type="application/json")
-
-    def start(self) -> None:
-        self._thread.start()
-        while not self._server.started:
-            self._thread.join(0.05)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
 
 
 @pytest.fixture

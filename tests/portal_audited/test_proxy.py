@@ -6,14 +6,18 @@ bodies over the custodians' limit, custodians that are down. Custodians' own ref
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import httpx
 from eth_account import Account
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from ehr_client.sharing.remote import ErasureReceipt
-from tests.cli.conftest import CAST, dev_key
-from tests.portal.conftest import Portal
+from tests.cli.conftest import CAST, cli_env, dev_key
+from tests.portal.conftest import Portal, start_portal, stop_portal
+from tests.portal_audited.fronts import ResigningCustodian
 from tests.portal_audited.conftest import THRESHOLD, CustodianProcess, fragments_at
 from tests.portal_audited.fragments import deposit_body, deposit_items, domain_of, signed
 
@@ -186,3 +190,37 @@ def test_a_custodian_down_is_503_and_listed_as_unreachable(audited_portal: Porta
     assert down.address in error_of(answer)["message"]
     assert after["unreachable"] == 1
     assert {c["address"] for c in after["custodians"]} == {c.address for c in running[1:]}
+
+
+class KeySwappingCustodian(ResigningCustodian):
+    """A URL that answers as a real custodian but reports an X25519 key the custodian never published:
+    fragments sealed to it would be readable by whoever runs it."""
+
+    async def forward(self, request: Request) -> Response:
+        if request.url.path == "/v1/info":
+            async with httpx.AsyncClient(timeout=10) as client:
+                info = (await client.get(self.behind + "/v1/info")).json()
+            info["x25519PublicKey"] = "0x" + os.urandom(32).hex()
+            return JSONResponse(info)
+        return await super().forward(request)
+
+
+def test_a_url_whose_key_the_chain_contradicts_is_rejected_not_listed_and_not_forwarded_to(
+        running, world, home, anvil, tmp_path):
+    liar = KeySwappingCustodian(running[2].url)
+    liar.start()
+    urls = ["--custodian", running[0].url, "--custodian", running[1].url, "--custodian", liar.url]
+    portal = start_portal(home, cli_env(home, anvil.rpc_url), tmp_path, *urls)
+    try:
+        listing = portal.get("/api/custodians").json()
+        query = signed(PATIENT_KEY, domain_of(listing), "AuditQuery",
+                       {"custodian": running[2].address, "patient": world["patient"]})
+        forwarded = portal.post(f"/api/custodians/{running[2].address}/audit", json=query)
+    finally:
+        stop_portal(portal.process)
+        liar.stop()
+
+    assert listing["rejected"] == 1 and listing["unreachable"] == 0
+    assert {c["address"] for c in listing["custodians"]} == {running[0].address, running[1].address}
+    assert forwarded.status_code == 404 and error_of(forwarded)["type"] == "UnknownCustodian"
+    assert "not used" in portal.log.read_text() and "has not published" in portal.log.read_text()
