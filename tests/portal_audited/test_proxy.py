@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from typing import Any
 
 import httpx
@@ -224,3 +225,27 @@ def test_a_url_whose_key_the_chain_contradicts_is_rejected_not_listed_and_not_fo
     assert {c["address"] for c in listing["custodians"]} == {running[0].address, running[1].address}
     assert forwarded.status_code == 404 and error_of(forwarded)["type"] == "UnknownCustodian"
     assert "not used" in portal.log.read_text() and "has not published" in portal.log.read_text()
+
+
+def test_a_hung_custodian_ends_in_a_typed_503_within_the_portals_timeout(audited_portal: Portal, running, world,
+                                                                          lab_result):
+    listing = audited_portal.get("/api/custodians").json()
+    hung = running[1]
+    destroy = signed(PATIENT_KEY, domain_of(listing), "Destroy",
+                     {"custodian": hung.address, "patient": world["patient"], "recordId": "0x" + lab_result.hex()})
+    assert hung.process is not None
+    os.killpg(hung.process.pid, signal.SIGSTOP)
+    try:
+        answer = audited_portal.post(f"/api/custodians/{hung.address}/destroy", json=destroy)
+    finally:
+        os.killpg(hung.process.pid, signal.SIGCONT)
+
+    assert answer.status_code == 503 and error_of(answer)["type"] == "CustodianUnavailable"
+    assert "ReadTimeout" in error_of(answer)["message"]
+
+
+def test_portal_refuses_a_threshold_above_the_custodians_it_names(cli):
+    refused = cli("portal", "--custodian", "http://127.0.0.1:9", "--threshold", "2", expect=None)
+
+    assert refused.exit_code != 0
+    assert "a threshold of 2 needs at least 2 custodians (got 1)" in refused.output
