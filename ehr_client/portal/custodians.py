@@ -71,19 +71,21 @@ class CustodianDirectory:
                 self._set = CustodianSet(chain, domain, clients, {})
             return self._set
 
-    def refresh(self, chain: ChainClient) -> tuple[list[CustodianInfo], int]:
-        """Ask every custodian who it is now: (verified ones, how many did not answer).
+    def refresh(self, chain: ChainClient) -> tuple[list[CustodianInfo], list[str | None]]:
+        """Ask every custodian who it is now: (verified ones, those that did not answer: their address
+        when they answered once, else None).
 
         A URL whose answer the chain contradicts is left out (and logged), never used."""
         custodians = self._custodians(chain)
         found: list[CustodianInfo] = []
-        down = 0
+        down: list[str | None] = []
         for client in custodians.clients:
             try:
                 found.append(custodians.refresh(client))
                 self._rejected.pop(client.url, None)
             except CustodianUnavailable:
-                down += 1
+                known = custodians.infos.get(client.address or "")
+                down.append(known.address if known is not None and known.url == client.url else None)
             except SignatureError as exc:
                 if self._rejected.get(client.url) != str(exc):
                     log.warning("portal: custodian at %s not used: %s", client.url, exc)
@@ -103,7 +105,8 @@ class CustodianDirectory:
             "types": types,
             "custodians": [{"address": i.address, "x25519Version": i.x25519_version,
                             "x25519PublicKey": "0x" + i.x25519_public.hex()} for i in found],
-            "unreachable": down,
+            "unreachable": len(down),
+            "unreachableCustodians": [address for address in down if address is not None],
             "rejected": len(self._rejected),
         }
 

@@ -253,7 +253,10 @@ async function renderRecord(recordId) {
       ? h("div.message.warning", { id: "erased" }, "This record is tombstoned on chain, but the portal still holds its "
         + "ciphertext (the unpin was interrupted). ",
         h("button", { id: "unpin-again", onclick: () => erase(chain) }, "Unpin it now"))
-      : h("p.message.warning", { id: "erased" }, "This record was erased: tombstoned on chain, its ciphertext unpinned."));
+      : h("p.message.warning", { id: "erased" }, "This record was erased: tombstoned on chain, its ciphertext unpinned."),
+    audited() ? h("p", {}, h("button", { id: "collect-receipts", onclick: () => collectReceipts(chain) },
+      "Ask the custodians for their erasure receipts"), " (your wallet signs one request per custodian and version; off chain, free)")
+      : null);
     return;
   }
   try {
@@ -340,6 +343,12 @@ async function erase(chain) {
     + `${done.unpinned.unpinned.length} blob(s) unpinned.`,
     done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null),
   done.custodians ? receiptsView(done.custodians) : null);
+}
+
+/** Ask every custodian again for its (idempotent) erasure receipts: those that were down at the erase. */
+async function collectReceipts(chain) {
+  const found = await act("Collecting the custodians' receipts", () => destroyAtCustodians(chain.map((r) => r.recordId)));
+  if (found) replace(statusBar(), receiptsView(found));
 }
 
 // --- consent -----------------------------------------------------------------------------------------

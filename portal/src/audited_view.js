@@ -55,7 +55,7 @@ export function receiptsView({ receipts, unavailable }) {
         h("td", {}, r.verified ? "verified: signed by this custodian" : `NOT verified: ${r.why}`))))),
     unavailable.length ? h("p.warning", { id: "receipts-missing" }, "No receipt yet from: "
       + `${[...new Set(unavailable.map((u) => short(u.custodian)))].join(", ")} — they destroy the fragments when they see the `
-      + "tombstone on chain; erase again later to collect their receipts.") : null);
+      + "tombstone on chain; ask again from this record's page to collect their receipts.") : null);
 }
 
 /** Deposit key fragments for a grant already on chain (again, on retry: a custodian keeps one

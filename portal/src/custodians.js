@@ -290,7 +290,9 @@ export function checkReceipt(listing, receipt, { custodian, patient, recordId })
  * Returns {receipts: [{custodian, recordId, destroyed, remaining, erasedAt, verified, why}], unavailable}. */
 export async function destroyEverywhere({ listing, account, recordIds, signTypedData, progress = () => {} }) {
   const receipts = [];
-  const unavailable = [];
+  // custodians the portal knows but cannot reach now: no receipt from them yet
+  const unavailable = (listing.unreachableCustodians || []).flatMap((custodian) => recordIds.map((recordId) =>
+    ({ custodian, recordId, reason: "it does not answer the portal" })));
   for (const custodian of listing.custodians) {
     for (const recordId of recordIds) {
       progress(`sign the destruction request for custodian ${custodian.address.slice(0, 10)}… in your wallet`);

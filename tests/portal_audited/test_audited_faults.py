@@ -206,3 +206,33 @@ def test_more_fragments_than_one_deposit_holds_go_in_several_signed_deposits(
     assert deposits >= 2 * len(running) and deposits % len(running) == 0
     for custodian in running:
         assert [fragments_at(custodian, home, r) for r in records] == [1] * len(records)
+
+
+def test_erase_with_a_custodian_down_names_it_and_its_receipt_is_collected_later(
+    page: Any, audited_portal: Portal, running: list[CustodianProcess], cli: Cli, world: dict[str, str],
+    patient_wallet: HookedWallet, home: Path, tmp_path: Path,
+) -> None:
+    ready_patient(page, audited_portal, patient_wallet, world)
+    record = lab_result(cli, patient_wallet.address, tmp_path)
+    record_id = "0x" + record.hex()
+    audited_grant(page, world["doctor"], "lab")
+    page.wait_for_selector("#release-done")
+    down = running[0]
+    down.stop()
+
+    page.goto(audited_portal.url + f"/#record/{record_id}")
+    page.wait_for_selector("section.fhir")
+    page.click("#erase")
+    page.wait_for_selector("#erase-done")
+
+    rows = page.locator("#receipts tbody tr")
+    assert {rows.nth(i).get_attribute("data-custodian") for i in range(rows.count())} == {c.address for c in running[1:]}
+    assert down.address[:8] in page.inner_text("#receipts-missing")
+    down.start()  # its poller sees the tombstone and destroys the fragment; asked again, it signs a receipt
+    page.click("#collect-receipts")
+    page.wait_for_selector("#receipts")
+    rows = page.locator("#receipts tbody tr")
+    by_custodian = {rows.nth(i).get_attribute("data-custodian"): rows.nth(i) for i in range(rows.count())}
+    assert set(by_custodian) == {c.address for c in running}
+    assert by_custodian[down.address].get_attribute("data-verified") == "true"
+    assert [fragments_at(c, home, record) for c in running] == [0, 0, 0]

@@ -189,7 +189,7 @@ def test_a_custodian_down_is_503_and_listed_as_unreachable(audited_portal: Porta
 
     assert answer.status_code == 503 and error_of(answer)["type"] == "CustodianUnavailable"
     assert down.address in error_of(answer)["message"]
-    assert after["unreachable"] == 1
+    assert after["unreachable"] == 1 and after["unreachableCustodians"] == [down.address]
     assert {c["address"] for c in after["custodians"]} == {c.address for c in running[1:]}
 
 
