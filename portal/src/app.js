@@ -158,7 +158,9 @@ async function register() {
 
 async function renderRecords() {
   replace(main(), h("p", {}, "Loading your records…"));
+  const at = location.hash;
   const listing = await loadRecords();
+  if (location.hash !== at) return;  // the patient went elsewhere meanwhile: do not replace that view
   const chains = versionChains(listing.records);
   replace(main(), h("section.card", { id: "records-view" },
     h("h2", {}, "Your records"),
@@ -231,7 +233,9 @@ function renderResource(resource) {
 
 async function renderRecord(recordId) {
   // the cached listing may predate this record (written since): list again before saying it is not there
+  const at = location.hash;
   if (!session.records.some((r) => r.recordId === recordId)) await loadRecords();
+  if (location.hash !== at) return;
   const record = session.records.find((r) => r.recordId === recordId);
   if (!record) throw new ApiError("RecordNotFound", `No record ${recordId} is listed for you.`);
   const chain = versionChains(session.records).find((c) => c.some((r) => r.recordId === recordId)) || [record];
@@ -481,7 +485,9 @@ async function grantOnChain(checksummed, bits, access, ends, purpose, now, share
 
 async function renderGrants() {
   replace(main(), h("p", {}, "Loading your grants…"));
+  const at = location.hash;
   const { grants, now, breakGlass } = await api.grants(session.account);
+  if (location.hash !== at) return;
   replace(main(), h("section.card", { id: "grants-view" },
     h("h2", {}, "Active grants"),
     onChain("Revoking: one signed revocation (EIP-712) ends this grant at once; ConsentManager.revokeBySig emits AccessRevoked.",
@@ -527,7 +533,9 @@ async function revoke(grantee) {
 
 async function renderTimeline() {
   replace(main(), h("p", {}, "Reading the chain…"));
+  const at = location.hash;
   const { entries, alerts } = await api.timeline(session.account);
+  if (location.hash !== at) return;
   replace(main(), h("section.card", { id: "timeline-view" },
     h("h2", {}, "Who opened my records, and when"),
     h("p", {}, "Every grant, revocation, write, read request and break-glass on your records, from the chain. "

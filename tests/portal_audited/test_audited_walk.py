@@ -43,9 +43,7 @@ def connect_and_register(page: Any, portal: Portal, wallet: HookedWallet) -> Non
         page.click("#register")
         page.wait_for_selector("#register-done")
     else:
-        # the records view renders when its listing arrives: let it, or it replaces the next view
         page.wait_for_selector("#records, #no-records")
-        page.wait_for_load_state("networkidle")
 
 
 def test_audited_walk_grant_read_revoke_erase(
