@@ -84,6 +84,7 @@ PORTAL_SOURCES := $(wildcard portal/src/*.js) portal/index.html portal/style.css
 	node_modules/.bin/esbuild portal/src/app.js --bundle --format=esm --target=es2022 --minify --keep-names --sourcemap \
 		--log-level=warning --outfile=.build/portal/app.js
 	cp portal/index.html portal/style.css .build/portal/
+	cp node_modules/@nucypher/umbral-pre/pkg-bundler/umbral_pre_wasm_bg.wasm .build/portal/umbral.wasm
 
 portal: .build/portal/app.js
 

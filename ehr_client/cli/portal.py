@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,12 @@ import typer
 from ehr_client.chain.client import ChainClient
 from ehr_client.cli._context import app_context
 from ehr_client.cli._output import err
+from ehr_client.cli.custodian import CUSTODIANS_ENV
 from ehr_client.client import EHRClient, Identity
 from ehr_client.portal import Clients, PortalServer, PortalServices, default_static_dir
+from ehr_client.errors import ConfigError
 from ehr_client.portal.app import LOOPBACK_NAMES, host_name
+from ehr_client.portal.custodians import CustodianDirectory
 
 CONNECT_TIMEOUT = 8.0
 
@@ -28,11 +32,21 @@ def portal(
         "--static-dir", file_okay=False, help="The built page (default: $EHR_PORTAL_DIR, else .build/portal).")] = None,
     ready_file: Annotated[Path | None, typer.Option("--ready-file", dir_okay=False,
                                                     help="Write {url, pid} here once serving.")] = None,
+    custodian: Annotated[list[str] | None, typer.Option(
+        "--custodian", help=f"Key custodian URL the page reaches through the portal; repeat for each "
+        f"(default: ${CUSTODIANS_ENV}, comma-separated; none: no audited release).")] = None,
+    threshold: Annotated[int, typer.Option("--threshold", "-m", min=1,
+                                           help="Custodian fragments needed to open a key (m of n).")] = 2,
 ) -> None:
     """Serve the patient portal: the web app and an API for ciphertext, chain reads and relaying.
 
     The portal starts even when the chain node is down (the page says so and recovers when it is
     back); the deployment file and, with --relayer, the wallet's password are needed at start."""
+    urls = tuple(dict.fromkeys(u.strip() for value in (custodian or [os.environ.get(CUSTODIANS_ENV, "")])
+                               for u in value.split(",") if u.strip()))
+    if urls and threshold > len(urls):
+        raise ConfigError(f"a threshold of {threshold} needs at least {threshold} custodians (got {len(urls)}); "
+                          "name more with --custodian or lower --threshold")
     app_ = app_context(ctx)
     deployment = app_.deployment()
     deployment.check_client_compatible()
@@ -50,7 +64,8 @@ def portal(
     named = host_name(f"[{host}]:0" if ":" in host else f"{host}:0")
     services = PortalServices(connect=connect, rpc_url=app_.rpc_url, relays=relayer, network=app_.settings.network,
                               hosts=tuple(dict.fromkeys((*LOOPBACK_NAMES, named))),
-                              static_dir=(static_dir or default_static_dir()).expanduser(), state_dir=state_dir)
+                              static_dir=(static_dir or default_static_dir()).expanduser(), state_dir=state_dir,
+                              custodians=CustodianDirectory(urls, threshold))
     server = PortalServer(services, host=host, port=port)
     if identity is not None:
         err().print(f"relaying signed consent from {identity.address} (it pays the gas)")

@@ -14,6 +14,9 @@ relaying, never keys or plaintext.
     POST /api/packages                store a record package the browser wrote (key rotation; signed by its patient)
     POST /api/rotated/{record}        unpin a version the patient rotated away (signed by the patient)
     POST /api/erase/{record}          unpin a record's ciphertext once the chain shows it tombstoned
+    GET  /api/custodians              the key custodians (verified on chain), threshold, their EIP-712 domain
+    POST /api/custodians/{address}/{deposit|destroy|audit}
+                                      a wallet-signed custodian request, checked, forwarded unchanged
 
 Every refusal is JSON `{"error": {"type": ..., "message": ...}}` with an HTTP status that fits.
 """
@@ -58,12 +61,15 @@ from ehr_client.errors import (
     TransactionReverted,
 )
 from ehr_client.keyshare import KeyShare
+from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable
 from ehr_client.portal import facts
+from ehr_client.portal.custodians import MAX_CUSTODIAN_BODY, CustodianDirectory
 from ehr_client.portal.errors import (
     MethodRefused,
     NoRelayer,
     RequestTooLarge,
     TooManyRequests,
+    UnknownCustodian,
     UnsupportedContentType,
     UntrustedHost,
 )
@@ -93,7 +99,8 @@ MAX_KEY_SHARE = 1024 * 1024
 MAX_RELAY_BODY = 64 * 1024
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (MethodRefused, 403), (RequestTooLarge, 413), (TooManyRequests, 429), (UnsupportedContentType, 415), (UntrustedHost, 421), (NoRelayer, 503), (AccessDenied, 403),
+    (MethodRefused, 403), (RequestTooLarge, 413), (TooManyRequests, 429), (UnsupportedContentType, 415), (UntrustedHost, 421), (NoRelayer, 503), (UnknownCustodian, 404),
+    (CustodianUnavailable, 503), (AccessDenied, 403),
     (BlobNotFound, 404), (RecordNotFound, 404), (KeyNotFound, 404), (RecordErased, 410),
     (IntegrityError, 422), (ChainUnavailable, 503), (StorageUnavailable, 503), (TransactionReverted, 409),
     (InvalidRecord, 400), (ConfigError, 500), (EHRError, 400),
@@ -131,6 +138,8 @@ class PortalServices:
     max_blob: int = MAX_BLOB
     hosts: tuple[str, ...] = LOOPBACK_NAMES
     """Host names the portal answers to (the Host header, without port): loopback names and --host."""
+    custodians: CustodianDirectory = field(default_factory=lambda: CustodianDirectory((), 2))
+    """The key custodians the page reaches through this portal (none: no audited release)."""
     _clients: Clients | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -184,6 +193,7 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
             yield
         finally:
             forwarder.close()
+            services.custodians.close()
 
     app = FastAPI(title="EHR patient portal", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     audits: list[facts.AuditView] = []
@@ -210,6 +220,12 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
     @app.exception_handler(EHRError)
     async def ehr_error(request: Request, exc: EHRError) -> JSONResponse:
         return error_response(status_of(exc), type(exc).__name__, str(exc))
+
+    @app.exception_handler(CustodianRefused)
+    async def custodian_refused(request: Request, exc: CustodianRefused) -> JSONResponse:
+        status = {"malformed": 400, "too-large": 413, "rate-limited": 429}.get(exc.reason, 403)
+        return JSONResponse({"error": {"type": "CustodianRefused", "reason": exc.reason, "custodian": exc.custodian,
+                                       "message": str(exc)}}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -361,6 +377,16 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
                                "the patient tombstones them first (from the wallet), then the portal unpins them")
         unpinned, kept = facts.unpin_erased(services.reader, versions)
         return {"recordIds": [facts.record_json(v)["recordId"] for v in versions], "unpinned": unpinned, "kept": kept}
+
+    @app.get("/api/custodians")
+    def custodians() -> dict[str, Any]:
+        return services.custodians.listing(services.reader.chain)
+
+    @app.post("/api/custodians/{address}/{action}")
+    async def to_custodian(request: Request, address: str, action: str) -> JSONResponse:
+        body = await read_body(request, MAX_CUSTODIAN_BODY, "application/json")
+        answer = await run_in_threadpool(services.custodians.forward, services.reader.chain, address, action, body)
+        return JSONResponse(answer.body, status_code=answer.status)
 
     if services.static_dir.is_dir():
         app.mount("/", StaticFiles(directory=services.static_dir, html=True), name="portal")

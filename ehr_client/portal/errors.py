@@ -28,3 +28,7 @@ class UntrustedHost(EHRError, PermissionError):
 
 class TooManyRequests(EHRError, RuntimeError):
     """The relayer's limit for one patient was reached (it pays for every relayed consent)."""
+
+
+class UnknownCustodian(EHRError, LookupError):
+    """A custodian address (or action) the portal does not forward to."""

@@ -75,7 +75,7 @@ def records(client: EHRClient, patient: str) -> dict[str, Any]:
 
 
 def encryption_key(client: EHRClient, account: str) -> dict[str, Any]:
-    """`account`'s registration and current X25519 key (version and public key), if any."""
+    """`account`'s registration and current X25519 and Umbral keys (version and public key), if any."""
     chain = client.chain
     account = to_checksum_address(account)
     registered = bool(chain.call(chain.records.functions.isPatient(account), action="look up patient"))
@@ -85,7 +85,13 @@ def encryption_key(client: EHRClient, account: str) -> dict[str, Any]:
         x25519: dict[str, Any] | None = {"version": int(version), "publicKey": "0x" + bytes(key).hex()}
     except TransactionReverted:
         x25519 = None
-    return {"account": account, "registeredPatient": registered, "x25519": x25519}
+    try:
+        version, key = chain.call(chain.keys.functions.currentKey(account, KeyType.UMBRAL),
+                                  action="look up Umbral key")
+        umbral: dict[str, Any] | None = {"version": int(version), "publicKey": "0x" + bytes(key).hex()}
+    except TransactionReverted:
+        umbral = None
+    return {"account": account, "registeredPatient": registered, "x25519": x25519, "umbral": umbral}
 
 
 class AuditView:

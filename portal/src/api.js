@@ -53,6 +53,9 @@ export const api = {
   timeline: (patient) => request(`/api/timeline/${patient}`),
   timelineFhir: (patient) => request(`/api/timeline/${patient}/fhir`),
   erase: (recordId) => request(`/api/erase/${recordId}`, { method: "POST" }),
+  // Key custodians, through the portal's own origin (it forwards the wallet-signed body unchanged).
+  custodians: () => request("/api/custodians"),
+  custodian: (address, action, body) => post(`/api/custodians/${address}/${action}`, body),
 };
 
 let rpcId = 0;

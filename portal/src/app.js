@@ -2,57 +2,16 @@
 // access with signed consent, follow who opened what. Keys are derived from the wallet and stay
 // in this page's memory; the server sees ciphertext, chain reads and signed consent only.
 import { ApiError, api, callData, readContract, rpc } from "./api.js";
+import { destroyAtCustodians, receiptsView, releaseKeys, rotateAtCustodians, showReleases } from "./audited_view.js";
+import { CustodianError, umbralSealer } from "./custodians.js";
 import { h, replace, short, when } from "./dom.js";
 import { renderFhir } from "./fhir.js";
 import { makeKeyShare } from "./format.js";
 import { deriveFromWallet } from "./keys.js";
-import { FHIR_MEDIA_TYPE, VerificationError, openRecord, rotatedPackage, versionChains } from "./records.js";
+import { FHIR_MEDIA_TYPE, openRecord, rotatedPackage, versionChains } from "./records.js";
+import { audited, hexOf, hexToBytes, loadRecords, needsUmbral, refreshAccount, session } from "./session.js";
+import { act, clearStatus, describeError, main, onChain, showError, showInfo, statusBar } from "./ui.js";
 import * as wallet from "./wallet.js";
-
-const session = { config: null, account: null, keys: null, secrets: new Map(), info: null, records: [] };
-const main = () => document.getElementById("main");
-const statusBar = () => document.getElementById("status");
-
-// --- messages ---------------------------------------------------------------------------------
-
-function describeError(error) {
-  if (error instanceof ApiError || error instanceof wallet.WalletError || error instanceof VerificationError) {
-    return error.message;
-  }
-  if (error && error.name && error.message) return `${error.message}`;
-  return String(error);
-}
-
-function showError(error, context) {
-  console.error(error);
-  replace(statusBar(), h("div.message.error", { role: "alert" },
-    h("strong", {}, context ? `${context}: ` : "Something went wrong: "), describeError(error)));
-}
-
-function showInfo(text) {
-  replace(statusBar(), h("div.message.info", { role: "status" }, text));
-}
-
-function clearStatus() {
-  replace(statusBar());
-}
-
-/** Runs an action with a progress line; its failure is shown, never a blank page. */
-async function act(label, fn) {
-  showInfo(`${label}…`);
-  try {
-    const result = await fn();
-    clearStatus();
-    return result;
-  } catch (error) {
-    showError(error, label);
-    return undefined;
-  }
-}
-
-function onChain(...lines) {
-  return h("aside.onchain", {}, h("h3", {}, "What goes on chain, and who pays"), h("ul", {}, lines.map((l) => h("li", {}, l))));
-}
 
 // --- shell -------------------------------------------------------------------------------------
 
@@ -82,6 +41,11 @@ async function start() {
       h("button", { onclick: () => location.reload() }, "Try again")));
     showError(error, "Loading the deployment");
     return;
+  }
+  try {
+    session.custodians = await api.custodians();
+  } catch {
+    session.custodians = { configured: false, custodians: [] };  // no audited release until the page reloads
   }
   renderHeader();
   route();
@@ -132,21 +96,8 @@ async function connect() {
   route();
 }
 
-function hexOf(bytes) {
-  return "0x" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function refreshAccount() {
-  session.info = await api.account(session.account);
-  session.secrets = new Map();
-  const key = session.info.x25519;
-  if (key && key.publicKey.toLowerCase() === hexOf(session.keys.x25519Public)) {
-    session.secrets.set(key.version, session.keys.x25519Secret);
-  }
-}
-
 function needsRegistration() {
-  return !session.info.registeredPatient || session.secrets.size === 0;
+  return !session.info.registeredPatient || session.secrets.size === 0 || needsUmbral();
 }
 
 async function renderRegister() {
@@ -164,6 +115,9 @@ async function renderRegister() {
         "Transaction 1: RecordRegistry.registerPatient() — your address becomes a patient (a pseudonym; no name or health data).",
       session.secrets.size ? "Your derived key is already published: no key transaction." :
         `Transaction ${info.registeredPatient ? 1 : 2}: KeyRegistry.publishKey(X25519, ${short(derived)}) — your public encryption key, so records can be sealed to you.`,
+      audited() ? (needsUmbral() ? `Then KeyRegistry.publishKey(Umbral, ${short(hexOf(session.keys.umbralPublic))}) — your public Umbral key, `
+        + "so records written for you carry a capsule the key custodians can re-encrypt for people you grant (audited release)."
+        : "Your Umbral key for audited release is already published: no transaction.") : null,
       "You pay the gas for these from your wallet (there is no signed form of registration a relayer could send)."),
     needsRegistration() ? h("button.primary", { id: "register", onclick: register }, "Register and publish my key") :
       h("a.button", { href: "#records" }, "See my records")));
@@ -186,6 +140,10 @@ async function register() {
       txs.push(await sendAndWait("Publishing your key", "KeyRegistry", "publishKey",
         [session.config.keyTypes.X25519, hexOf(session.keys.x25519Public)]));
     }
+    if (needsUmbral()) {
+      txs.push(await sendAndWait("Publishing your Umbral key", "KeyRegistry", "publishKey",
+        [session.config.keyTypes.UMBRAL, hexOf(session.keys.umbralPublic)]));
+    }
     await refreshAccount();
     return txs;
   });
@@ -198,15 +156,11 @@ async function register() {
 
 // --- records ---------------------------------------------------------------------------------------
 
-async function loadRecords() {
-  const listing = await api.records(session.account);
-  session.records = listing.records;
-  return listing;
-}
-
 async function renderRecords() {
   replace(main(), h("p", {}, "Loading your records…"));
+  const at = location.hash;
   const listing = await loadRecords();
+  if (location.hash !== at) return;  // the patient went elsewhere meanwhile: do not replace that view
   const chains = versionChains(listing.records);
   replace(main(), h("section.card", { id: "records-view" },
     h("h2", {}, "Your records"),
@@ -278,7 +232,10 @@ function renderResource(resource) {
 }
 
 async function renderRecord(recordId) {
-  if (!session.records.length) await loadRecords();
+  // the cached listing may predate this record (written since): list again before saying it is not there
+  const at = location.hash;
+  if (!session.records.some((r) => r.recordId === recordId)) await loadRecords();
+  if (location.hash !== at) return;
   const record = session.records.find((r) => r.recordId === recordId);
   if (!record) throw new ApiError("RecordNotFound", `No record ${recordId} is listed for you.`);
   const chain = versionChains(session.records).find((c) => c.some((r) => r.recordId === recordId)) || [record];
@@ -300,7 +257,10 @@ async function renderRecord(recordId) {
       ? h("div.message.warning", { id: "erased" }, "This record is tombstoned on chain, but the portal still holds its "
         + "ciphertext (the unpin was interrupted). ",
         h("button", { id: "unpin-again", onclick: () => erase(chain) }, "Unpin it now"))
-      : h("p.message.warning", { id: "erased" }, "This record was erased: tombstoned on chain, its ciphertext unpinned."));
+      : h("p.message.warning", { id: "erased" }, "This record was erased: tombstoned on chain, its ciphertext unpinned."),
+    audited() ? h("p", {}, h("button", { id: "collect-receipts", onclick: () => collectReceipts(chain) },
+      "Ask the custodians for their erasure receipts"), " (your wallet signs one request per custodian and version; off chain, free)")
+      : null);
     return;
   }
   try {
@@ -330,14 +290,16 @@ function rotateBox(record) {
 async function rotate(record) {
   const done = await act("Rotating the key", async () => {
     const opened = await openRecord(record, session);
-    const rotated = await rotatedPackage(record, opened, session);
+    const umbral = audited() && !needsUmbral() ? await umbralSealer(session.keys.umbralPublic, session.info.umbral.version) : null;
+    const rotated = await rotatedPackage(record, opened, session, { umbral });
     const digest = hexOf(await sha256(rotated.package));
     const stored = await api.uploadPackage(rotated.package, await signedHeaders("store-package", digest));
     if (stored.contentHash !== digest) throw new Error("The portal stored other bytes than the page sent; nothing was anchored.");
     const tx = await sendAndWait("Anchoring the new version", "RecordRegistry", "amendRecord",
       [record.recordId, rotated.salt, stored.contentHash, stored.cidBytes]);
     const unpinned = await api.rotated(record.recordId, await signedHeaders("unpin-rotated", record.recordId));
-    return { tx, recordId: rotated.recordId, unpinned };
+    const custodians = audited() ? await rotateAtCustodians(record, rotated.recordId) : null;
+    return { tx, recordId: rotated.recordId, unpinned, custodians };
   });
   if (!done) return;
   await loadRecords();
@@ -345,7 +307,13 @@ async function rotate(record) {
   await renderRecord(done.recordId);
   statusBar().append(h("div.message.ok", { id: "rotate-done" },
     `Rotated: new version ${short(done.recordId)} anchored (${done.tx.gasUsed} gas, paid by you); `
-    + `${done.unpinned.unpinned.length} old blob(s) unpinned.`));
+    + `${done.unpinned.unpinned.length} old blob(s) unpinned.`,
+    done.custodians ? h("p", { id: "rotate-reissued" }, done.custodians.reissued.length
+      ? `Key fragments of the new version deposited for ${done.custodians.reissued.map(short).join(", ")} (grants still in force).`
+      : "No grant in force covers this record: no fragments re-issued.") : null,
+    done.custodians && done.custodians.failed.length ? h("p.warning", { id: "rotate-not-reissued" },
+      `Not re-issued (grant again to retry): ${done.custodians.failed.join("; ")}`) : null),
+  done.custodians ? receiptsView(done.custodians.destroyed) : null);
 }
 
 function eraseBox(chain) {
@@ -353,7 +321,9 @@ function eraseBox(chain) {
   return h("section.danger", {},
     h("h3", {}, "Erase this record (GDPR Art. 17)"),
     onChain(`${pending.length} transaction(s): RecordRegistry.tombstone(id) for each version — marks it erased; you pay the gas.`,
-      "Then the portal unpins the ciphertext from storage once the chain shows the tombstones (nothing on chain)."),
+      "Then the portal unpins the ciphertext from storage once the chain shows the tombstones (nothing on chain).",
+      audited() ? "Then each key custodian destroys its key fragments of every version and signs a receipt; your wallet "
+        + "signs one destruction request per custodian and version (off chain, free). The receipts are checked in this browser." : null),
     h("button.danger", { id: "erase", onclick: () => erase(chain) }, "Erase for good"));
 }
 
@@ -366,7 +336,8 @@ async function erase(chain) {
     }
     const newest = chain[chain.length - 1];
     const unpinned = await api.erase(newest.recordId);
-    return { txs, unpinned };
+    const custodians = audited() ? await destroyAtCustodians(chain.map((r) => r.recordId)) : null;
+    return { txs, unpinned, custodians };
   });
   if (!done) return;
   await loadRecords();
@@ -374,7 +345,14 @@ async function erase(chain) {
   statusBar().append(h("div.message.ok", { id: "erase-done" },
     `Erased: ${done.txs.length} tombstone transaction(s) (${done.txs.map((t) => `${t.gasUsed} gas`).join(", ")}, paid by you); `
     + `${done.unpinned.unpinned.length} blob(s) unpinned.`,
-    done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null));
+    done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null),
+  done.custodians ? receiptsView(done.custodians) : null);
+}
+
+/** Ask every custodian again for its (idempotent) erasure receipts: those that were down at the erase. */
+async function collectReceipts(chain) {
+  const found = await act("Collecting the custodians' receipts", () => destroyAtCustodians(chain.map((r) => r.recordId)));
+  if (found) replace(statusBar(), receiptsView(found));
 }
 
 // --- consent -----------------------------------------------------------------------------------------
@@ -411,6 +389,9 @@ async function renderGrant() {
       session.config.consent.purposes.map((p) => h("option", { value: p }, p)))),
     h("label.check", {}, h("input", { type: "checkbox", name: "share", checked: true }),
       "Share the keys of my records in these categories (made in this browser, sealed to the grantee)"),
+    audited() ? h("label.check", {}, h("input", { type: "checkbox", name: "audited", id: "grant-audited" }),
+      `Release keys through the custodians (audited): ${session.custodians.threshold} of `
+      + `${session.custodians.custodians.length} custodians must agree at each read, and each read is logged`) : null,
     h("button.primary", { type: "submit", id: "grant-submit" }, "Sign and grant"));
   const until = new Date(Date.now() + 30 * 86400_000);
   form.elements.until.value = until.toISOString().slice(0, 10);
@@ -420,6 +401,8 @@ async function renderGrant() {
     onChain("One consent in words your wallet shows (EIP-712): who, which categories, read or amend, until when, why.",
       "On chain: ConsentManager.grantBySig(...) emits AccessGranted with both addresses, the categories as bits, the expiry and the purpose.",
       "The key share holds only sealed keys; it is stored by the portal and its CID handed to the grantee.",
+      audited() ? "Audited release: off chain and free. Key fragments are made in this browser, one sealed to each custodian; "
+        + "your wallet signs one deposit per custodian. Nothing of it goes on chain." : null,
       relayerLine()),
     form));
 }
@@ -450,11 +433,6 @@ async function keyShareFor(grantee, scopes) {
   return { cid: stored.cid, shared: entries.length, skipped };
 }
 
-function hexToBytes(hex) {
-  const clean = hex.replace(/^0x/, "");
-  return Uint8Array.from(clean.match(/../g) || [], (b) => Number.parseInt(b, 16));
-}
-
 async function grant(form) {
   const grantee = form.elements.grantee.value.trim();
   const bits = [...form.querySelectorAll("input[name=category]:checked")].reduce((a, el) => a | BigInt(el.value), 0n);
@@ -466,36 +444,50 @@ async function grant(form) {
   const result = await act("Granting", async () => {
     const now = await chainNow();
     if (!(ends > now)) throw new Error("Choose an end date in the future.");
-    const checksummed = (await api.account(grantee)).account;
-    const share = access === "read" && form.elements.share.checked ? await keyShareFor(checksummed, bits)
-      : { cid: null, shared: 0, skipped: [] };
-    if (!session.config.relayer) {
-      const tx = await sendAndWait("Granting", "ConsentManager", "grant",
-        [checksummed, bits, session.config.access[access.toUpperCase()], BigInt(ends), purpose]);
-      return { tx, share, paidBy: "you" };
+    const granteeInfo = await api.account(grantee);
+    const checksummed = granteeInfo.account;
+    const viaCustodians = audited() && form.elements.audited.checked;
+    if (viaCustodians && !granteeInfo.umbral) {
+      throw new CustodianError(`${checksummed} has published no Umbral key, so custodians cannot release keys to them; `
+        + "they publish one with `ehr custodian umbral-key` first. Nothing was granted.");
     }
-    const nonce = await readContract(session.config, "ConsentManager", "nonces", [session.account, checksummed]);
-    const categories = Object.fromEntries(session.config.consent.categories.map((c) => [c.field, (bits & BigInt(c.bit)) !== 0n]));
-    const doc = typedData("Grant", { patient: session.account, grantee: checksummed, categories, mayAmend: access === "amend",
-      purpose, grantEndsAt: ends, nonce: Number(nonce), signatureValidUntil: now + 86400 });
-    showInfo("Granting: sign the consent in your wallet (it shows the terms)…");
-    const signature = await wallet.signTypedData(session.account, doc);
-    showInfo("Granting: the relayer is sending your signed consent…");
-    const relayed = await api.relay(doc, signature, share.cid);
-    return { tx: relayed.tx, share, paidBy: `the relayer ${short(relayed.relayer)}`, note: relayed.note };
+    const share = access === "read" && form.elements.share.checked && !viaCustodians ? await keyShareFor(checksummed, bits)
+      : { cid: null, shared: 0, skipped: [] };
+    const granted = await grantOnChain(checksummed, bits, access, ends, purpose, now, share);
+    return { ...granted, release: viaCustodians ? { grantee: checksummed, scopes: bits, umbral: granteeInfo.umbral } : null };
   });
   if (!result) return;
+  const released = result.release ? await releaseKeys(result.release) : null;
   replace(statusBar(), h("div.message.ok", { id: "grant-done" },
     result.note ? result.note : `Granted ${access} to ${short(grantee)} until ${when(ends)}: transaction ${short(result.tx.hash)} `
       + `(${result.tx.gasUsed} gas, paid by ${result.paidBy}).`,
     result.share.cid ? h("p", {}, "Key share for the grantee (they read with `ehr record get RECORD --key-share CID`): ",
       h("code", { id: "key-share" }, result.share.cid), ` — ${result.share.shared} record(s).`) : null,
-    result.share.skipped.length ? h("p.warning", {}, `Not shared: ${result.share.skipped.join("; ")}`) : null));
+    result.share.skipped.length ? h("p.warning", {}, `Not shared: ${result.share.skipped.join("; ")}`) : null), released);
+}
+
+async function grantOnChain(checksummed, bits, access, ends, purpose, now, share) {
+  if (!session.config.relayer) {
+    const tx = await sendAndWait("Granting", "ConsentManager", "grant",
+      [checksummed, bits, session.config.access[access.toUpperCase()], BigInt(ends), purpose]);
+    return { tx, share, paidBy: "you" };
+  }
+  const nonce = await readContract(session.config, "ConsentManager", "nonces", [session.account, checksummed]);
+  const categories = Object.fromEntries(session.config.consent.categories.map((c) => [c.field, (bits & BigInt(c.bit)) !== 0n]));
+  const doc = typedData("Grant", { patient: session.account, grantee: checksummed, categories, mayAmend: access === "amend",
+    purpose, grantEndsAt: ends, nonce: Number(nonce), signatureValidUntil: now + 86400 });
+  showInfo("Granting: sign the consent in your wallet (it shows the terms)…");
+  const signature = await wallet.signTypedData(session.account, doc);
+  showInfo("Granting: the relayer is sending your signed consent…");
+  const relayed = await api.relay(doc, signature, share.cid);
+  return { tx: relayed.tx, share, paidBy: `the relayer ${short(relayed.relayer)}`, note: relayed.note };
 }
 
 async function renderGrants() {
   replace(main(), h("p", {}, "Loading your grants…"));
+  const at = location.hash;
   const { grants, now, breakGlass } = await api.grants(session.account);
+  if (location.hash !== at) return;
   replace(main(), h("section.card", { id: "grants-view" },
     h("h2", {}, "Active grants"),
     onChain("Revoking: one signed revocation (EIP-712) ends this grant at once; ConsentManager.revokeBySig emits AccessRevoked.",
@@ -541,18 +533,22 @@ async function revoke(grantee) {
 
 async function renderTimeline() {
   replace(main(), h("p", {}, "Reading the chain…"));
+  const at = location.hash;
   const { entries, alerts } = await api.timeline(session.account);
+  if (location.hash !== at) return;
   replace(main(), h("section.card", { id: "timeline-view" },
     h("h2", {}, "Who opened my records, and when"),
     h("p", {}, "Every grant, revocation, write, read request and break-glass on your records, from the chain. "
       + "Rows the monitor flags (read after revoke, break-glass, off-hours, bursts) are highlighted."),
     h("button", { id: "export-fhir", onclick: exportFhir }, "Download as FHIR AuditEvents"),
+    audited() ? h("button", { id: "show-releases", onclick: showReleases },
+      "Show which custodians released keys (your wallet signs one audit query per custodian; off chain, free)") : null,
     alerts.length ? h("div.message.warning", { id: "alerts" }, `${alerts.length} alert(s): `,
       h("ul", {}, alerts.map((a) => h("li", {}, `[${a.severity}] ${a.rule}: ${a.message}`)))) : null,
     h("table", { id: "timeline" },
       h("thead", {}, h("tr", {}, ["Time", "What", "Who", "Record", "Detail"].map((t) => h("th", {}, t)))),
       h("tbody", {}, entries.map((e) => h("tr", { class: e.alerts.length ? "alert" : e.outcome === "failed" ? "failed" : "",
-        dataset: { event: e.name } },
+        dataset: { event: e.name, tx: (e.txHash || "").toLowerCase() } },
         h("td", {}, when(e.timestamp)),
         h("td", {}, e.name === "AccessRequested" ? "Opened (access requested)" : e.name),
         h("td", { title: e.actor || "" }, e.actor === session.account ? "you" : short(e.actor || e.sender)),

@@ -5,7 +5,7 @@ import { encodeAbiParameters, keccak256 } from "viem";
 import { api } from "./api.js";
 import {
   BindingError, DecryptionError, IntegrityError, KeyNotFoundError, bindingAssociatedData, buildPackageHeader,
-  bytesToHex, concatBytes, encryptEnvelope, openPackage, wrapDataKey,
+  bytesToHex, concatBytes, encryptEnvelope, makeUmbralPlaintext, openPackage, wrapDataKey,
 } from "./format.js";
 
 export const FHIR_MEDIA_TYPE = "application/fhir+json";
@@ -83,7 +83,10 @@ export function recordIdOf(author, saltHex) {
  * the patient only (as EHRClient.reencrypt_record). Returns {package, salt, recordId, version}; the
  * caller stores the package and anchors it with amendRecord from the wallet.
  */
-export async function rotatedPackage(record, opened, session) {
+/** The new version's package. `umbral` ({keyVersion, encrypt(plaintext) -> {capsule, ciphertext}}),
+ * when given, adds the Umbral section Python's writer adds for a patient with an Umbral key, so the
+ * rotated version can still be released through the key custodians. */
+export async function rotatedPackage(record, opened, session, { umbral = null } = {}) {
   const salt = "0x" + bytesToHex(crypto.getRandomValues(new Uint8Array(32)));
   const dataKey = crypto.getRandomValues(new Uint8Array(32));
   const version = opened.binding.version + 1n;
@@ -92,8 +95,10 @@ export async function rotatedPackage(record, opened, session) {
   const ad = bindingAssociatedData(binding);
   const [keyVersion] = [...session.secrets.keys()];
   const wrapped = await wrapDataKey(dataKey, session.keys.x25519Public, ad);
+  const section = umbral === null ? null
+    : { keyVersion: umbral.keyVersion, ...umbral.encrypt(makeUmbralPlaintext(binding, dataKey)) };
   const header = buildPackageHeader({ version, mediaType: opened.mediaType, binding,
-    wraps: [{ reader: session.account, keyVersion, wrapped }] });
+    wraps: [{ reader: session.account, keyVersion, wrapped }], umbral: section });
   const envelope = await encryptEnvelope(opened.plaintext, dataKey, ad);
   dataKey.fill(0);
   return { package: concatBytes(header, envelope), salt, recordId: binding.recordId, version };
