@@ -297,6 +297,7 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         body = await read_body(request, MAX_KEY_SHARE, "application/octet-stream")
         share = KeyShare.from_bytes(body)  # only key shares: sealed keys, never anything else
         signed_by(request, "store-key-share", hashlib.sha256(body).digest(), share.patient)
+        await run_in_threadpool(facts.check_share_under_grant, services.reader, share)
         # Stored as the format writes it: fields the format does not have are not kept.
         cid = await run_in_threadpool(services.reader.store.put, share.to_bytes())
         return {"cid": cid, "patient": share.patient, "grantee": share.grantee, "entries": len(share.entries)}

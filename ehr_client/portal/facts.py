@@ -16,6 +16,7 @@ from ehr_client.chain.types import Access, KeyType, Status
 from ehr_client.client import EHRClient
 from ehr_client.client.model import RecordInfo, hex_id
 from ehr_client.errors import AccessDenied, TransactionReverted
+from ehr_client.keyshare import KeyShare
 from ehr_client.records import describe
 from ehr_client.records.purpose import PURPOSES
 
@@ -199,3 +200,26 @@ def rotated_away(client: EHRClient, record_id: bytes) -> RecordInfo:
         raise AccessDenied(f"record {hex_id(record_id)} is not superseded by a version its patient wrote; only a "
                            "version the patient rotated away is unpinned (amendments by providers stay as history)")
     return old
+
+
+def check_share_under_grant(client: EHRClient, share: KeyShare) -> None:
+    """A key share is a bearer capability, so the portal stores one only when every record in it is
+    the patient's and the chain lets the grantee read its category now: never ahead of a grant that
+    a signature relayed later (or never) would put in force."""
+    listed = {info.record_id: info for info in client.list_records(share.patient)}
+    scopes: set[int] = set()
+    for entry in share.entries:
+        info = listed.get(entry.record_id)
+        if info is None:
+            raise AccessDenied(f"record {hex_id(entry.record_id)} is not a record of {share.patient}; "
+                               "the key share was not stored")
+        scopes.add(info.scope)
+    ordered = sorted(scopes)
+    consent = client.chain.consent.functions
+    allowed = client.chain.batch_call([consent.canRead(share.patient, share.grantee, s) for s in ordered],
+                                      action="check the grant")
+    refused = [s for s, ok in zip(ordered, allowed, strict=True) if not ok]
+    if refused:
+        categories = ", ".join(sorted({c for s in refused for c in describe(s)}))
+        raise AccessDenied(f"no grant to {share.grantee} for {categories} is in force on chain; a key share is "
+                           "stored only once the grant is (grant first, then share)")

@@ -451,10 +451,23 @@ async function grant(form) {
       throw new CustodianError(`${checksummed} has published no Umbral key, so custodians cannot release keys to them; `
         + "they publish one with `ehr custodian umbral-key` first. Nothing was granted.");
     }
-    const share = access === "read" && form.elements.share.checked && !viaCustodians ? await keyShareFor(checksummed, bits)
-      : { cid: null, shared: 0, skipped: [] };
-    const granted = await grantOnChain(checksummed, bits, access, ends, purpose, now, share);
-    return { ...granted, release: viaCustodians ? { grantee: checksummed, scopes: bits, umbral: granteeInfo.umbral } : null };
+    const sharing = access === "read" && form.elements.share.checked && !viaCustodians;
+    if (sharing && !granteeInfo.x25519) {
+      throw new ApiError("KeyNotFound", `${checksummed} has published no encryption key, so keys cannot be shared with `
+        + "them; they publish one with `ehr keys publish` (or grant without sharing keys). Nothing was granted.");
+    }
+    const granted = await grantOnChain(checksummed, bits, access, ends, purpose, now);
+    // A key share is a bearer capability: it is sealed only once the grant is in force on chain.
+    let share = { cid: null, shared: 0, skipped: [] };
+    if (sharing) {
+      try {
+        share = await keyShareFor(checksummed, bits);
+      } catch (error) {
+        share = { cid: null, shared: 0, skipped: [], failed: `${describeError(error)} The grant is in force; `
+          + "grant again with the same terms to share the keys." };
+      }
+    }
+    return { ...granted, share, release: viaCustodians ? { grantee: checksummed, scopes: bits, umbral: granteeInfo.umbral } : null };
   });
   if (!result) return;
   const released = result.release ? await releaseKeys(result.release) : null;
@@ -463,14 +476,15 @@ async function grant(form) {
       + `(${result.tx.gasUsed} gas, paid by ${result.paidBy}).`,
     result.share.cid ? h("p", {}, "Key share for the grantee (they read with `ehr record get RECORD --key-share CID`): ",
       h("code", { id: "key-share" }, result.share.cid), ` — ${result.share.shared} record(s).`) : null,
-    result.share.skipped.length ? h("p.warning", {}, `Not shared: ${result.share.skipped.join("; ")}`) : null), released);
+    result.share.skipped.length ? h("p.warning", {}, `Not shared: ${result.share.skipped.join("; ")}`) : null,
+    result.share.failed ? h("p.warning", { id: "share-failed" }, `Keys not shared: ${result.share.failed}`) : null), released);
 }
 
-async function grantOnChain(checksummed, bits, access, ends, purpose, now, share) {
+async function grantOnChain(checksummed, bits, access, ends, purpose, now) {
   if (!session.config.relayer) {
     const tx = await sendAndWait("Granting", "ConsentManager", "grant",
       [checksummed, bits, session.config.access[access.toUpperCase()], BigInt(ends), purpose]);
-    return { tx, share, paidBy: "you" };
+    return { tx, paidBy: "you" };
   }
   const nonce = await readContract(session.config, "ConsentManager", "nonces", [session.account, checksummed]);
   const categories = Object.fromEntries(session.config.consent.categories.map((c) => [c.field, (bits & BigInt(c.bit)) !== 0n]));
@@ -479,8 +493,8 @@ async function grantOnChain(checksummed, bits, access, ends, purpose, now, share
   showInfo("Granting: sign the consent in your wallet (it shows the terms)…");
   const signature = await wallet.signTypedData(session.account, doc);
   showInfo("Granting: the relayer is sending your signed consent…");
-  const relayed = await api.relay(doc, signature, share.cid);
-  return { tx: relayed.tx, share, paidBy: `the relayer ${short(relayed.relayer)}`, note: relayed.note };
+  const relayed = await api.relay(doc, signature, null);
+  return { tx: relayed.tx, paidBy: `the relayer ${short(relayed.relayer)}`, note: relayed.note };
 }
 
 async function renderGrants() {

@@ -146,3 +146,46 @@ def test_one_request_makes_the_relayer_pay_for_a_60_kb_purpose(portal: Portal, w
     answer = portal.post("/api/relay", json={"typedData": document, "signature": signature, "keyShare": None})
     gas = answer.json()["tx"]["gasUsed"] if answer.status_code == 200 and answer.json().get("tx") else None
     assert answer.status_code == 400, f"relayed (HTTP {answer.status_code}), the relayer paid {gas} gas for one request"
+
+
+def test_a_key_share_ahead_of_any_grant_is_not_stored(portal: Portal, world: dict[str, str], cli: Any,
+                                                       home: Path, tmp_path: Path) -> None:
+    """A key share is a bearer capability. The page once stored it before the grant (and a signed grant
+    may never be relayed): the portal now stores a share, even one the patient signed, only for records
+    whose category the chain lets the grantee read now. The hospital holds an amend grant for
+    conditions only; a share of the patient's lab result to it is refused and nothing is stored."""
+    import hashlib
+    import json
+    import os
+    import time
+
+    from eth_account.messages import encode_typed_data
+
+    from ehr_client.crypto import WRAPPED_KEY_SIZE
+    from ehr_client.keyshare import KeyShare, ShareEntry
+    from ehr_client.portal.signed import typed_data
+    from tests.cli.conftest import CAST, dev_key
+
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({
+        "resourceType": "Observation", "status": "final", "code": {"text": f"sodium {os.urandom(4).hex()}"},
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "laboratory"}]}],
+        "valueQuantity": {"value": 140, "unit": "mmol/L"}}))
+    record_id = bytes.fromhex(cli.json("record", "add", "patient", str(result), wallet="lab")["recordId"][2:])
+    share = KeyShare(world["patient"], world["hospital"],
+                     (ShareEntry(record_id, 1, 1, os.urandom(WRAPPED_KEY_SIZE)),)).to_bytes()
+    config = portal.get("/api/config").json()
+    expires = int(time.time()) + 300
+    document = typed_data(chain_id=config["chainId"], registry=config["contracts"]["RecordRegistry"],
+                          action="store-key-share", subject=hashlib.sha256(share).digest(), expires=expires)
+    signature = Account.sign_message(encode_typed_data(full_message=document),
+                                     private_key=dev_key(CAST.index("patient"))).signature.hex()
+    headers = {**OCTETS, "X-EHR-Signature": "0x" + signature.removeprefix("0x"), "X-EHR-Expires": str(expires)}
+
+    refused = portal.post("/api/keyshares", content=share, headers=headers)
+
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert error["type"] == "AccessDenied" and "in force" in error["message"]
+    assert not LocalStore(home / "store").has(cid_for_bytes(share))
