@@ -14,6 +14,12 @@ of the payload, 16 hex``. A crash mid-append leaves a torn last line (no newline
 ignored (it was never acknowledged) and cut off before the next append; any other damage (a bad
 checksum, a truncated pending entry) raises `JournalDamaged` naming the file, the line and the
 command that gets past it, never skipped in silence. A full disk raises `StorageFull`.
+
+A torn last line and a log cut short look alike from inside the file, so the logs recovery
+depends on (`acknowledged.log`, `decisions.log`) are "counted": each append also records the log's
+length, fsynced and atomically replaced, in `<log>.length`. Crashes only ever leave the log longer
+than its record (a torn line, or a line appended but not yet counted); a log shorter than its record,
+or gone while its record stays, was cut or replaced and raises `JournalDamaged`.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ import errno
 import hashlib
 import hmac
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ehr_client.errors import ConfigError, StorageFull, StorageUnavailable
+
+log = logging.getLogger("ehr_client")
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -64,15 +73,23 @@ def checked_payload(line: bytes) -> bytes:
     return payload
 
 
-def read_checked(path: Path, *, then: str) -> list[bytes]:
+def read_checked(path: Path, *, then: str, counted: bool = False) -> list[bytes]:
     """The payloads of a checked log, oldest first, a torn last line ignored; [] if it does not exist.
-    `then` says what to run after cutting a damaged line out."""
+    `then` says what to run after cutting a damaged line out. A `counted` log (see `append_counted`)
+    shorter than its recorded length raises `JournalDamaged`."""
+    expected = recorded_length(path) if counted else None
+    if expected is not None:
+        then = f"move its length record aside (mv {length_path(path)} {length_path(path)}.damaged), then {then}"
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        if expected:
+            raise _cut_short(path, 0, expected, then=then) from None
         return []
     except OSError as exc:
         raise StorageUnavailable(f"cannot read the journal {path} ({exc.strerror or exc}); check its permissions") from None
+    if expected is not None and data.rfind(b"\n") + 1 < expected:
+        raise _cut_short(path, data.rfind(b"\n") + 1, expected, then=then)
     complete, _, _torn = data.rpartition(b"\n")
     payloads = []
     for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
@@ -88,6 +105,55 @@ def damaged_line(path: Path, number: int, why: str, *, then: str) -> JournalDama
         f"{path} is damaged at line {number} ({why}); nothing was replayed. Keep a copy and drop that line "
         f"(sed -i.damaged '{number}d' {path}), then {then}"
     )
+
+
+def _cut_short(path: Path, have: int, expected: int, *, then: str) -> JournalDamaged:
+    missing = "is missing" if have == 0 else f"holds {have} complete bytes"
+    return JournalDamaged(
+        f"{path} {missing} but its appends left it {expected} bytes long: it was cut short, deleted or replaced "
+        "by an older copy, and the lines it lost are not a crash's torn append; nothing was replayed. Restore it "
+        f"from a backup if you have one; to go on with what is left, {then}"
+    )
+
+
+def length_path(path: Path) -> Path:
+    """Where a counted log's length is recorded."""
+    return path.with_name(path.name + ".length")
+
+
+def recorded_length(path: Path) -> int | None:
+    """The length a counted log had after its last counted append; None if nothing was recorded."""
+    sidecar = length_path(path)
+    try:
+        return int(checked_payload(sidecar.read_bytes()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError):
+        raise JournalDamaged(
+            f"the length record {sidecar} of {path} is damaged; move it aside (mv {sidecar} {sidecar}.damaged): the "
+            "next append records the length again (a log cut short before then is not detected)"
+        ) from None
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot read {sidecar} ({exc.strerror or exc}); check its permissions") from None
+
+
+def append_counted(path: Path, line: bytes) -> None:
+    """`append_line`, then record the log's new length (see the module docstring). The line is
+    durable once appended: a failure to record the length only weakens the check, so it is logged."""
+    size = append_line(path, line)
+    sidecar = length_path(path)
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(checked_line(str(size).encode()))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, sidecar)
+        _fsync_dir(sidecar.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        log.warning("could not record the length of %s (%s); a cut-short log is detected after the next append",
+                    path, exc.strerror or exc)
 
 
 class Journal:
@@ -163,7 +229,7 @@ class Journal:
             return
         try:
             self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            append_line(self.acknowledged_path, checked_line(payload))
+            append_counted(self.acknowledged_path, checked_line(payload))
         except OSError as exc:
             raise unwritable(self._dir.parent, exc) from None
 
@@ -180,7 +246,7 @@ class Journal:
         """Every acknowledged write, oldest first; a damaged line raises `JournalDamaged`."""
         then = "run `ehr record recover` (the write of that line, if a chain lost it, must be written again)"
         entries = []
-        for number, payload in enumerate(read_checked(self.acknowledged_path, then=then), start=1):
+        for number, payload in enumerate(read_checked(self.acknowledged_path, then=then, counted=True), start=1):
             try:
                 entries.append(PendingWrite(**json.loads(payload)))
             except (ValueError, TypeError) as exc:
@@ -235,9 +301,9 @@ class Journal:
         return [entry for path in sorted(self._dir.glob("*.json")) if (entry := self.get(path.stem)) is not None]
 
 
-def append_line(path: Path, line: bytes) -> None:
-    """Append one line, fsynced. A torn last line (a crash or a full disk mid-append) is cut off
-    first, so the new line never fuses with it into one that fails its checksum."""
+def append_line(path: Path, line: bytes) -> int:
+    """Append one line, fsynced; returns the file's new length. A torn last line (a crash or a full
+    disk mid-append) is cut off first, so the new line never fuses with it into one that fails its checksum."""
     with open(path, "a+b") as handle:
         size = handle.seek(0, os.SEEK_END)
         if size:
@@ -250,6 +316,7 @@ def append_line(path: Path, line: bytes) -> None:
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
+        return handle.tell()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -62,6 +62,7 @@ from ehr_client.errors import (
     InvalidRecord,
     KeyNotFound,
 )
+from ehr_client.decisions import DecisionLog
 from ehr_client.journal import Journal
 from ehr_client.package import PackageHeader, parse_header
 from ehr_client.records import ALL_SCOPES
@@ -82,6 +83,7 @@ class EHRClient:
         self.identity = identity
         self.state_dir = Path(state_dir)
         self.journal = Journal(self.state_dir, hashlib.sha256(b"ehr-journal" + identity.current_key[1]).digest())
+        self.decisions = DecisionLog(self.state_dir)
         self.directory = KeyDirectory(chain)
         self.locator = RecordLocator(chain, store)
         self.reader = RecordReader(chain, store, identity)
@@ -297,7 +299,9 @@ class EHRClient:
         stored = int(self.chain.call(records.recordStatus(info.record_id), action="look up record")) != 0
         fn = records.tombstone(info.record_id) if info.batch is None or stored else \
             records.tombstoneBatchedRecord(info.batch.as_arg())
-        return self.chain.transact(self.identity.account, fn, action="erase record")
+        tx = self.chain.transact(self.identity.account, fn, action="erase record")
+        self.decisions.erased(self.address, info.record_id, tx)
+        return tx
 
     # --- consent -----------------------------------------------------------------------------
 
@@ -313,6 +317,7 @@ class EHRClient:
         gas = self.chain.simulate(self.address, fn, action="grant access")
         outcome = self.sharer.share(grantee, scopes) if share_keys else ShareOutcome(None, 0, ())
         tx = self.chain.transact(self.identity.account, fn, action="grant access", gas=gas)
+        self.decisions.granted(self.address, grantee, scopes, ACCESS[access], expires_at, parse_purpose(purpose).word, tx)
         return GrantResult(tx, outcome.cid, outcome.shared, outcome.skipped)
 
     def consent_domain(self) -> Domain:
@@ -390,7 +395,9 @@ class EHRClient:
 
     def revoke(self, grantee: str) -> TxResult:
         fn = self.chain.consent.functions.revoke(to_checksum_address(grantee))
-        return self.chain.transact(self.identity.account, fn, action="revoke access")
+        tx = self.chain.transact(self.identity.account, fn, action="revoke access")
+        self.decisions.revoked(self.address, to_checksum_address(grantee), tx)
+        return tx
 
     def revoke_document(self, grantee: str, *, deadline: int) -> dict[str, Any]:
         """The EIP-712 revocation for the caller to sign at the pair's current nonce: it ends any

@@ -1,0 +1,84 @@
+"""The consent decisions and erasures a patient was told are done, logged so a chain that loses them
+cannot silently undo them.
+
+A grant, a revocation or a tombstone is appended, fsynced, to `<state_dir>/decisions.log` once it
+is mined and before it is reported (one checked JSON line: what, whom or which record, the terms,
+tx hash and block; addresses, scopes and record ids only, no health data). The log is counted
+(`ehr_client.journal.append_counted`), so a copy cut short is `JournalDamaged`, not an empty past.
+`ehr record recover` checks the last decision per grantee and each erasure against the chain and
+applies again what a rollback lost (`ehr_client.batch.redecide`).
+
+A signed consent someone else relays is the relayer's transaction, not the patient's acknowledged
+write, and is not logged here: the patient keeps the signed document, which anyone may relay again
+while it is valid.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ehr_client.journal import append_counted, checked_line, damaged_line, read_checked, unwritable
+
+GRANT, REVOKE, ERASE = "grant", "revoke", "erase"
+
+
+class Mined(Protocol):
+    """A mined transaction (`ehr_client.chain.client.TxResult`; this module sits below the chain layer)."""
+
+    @property
+    def tx_hash(self) -> str: ...
+
+    @property
+    def block_number(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str  # GRANT, REVOKE or ERASE
+    patient: str
+    subject: str  # the grantee's address, or the erased record version's id (hex)
+    tx_hash: str
+    block: int
+    scopes: int = 0
+    access: int = 0
+    expires_at: int = 0
+    purpose: str = ""
+
+
+class DecisionLog:
+    """`<state_dir>/decisions.log`: the patient's acknowledged grants, revocations and erasures."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / "decisions.log"
+
+    def add(self, decision: Decision) -> None:
+        payload = json.dumps(asdict(decision), separators=(",", ":"), sort_keys=True).encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            append_counted(self.path, checked_line(payload))
+        except OSError as exc:
+            raise unwritable(self.path.parent, exc) from None
+
+    def granted(self, patient: str, grantee: str, scopes: int, access: int, expires_at: int, purpose: str,
+                tx: Mined) -> None:
+        self.add(Decision(GRANT, patient, grantee, tx.tx_hash, tx.block_number, scopes, access, expires_at, purpose))
+
+    def revoked(self, patient: str, grantee: str, tx: Mined) -> None:
+        self.add(Decision(REVOKE, patient, grantee, tx.tx_hash, tx.block_number))
+
+    def erased(self, patient: str, record_id: bytes, tx: Mined) -> None:
+        self.add(Decision(ERASE, patient, "0x" + record_id.hex(), tx.tx_hash, tx.block_number))
+
+    def decisions(self) -> list[Decision]:
+        """Every logged decision, oldest first; damage or a cut raises `JournalDamaged`."""
+        then = "run `ehr record recover` (and check that line's grant, revocation or erasure in `ehr audit`)"
+        found = []
+        for number, payload in enumerate(read_checked(self.path, then=then, counted=True), start=1):
+            try:
+                found.append(Decision(**json.loads(payload)))
+            except (ValueError, TypeError) as exc:
+                raise damaged_line(self.path, number, str(exc), then=then) from None
+        return found
