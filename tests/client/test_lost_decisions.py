@@ -1,0 +1,171 @@
+"""Acknowledged consent decisions and erasures are durable: a chain that rolls back (a dev node killed
+before its next state dump; here `evm_snapshot`/`evm_revert` on Ape's Anvil) and loses them gets them
+back from `recover`, the last decision per grantee only, once."""
+
+from __future__ import annotations
+
+import pytest
+
+from ehr_client.batch.recover import recover
+from ehr_client.chain.types import Access
+from ehr_client.client import EHRClient
+from ehr_client.journal import JournalDamaged, length_path
+from ehr_client.records import Scope
+from tests.client.conftest import lab_result
+from tests.constants import DAY
+
+LAB, IMAGING = int(Scope.LAB), int(Scope.IMAGING)
+
+
+def _snapshot(client: EHRClient) -> str:
+    return str(client.chain.w3.provider.make_request("evm_snapshot", [])["result"])  # type: ignore[arg-type]
+
+
+def _revert(client: EHRClient, saved: str) -> None:
+    client.chain.w3.provider.make_request("evm_revert", [saved])  # type: ignore[arg-type]
+
+
+def _grant_of(patient: EHRClient, grantee: str) -> tuple[int, int, int]:
+    scopes, expires, access, *_ = patient.chain.call(patient.chain.consent.functions.getGrant(
+        patient.address, grantee), action="read grant")
+    return int(scopes), int(expires), int(access)
+
+
+def _decisions(patient: EHRClient) -> list[tuple[str, str]]:
+    return [(d.kind, d.subject) for d in patient.decisions.decisions()]
+
+
+def test_a_lost_revocation_is_applied_again_once(people: dict[str, EHRClient]) -> None:
+    patient, doctor = people["patient"], people["doctor"]
+    patient.grant(doctor.address, LAB, expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    saved = _snapshot(patient)
+    patient.revoke(doctor.address)
+    assert _decisions(patient) == [("grant", doctor.address), ("revoke", doctor.address)]
+    _revert(patient, saved)
+    assert _grant_of(patient, doctor.address)[2] == int(Access.READ)  # the grant is back in force
+
+    results = recover(patient)
+    assert [(r.kind, r.ident, r.outcome) for r in results] == [
+        ("revoke", bytes.fromhex(doctor.address[2:]), "re-applied")]
+    assert results[0].tx is not None
+    assert _grant_of(patient, doctor.address) == (0, 0, 0)
+
+    head = patient.chain.head()
+    again = recover(patient)  # idempotent: nothing sent, nothing logged
+    assert [(r.kind, r.outcome) for r in again] == [("revoke", "on chain")] and again[0].tx is None
+    assert patient.chain.head() == head
+    assert _decisions(patient) == [("grant", doctor.address), ("revoke", doctor.address)]
+
+
+def test_an_old_lost_revocation_never_revokes_a_newer_grant(people: dict[str, EHRClient]) -> None:
+    patient, doctor = people["patient"], people["doctor"]
+    patient.grant(doctor.address, LAB, expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    saved = _snapshot(patient)
+    patient.revoke(doctor.address)
+    terms = (LAB | IMAGING, patient.chain.now() + 60 * DAY)
+    patient.grant(doctor.address, terms[0], expires_at=terms[1], share_keys=False)  # decided again, later
+    _revert(patient, saved)  # both lost: the old terms are in force
+
+    results = recover(patient)
+    assert [(r.kind, r.outcome) for r in results] == [("grant", "re-applied")]
+    assert _grant_of(patient, doctor.address) == (*terms, int(Access.READ))
+
+    # the later grant survived, the revocation before it did not: still nothing revoked
+    saved = _snapshot(patient)
+    patient.revoke(doctor.address)
+    _revert(patient, saved)
+    patient.grant(doctor.address, LAB, expires_at=terms[1], share_keys=False)
+    assert [(r.kind, r.outcome) for r in recover(patient)] == [("grant", "on chain")]
+    assert _grant_of(patient, doctor.address) == (LAB, terms[1], int(Access.READ))
+
+
+def test_a_lost_grant_is_granted_again_unless_it_has_ended(people: dict[str, EHRClient]) -> None:
+    patient, doctor, lab = people["patient"], people["doctor"], people["lab"]
+    saved = _snapshot(patient)
+    long_ends, short_ends = patient.chain.now() + 30 * DAY, patient.chain.now() + DAY
+    patient.grant(doctor.address, LAB, access="read", purpose="research", expires_at=long_ends, share_keys=False)
+    patient.grant(lab.address, LAB, access="amend", expires_at=short_ends, share_keys=False)
+    _revert(patient, saved)
+    w3 = patient.chain.w3
+    w3.provider.make_request("evm_increaseTime", [2 * DAY])  # type: ignore[arg-type]
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    results = {r.ident: r for r in recover(patient)}
+    assert results[bytes.fromhex(doctor.address[2:])].outcome == "re-applied"
+    assert results[bytes.fromhex(lab.address[2:])].outcome == "expired"
+    assert _grant_of(patient, doctor.address) == (LAB, long_ends, int(Access.READ))
+    assert _grant_of(patient, lab.address) == (0, 0, 0)
+    can_read = patient.chain.consent.functions.canRead(patient.address, doctor.address, LAB)
+    assert patient.chain.call(can_read, action="check") is True
+    assert {r.outcome for r in recover(patient)} == {"on chain", "expired"}
+
+
+def test_an_erasure_of_a_write_the_chain_also_lost_waits_for_its_author(people: dict[str, EHRClient]) -> None:
+    patient, lab = people["patient"], people["lab"]
+    patient.grant(lab.address, LAB, access="amend", expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    saved = _snapshot(patient)
+    written = lab.add_record(patient.address, lab_result("lost then erased", 4.2))
+    patient.tombstone(patient.get_record(written.record_id))
+    _revert(patient, saved)
+
+    waiting = [r for r in recover(patient) if r.kind == "erasure"]
+    assert [(r.ident, r.outcome) for r in waiting] == [(written.record_id, "waiting")]
+    assert "ehr record recover" in waiting[0].detail
+    assert [r.outcome for r in recover(lab)] == ["re-anchored"]  # the author's write comes back active
+    assert [r.outcome for r in recover(patient) if r.kind == "erasure"] == ["re-applied"]
+    assert patient.get_record(written.record_id).status == "tombstoned"
+    assert [r.outcome for r in recover(patient) if r.kind == "erasure"] == ["on chain"]
+
+
+def test_a_damaged_or_cut_decision_log_is_reported_and_nothing_is_applied(people: dict[str, EHRClient]) -> None:
+    patient, doctor, insurer = people["patient"], people["doctor"], people["insurer"]
+    patient.grant(doctor.address, LAB, expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    saved = _snapshot(patient)
+    patient.revoke(doctor.address)
+    patient.grant(insurer.address, LAB, expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    _revert(patient, saved)
+    log = patient.decisions.path
+    data = log.read_bytes()
+    first_end = data.index(b"\n") + 1
+    head = patient.chain.head()
+
+    log.write_bytes(data[:first_end + 30])  # cut inside the second line: not a torn last append
+    with pytest.raises(JournalDamaged, match=str(log)) as cut:
+        recover(patient)
+    assert f"mv {length_path(log)}" in str(cut.value)
+    log.unlink()  # a deleted log is not an empty past either
+    with pytest.raises(JournalDamaged, match="is missing"):
+        recover(patient)
+    flipped = bytearray(data)
+    flipped[first_end + 10] ^= 0x01
+    log.write_bytes(bytes(flipped))
+    with pytest.raises(JournalDamaged, match="line 2"):
+        recover(patient)
+    assert patient.chain.head() == head  # nothing was applied on any of them
+    assert _grant_of(patient, doctor.address)[2] == int(Access.READ)
+
+    log.write_bytes(data + data[first_end:][:25])  # a torn last append (a crash mid-write) is no damage
+    assert [r.outcome for r in recover(patient)] == ["re-applied", "re-applied"]
+    assert _grant_of(patient, doctor.address) == (0, 0, 0)
+    assert _grant_of(patient, insurer.address)[0] == LAB
+
+
+def test_a_cut_acknowledged_log_can_be_accepted_as_it_is_by_moving_its_length_aside(
+        people: dict[str, EHRClient]) -> None:
+    patient, lab = people["patient"], people["lab"]
+    patient.grant(lab.address, LAB, access="amend", expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    written = [lab.add_record(patient.address, lab_result(f"sodium {i}", 140 + i)).record_id for i in range(3)]
+    log = lab.journal.acknowledged_path
+    data = log.read_bytes()
+    log.write_bytes(data[:data.index(b"\n") + 1])  # cut at a line boundary: two acknowledged lines gone
+    with pytest.raises(JournalDamaged, match="cut short"):
+        lab.journal.acknowledged()
+    length_path(log).rename(length_path(log).with_name(log.name + ".length.damaged"))  # the way out it names
+    assert [e.record_id for e in lab.journal.acknowledged()] == ["0x" + written[0].hex()]
+    again = lab.add_record(patient.address, lab_result("sodium 9", 149))  # the next append counts the log again
+    counted = log.read_bytes()
+    log.write_bytes(counted + b'{"cid":"bafk')  # a crash mid-append: a torn last line, not counted yet
+    assert [e.record_id for e in lab.journal.acknowledged()] == ["0x" + written[0].hex(), "0x" + again.record_id.hex()]
+    log.write_bytes(counted[:-5])  # the counted last line cut: that is damage, not a crash
+    with pytest.raises(JournalDamaged, match="cut short"):
+        lab.journal.acknowledged()
