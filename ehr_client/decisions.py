@@ -58,7 +58,8 @@ class DecisionLog:
         payload = json.dumps(asdict(decision), separators=(",", ":"), sort_keys=True).encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            append_counted(self.path, checked_line(payload))
+            append_counted(self.path, checked_line(payload), then="run `ehr record recover` (this decision is on "
+                           "chain but not logged; its recovery after a rollback needs it logged: decide it again)")
         except OSError as exc:
             raise unwritable(self.path.parent, exc) from None
 

@@ -19,7 +19,8 @@ A torn last line and a log cut short look alike from inside the file, so the log
 depends on (`acknowledged.log`, `decisions.log`) are "counted": each append also records the log's
 length, fsynced and atomically replaced, in `<log>.length`. Crashes only ever leave the log longer
 than its record (a torn line, or a line appended but not yet counted); a log shorter than its record,
-or gone while its record stays, was cut or replaced and raises `JournalDamaged`.
+or gone while its record stays, was cut or replaced and raises `JournalDamaged`, on reading it
+and before appending to it (an append would make the cut look normal).
 """
 
 from __future__ import annotations
@@ -137,9 +138,21 @@ def recorded_length(path: Path) -> int | None:
         raise StorageUnavailable(f"cannot read {sidecar} ({exc.strerror or exc}); check its permissions") from None
 
 
-def append_counted(path: Path, line: bytes) -> None:
-    """`append_line`, then record the log's new length (see the module docstring). The line is
-    durable once appended: a failure to record the length only weakens the check, so it is logged."""
+def append_counted(path: Path, line: bytes, *, then: str) -> None:
+    """`append_line`, then record the log's new length (see the module docstring). A log already
+    cut short is `JournalDamaged` first (appending would make its cut the new normal); `then` says
+    what to do once it is dealt with. The line is durable once appended: a failure to record the
+    length only weakens the check, so it is logged."""
+    expected = recorded_length(path)
+    if expected:
+        try:
+            have = path.stat().st_size
+        except FileNotFoundError:
+            have = 0
+        if have < expected:
+            sidecar = length_path(path)
+            raise _cut_short(path, have, expected, then=f"move its length record aside (mv {sidecar} "
+                             f"{sidecar}.damaged), then {then}")
     size = append_line(path, line)
     sidecar = length_path(path)
     tmp = sidecar.with_name(sidecar.name + ".tmp")
@@ -229,7 +242,8 @@ class Journal:
             return
         try:
             self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            append_counted(self.acknowledged_path, checked_line(payload))
+            append_counted(self.acknowledged_path, checked_line(payload),
+                           then="run `ehr record recover`, then write again (the same write lands as the same record)")
         except OSError as exc:
             raise unwritable(self._dir.parent, exc) from None
 

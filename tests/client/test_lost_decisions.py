@@ -160,9 +160,13 @@ def test_a_cut_acknowledged_log_can_be_accepted_as_it_is_by_moving_its_length_as
     log.write_bytes(data[:data.index(b"\n") + 1])  # cut at a line boundary: two acknowledged lines gone
     with pytest.raises(JournalDamaged, match="cut short"):
         lab.journal.acknowledged()
+    with pytest.raises(JournalDamaged, match="cut short"):  # an append would make the cut look normal
+        lab.add_record(patient.address, lab_result("sodium 9", 149))
+    assert log.read_bytes() == data[:data.index(b"\n") + 1]
     length_path(log).rename(length_path(log).with_name(log.name + ".length.damaged"))  # the way out it names
     assert [e.record_id for e in lab.journal.acknowledged()] == ["0x" + written[0].hex()]
     again = lab.add_record(patient.address, lab_result("sodium 9", 149))  # the next append counts the log again
+    assert again.tx is None  # the write anchored before the refusal, reported and acknowledged once now
     counted = log.read_bytes()
     log.write_bytes(counted + b'{"cid":"bafk')  # a crash mid-append: a torn last line, not counted yet
     assert [e.record_id for e in lab.journal.acknowledged()] == ["0x" + written[0].hex(), "0x" + again.record_id.hex()]
