@@ -8,9 +8,10 @@ tx hash and block; addresses, scopes and record ids only, no health data). The l
 `ehr record recover` checks the last decision per grantee and each erasure against the chain and
 applies again what a rollback lost (`ehr_client.batch.redecide`).
 
-A signed consent someone else relays is the relayer's transaction, not the patient's acknowledged
-write, and is not logged here: the patient keeps the signed document, which anyone may relay again
-while it is valid.
+A signed consent is the relayer's transaction, not the patient's acknowledged write (the patient
+never learns when, or whether, it was relayed): the relayer logs it here, with the signed document,
+and the relayer's `recover` relays it again if a chain lost it, while its signature is valid and its
+nonce current; otherwise it reports it `refused` and the patient must sign again.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Decision:
     access: int = 0
     expires_at: int = 0
     purpose: str = ""
+    signed: str | None = None  # a relayed consent: the signed document (`SignedConsent.to_json`)
 
 
 class DecisionLog:
@@ -69,6 +71,11 @@ class DecisionLog:
 
     def revoked(self, patient: str, grantee: str, tx: Mined) -> None:
         self.add(Decision(REVOKE, patient, grantee, tx.tx_hash, tx.block_number))
+
+    def relayed(self, kind: str, patient: str, grantee: str, signed: str, tx: Mined, *, scopes: int = 0,
+                access: int = 0, expires_at: int = 0, purpose: str = "") -> None:
+        self.add(Decision(kind, patient, grantee, tx.tx_hash, tx.block_number, scopes, access, expires_at, purpose,
+                          signed))
 
     def erased(self, patient: str, record_id: bytes, tx: Mined) -> None:
         self.add(Decision(ERASE, patient, "0x" + record_id.hex(), tx.tx_hash, tx.block_number))

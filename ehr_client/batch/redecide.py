@@ -5,6 +5,7 @@ newer one (a grant after a revocation stays granted). A decision whose transacti
 has, or whose effect the chain already shows, is left alone, so running this twice changes nothing.
 An erasure is applied again only to a record version still active or superseded; a record the chain
 does not hold yet (its author's write was lost too) waits for the author's `ehr record recover`.
+A consent this identity relayed for a patient is relayed again from its signed document.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from ehr_client.batch.recovered import Recovered
 from ehr_client.chain.client import TxResult
 from ehr_client.chain.types import Status
 from ehr_client.client import EHRClient
+from ehr_client.client.consent import SignedConsent
 from ehr_client.decisions import ERASE, GRANT, Decision
-from ehr_client.errors import EHRError, RecordNotFound
+from ehr_client.errors import AlreadyRelayed, EHRError, RecordNotFound
 from ehr_client.records.purpose import purpose_hash
 
 
@@ -29,12 +31,13 @@ def _mined(client: EHRClient, tx_hash: str) -> bool:
 
 
 def _last_decisions(client: EHRClient) -> list[Decision]:
-    """The last consent decision per grantee and every erasure, in log order of their last line."""
+    """The last consent decision per (patient, grantee), this identity's own or relayed by it, and
+    every erasure, in log order of their last line."""
     last: dict[tuple[str, str], Decision] = {}
     for decision in client.decisions.decisions():
-        if decision.patient != client.address:
+        if decision.signed is None and decision.patient != client.address:
             continue
-        key = (ERASE if decision.kind == ERASE else "consent", decision.subject)
+        key = (ERASE, decision.subject) if decision.kind == ERASE else (decision.patient, decision.subject)
         last.pop(key, None)
         last[key] = decision
     return list(last.values())
@@ -71,11 +74,25 @@ def _consent_again(client: EHRClient, decision: Decision) -> tuple[str, str] | T
             return "on chain", "the chain holds these terms"
         if decision.expires_at <= chain.now():
             return "expired", "the lost grant has ended since; grant again if access is still wanted"
+        if decision.signed is not None:
+            return _relay_again(client, decision)
         fn = consent.grant(decision.subject, decision.scopes, decision.access, decision.expires_at, decision.purpose)
         return chain.transact(client.identity.account, fn, action="grant access again")
     if access == 0:
         return "on chain", "no grant is in force"
+    if decision.signed is not None:
+        return _relay_again(client, decision)
     return chain.transact(client.identity.account, consent.revoke(decision.subject), action="revoke access again")
+
+
+def _relay_again(client: EHRClient, decision: Decision) -> tuple[str, str] | TxResult:
+    """Relay the patient's signed consent again (logged again, with the new tx); a signature past its
+    validity, or a nonce a later decision used, is `ConsentRefused`: the patient must sign again."""
+    signed = SignedConsent.from_json(decision.signed or "")
+    try:
+        return client.relay_grant(signed) if decision.kind == GRANT else client.relay_revoke(signed)
+    except AlreadyRelayed as exc:
+        return "on chain", str(exc)
 
 
 def _erase_again(client: EHRClient, decision: Decision) -> tuple[str, str] | TxResult:

@@ -391,7 +391,11 @@ class EHRClient:
                 m.scopes, m.grant_ends_at, ACCESS["amend" if m.may_amend else "read"]):
             raise AlreadyRelayed(f"already relayed: the grant by {m.patient} to {m.grantee} signed at nonce "
                                  f"{m.nonce} is in force; nothing to send")
-        return self.chain.transact(self.identity.account, fn, action="relay signed grant")
+        tx = self.chain.transact(self.identity.account, fn, action="relay signed grant")
+        self.decisions.relayed("grant", m.patient, m.grantee, signed.to_json(), tx, scopes=m.scopes,
+                               access=ACCESS["amend" if m.may_amend else "read"], expires_at=m.grant_ends_at,
+                               purpose=m.purpose)
+        return tx
 
     def revoke(self, grantee: str) -> TxResult:
         fn = self.chain.consent.functions.revoke(to_checksum_address(grantee))
@@ -426,7 +430,9 @@ class EHRClient:
                                  "nothing to revoke")
         fn = self.chain.consent.functions.revokeBySig(m.patient, m.grantee, m.nonce, m.signature_valid_until,
                                                       signed.signature)
-        return self.chain.transact(self.identity.account, fn, action="relay signed revocation")
+        tx = self.chain.transact(self.identity.account, fn, action="relay signed revocation")
+        self.decisions.relayed("revoke", m.patient, m.grantee, signed.to_json(), tx)
+        return tx
 
     def share_keys(self, grantee: str, scopes: int) -> tuple[Cid | None, int]:
         """Seal the data keys of the caller's active records within `scopes` (single and batched) to

@@ -173,3 +173,33 @@ def test_a_cut_acknowledged_log_can_be_accepted_as_it_is_by_moving_its_length_as
     log.write_bytes(counted[:-5])  # the counted last line cut: that is damage, not a crash
     with pytest.raises(JournalDamaged, match="cut short"):
         lab.journal.acknowledged()
+
+
+def test_a_lost_relayed_revocation_is_relayed_again_by_its_relayer_while_its_signature_is_valid(
+        people: dict[str, EHRClient]) -> None:
+    patient, doctor, hospital, insurer = people["patient"], people["doctor"], people["hospital"], people["insurer"]
+    now = patient.chain.now()
+    patient.grant(doctor.address, LAB, expires_at=now + 30 * DAY, share_keys=False)
+    patient.grant(insurer.address, LAB, expires_at=now + 30 * DAY, share_keys=False)
+    saved = _snapshot(patient)
+    hospital.relay_revoke(patient.sign_revoke(doctor.address, deadline=now + 30 * DAY))
+    hospital.relay_revoke(patient.sign_revoke(insurer.address, deadline=now + DAY))
+    assert [(d.kind, d.patient, d.subject) for d in hospital.decisions.decisions()] == [
+        ("revoke", patient.address, doctor.address), ("revoke", patient.address, insurer.address)]
+    _revert(patient, saved)
+    w3 = patient.chain.w3
+    w3.provider.make_request("evm_increaseTime", [2 * DAY])  # type: ignore[arg-type]  # the second one's deadline passed
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    # the patient's own log holds her grants, still on chain: she cannot know the relayer's tx was lost
+    assert {r.outcome for r in recover(patient)} == {"on chain"}
+    results = {r.ident: r for r in recover(hospital)}
+    assert results[bytes.fromhex(doctor.address[2:])].outcome == "re-applied"
+    refused = results[bytes.fromhex(insurer.address[2:])]
+    assert refused.outcome == "refused" and refused.tx is None
+    assert _grant_of(patient, doctor.address) == (0, 0, 0)
+    assert _grant_of(patient, insurer.address)[2] == int(Access.READ)  # not revoked: the patient must sign again
+
+    head = patient.chain.head()
+    assert [r.outcome for r in recover(hospital)] == ["refused", "on chain"]  # the re-relay is logged, mined
+    assert patient.chain.head() == head
