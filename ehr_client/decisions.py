@@ -58,12 +58,16 @@ class DecisionLog:
 
     def add(self, decision: Decision) -> None:
         payload = json.dumps(asdict(decision), separators=(",", ":"), sort_keys=True).encode()
+        done = (f"the {decision.kind} is done (tx {decision.tx_hash}, block {decision.block}) but not logged, so a "
+                "node rollback that loses it would go unnoticed")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            append_counted(self.path, checked_line(payload), then="run `ehr record recover` (this decision is on "
-                           "chain but not logged; its recovery after a rollback needs it logged: decide it again)")
+            append_counted(self.path, checked_line(payload), then=f"run `ehr record recover`; {done}: check it with "
+                           "`ehr audit` after the next rollback")
         except OSError as exc:
-            raise unwritable(self.path.parent, exc) from None
+            error = unwritable(self.path.parent, exc)
+            raise type(error)(f"{done}: {str(error).split(';')[0]}; free disk space or fix permissions, then check "
+                              "it with `ehr audit` after any node rollback") from None
 
     def granted(self, patient: str, grantee: str, scopes: int, access: int, expires_at: int, purpose: str,
                 tx: Mined) -> None:

@@ -9,10 +9,12 @@ import pytest
 from ehr_client.batch.recover import recover
 from ehr_client.chain.types import Access
 from ehr_client.client import EHRClient
+from ehr_client.errors import StorageFull
 from ehr_client.journal import JournalDamaged, length_path
 from ehr_client.records import Scope
 from tests.client.conftest import lab_result
 from tests.constants import DAY
+from tests.small_disk import no_growth_during
 
 LAB, IMAGING = int(Scope.LAB), int(Scope.IMAGING)
 
@@ -203,3 +205,20 @@ def test_a_lost_relayed_revocation_is_relayed_again_by_its_relayer_while_its_sig
     head = patient.chain.head()
     assert [r.outcome for r in recover(hospital)] == ["refused", "on chain"]  # the re-relay is logged, mined
     assert patient.chain.head() == head
+
+
+def test_a_decision_that_cannot_be_logged_is_a_typed_error_saying_it_is_done(
+        people: dict[str, EHRClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    patient, doctor = people["patient"], people["doctor"]
+    patient.grant(doctor.address, LAB, expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    log = patient.decisions.path
+    before = log.read_bytes()
+    no_growth_during(patient.decisions, "add", log, monkeypatch)  # the append fails with EFBIG, a full disk
+    with pytest.raises(StorageFull, match="the revoke is done") as full:
+        patient.revoke(doctor.address)
+    assert "ehr audit" in str(full.value)
+    assert _grant_of(patient, doctor.address) == (0, 0, 0)  # done on chain, said so
+    assert log.read_bytes() == before and not log.with_name(log.name + ".length.tmp").exists()  # nothing half-written
+    patient.grant(doctor.address, LAB, expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    assert _decisions(patient) == [("grant", doctor.address), ("grant", doctor.address)]
+    assert [r.outcome for r in recover(patient)] == ["on chain"]
