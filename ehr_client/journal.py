@@ -161,8 +161,9 @@ def append_counted(path: Path, line: bytes, *, then: str) -> None:
             handle.write(checked_line(str(size).encode()))
             handle.flush()
             os.fsync(handle.fileno())
+        # No directory fsync: a crash that undoes the rename leaves the older, smaller length, which
+        # the log still satisfies; the check only needs the record never to exceed the log.
         os.replace(tmp, sidecar)
-        _fsync_dir(sidecar.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         log.warning("could not record the length of %s (%s); a cut-short log is detected after the next append",
