@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ehr_client.journal import append_counted, checked_line, damaged_line, read_checked, unwritable
+from ehr_client.journal import append_counted, checked_line, read_entries, unwritable
 
 GRANT, REVOKE, ERASE = "grant", "revoke", "erase"
 
@@ -87,10 +87,4 @@ class DecisionLog:
     def decisions(self) -> list[Decision]:
         """Every logged decision, oldest first; damage or a cut raises `JournalDamaged`."""
         then = "run `ehr record recover` (and check that line's grant, revocation or erasure in `ehr audit`)"
-        found = []
-        for number, payload in enumerate(read_checked(self.path, then=then, counted=True), start=1):
-            try:
-                found.append(Decision(**json.loads(payload)))
-            except (ValueError, TypeError) as exc:
-                raise damaged_line(self.path, number, str(exc), then=then) from None
-        return found
+        return read_entries(self.path, lambda fields: Decision(**fields), then=then, counted=True)

@@ -33,11 +33,14 @@ import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ehr_client.errors import ConfigError, StorageFull, StorageUnavailable
 
 log = logging.getLogger("ehr_client")
+T = TypeVar("T")
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -99,6 +102,18 @@ def read_checked(path: Path, *, then: str, counted: bool = False) -> list[bytes]
         except ValueError as exc:
             raise damaged_line(path, number, str(exc), then=then) from None
     return payloads
+
+
+def read_entries(path: Path, build: Callable[[dict[str, Any]], T], *, then: str, counted: bool = False) -> list[T]:
+    """`read_checked` of a log of JSON objects, each made into an entry by `build`; a line that is
+    not one raises `JournalDamaged` like a bad checksum."""
+    entries = []
+    for number, payload in enumerate(read_checked(path, then=then, counted=counted), start=1):
+        try:
+            entries.append(build(json.loads(payload)))
+        except (ValueError, TypeError) as exc:
+            raise damaged_line(path, number, str(exc), then=then) from None
+    return entries
 
 
 def damaged_line(path: Path, number: int, why: str, *, then: str) -> JournalDamaged:
@@ -260,13 +275,7 @@ class Journal:
     def acknowledged(self) -> list[PendingWrite]:
         """Every acknowledged write, oldest first; a damaged line raises `JournalDamaged`."""
         then = "run `ehr record recover` (the write of that line, if a chain lost it, must be written again)"
-        entries = []
-        for number, payload in enumerate(read_checked(self.acknowledged_path, then=then, counted=True), start=1):
-            try:
-                entries.append(PendingWrite(**json.loads(payload)))
-            except (ValueError, TypeError) as exc:
-                raise damaged_line(self.acknowledged_path, number, str(exc), then=then) from None
-        return entries
+        return read_entries(self.acknowledged_path, lambda fields: PendingWrite(**fields), then=then, counted=True)
 
     @property
     def claims_path(self) -> Path:
