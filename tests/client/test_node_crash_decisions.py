@@ -5,8 +5,6 @@ caught them depends on where the kill falls in Anvil's second, so either outcome
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from ehr_client.client import EHRClient
 from ehr_client.dev.node import AnvilNode
 from ehr_client.records import Scope
 from ehr_client.storage import LocalStore
-from tests.client.test_node_crash import _dev, _obs
+from tests.client.test_node_crash import _dev, _obs, client_after_restart, kill_9
 from tests.constants import ACTION, DAY, ROLE
 
 LAB = int(Scope.LAB)
@@ -41,15 +39,13 @@ def test_a_revocation_and_an_erasure_reported_before_a_kill_9_hold_after_recover
         time.sleep(2.5)  # all of the above is in a dump
         patient.revoke(doctor.address)
         patient.tombstone(patient.get_record(written))
-        assert node.pid is not None
-        os.killpg(node.pid, signal.SIGKILL)  # no clean exit: Anvil's last dump is up to a second old
+        kill_9(node)
     finally:
         node.stop()
 
     restarted = AnvilNode(log_path=tmp_path / "anvil2.log", state_path=state).start()
     try:
-        patient = EHRClient(ChainClient(restarted.rpc_url, deployment, timeout=10), LocalStore(tmp_path / "store"),
-                            me, state_dir=tmp_path / "state")
+        patient = client_after_restart(restarted, deployment, me, tmp_path)
         outcomes = {r.kind: r.outcome for r in recover(patient)}
         print("after kill -9:", outcomes)
         assert set(outcomes) == {"record", "revoke", "erasure"}, outcomes  # the grant: superseded by the revoke
