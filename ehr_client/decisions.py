@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from eth_utils import to_checksum_address
+
 from ehr_client.journal import append_counted, checked_line, read_entries, unwritable
 
 GRANT, REVOKE, ERASE = "grant", "revoke", "erase"
@@ -48,6 +50,13 @@ class Decision:
     expires_at: int = 0
     purpose: str = ""
     signed: str | None = None  # a relayed consent: the signed document (`SignedConsent.to_json`)
+
+    def __post_init__(self) -> None:
+        if self.kind not in (GRANT, REVOKE, ERASE):  # a line of another kind is damage, never a revocation
+            raise ValueError(f"unknown decision {self.kind!r}")
+        if self.kind != ERASE:  # one spelling per (patient, grantee), whoever logged it
+            object.__setattr__(self, "subject", to_checksum_address(self.subject))
+        object.__setattr__(self, "patient", to_checksum_address(self.patient))
 
 
 class DecisionLog:

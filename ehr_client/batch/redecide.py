@@ -17,7 +17,7 @@ from ehr_client.chain.client import TxResult
 from ehr_client.chain.types import Status
 from ehr_client.client import EHRClient
 from ehr_client.client.consent import SignedConsent
-from ehr_client.decisions import ERASE, GRANT, Decision
+from ehr_client.decisions import ERASE, GRANT, REVOKE, Decision
 from ehr_client.errors import AlreadyRelayed, EHRError, RecordNotFound
 from ehr_client.records.purpose import purpose_hash
 
@@ -78,6 +78,7 @@ def _consent_again(client: EHRClient, decision: Decision) -> tuple[str, str] | T
             return _relay_again(client, decision)
         fn = consent.grant(decision.subject, decision.scopes, decision.access, decision.expires_at, decision.purpose)
         return chain.transact(client.identity.account, fn, action="grant access again")
+    assert decision.kind == REVOKE, decision.kind  # Decision admits no other kind
     if access == 0:
         return "on chain", "no grant is in force"
     if decision.signed is not None:
@@ -90,7 +91,10 @@ def _relay_again(client: EHRClient, decision: Decision) -> tuple[str, str] | TxR
     validity, or a nonce a later decision used, is `ConsentRefused`: the patient must sign again."""
     signed = SignedConsent.from_json(decision.signed or "")
     try:
-        return client.relay_grant(signed) if decision.kind == GRANT else client.relay_revoke(signed)
+        if decision.kind == GRANT:
+            return client.relay_grant(signed)
+        assert decision.kind == REVOKE, decision.kind
+        return client.relay_revoke(signed)
     except AlreadyRelayed as exc:
         return "on chain", str(exc)
 

@@ -4,13 +4,15 @@ back from `recover`, the last decision per grantee only, once."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ehr_client.batch.recover import recover
 from ehr_client.chain.types import Access
 from ehr_client.client import EHRClient
 from ehr_client.errors import StorageFull
-from ehr_client.journal import JournalDamaged, length_path
+from ehr_client.journal import JournalDamaged, append_counted, checked_line, length_path
 from ehr_client.records import Scope
 from tests.client.conftest import lab_result
 from tests.constants import DAY
@@ -222,3 +224,15 @@ def test_a_decision_that_cannot_be_logged_is_a_typed_error_saying_it_is_done(
     patient.grant(doctor.address, LAB, expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
     assert _decisions(patient) == [("grant", doctor.address), ("grant", doctor.address)]
     assert [r.outcome for r in recover(patient)] == ["on chain"]
+
+
+def test_a_logged_decision_of_an_unknown_kind_is_damage_not_a_revocation(people: dict[str, EHRClient]) -> None:
+    patient, doctor = people["patient"], people["doctor"]
+    patient.grant(doctor.address, LAB, expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    forged = json.dumps({"kind": "suspend", "patient": patient.address, "subject": doctor.address,
+                         "tx_hash": "0x" + "00" * 32, "block": 1}).encode()
+    append_counted(patient.decisions.path, checked_line(forged), then="retry")  # checksummed, counted: well formed
+    head = patient.chain.head()
+    with pytest.raises(JournalDamaged, match="line 2.*unknown decision 'suspend'"):
+        recover(patient)
+    assert patient.chain.head() == head and _grant_of(patient, doctor.address)[2] == int(Access.READ)
