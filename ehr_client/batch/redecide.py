@@ -79,11 +79,21 @@ def _consent_again(client: EHRClient, decision: Decision) -> tuple[str, str] | T
         fn = consent.grant(decision.subject, decision.scopes, decision.access, decision.expires_at, decision.purpose)
         return chain.transact(client.identity.account, fn, action="grant access again")
     assert decision.kind == REVOKE, decision.kind  # Decision admits no other kind
-    if access == 0:
-        return "on chain", "no grant is in force"
     if decision.signed is not None:
-        return _relay_again(client, decision)
+        return ("on chain", "no grant is in force") if access == 0 else _relay_again(client, decision)
+    if access == 0:
+        return _void_signatures(client, decision)
     return chain.transact(client.identity.account, consent.revoke(decision.subject), action="revoke access again")
+
+
+def _void_signatures(client: EHRClient, decision: Decision) -> TxResult:
+    """A lost revocation also moved the pair's nonce on, voiding every consent the patient had signed
+    for the grantee; with no grant in force that is all that is left to restore, or a relayer's
+    `recover` could relay such an older signed grant over it. The patient signs a revocation at
+    the current nonce and relays it herself (the chain admits it without a grant); it is logged, so
+    the next recover finds it mined."""
+    deadline = client.chain.now() + 3600
+    return client.relay_revoke(client.sign_revoke(decision.subject, deadline=deadline))
 
 
 def _relay_again(client: EHRClient, decision: Decision) -> tuple[str, str] | TxResult:

@@ -236,3 +236,24 @@ def test_a_logged_decision_of_an_unknown_kind_is_damage_not_a_revocation(people:
     with pytest.raises(JournalDamaged, match="line 2.*unknown decision 'suspend'"):
         recover(patient)
     assert patient.chain.head() == head and _grant_of(patient, doctor.address)[2] == int(Access.READ)
+
+
+def test_an_older_signed_grant_relayed_again_never_undoes_a_lost_revocation(people: dict[str, EHRClient]) -> None:
+    patient, doctor, hospital = people["patient"], people["doctor"], people["hospital"]
+    saved = _snapshot(patient)
+    now = patient.chain.now()
+    signed = patient.sign_grant(doctor.address, LAB, expires_at=now + 30 * DAY, deadline=now + 30 * DAY,
+                                share_keys=False)
+    hospital.relay_grant(signed)  # the hospital's log keeps it
+    patient.revoke(doctor.address)  # the patient's later decision
+    _revert(patient, saved)  # both lost: no grant in force, the signed grant's nonce is current again
+
+    results = recover(patient)  # the revocation has nothing to end, but it voids the older signature again
+    assert [(r.kind, r.outcome) for r in results] == [("revoke", "re-applied")]
+    refused = recover(hospital)
+    assert [(r.kind, r.outcome) for r in refused] == [("grant", "refused")]
+    assert _grant_of(patient, doctor.address) == (0, 0, 0)
+
+    head = patient.chain.head()
+    assert [(r.kind, r.outcome) for r in recover(patient)] == [("revoke", "on chain")]
+    assert patient.chain.head() == head
