@@ -53,6 +53,7 @@ from ehr_client.client.read import RecordReader
 from ehr_client.client.share import KeySharer, ShareOutcome
 from ehr_client.client.write import Prepared, RecordWriter, Source, prepare
 from ehr_client.crypto import iter_decrypt, x25519_public_key
+from ehr_client.decisions import DecisionLog
 from ehr_client.errors import (
     AlreadyRelayed,
     BlobNotFound,
@@ -62,7 +63,6 @@ from ehr_client.errors import (
     InvalidRecord,
     KeyNotFound,
 )
-from ehr_client.decisions import DecisionLog
 from ehr_client.journal import Journal
 from ehr_client.package import PackageHeader, parse_header
 from ehr_client.records import ALL_SCOPES
@@ -317,7 +317,8 @@ class EHRClient:
         gas = self.chain.simulate(self.address, fn, action="grant access")
         outcome = self.sharer.share(grantee, scopes) if share_keys else ShareOutcome(None, 0, ())
         tx = self.chain.transact(self.identity.account, fn, action="grant access", gas=gas)
-        self.decisions.granted(self.address, grantee, scopes, ACCESS[access], expires_at, parse_purpose(purpose).word, tx)
+        self.decisions.granted(self.address, grantee, scopes, ACCESS[access], expires_at, parse_purpose(purpose).word,
+                               tx)
         return GrantResult(tx, outcome.cid, outcome.shared, outcome.skipped)
 
     def consent_domain(self) -> Domain:
