@@ -14,6 +14,13 @@ of the payload, 16 hex``. A crash mid-append leaves a torn last line (no newline
 ignored (it was never acknowledged) and cut off before the next append; any other damage (a bad
 checksum, a truncated pending entry) raises `JournalDamaged` naming the file, the line and the
 command that gets past it, never skipped in silence. A full disk raises `StorageFull`.
+
+A torn last line and a log cut short look alike from inside the file, so the logs recovery
+depends on (`acknowledged.log`, `decisions.log`) are "counted": each append also records the log's
+length, fsynced and atomically replaced, in `<log>.length`. Crashes only ever leave the log longer
+than its record (a torn line, or a line appended but not yet counted); a log shorter than its record,
+or gone while its record stays, was cut or replaced and raises `JournalDamaged`, on reading it
+and before appending to it (an append would make the cut look normal).
 """
 
 from __future__ import annotations
@@ -22,12 +29,18 @@ import errno
 import hashlib
 import hmac
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ehr_client.errors import ConfigError, StorageFull, StorageUnavailable
+
+log = logging.getLogger("ehr_client")
+T = TypeVar("T")
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -64,15 +77,23 @@ def checked_payload(line: bytes) -> bytes:
     return payload
 
 
-def read_checked(path: Path, *, then: str) -> list[bytes]:
+def read_checked(path: Path, *, then: str, counted: bool = False) -> list[bytes]:
     """The payloads of a checked log, oldest first, a torn last line ignored; [] if it does not exist.
-    `then` says what to run after cutting a damaged line out."""
+    `then` says what to run after cutting a damaged line out. A `counted` log (see `append_counted`)
+    shorter than its recorded length raises `JournalDamaged`."""
+    expected = recorded_length(path) if counted else None
+    if expected is not None:
+        then = f"move its length record aside (mv {length_path(path)} {length_path(path)}.damaged), then {then}"
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        if expected:
+            raise _cut_short(path, 0, expected, then=then) from None
         return []
     except OSError as exc:
         raise StorageUnavailable(f"cannot read the journal {path} ({exc.strerror or exc}); check its permissions") from None
+    if expected is not None and data.rfind(b"\n") + 1 < expected:
+        raise _cut_short(path, data.rfind(b"\n") + 1, expected, then=then)
     complete, _, _torn = data.rpartition(b"\n")
     payloads = []
     for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
@@ -83,11 +104,85 @@ def read_checked(path: Path, *, then: str) -> list[bytes]:
     return payloads
 
 
+def read_entries(path: Path, build: Callable[[dict[str, Any]], T], *, then: str, counted: bool = False) -> list[T]:
+    """`read_checked` of a log of JSON objects, each made into an entry by `build`; a line that is
+    not one raises `JournalDamaged` like a bad checksum."""
+    entries = []
+    for number, payload in enumerate(read_checked(path, then=then, counted=counted), start=1):
+        try:
+            entries.append(build(json.loads(payload)))
+        except (ValueError, TypeError) as exc:
+            raise damaged_line(path, number, str(exc), then=then) from None
+    return entries
+
+
 def damaged_line(path: Path, number: int, why: str, *, then: str) -> JournalDamaged:
     return JournalDamaged(
         f"{path} is damaged at line {number} ({why}); nothing was replayed. Keep a copy and drop that line "
         f"(sed -i.damaged '{number}d' {path}), then {then}"
     )
+
+
+def _cut_short(path: Path, have: int, expected: int, *, then: str) -> JournalDamaged:
+    missing = "is missing" if have == 0 else f"holds {have} complete bytes"
+    return JournalDamaged(
+        f"{path} {missing} but its appends left it {expected} bytes long: it was cut short, deleted or replaced "
+        "by an older copy, and the lines it lost are not a crash's torn append; nothing was replayed. Restore it "
+        f"from a backup if you have one; to go on with what is left, {then}"
+    )
+
+
+def length_path(path: Path) -> Path:
+    """Where a counted log's length is recorded."""
+    return path.with_name(path.name + ".length")
+
+
+def recorded_length(path: Path) -> int | None:
+    """The length a counted log had after its last counted append; None if nothing was recorded."""
+    sidecar = length_path(path)
+    try:
+        return int(checked_payload(sidecar.read_bytes()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError):
+        raise JournalDamaged(
+            f"the length record {sidecar} of {path} is damaged; move it aside (mv {sidecar} {sidecar}.damaged): the "
+            "next append records the length again (a log cut short before then is not detected)"
+        ) from None
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot read {sidecar} ({exc.strerror or exc}); check its permissions") from None
+
+
+def append_counted(path: Path, line: bytes, *, then: str) -> None:
+    """`append_line`, then record the log's new length (see the module docstring). A log already
+    cut short is `JournalDamaged` first (appending would make its cut the new normal); `then` says
+    what to do once it is dealt with. The line is durable once appended: a failure to record the
+    length only weakens the check, so it is logged."""
+    expected = recorded_length(path)
+    if expected:
+        try:
+            have = path.stat().st_size
+        except FileNotFoundError:
+            have = 0
+        if have < expected:
+            sidecar = length_path(path)
+            raise _cut_short(path, have, expected, then=f"move its length record aside (mv {sidecar} "
+                             f"{sidecar}.damaged), then {then}")
+    size = append_line(path, line)
+    sidecar = length_path(path)
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(checked_line(str(size).encode()))
+            handle.flush()
+            os.fsync(handle.fileno())
+        # No directory fsync: a crash that undoes the rename leaves the older, smaller length, which
+        # the log still satisfies; the check only needs the record never to exceed the log.
+        os.replace(tmp, sidecar)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        log.warning("could not record the length of %s (%s); a cut-short log is detected after the next append",
+                    path, exc.strerror or exc)
 
 
 class Journal:
@@ -163,7 +258,8 @@ class Journal:
             return
         try:
             self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            append_line(self.acknowledged_path, checked_line(payload))
+            append_counted(self.acknowledged_path, checked_line(payload),
+                           then="run `ehr record recover`, then write again (the same write lands as the same record)")
         except OSError as exc:
             raise unwritable(self._dir.parent, exc) from None
 
@@ -179,13 +275,7 @@ class Journal:
     def acknowledged(self) -> list[PendingWrite]:
         """Every acknowledged write, oldest first; a damaged line raises `JournalDamaged`."""
         then = "run `ehr record recover` (the write of that line, if a chain lost it, must be written again)"
-        entries = []
-        for number, payload in enumerate(read_checked(self.acknowledged_path, then=then), start=1):
-            try:
-                entries.append(PendingWrite(**json.loads(payload)))
-            except (ValueError, TypeError) as exc:
-                raise damaged_line(self.acknowledged_path, number, str(exc), then=then) from None
-        return entries
+        return read_entries(self.acknowledged_path, lambda fields: PendingWrite(**fields), then=then, counted=True)
 
     @property
     def claims_path(self) -> Path:
@@ -235,9 +325,9 @@ class Journal:
         return [entry for path in sorted(self._dir.glob("*.json")) if (entry := self.get(path.stem)) is not None]
 
 
-def append_line(path: Path, line: bytes) -> None:
-    """Append one line, fsynced. A torn last line (a crash or a full disk mid-append) is cut off
-    first, so the new line never fuses with it into one that fails its checksum."""
+def append_line(path: Path, line: bytes) -> int:
+    """Append one line, fsynced; returns the file's new length. A torn last line (a crash or a full
+    disk mid-append) is cut off first, so the new line never fuses with it into one that fails its checksum."""
     with open(path, "a+b") as handle:
         size = handle.seek(0, os.SEEK_END)
         if size:
@@ -250,6 +340,7 @@ def append_line(path: Path, line: bytes) -> None:
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
+        return handle.tell()
 
 
 def _fsync_dir(path: Path) -> None:

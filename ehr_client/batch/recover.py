@@ -4,32 +4,23 @@ Every acknowledged write is in the author's logs (`acknowledged.log` for single 
 `batch/batches.log` for batches), and its blob is in the store. Because ids are derived from the
 author and the write's salt or batch key, anchoring the logged write again recreates exactly the
 record that was acknowledged: the same id, the same blob (sealed to that id), the same manifest.
-Whatever is still on chain is left alone; nothing is ever anchored twice.
+Whatever is still on chain is left alone; nothing is ever anchored twice. Then the consent
+decisions and erasures this identity acknowledged as a patient are checked the same way
+(`ehr_client.batch.redecide`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 from ehr_client.batch.journal import BatchJournal
-from ehr_client.chain.client import TxResult
+from ehr_client.batch.recovered import Recovered
+from ehr_client.batch.redecide import redecide
 from ehr_client.chain.ids import batch_id_of
 from ehr_client.chain.types import Status
 from ehr_client.client import EHRClient
 from ehr_client.errors import BlobNotFound, EHRError, StorageError
 from ehr_client.storage import Cid, cid_to_bytes
-
-
-@dataclass(frozen=True)
-class Recovered:
-    """What recovery found for one acknowledged write: `on chain`, `re-anchored`, `blob missing`, `refused`."""
-
-    kind: str  # "record" or "batch"
-    ident: bytes
-    outcome: str
-    detail: str = ""
-    tx: TxResult | None = None
 
 
 def _blob_ok(client: EHRClient, cid: Cid, sha256: bytes) -> bool:
@@ -40,12 +31,13 @@ def _blob_ok(client: EHRClient, cid: Cid, sha256: bytes) -> bool:
 
 
 def recover(client: EHRClient) -> list[Recovered]:
-    """Check every write this identity acknowledged against the chain and anchor again what it lost.
+    """Check every write this identity acknowledged against the chain and anchor again what it lost,
+    then apply again the grants, revocations and erasures it acknowledged that the chain lost.
 
     Raises:
         ChainMismatch: the node serves another chain than the deployment (redeploy first; then the
             deployment's addresses hold none of these records and nothing can be recovered there).
-        JournalDamaged: a log line is damaged (the message says which).
+        JournalDamaged: a log line is damaged, or a log was cut short (the message says which).
     """
     chain, records = client.chain, client.chain.records.functions
     chain.check_chain()
@@ -94,4 +86,4 @@ def recover(client: EHRClient) -> list[Recovered]:
             out.append(Recovered("record", record_id, "refused", str(exc)))
             continue
         out.append(Recovered("record", record_id, "re-anchored", tx=tx))
-    return out
+    return out + redecide(client)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ehr_client.batch.recover import Recovered, recover as recover_writes
+from ehr_client.batch.recover import recover as recover_writes
+from ehr_client.batch.recovered import Recovered
 from ehr_client.claims import ClaimRegistry, Claims
 from ehr_client.client import EHRClient
 from ehr_client.errors import EHRError
@@ -16,7 +17,9 @@ __all__ = ["recover"]
 
 def recover(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """Check every write this wallet acknowledged against the chain; re-anchor what it lost (same ids),
-    then commit again the claims the chain lost with them (when the deployment has a claim registry)."""
+    then commit again the claims the chain lost with them (when the deployment has a claim registry).
+    Grants, revocations and erasures it acknowledged as a patient and the chain lost are applied again
+    (the last decision per grantee only)."""
     app_ = app_context(ctx)
     client = app_.client()
     results = recover_writes(client)
@@ -30,7 +33,7 @@ def recover(ctx: typer.Context, json_: JsonFlag = False) -> None:
             out().print(line + (f" ({tx_line(r.tx)})" if r.tx else "") + (f" - {r.detail}" if r.detail else ""))
         if not results:
             err().print("nothing acknowledged by this wallet in this home")
-    lost = [r for r in results if r.outcome in ("blob missing", "refused")]
+    lost = [r for r in results if r.outcome in ("blob missing", "refused", "waiting")]
     if lost:
         raise typer.Exit(4)
 

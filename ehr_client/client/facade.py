@@ -54,6 +54,7 @@ from ehr_client.client.read import RecordReader
 from ehr_client.client.share import KeySharer, ShareOutcome
 from ehr_client.client.write import Prepared, RecordWriter, Source, prepare
 from ehr_client.crypto import iter_decrypt, x25519_public_key
+from ehr_client.decisions import DecisionLog
 from ehr_client.errors import (
     AlreadyRelayed,
     BlobNotFound,
@@ -89,6 +90,7 @@ class EHRClient:
         # retried after a rotation must still land as the same record.
         journal_secret = hashlib.sha256(b"ehr-journal/wallet" + bytes(identity.account.key)).digest()
         self.journal = Journal(self.state_dir, journal_secret)
+        self.decisions = DecisionLog(self.state_dir)
         self.directory = KeyDirectory(chain)
         self.locator = RecordLocator(chain, store, anchors=AnchorCache(chain, self.state_dir, depth=listing_depth))
         self.reader = RecordReader(chain, store, identity)
@@ -304,7 +306,9 @@ class EHRClient:
         stored = int(self.chain.call(records.recordStatus(info.record_id), action="look up record")) != 0
         fn = records.tombstone(info.record_id) if info.batch is None or stored else \
             records.tombstoneBatchedRecord(info.batch.as_arg())
-        return self.chain.transact(self.identity.account, fn, action="erase record")
+        tx = self.chain.transact(self.identity.account, fn, action="erase record")
+        self.decisions.erased(self.address, info.record_id, tx)
+        return tx
 
     # --- consent -----------------------------------------------------------------------------
 
@@ -323,6 +327,8 @@ class EHRClient:
         if share_keys:
             self.directory.encryption_key_of(grantee)
         tx = self.chain.transact(self.identity.account, fn, action="grant access", gas=gas)
+        self.decisions.granted(self.address, grantee, scopes, ACCESS[access], expires_at, parse_purpose(purpose).word,
+                               tx)
         outcome = self.sharer.share(grantee, scopes) if share_keys else ShareOutcome(None, 0, ())
         return GrantResult(tx, outcome.cid, outcome.shared, outcome.skipped)
 
@@ -402,11 +408,17 @@ class EHRClient:
                 m.scopes, m.grant_ends_at, ACCESS["amend" if m.may_amend else "read"]):
             raise AlreadyRelayed(f"already relayed: the grant by {m.patient} to {m.grantee} signed at nonce "
                                  f"{m.nonce} is in force; nothing to send")
-        return self.chain.transact(self.identity.account, fn, action="relay signed grant")
+        tx = self.chain.transact(self.identity.account, fn, action="relay signed grant")
+        self.decisions.relayed("grant", m.patient, m.grantee, signed.to_json(), tx, scopes=m.scopes,
+                               access=ACCESS["amend" if m.may_amend else "read"], expires_at=m.grant_ends_at,
+                               purpose=m.purpose)
+        return tx
 
     def revoke(self, grantee: str) -> TxResult:
         fn = self.chain.consent.functions.revoke(to_checksum_address(grantee))
-        return self.chain.transact(self.identity.account, fn, action="revoke access")
+        tx = self.chain.transact(self.identity.account, fn, action="revoke access")
+        self.decisions.revoked(self.address, to_checksum_address(grantee), tx)
+        return tx
 
     def revoke_document(self, grantee: str, *, deadline: int) -> dict[str, Any]:
         """The EIP-712 revocation for the caller to sign at the pair's current nonce: it ends any
@@ -435,7 +447,9 @@ class EHRClient:
                                  "nothing to revoke")
         fn = self.chain.consent.functions.revokeBySig(m.patient, m.grantee, m.nonce, m.signature_valid_until,
                                                       signed.signature)
-        return self.chain.transact(self.identity.account, fn, action="relay signed revocation")
+        tx = self.chain.transact(self.identity.account, fn, action="relay signed revocation")
+        self.decisions.relayed("revoke", m.patient, m.grantee, signed.to_json(), tx)
+        return tx
 
     def share_keys(self, grantee: str, scopes: int) -> tuple[Cid | None, int]:
         """Seal the data keys of the caller's active records within `scopes` (single and batched) to

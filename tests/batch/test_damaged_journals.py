@@ -3,7 +3,7 @@
 After real writes (single and batched, acknowledged and interrupted, key shares), the state
 directories are walked: each file found is damaged (a line cut short, the file cut mid-line, a
 byte flipped, the file deleted, a torn last line) and the user's next steps run (the same writes
-again, `recover`, `gc --delete`). Each damage must end in a typed `JournalDamaged` that names a
+again, `recover` by the author and the patient, `gc --delete`). Each damage must end in a typed `JournalDamaged` that names a
 command to run, or in a clean ledger; never a record written twice, an acknowledged record or key
 share lost. A file the walk finds that this test does not know fails it, so new files get covered.
 """
@@ -32,9 +32,11 @@ from tests.client.conftest import lab_result
 from tests.constants import DAY
 
 # Every file the client keeps in a state directory: an appended log, a whole entry (written by an
-# atomic rename, so never torn), or None for `lock`, an empty flock target that is never read.
+# atomic rename, so never torn: a pending write, a counted log's `.length`), or None for `lock`, an
+# empty flock target that is never read.
 KNOWN = {"pending/*.json": "entry", "acknowledged.log": "log", "shares.log": "log", "batch/journal.jsonl": "log",
-         "batch/anchored.log": "log", "batch/batches.log": "log", "batch/lock": None}
+         "batch/anchored.log": "log", "batch/batches.log": "log", "batch/lock": None, "decisions.log": "log",
+         "acknowledged.log.length": "entry", "decisions.log.length": "entry"}
 DAMAGES = ["line cut short", "file cut mid-line", "byte flipped", "deleted", "torn last line"]
 MUST_FAIL = {"line cut short", "byte flipped"}  # damage inside the file: always reported
 NEVER_FAIL = {"torn last line"}  # what a crash mid-append leaves a log: always works
@@ -79,6 +81,7 @@ class _World:
             self.lab.add_record(self.patient.address, _single(n))
         BatchWriter(self.lab, batch_size=2).write(self.batched)
         recover(self.lab)
+        recover(self.patient)  # the patient's grants (decisions.log)
 
     def contents(self) -> Counter[bytes]:
         """How many records on chain hold each content (all the lab's records are readable)."""

@@ -12,7 +12,7 @@ from eth_account import Account
 
 from ehr_client.batch import BatchItem, BatchWriter
 from ehr_client.batch.recover import recover
-from ehr_client.chain.client import ChainClient, deploy_suite
+from ehr_client.chain.client import ChainClient, Deployment, deploy_suite
 from ehr_client.client import EHRClient, Identity
 from ehr_client.crypto import generate_x25519_keypair
 from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
@@ -24,6 +24,18 @@ def _dev(index: int) -> Identity:
     Account.enable_unaudited_hdwallet_features()
     account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
     return Identity.from_private_keys(account.key, {1: generate_x25519_keypair().private_key})
+
+
+def kill_9(node: AnvilNode) -> None:
+    """No clean exit: what Anvil had not dumped (up to its last second) is lost."""
+    assert node.pid is not None
+    os.killpg(node.pid, signal.SIGKILL)
+
+
+def client_after_restart(node: AnvilNode, deployment: Deployment, identity: Identity, tmp_path: Path) -> EHRClient:
+    """The client of `identity` (store and state under `tmp_path`) on a node restarted from its state."""
+    return EHRClient(ChainClient(node.rpc_url, deployment, timeout=10), LocalStore(tmp_path / "store"), identity,
+                     state_dir=tmp_path / "state")
 
 
 def _obs(n: int) -> dict[str, object]:
@@ -44,15 +56,13 @@ def test_writes_acknowledged_before_a_kill_9_are_all_there_after_recover(tmp_pat
         time.sleep(2.5)  # the deployment and registration are in a dump
         written = [patient.add_record(patient.address, _obs(i)).record_id for i in range(3)]
         written += BatchWriter(patient).write([BatchItem(patient.address, _obs(10 + i)) for i in range(3)]).record_ids
-        assert node.pid is not None
-        os.killpg(node.pid, signal.SIGKILL)  # no clean exit: Anvil's last dump is up to a second old
+        kill_9(node)
     finally:
         node.stop()
 
     restarted = AnvilNode(log_path=tmp_path / "anvil2.log", state_path=state).start()
     try:
-        patient = EHRClient(ChainClient(restarted.rpc_url, deployment, timeout=10), LocalStore(tmp_path / "store"),
-                            me, state_dir=tmp_path / "state")
+        patient = client_after_restart(restarted, deployment, me, tmp_path)
         outcomes = recover(patient)
         print("after kill -9:", sorted(r.outcome for r in outcomes))
         assert {r.outcome for r in outcomes} <= {"on chain", "re-anchored"}, outcomes

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from ehr_client.batch.recover import recover
 from ehr_client.client import EHRClient
 from ehr_client.records import Scope
@@ -19,8 +17,6 @@ from tests.constants import DAY
 LAB = int(Scope.LAB)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: an erasure (tombstone) the chain lost in a node rollback is not "
-                   "journaled anywhere; recover re-anchors writes only, so the erased record reads as active again")
 def test_an_erasure_the_chain_lost_is_applied_again_by_recover(people: dict[str, EHRClient],
                                                                 observation: dict[str, Any]) -> None:
     patient, lab = people["patient"], people["lab"]
@@ -40,8 +36,6 @@ def test_an_erasure_the_chain_lost_is_applied_again_by_recover(people: dict[str,
     assert patient.get_record(written.record_id).status == "tombstoned"
 
 
-@pytest.mark.xfail(strict=True, reason="finding: a revocation the chain lost in a node rollback is journaled nowhere; "
-                   "the grant is silently back in force and recover does not re-apply or report it")
 def test_a_revocation_the_chain_lost_does_not_silently_restore_access(people: dict[str, EHRClient],
                                                                       observation: dict[str, Any]) -> None:
     patient, doctor = people["patient"], people["doctor"]
