@@ -104,7 +104,7 @@ def test_signed_extension_relayed_first_cannot_outlive_the_signed_revocation(
     assert again.stdout.startswith("already relayed")
 
 
-def test_json_output_of_grant_revoke_and_relay_carries_the_key_share(
+def test_json_output_of_grant_revoke_relay_and_share_carries_the_key_share(
     cli: Cli, world: dict[str, str], lab_record: str, tmp_path: Path
 ) -> None:
     granted = cli.json("grant", "doctor", "--scopes", "lab", "--purpose", "TREAT", "--for", "1h", wallet="patient")
@@ -114,9 +114,11 @@ def test_json_output_of_grant_revoke_and_relay_carries_the_key_share(
     assert revoked["revoked"]["grantee"] == world["doctor"] and revoked["tx"]["block"] > 0
     signed_file = tmp_path / "signed.json"
     cli("grant", "doctor", "--scopes", "lab", "--sign-only", "--out", str(signed_file), wallet="patient")
-    share = json.loads(signed_file.read_text())["keyShare"]
+    assert json.loads(signed_file.read_text()).get("keyShare") is None  # no keys ahead of the grant
     relayed = cli.json("relay", str(signed_file), wallet="hospital")
-    assert relayed["keyShare"] == share and share is not None
+    assert relayed["relayed"] == "grant" and relayed["keyShare"] is None
+    shared = cli.json("share", "doctor", "--scopes", "lab", wallet="patient")
+    assert shared["keyShare"] is not None and shared["sharedRecords"] >= 1
     cli("revoke", "doctor", wallet="patient")
 
 
