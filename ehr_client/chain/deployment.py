@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ehr_client._files import replace_atomically
 from ehr_client._json import load_untrusted
 from ehr_client.chain.abi import CONTRACT_NAMES, abi_hash
 from ehr_client.errors import ConfigError
@@ -104,16 +104,7 @@ class Deployment:
     def save(self, path: Path) -> None:
         """Write atomically, so a crash never leaves half a deployment file."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self.to_json())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_atomically(path, self.to_json().encode())
 
     def check_client_compatible(self) -> None:
         """Refuse a deployment built from other contract ABIs than this client's."""

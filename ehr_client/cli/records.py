@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from ehr_client._files import replace_atomically
 from ehr_client.cli import _parse
 from ehr_client.cli._context import app_context
 from ehr_client.cli._output import JsonFlag, ProgressStore, err, hexid, out, print_json, short, tx_line, when
@@ -143,17 +142,7 @@ def _write_private(path: Path, data: bytes, *, force: bool) -> None:
     """Write decrypted data atomically, readable by the owner only."""
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; pass --force to overwrite it")
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, data)
 
 
 @app.command("get")

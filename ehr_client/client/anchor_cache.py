@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from ehr_client._files import replace_atomically
 from ehr_client.chain.client import ChainClient, EventRecord
 
 log = logging.getLogger("ehr_client.listing")
@@ -200,16 +200,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
                 stale.unlink()
         except OSError:
             pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, data)
     try:
         directory = os.open(path.parent, os.O_RDONLY)
     except OSError:
