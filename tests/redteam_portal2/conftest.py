@@ -9,9 +9,11 @@ from tests.portal_audited.conftest import (  # noqa: F401  (fixtures)
     cli,
     client_of,
     custodians,
+    fresh_patient,
     home,
     lab_result,
     observation,
     running,
     world,
 )
+from tests.portal.conftest import browser, console  # noqa: F401,E402  (fixtures)
