@@ -16,6 +16,7 @@ from ehr_client.crypto import generate_x25519_keypair
 from ehr_client.records import Scope
 from tests.cli.conftest import Cli
 from tests.portal.conftest import Portal
+from tests.redteam_portal2.observations import fresh_observation
 from tests.portal_audited.conftest import CustodianProcess, HookedWallet
 
 DAY = 86400
@@ -43,7 +44,7 @@ def test_an_amendment_racing_the_pages_erasure_is_erased_too(
     patient = EHRClient(base.chain, base.store, identity, state_dir=tmp_path / "patient-state")
     patient.grant(world["lab"], int(Scope.LAB), access="amend", expires_at=patient.chain.now() + 30 * DAY,
                   share_keys=False)
-    record_id = str(cli.json("record", "add", me, str(observation), wallet="lab")["recordId"])
+    record_id = str(cli.json("record", "add", me, str(fresh_observation(observation, tmp_path)), wallet="lab")["recordId"])
 
     amended: list[str] = []
     send = wallet._send

@@ -21,6 +21,7 @@ from ehr_client.portal.signed import typed_data
 from ehr_client.records import Scope
 from tests.cli.conftest import Cli
 from tests.portal.conftest import Portal
+from tests.redteam_portal2.observations import fresh_observation
 from tests.portal_audited.conftest import CustodianProcess
 
 DAY = 86400
@@ -58,9 +59,9 @@ def _signed_headers(patient: EHRClient, action: str, subject: bytes) -> dict[str
     "in the store, wrapped to the grantee, at the CID the grantee was handed"))
 def test_erasing_in_the_portal_leaves_no_key_share_holding_the_erased_key(
         audited_portal: Portal, running: list[CustodianProcess], cli: Cli, observation: Path,
-        client_of: Callable[[str], EHRClient]) -> None:
+        client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:
     patient, doctor = client_of("patient"), client_of("doctor")
-    erased, kept = (bytes.fromhex(str(cli.json("record", "add", "patient", str(observation),
+    erased, kept = (bytes.fromhex(str(cli.json("record", "add", "patient", str(fresh_observation(observation, tmp_path)),
                                                wallet="lab")["recordId"])[2:]) for _ in range(2))
     patient.grant(doctor.address, int(Scope.LAB), expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
 

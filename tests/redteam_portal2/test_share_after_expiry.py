@@ -14,6 +14,7 @@ from ehr_client.client import EHRClient
 from ehr_client.records import Scope
 from tests.cli.conftest import Cli
 from tests.portal.conftest import Portal
+from tests.redteam_portal2.observations import fresh_observation
 from tests.portal_audited.conftest import CustodianProcess
 from tests.redteam_portal2.test_page_erasure_keeps_shares import _page_share, _signed_headers
 
@@ -27,9 +28,9 @@ GRANT_SECONDS = 4
     "max(wall clock, chain time) for this reason; the key-share check does not)"))
 def test_the_portal_stores_no_key_share_for_a_grant_that_has_ended(
         audited_portal: Portal, running: list[CustodianProcess], cli: Cli, observation: Path,
-        client_of: Callable[[str], EHRClient]) -> None:
+        client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:
     patient, grantee = client_of("patient"), client_of("hospital")
-    record = bytes.fromhex(str(cli.json("record", "add", "patient", str(observation), wallet="lab")["recordId"])[2:])
+    record = bytes.fromhex(str(cli.json("record", "add", "patient", str(fresh_observation(observation, tmp_path)), wallet="lab")["recordId"])[2:])
     ends = patient.chain.now() + GRANT_SECONDS
     patient.grant(grantee.address, int(Scope.LAB), expires_at=ends, share_keys=False)
     while time.time() <= ends + 2:  # the grant ends by the wall clock; nothing is mined meanwhile
