@@ -44,7 +44,8 @@ def test_an_amendment_racing_the_pages_erasure_is_erased_too(
     patient = EHRClient(base.chain, base.store, identity, state_dir=tmp_path / "patient-state")
     patient.grant(world["lab"], int(Scope.LAB), access="amend", expires_at=patient.chain.now() + 30 * DAY,
                   share_keys=False)
-    record_id = str(cli.json("record", "add", me, str(fresh_observation(observation, tmp_path)), wallet="lab")["recordId"])
+    written = fresh_observation(observation, tmp_path)
+    record_id = str(cli.json("record", "add", me, str(written), wallet="lab")["recordId"])
 
     amended: list[str] = []
     send = wallet._send
@@ -66,4 +67,5 @@ def test_an_amendment_racing_the_pages_erasure_is_erased_too(
 
     statuses = {r["recordId"]: r["status"] for r in audited_portal.get(f"/api/records/{me}").json()["records"]}
     assert statuses.get(record_id) == "tombstoned", statuses
-    assert statuses.get(amended[0]) == "tombstoned", f"the amended version is {statuses.get(amended[0])} after the erase"
+    assert statuses.get(amended[0]) == "tombstoned", \
+        f"the amended version is {statuses.get(amended[0])} after the erase"

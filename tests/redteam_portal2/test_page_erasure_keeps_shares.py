@@ -61,8 +61,10 @@ def test_erasing_in_the_portal_leaves_no_key_share_holding_the_erased_key(
         audited_portal: Portal, running: list[CustodianProcess], cli: Cli, observation: Path,
         client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:
     patient, doctor = client_of("patient"), client_of("doctor")
-    erased, kept = (bytes.fromhex(str(cli.json("record", "add", "patient", str(fresh_observation(observation, tmp_path)),
-                                               wallet="lab")["recordId"])[2:]) for _ in range(2))
+    erased, kept = (
+        bytes.fromhex(str(cli.json("record", "add", "patient", str(fresh_observation(observation, tmp_path)),
+                                   wallet="lab")["recordId"])[2:])
+        for _ in range(2))
     patient.grant(doctor.address, int(Scope.LAB), expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
 
     body = _page_share(patient, doctor.address, [erased, kept])

@@ -30,7 +30,8 @@ def test_the_portal_stores_no_key_share_for_a_grant_that_has_ended(
         audited_portal: Portal, running: list[CustodianProcess], cli: Cli, observation: Path,
         client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:
     patient, grantee = client_of("patient"), client_of("hospital")
-    record = bytes.fromhex(str(cli.json("record", "add", "patient", str(fresh_observation(observation, tmp_path)), wallet="lab")["recordId"])[2:])
+    written = fresh_observation(observation, tmp_path)
+    record = bytes.fromhex(str(cli.json("record", "add", "patient", str(written), wallet="lab")["recordId"])[2:])
     ends = patient.chain.now() + GRANT_SECONDS
     patient.grant(grantee.address, int(Scope.LAB), expires_at=ends, share_keys=False)
     while time.time() <= ends + 2:  # the grant ends by the wall clock; nothing is mined meanwhile
