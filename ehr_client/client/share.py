@@ -12,10 +12,12 @@ is then voided would hand over keys no consent ever covered.
 from __future__ import annotations
 
 from collections.abc import Collection
+import time
 from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
 
+from ehr_client.chain.client import ChainClient
 from ehr_client.client.directory import KeyDirectory
 from ehr_client.client.keysource import check_header, own_data_key
 from ehr_client.client.locate import RecordLocator
@@ -90,13 +92,7 @@ class KeySharer:
         return ShareOutcome(cid, len(entries), tuple(skipped))
 
     def _readable_scopes(self, grantee: str, scopes: set[int]) -> set[int]:
-        """The scopes the chain lets `grantee` read of the identity's records now. A key share is a
-        bearer capability, so it is made only under a grant in force, never ahead of one."""
-        chain = self.locator.chain
-        ordered = sorted(scopes)
-        calls = [chain.consent.functions.canRead(self.identity.address, grantee, scope) for scope in ordered]
-        return {scope for scope, ok in zip(ordered, chain.batch_call(calls, action="check the grant"), strict=True)
-                if ok}
+        return scopes_in_force(self.locator.chain, self.identity.address, grantee, scopes)
 
     def reissue_without(self, record_ids: Collection[bytes]) -> list[ReissuedShare]:
         """Replace every key share this identity stored (its shares.log) that holds a data key of
@@ -126,3 +122,20 @@ class KeySharer:
             store.remove(cid)
             reissued.append(ReissuedShare(share.grantee, cid, new, dropped))
         return reissued
+
+
+def scopes_in_force(chain: ChainClient, patient: str, grantee: str, scopes: set[int]) -> set[int]:
+    """Of `scopes`, those `patient`'s grant lets `grantee` read now. A key share is a bearer
+    capability, so it is made only under a grant in force, never ahead of one; "now" is the later
+    of the chain's last block and this machine's clock, since a quiet chain's time lags (a grant
+    that has ended by the clock is over even before the next block)."""
+    if not scopes:
+        return set()
+    ordered = sorted(scopes)
+    consent = chain.consent.functions
+    answers = chain.batch_call([consent.getGrant(patient, grantee), *(consent.canRead(patient, grantee, s)
+                                                                      for s in ordered)], action="check the grant")
+    ends = int(answers[0][1])
+    if ends <= max(int(time.time()), chain.now()):
+        return set()
+    return {scope for scope, ok in zip(ordered, answers[1:], strict=True) if ok}

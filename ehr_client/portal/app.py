@@ -336,14 +336,18 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         message = signed.message
         grant = isinstance(message, GrantMessage)
         relayer.verify_consent(signed)  # a forged or altered consent is refused as such, before any limit
-        relay_limits.check(services.reader, message)
         if grant and signed.key_share is not None and not services.reader.store.has(parse_cid(signed.key_share)):
             raise InvalidRecord(f"key share {signed.key_share} is not in the portal's store; upload it first")
+        stamp = relay_limits.check(services.reader, message)
         try:
             tx = relayer.relay_grant(signed) if grant else relayer.relay_revoke(signed)
         except AlreadyRelayed as exc:
+            relay_limits.release(message.patient, stamp)
             return {"relayed": "grant" if grant else "revocation", "alreadyRelayed": True, "note": str(exc),
                     "tx": None, "relayer": relayer.address, "keyShare": signed.key_share}
+        except BaseException:
+            relay_limits.release(message.patient, stamp)
+            raise
         return {"relayed": "grant" if grant else "revocation", "alreadyRelayed": False,
                 "tx": {"hash": tx.tx_hash, "block": tx.block_number, "gasUsed": tx.gas_used},
                 "relayer": relayer.address, "patient": message.patient, "grantee": message.grantee,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from eth_utils import is_address, to_checksum_address
 from ehr_client._json import load_untrusted
 from ehr_client.chain.client import ChainClient
 from ehr_client.custodian import messages
+from ehr_client.custodian.core import MAX_DEPOSIT, fragments_digest
 from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable
 from ehr_client.custodian.limits import MAX_BODY
 from ehr_client.custodian.messages import CustodianDomain
@@ -44,6 +46,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
 }
 SIGNED_KINDS = ("Deposit", "Destroy", "AuditQuery", "ErasureReceipt")
 """The EIP-712 types the page needs: what it signs, and the custodians' receipts it checks."""
+REFRESH_INTERVAL = 10.0  # seconds between look-ups of every custodian caused by unknown addresses
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class CustodianDirectory:
     _set: CustodianSet | None = field(default=None, repr=False)
     _rejected: dict[str, str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _refreshed_for_unknown: float = field(default=float("-inf"), repr=False)
 
     def _custodians(self, chain: ChainClient) -> CustodianSet:
         with self._lock:
@@ -113,13 +117,23 @@ class CustodianDirectory:
     def _url_of(self, chain: ChainClient, address: str) -> str:
         custodians = self._custodians(chain)
         info = custodians.infos.get(address)
-        if info is None:  # maybe one that was down at the last listing
+        if info is None and self._may_refresh():  # maybe one that was down at the last listing
             self.refresh(chain)
             info = custodians.infos.get(address)
         if info is None:
             raise UnknownCustodian(f"{address} is not one of this portal's custodians; reload the page to see "
                                    "which custodians the portal works with")
         return info.url
+
+    def _may_refresh(self) -> bool:
+        """At most one look-up of every custodian per `REFRESH_INTERVAL` for addresses not known: a
+        stranger naming random addresses must not make the portal call each custodian every time."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._refreshed_for_unknown < REFRESH_INTERVAL:
+                return False
+            self._refreshed_for_unknown = now
+            return True
 
     def forward(self, chain: ChainClient, address: str, action: str, body: bytes) -> Answer:
         """Check the signed request, send it unchanged to the custodian at `address`, return its answer.
@@ -164,12 +178,20 @@ class CustodianDirectory:
         except ValueError:
             doc = None
         if not isinstance(doc, dict) or not isinstance(doc.get("message"), dict) \
-                or not isinstance(doc.get("signature"), str):
+                or not isinstance(doc.get("signature"), str) or len(doc["signature"]) > 200:
             raise CustodianRefused("malformed", f"send {{\"message\": {kind}, \"signature\": \"0x…\"}} as JSON")
         clean = messages.check_signed(self._custodians(chain).domain, kind, doc["message"], doc["signature"])
         if clean["custodian"] != address:
             raise CustodianRefused("wrong-custodian", f"this {kind} is signed for custodian {clean['custodian']}, "
                                    f"not {address}; sign one for each custodian")
+        # Every request reaches a custodian from this portal's one address, and a custodian counts the
+        # bodies it cannot read against that address: one stranger's malformed bodies would lock every
+        # patient out. So nothing the custodian would refuse as malformed leaves here.
+        if kind == "Deposit":
+            items = doc.get("fragments")
+            if not isinstance(items, list) or not 0 < len(items) <= MAX_DEPOSIT \
+                    or not all(isinstance(item, dict) for item in items) or fragments_digest(items) != clean["fragments"]:
+                raise CustodianRefused("malformed", f"a deposit holds 1 to {MAX_DEPOSIT} fragments, as signed")
 
     def close(self) -> None:
         if self._set is not None:

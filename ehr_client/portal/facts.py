@@ -15,6 +15,7 @@ from ehr_client.chain.eip712 import CATEGORY_FIELDS, DOMAIN_TYPE, TYPES, Domain
 from ehr_client.chain.types import Access, KeyType, Status
 from ehr_client.client import EHRClient
 from ehr_client.client.model import RecordInfo, hex_id
+from ehr_client.client.share import scopes_in_force
 from ehr_client.errors import AccessDenied, TransactionReverted
 from ehr_client.keyshare import KeyShare
 from ehr_client.records import describe
@@ -214,11 +215,7 @@ def check_share_under_grant(client: EHRClient, share: KeyShare) -> None:
             raise AccessDenied(f"record {hex_id(entry.record_id)} is not a record of {share.patient}; "
                                "the key share was not stored")
         scopes.add(info.scope)
-    ordered = sorted(scopes)
-    consent = client.chain.consent.functions
-    allowed = client.chain.batch_call([consent.canRead(share.patient, share.grantee, s) for s in ordered],
-                                      action="check the grant")
-    refused = [s for s, ok in zip(ordered, allowed, strict=True) if not ok]
+    refused = sorted(scopes - scopes_in_force(client.chain, share.patient, share.grantee, scopes))
     if refused:
         categories = ", ".join(sorted({c for s in refused for c in describe(s)}))
         raise AccessDenied(f"no grant to {share.grantee} for {categories} is in force on chain; a key share is "

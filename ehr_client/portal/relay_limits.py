@@ -29,8 +29,9 @@ class RelayLimits:
         self._sent: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, client: EHRClient, message: GrantMessage | RevokeMessage) -> None:
-        """Refuse what the relayer does not pay for; count what it will.
+    def check(self, client: EHRClient, message: GrantMessage | RevokeMessage) -> float:
+        """Refuse what the relayer does not pay for; count what it will, and return the count's stamp
+        for `release` when nothing was sent after all (already relayed, or refused by the chain).
 
         Raises:
             InvalidRecord: a purpose of use outside the consortium's list.
@@ -53,3 +54,11 @@ class RelayLimits:
                 raise TooManyRequests(f"the relayer sent {len(sent)} consents for this patient in the last hour; send "
                                       "this one from your own wallet, or try again later")
             sent.append(now)
+        return now
+
+    def release(self, patient: str, stamp: float) -> None:
+        """Uncount a relay that sent nothing: replaying a used consent must not spend the patient's quota."""
+        with self._lock:
+            sent = self._sent.get(patient)
+            if sent is not None and stamp in sent:
+                sent.remove(stamp)

@@ -23,11 +23,6 @@ def refusal_rows(custodian: CustodianProcess, home: Path) -> int:
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a Deposit signed by any fresh key passes the portal's signature check and the custodian's: the custodian "
-    "then refuses it ('malformed': fragments do not match the signed digest) and records the refusal under the "
-    "signer, though the signer is no patient and no member; only 'not-a-member' refusals are kept out of the "
-    "database, and nothing limits refusals per signer, so every throwaway request through the portal is a row"))
 def test_throwaway_wallet_cannot_grow_a_custodians_database_through_the_portal(
         audited_portal: Portal, running: list[CustodianProcess], home: Path) -> None:
     listing = audited_portal.get("/api/custodians").json()

@@ -26,11 +26,6 @@ def _body(signed: SignedConsent) -> dict[str, Any]:
     return dict(json.loads(signed.to_json()))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "/api/relay runs RelayLimits.check (which appends to the patient's window) after verify_consent, which "
-    "checks domain and signer but not the nonce; relay_grant then finds the grant AlreadyRelayed and sends "
-    "nothing. So replaying an already relayed grant is free for anyone who has it and uses up the patient's "
-    "20 relays an hour: the patient's signed revocation is then refused with 429 (she must pay gas herself)"))
 def test_replaying_a_relayed_grant_does_not_block_the_patients_revocation(
         audited_portal: Portal, anvil: Any, client_of: Callable[[str], EHRClient], world: dict[str, str],
         tmp_path: Path) -> None:

@@ -21,11 +21,6 @@ from tests.redteam_portal2.test_page_erasure_keeps_shares import _page_share, _s
 GRANT_SECONDS = 4
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "facts.check_share_under_grant trusts ConsentManager.canRead evaluated at the latest block, whose "
-    "timestamp is that of the last transaction, not now: until another block is mined, an ended grant "
-    "passes and the portal stores a bearer key share for it (AuditedSharing.valid_grantees uses "
-    "max(wall clock, chain time) for this reason; the key-share check does not)"))
 def test_the_portal_stores_no_key_share_for_a_grant_that_has_ended(
         audited_portal: Portal, running: list[CustodianProcess], cli: Cli, observation: Path,
         client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:

@@ -35,11 +35,6 @@ def fronted(running: list[CustodianProcess], home: Path, anvil: Any,
         front.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CustodianDirectory.forward checks only that the request verifies for the custodian address in the path; "
-    "an address it does not know sends it to refresh(), which asks every configured custodian for /v1/info "
-    "(and the chain, if an answer changed) before refusing: each stranger request costs one outbound request "
-    "per custodian and holds a worker thread for up to the timeout (10 s) of a custodian that hangs"))
 def test_a_request_for_an_unknown_custodian_is_refused_without_calling_the_custodians(
         fronted: tuple[Portal, CountingFront]) -> None:
     portal, front = fronted

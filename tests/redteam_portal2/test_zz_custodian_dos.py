@@ -15,11 +15,6 @@ from tests.portal_audited.fragments import domain_of, signed
 UNSIGNED_REFUSALS_PER_MINUTE = 120  # CustodianSettings.unauthenticated_refusals_per_minute
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the portal checks only that {message, signature} verify before forwarding; a Deposit without its "
-    "'fragments' list (or with a non-list) fails the custodian's request model, which counts the refusal as "
-    "unsigned against the client address - the portal's - so one signed message from a throwaway key, sent "
-    "120 times, makes every custodian answer 429 to every patient of the portal for a minute"))
 def test_one_stranger_cannot_shut_every_patient_out_of_the_custodians(
         audited_portal: Portal, running: list[CustodianProcess], home: Path) -> None:
     domain = domain_of(audited_portal.get("/api/custodians").json())
