@@ -10,27 +10,16 @@ from typing import Any
 import pytest
 
 from ehr_client.client import EHRClient
-from ehr_client.client.keysource import ShareIndex, check_header
-from ehr_client.client.model import RecordInfo
-from ehr_client.crypto import iter_decrypt
 from ehr_client.errors import BlobNotFound, KeyNotFound, RecordErased
-from ehr_client.keyshare import KeyShare
-from ehr_client.package import parse_header
 from ehr_client.records import Scope, canonicalize
 from ehr_client.sharing.audited import AuditedSharing
 from ehr_client.sharing.remote import CustodianSet
 from tests.constants import DAY
+from tests.redteam_core.offline import open_offline
 
 LAB = int(Scope.LAB)
 
 
-def _open_offline(reader: EHRClient, info: RecordInfo, blob: bytes, share: bytes) -> bytes:
-    """What the grantee's own code does with bytes it kept: no chain check, no access request."""
-    header, offset = parse_header(blob)
-    binding = check_header(info, header)
-    key = ShareIndex.of(KeyShare.from_bytes(share)).data_key(reader.identity, info, binding)
-    return b"".join(iter_decrypt(memoryview(blob)[offset:], key, record_id=info.record_id, version=header.version,
-                                 context=binding.context))
 
 
 def test_erasure_destroys_the_key_shares_that_hold_the_record_s_data_key(people: dict[str, EHRClient],
@@ -54,4 +43,4 @@ def test_erasure_destroys_the_key_shares_that_hold_the_record_s_data_key(people:
     except BlobNotFound:
         return  # shredded: nothing left to open the kept bytes with
     with pytest.raises(KeyNotFound):
-        _open_offline(doctor, erased, kept_ciphertext, share)
+        open_offline(doctor, erased, kept_ciphertext, share)

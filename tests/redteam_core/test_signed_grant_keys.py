@@ -12,25 +12,15 @@ from typing import Any
 import pytest
 
 from ehr_client.client import EHRClient
-from ehr_client.client.keysource import ShareIndex, check_header
-from ehr_client.client.model import RecordInfo
-from ehr_client.crypto import iter_decrypt
 from ehr_client.errors import AccessDenied, ConsentRefused, EHRError, KeyNotFound
 from ehr_client.keyshare import KeyShare
-from ehr_client.package import parse_header
 from ehr_client.records import Scope
 from tests.constants import DAY
+from tests.redteam_core.offline import open_offline
 
 LAB = int(Scope.LAB)
 
 
-def _open_offline(reader: EHRClient, info: RecordInfo, blob: bytes, share: bytes) -> bytes:
-    """What the grantee's own code does: no chain check, no access request."""
-    header, offset = parse_header(blob)
-    binding = check_header(info, header)
-    key = ShareIndex.of(KeyShare.from_bytes(share)).data_key(reader.identity, info, binding)
-    return b"".join(iter_decrypt(memoryview(blob)[offset:], key, record_id=info.record_id, version=header.version,
-                                 context=binding.context))
 
 
 def test_a_signed_grant_voided_before_relay_hands_over_no_keys(people: dict[str, EHRClient],
@@ -64,4 +54,4 @@ def test_a_signed_grant_voided_before_relay_hands_over_no_keys(people: dict[str,
             continue
         if share.grantee == doctor.address:
             with pytest.raises(KeyNotFound):
-                _open_offline(doctor, info, blob, data)
+                open_offline(doctor, info, blob, data)
