@@ -66,8 +66,8 @@ def redecide(client: EHRClient) -> list[Recovered]:
 
 def _consent_again(client: EHRClient, decision: Decision) -> tuple[str, str] | TxResult:
     chain, consent = client.chain, client.chain.consent.functions
-    scopes, expires, access, _, _, tag = chain.call(consent.getGrant(decision.patient, decision.subject),
-                                                    action="read grant")
+    scopes, expires, access, nonce, _, tag = chain.call(consent.getGrant(decision.patient, decision.subject),
+                                                        action="read grant")
     if decision.kind == GRANT:
         if (scopes, expires, access, bytes(tag)) == (decision.scopes, decision.expires_at, decision.access,
                                                      purpose_hash(decision.purpose)[:5]):
@@ -80,7 +80,13 @@ def _consent_again(client: EHRClient, decision: Decision) -> tuple[str, str] | T
         return chain.transact(client.identity.account, fn, action="grant access again")
     assert decision.kind == REVOKE, decision.kind  # Decision admits no other kind
     if decision.signed is not None:
-        return ("on chain", "no grant is in force") if access == 0 else _relay_again(client, decision)
+        # With no grant in force the revocation still matters if the pair's nonce has not passed it:
+        # the rollback took the nonce back too, so grants the patient signed before it verify again
+        # until it is relayed (the chain honours a revocation signed ahead of the pair's nonce).
+        signed_at = SignedConsent.from_json(decision.signed).message.nonce
+        if access == 0 and nonce > signed_at:
+            return "on chain", "no grant is in force and the signatures it voided stay void"
+        return _relay_again(client, decision)
     if access == 0:
         return _void_signatures(client, decision)
     return chain.transact(client.identity.account, consent.revoke(decision.subject), action="revoke access again")

@@ -284,9 +284,9 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             self._step("sign+relay revoke")
             self._relay_revoke(self._sign_revoke(patient, grantee), relayer)
 
-        def _sign_revoke(self, patient: str, grantee: str) -> SignedRevoke:
+        def _sign_revoke(self, patient: str, grantee: str, *, ahead: int = 0) -> SignedRevoke:
             ts = self.now + 1
-            nonce = self.model.grant_of(patient, grantee).nonce
+            nonce = self.model.grant_of(patient, grantee).nonce + ahead
             message = revoke_typed_data(domain, patient=patient, grantee=grantee, nonce=nonce,
                                         signature_valid_until=ts + 600)
             return SignedRevoke(patient, grantee, nonce, ts + 600, sign_typed_data(ctx.signers[patient].key, message))
@@ -303,6 +303,14 @@ def build_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             """The patient signs a revocation and hands it out; it is relayed later, or never."""
             self._step("sign revoke")
             return self._sign_revoke(patient, self._grantee(data, patient))
+
+        @rule(target=signed_revokes, patient=patients, data=st.data())
+        def sign_revoke_on_a_lost_history(self, patient: str, data: st.DataObject) -> SignedRevoke:
+            """A revocation the patient signed at a nonce the chain reached on a history a node lost:
+            ahead of the pair's nonce now (up to MAX_REVOCATION_AHEAD is honoured, beyond is refused)."""
+            self._step("sign revoke ahead")
+            ahead = data.draw(st.sampled_from([1, 2, 256, 257]), label="ahead")
+            return self._sign_revoke(patient, self._grantee(data, patient), ahead=ahead)
 
         @rule(s=signed_revokes, relayer=everyone)
         def relay_signed_revoke(self, s: SignedRevoke, relayer: str) -> None:
