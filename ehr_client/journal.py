@@ -185,6 +185,26 @@ def append_counted(path: Path, line: bytes, *, then: str) -> None:
                     path, exc.strerror or exc)
 
 
+class ShareLog:
+    """The CIDs of the key shares one writer stored, one checked line each (counted). A share's CID
+    travels off chain, so this log is what keeps it from gc and what erasure re-issues shares from."""
+
+    def __init__(self, path: Path, *, then: str) -> None:
+        self.path = path
+        self._then = then
+
+    def add(self, cid: str) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            append_counted(self.path, checked_line(cid.encode()), then=self._then)
+        except OSError as exc:
+            raise unwritable(self.path.parent, exc) from None
+
+    def cids(self) -> list[str]:
+        """Every CID logged, oldest first, each once."""
+        return list(dict.fromkeys(line.decode() for line in read_checked(self.path, then=self._then, counted=True)))
+
+
 class Journal:
     """Pending writes in `<state_dir>/pending/<fingerprint>.json`, written atomically."""
 
@@ -234,17 +254,17 @@ class Journal:
     def shares_path(self) -> Path:
         return self._dir.parent / "shares.log"
 
+    @property
+    def share_log(self) -> ShareLog:
+        return ShareLog(self.shares_path,
+                        then="share the record again (`ehr share GRANTEE`) before `ehr storage gc --delete`")
+
     def shared(self, cid: str) -> None:
-        """Note a key share this writer stored (its CID travels off chain, so only this log keeps it from gc)."""
-        try:
-            self._dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            append_line(self.shares_path, checked_line(cid.encode()))
-        except OSError as exc:
-            raise unwritable(self._dir.parent, exc) from None
+        """Note a key share this writer stored (see `ShareLog`)."""
+        self.share_log.add(cid)
 
     def shares(self) -> list[str]:
-        return [line.decode() for line in read_checked(
-            self.shares_path, then="share the record again (`ehr consent grant`) before `ehr storage gc --delete`")]
+        return self.share_log.cids()
 
     @property
     def acknowledged_path(self) -> Path:

@@ -25,9 +25,9 @@ from ehr_client.client.model import Identity, Skipped, hex_id
 from ehr_client.client.read import RecordReader
 from ehr_client.crypto import wrap_data_key
 from ehr_client.errors import BlobNotFound, DecryptionError, IntegrityError, InvalidRecord, StorageError
-from ehr_client.journal import Journal
+from ehr_client.journal import Journal, ShareLog
 from ehr_client.keyshare import KeyShare, ShareEntry
-from ehr_client.storage import Cid
+from ehr_client.storage import BlobStore, Cid
 
 
 @dataclass(frozen=True)
@@ -95,33 +95,38 @@ class KeySharer:
         return scopes_in_force(self.locator.chain, self.identity.address, grantee, scopes)
 
     def reissue_without(self, record_ids: Collection[bytes]) -> list[ReissuedShare]:
-        """Replace every key share this identity stored (its shares.log) that holds a data key of
-        `record_ids` by one without those entries, then unpin the old share.
+        """`reissue_without` over this identity's shares.log."""
+        return reissue_without(self.reader.store, self.journal.share_log, self.identity.address, record_ids)
 
-        Crash-safe by order: the new share is stored and journaled before the old one goes, and the
-        new bytes are a deterministic function of the old ones, so a rerun after a crash lands on
-        the same CID. Shares already gone, of another patient, or unparsable are left alone.
-        """
-        store = self.reader.store
-        reissued = []
-        for cid in dict.fromkeys(Cid(c) for c in self.journal.shares()):
-            try:
-                share = KeyShare.from_bytes(store.get(cid))
-            except (BlobNotFound, InvalidRecord):
-                continue
-            if share.patient != self.identity.address:
-                continue
-            kept = share.without(record_ids)
-            dropped = len(share.entries) - len(kept.entries)
-            if not dropped:
-                continue
-            new = None
-            if kept.entries:
-                new = store.put(kept.to_bytes())
-                self.journal.shared(new)
-            store.remove(cid)
-            reissued.append(ReissuedShare(share.grantee, cid, new, dropped))
-        return reissued
+
+def reissue_without(store: BlobStore, shares: ShareLog, patient: str,
+                    record_ids: Collection[bytes]) -> list[ReissuedShare]:
+    """Replace every key share of `patient` logged in `shares` that holds a data key of `record_ids`
+    by one without those entries (logged in `shares` too), then unpin the old share.
+
+    Crash-safe by order: the new share is stored and logged before the old one goes, and the new
+    bytes are a deterministic function of the old ones, so a rerun after a crash lands on the same
+    CID. Shares already gone, of another patient, or unparsable are left alone.
+    """
+    reissued = []
+    for cid in (Cid(c) for c in shares.cids()):
+        try:
+            share = KeyShare.from_bytes(store.get(cid))
+        except (BlobNotFound, InvalidRecord):
+            continue
+        if share.patient != patient:
+            continue
+        kept = share.without(record_ids)
+        dropped = len(share.entries) - len(kept.entries)
+        if not dropped:
+            continue
+        new = None
+        if kept.entries:
+            new = store.put(kept.to_bytes())
+            shares.add(new)
+        store.remove(cid)
+        reissued.append(ReissuedShare(share.grantee, cid, new, dropped))
+    return reissued
 
 
 def scopes_in_force(chain: ChainClient, patient: str, grantee: str, scopes: set[int]) -> set[int]:

@@ -13,7 +13,8 @@ relaying, never keys or plaintext.
     GET  /api/timeline/{patient}/fhir the same as a FHIR R4 Bundle of AuditEvent and Consent resources
     POST /api/packages                store a record package the browser wrote (key rotation; signed by its patient)
     POST /api/rotated/{record}        unpin a version the patient rotated away (signed by the patient)
-    POST /api/erase/{record}          unpin a record's ciphertext once the chain shows it tombstoned
+    POST /api/erase/{record}          once the chain shows a record tombstoned: re-issue the key shares stored here
+                                      without its keys, then unpin its ciphertext
     GET  /api/custodians              the key custodians (verified on chain), threshold, their EIP-712 domain
     POST /api/custodians/{address}/{deposit|destroy|audit}
                                       a wallet-signed custodian request, checked, forwarded unchanged
@@ -242,6 +243,7 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         return error_response(500, "InternalError", "the portal hit an unexpected error; see its log")
 
     relay_limits = RelayLimits()
+    shares_lock = threading.Lock()
 
     def audit() -> facts.AuditView:
         if not audits:
@@ -298,9 +300,16 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         share = KeyShare.from_bytes(body)  # only key shares: sealed keys, never anything else
         signed_by(request, "store-key-share", hashlib.sha256(body).digest(), share.patient)
         await run_in_threadpool(facts.check_share_under_grant, services.reader, share)
-        # Stored as the format writes it: fields the format does not have are not kept.
-        cid = await run_in_threadpool(services.reader.store.put, share.to_bytes())
+        cid = await run_in_threadpool(_store_share, share)
         return {"cid": cid, "patient": share.patient, "grantee": share.grantee, "entries": len(share.entries)}
+
+    def _store_share(share: KeyShare) -> str:
+        # Stored as the format writes it (fields the format does not have are not kept), and logged
+        # under its patient before its CID is answered: erasure re-issues the shares it finds there.
+        with shares_lock:
+            cid = services.reader.store.put(share.to_bytes())
+            facts.share_log(services.state_dir, share.patient).add(cid)
+        return str(cid)
 
     @app.post("/api/packages")
     async def package(request: Request) -> dict[str, Any]:
@@ -380,8 +389,11 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         if not versions:
             raise AccessDenied("the chain does not show this record and all its earlier versions tombstoned; "
                                "the patient tombstones them first (from the wallet), then the portal unpins them")
+        with shares_lock:
+            reissued = facts.reissue_shares_without(services.reader, services.state_dir, versions)
         unpinned, kept = facts.unpin_erased(services.reader, versions)
-        return {"recordIds": [facts.record_json(v)["recordId"] for v in versions], "unpinned": unpinned, "kept": kept}
+        return {"recordIds": [facts.record_json(v)["recordId"] for v in versions], "unpinned": unpinned, "kept": kept,
+                "reissuedShares": reissued}
 
     @app.get("/api/custodians")
     def custodians() -> dict[str, Any]:

@@ -32,7 +32,13 @@ from ehr_client.custodian.limits import MAX_BODY
 from ehr_client.custodian.messages import CustodianDomain
 from ehr_client.errors import SignatureError
 from ehr_client.portal.errors import UnknownCustodian
-from ehr_client.sharing.remote import MAX_RESPONSE_BYTES, CustodianClient, CustodianInfo, CustodianSet
+from ehr_client.sharing.remote import (
+    MAX_RESPONSE_BYTES,
+    CustodianClient,
+    CustodianInfo,
+    CustodianSet,
+    verify_custodian,
+)
 
 log = logging.getLogger("ehr_client.portal")
 
@@ -123,6 +129,12 @@ class CustodianDirectory:
         if info is None:
             raise UnknownCustodian(f"{address} is not one of this portal's custodians; reload the page to see "
                                    "which custodians the portal works with")
+        try:  # asked at every request: the consortium may have suspended it since the last listing
+            verify_custodian(chain, info)
+        except SignatureError as exc:
+            custodians.infos.pop(address, None)
+            raise UnknownCustodian(f"{address} is no longer a custodian this portal works with ({exc}); reload the "
+                                   "page to see which custodians it works with") from None
         return info.url
 
     def _may_refresh(self) -> bool:

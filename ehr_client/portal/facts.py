@@ -15,8 +15,9 @@ from ehr_client.chain.eip712 import CATEGORY_FIELDS, DOMAIN_TYPE, TYPES, Domain
 from ehr_client.chain.types import Access, KeyType, Status
 from ehr_client.client import EHRClient
 from ehr_client.client.model import RecordInfo, hex_id
-from ehr_client.client.share import scopes_in_force
+from ehr_client.client.share import reissue_without, scopes_in_force
 from ehr_client.errors import AccessDenied, TransactionReverted
+from ehr_client.journal import ShareLog
 from ehr_client.keyshare import KeyShare
 from ehr_client.records import describe
 from ehr_client.records.purpose import PURPOSES
@@ -180,6 +181,24 @@ def erasable(client: EHRClient, record_id: bytes) -> list[RecordInfo]:
     if any(v.status != Status.TOMBSTONED.label for v in versions):
         return []
     return versions
+
+
+def share_log(state_dir: Path, patient: str) -> ShareLog:
+    """The key shares stored through this portal for `patient` (see `ShareLog`)."""
+    return ShareLog(state_dir / "keyshares" / f"{to_checksum_address(patient)}.log",
+                    then="ask the patient to grant again from the page, so their key shares are stored anew")
+
+
+def reissue_shares_without(client: EHRClient, state_dir: Path, versions: list[RecordInfo]) -> list[dict[str, Any]]:
+    """Re-issue every key share stored here for the erased `versions`' patient without their keys
+    (no key is needed: each entry is sealed on its own), unpin the old shares, and say what the
+    patient hands each grantee now (`new` is null when nothing was left to share)."""
+    if not versions:
+        return []
+    shares = share_log(state_dir, versions[0].patient)
+    return [{"grantee": r.grantee, "old": str(r.old), "new": None if r.new is None else str(r.new), "dropped": r.dropped}
+            for r in reissue_without(client.store, shares, to_checksum_address(versions[0].patient),
+                                     {v.record_id for v in versions})]
 
 
 def unpin_erased(client: EHRClient, versions: list[RecordInfo]) -> tuple[list[str], list[dict[str, str]]]:

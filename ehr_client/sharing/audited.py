@@ -40,6 +40,7 @@ from ehr_client.errors import (
     ErasureIncomplete,
     IntegrityError,
     KeyNotFound,
+    SignatureError,
     StorageError,
 )
 from ehr_client.sharing.release import CustodianRelease, SessionBook, threshold_error
@@ -147,6 +148,8 @@ class AuditedSharing:
                 down.append(client.address or client.url)
             except CustodianRefused as refusal:
                 refusals[client.address or client.url] = refusal.reason
+            except SignatureError as exc:
+                refusals[client.address or client.url] = f"not used: {exc}"
         live = {a: s for a, s in self.sessions.sessions.items() if self.sessions.get(a) is not None}
         if len(live) < self.threshold:
             raise threshold_error("opening MFA sessions", self.threshold, len(live), refusals, down)

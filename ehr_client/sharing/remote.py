@@ -9,6 +9,7 @@ URL can refuse service but never learn a fragment.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from ehr_client.custodian.core import fragments_digest
 from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable
 from ehr_client.custodian.messages import CustodianDomain
 from ehr_client.errors import SignatureError, TransactionReverted
+
+log = logging.getLogger("ehr_client.sharing")
 
 
 @dataclass(frozen=True)
@@ -215,21 +218,30 @@ class CustodianSet:
         return cls(chain, domain, clients, infos)
 
     def refresh(self, client: CustodianClient) -> CustodianInfo:
-        """Identify a custodian (again); the chain is asked only when its answer changed."""
+        """Identify a custodian again and ask the chain again: the consortium may have suspended it,
+        or it may have published another key, since it was last asked (its own answer may not say).
+        One it contradicts is dropped and raises SignatureError."""
         info = client.info()
-        if self.infos.get(info.address) != info:
+        try:
             verify_custodian(self.chain, info)
+        except SignatureError:
+            self.infos = {a: i for a, i in self.infos.items() if i.url != client.url and a != info.address}
+            raise
         client.address = info.address
         self.infos[info.address] = info
         return info
 
     def reachable(self) -> list[tuple[CustodianClient, CustodianInfo]]:
-        """Custodians that answer now, identified and verified."""
+        """Custodians that answer now, identified and verified now (one the chain no longer vouches
+        for is left out and logged: it is never sealed to or asked)."""
         found = []
         for client in self.clients:
             try:
                 info = self.refresh(client)
             except CustodianUnavailable:
+                continue
+            except SignatureError as exc:
+                log.warning("custodian at %s not used: %s", client.url, exc)
                 continue
             found.append((client, info))
         return found

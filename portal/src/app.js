@@ -8,7 +8,7 @@ import { h, replace, short, when } from "./dom.js";
 import { renderFhir } from "./fhir.js";
 import { makeKeyShare } from "./format.js";
 import { deriveFromWallet } from "./keys.js";
-import { FHIR_MEDIA_TYPE, openRecord, rotatedPackage, versionChains } from "./records.js";
+import { FHIR_MEDIA_TYPE, chainWithSuccessors, openRecord, rotatedPackage, versionChains } from "./records.js";
 import { audited, hexOf, hexToBytes, loadRecords, needsUmbral, refreshAccount, session } from "./session.js";
 import { act, clearStatus, describeError, main, onChain, showError, showInfo, statusBar } from "./ui.js";
 import * as wallet from "./wallet.js";
@@ -327,24 +327,45 @@ function eraseBox(chain) {
     h("button.danger", { id: "erase", onclick: () => erase(chain) }, "Erase for good"));
 }
 
+// Rounds of "tombstone, then look for versions amended in the meantime" before the page gives up on
+// a grantee who keeps amending (as MAX_SUCCESSOR_ROUNDS in the Python client's erasure).
+const MAX_ERASE_ROUNDS = 8;
+
 async function erase(chain) {
   if (!window.confirm("Erase this record and all its versions for good? This cannot be undone.")) return;
   const done = await act("Erasing", async () => {
     const txs = [];  // an erase whose unpin was interrupted has nothing left to tombstone: it unpins again
-    for (const version of chain.filter((r) => r.status !== "tombstoned")) {
-      txs.push(await sendAndWait("Tombstoning", "RecordRegistry", "tombstone", [version.recordId]));
+    // A grantee with amend access may add a version while the wallet sends the tombstones: after
+    // each round the listing is read again and every version amended onto this record is erased too.
+    let versions = chain;
+    for (let round = 0; ; round++) {
+      versions = chainWithSuccessors((await api.records(session.account)).records, versions);
+      const pending = versions.filter((r) => r.status !== "tombstoned");
+      if (!pending.length) break;
+      if (round === MAX_ERASE_ROUNDS) {
+        throw new ApiError("ErasureIncomplete", `Versions keep being amended onto this record (${pending.map((r) => short(r.recordId)).join(", ")}) `
+          + "while it is erased. Revoke the amend access of their authors, then erase again.");
+      }
+      for (const version of pending) {
+        txs.push(await sendAndWait("Tombstoning", "RecordRegistry", "tombstone", [version.recordId]));
+      }
     }
-    const newest = chain[chain.length - 1];
+    const amended = new Set(versions.map((r) => r.previousId).filter(Boolean));
+    const newest = versions.find((r) => !amended.has(r.recordId)) || versions[versions.length - 1];
     const unpinned = await api.erase(newest.recordId);
-    const custodians = audited() ? await destroyAtCustodians(chain.map((r) => r.recordId)) : null;
-    return { txs, unpinned, custodians };
+    const custodians = audited() ? await destroyAtCustodians(versions.map((r) => r.recordId)) : null;
+    return { txs, unpinned, custodians, newest: newest.recordId };
   });
   if (!done) return;
   await loadRecords();
-  await renderRecord(chain[chain.length - 1].recordId);
+  await renderRecord(done.newest);
+  const reissued = done.unpinned.reissuedShares || [];
   statusBar().append(h("div.message.ok", { id: "erase-done" },
     `Erased: ${done.txs.length} tombstone transaction(s) (${done.txs.map((t) => `${t.gasUsed} gas`).join(", ")}, paid by you); `
     + `${done.unpinned.unpinned.length} blob(s) unpinned.`,
+    reissued.length ? h("p", { id: "reissued-shares" }, "Key shares stored here held this record's keys; they were "
+      + "re-issued without them and the old ones unpinned. Hand each grantee the new share: ",
+      ...reissued.map((r) => h("span", {}, `${short(r.grantee)}: `, r.new ? h("code", {}, r.new) : "nothing left to share", "; "))) : null,
     done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null),
   done.custodians ? receiptsView(done.custodians) : null);
 }

@@ -155,3 +155,21 @@ def test_erasing_a_copy_a_member_re_listed_leaves_the_original_s_bytes(env, runn
     assert env.store.has(original.cid)
     assert patient.get_record(copy.record_id).status == "tombstoned"
     assert patient.read_record(record_id).data == canonicalize(observation)  # the original still reads
+
+
+def test_a_custodian_suspended_while_the_client_runs_is_sealed_nothing_more(env, running, fhir_record, observation,
+                                                                           ids):
+    """The consortium suspends a custodian after a long-running client verified it: the client asks
+    the chain again before each use, so the next grant's fragments go to the two still active."""
+    sharing = env.sharing("patient")  # verifies all three now
+    first = fhir_record()
+    sharing.grant(env.clients["doctor"].address, LAB, expires_at=env.chain.now() + DAY)
+    assert fragments(env, first) == [1, 1, 1]
+    env.chain.transact(ids["gov_a"].account, env.chain.consortium.functions.suspend(custodian_address(env, 2)),
+                       action="suspend custodian")
+
+    patient = env.clients["patient"]
+    second = patient.add_record(patient.address, {**observation, "status": "amended"}).record_id
+    sharing.grant(env.clients["hospital"].address, LAB, expires_at=env.chain.now() + DAY)
+    assert fragments(env, second) == [1, 1, 0]
+    assert fragments(env, first) == [2, 2, 1]

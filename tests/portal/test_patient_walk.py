@@ -125,6 +125,9 @@ def test_patient_walk_register_read_grant_revoke_erase(
     page.wait_for_selector("#erase-done")
     page.wait_for_selector("#erased")
     assert not LocalStore(home / "store").has(cid)
+    # the doctor's key share held only this record's key: unpinned, nothing left to re-issue
+    assert "nothing left to share" in page.inner_text("#reissued-shares")
+    assert not LocalStore(home / "store").has(key_share)
     statuses = [r["status"] for r in portal.get(f"/api/records/{me}").json()["records"] if r["recordId"] == record_id]
     assert statuses == ["tombstoned"]
     screenshot(page, "11-erased")

@@ -1,6 +1,6 @@
 """The page's erasure races an amendment: a lab with amend access amends the record while the patient's
-wallet is sending the tombstone. The client's erasure (`AuditedSharing.erase`) looks for such versions
-after its tombstones; the page's does not."""
+wallet is sending the tombstone. Like the client's erasure (`AuditedSharing.erase`), the page looks for
+such versions after its tombstones and erases them too."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from eth_account import Account
 
 from ehr_client.client import EHRClient, Identity
@@ -22,10 +21,6 @@ from tests.portal_audited.conftest import CustodianProcess, HookedWallet
 DAY = 86400
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "app.js erase() tombstones only the versions the page listed when it rendered, then POST /api/erase on the "
-    "newest of them (facts.erasable walks back, never forward): a version amended onto it while the wallet "
-    "sends the tombstones stays active, and the page reports the record erased"))
 def test_an_amendment_racing_the_pages_erasure_is_erased_too(
         fresh_patient: tuple[Any, HookedWallet], audited_portal: Portal, running: list[CustodianProcess], cli: Cli,
         world: dict[str, str], client_of: Any, observation: Path, tmp_path: Path) -> None:

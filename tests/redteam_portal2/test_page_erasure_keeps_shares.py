@@ -1,6 +1,6 @@
-"""A key share stored through the portal (as the page stores it) outlives the erasure of a record it
-holds the data key of: the portal's erasure path re-issues no share, and the wallet's share log that
-`EHRClient` erasure re-issues from never names a share the page made."""
+"""A key share stored through the portal (as the page stores it) must not outlive the erasure of a
+record it holds the data key of; the wallet's share log that `EHRClient` erasure re-issues from never
+names a share the page made, so the portal re-issues the shares it stored."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
@@ -52,11 +51,6 @@ def _signed_headers(patient: EHRClient, action: str, subject: bytes) -> dict[str
             "Content-Type": "application/octet-stream"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the page's erase (app.js erase) tombstones, calls POST /api/erase (facts.unpin_erased: record ciphertext only) "
-    "and has custodians destroy fragments; nothing re-issues or unpins the key shares /api/keyshares stored, and "
-    "KeySharer.reissue_without only walks the CLI wallet's shares.log, so the erased record's data key stays "
-    "in the store, wrapped to the grantee, at the CID the grantee was handed"))
 def test_erasing_in_the_portal_leaves_no_key_share_holding_the_erased_key(
         audited_portal: Portal, running: list[CustodianProcess], cli: Cli, observation: Path,
         client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:
@@ -82,3 +76,15 @@ def test_erasing_in_the_portal_leaves_no_key_share_holding_the_erased_key(
     holds_erased_key = left.status_code == 200 and any(
         e.record_id == erased for e in KeyShare.from_bytes(left.content).entries)
     assert not holds_erased_key, "the erased record's data key is still stored, wrapped to the grantee"
+    assert left.status_code == 404, left.text
+
+    # The share is re-issued with what the grant still covers, for the patient to hand over again.
+    (reissued,) = answer.json()["reissuedShares"]
+    assert (reissued["grantee"], reissued["old"], reissued["dropped"]) == (doctor.address, share_cid, 1)
+    again = KeyShare.from_bytes(audited_portal.get(f"/api/blobs/{reissued['new']}").content)
+    assert [e.record_id for e in again.entries] == [kept]
+
+    # Asking again (an erase whose unpin was interrupted is finished this way) changes nothing.
+    repeat = audited_portal.post(f"/api/erase/0x{erased.hex()}")
+    assert repeat.status_code == 200 and repeat.json()["reissuedShares"] == [], repeat.text
+    assert audited_portal.get(f"/api/blobs/{reissued['new']}").status_code == 200

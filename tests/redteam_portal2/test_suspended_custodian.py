@@ -12,10 +12,6 @@ from tests.portal_audited.conftest import CustodianProcess
 from tests.portal_audited.fragments import domain_of, signed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CustodianSet.refresh calls verify_custodian only when a custodian's /v1/info answer differs from the one "
-    "it saw last; suspension on chain changes nothing in that answer, so CustodianDirectory keeps the expelled "
-    "custodian in /api/custodians (the page seals fragments to it) and forwards requests to it"))
 def test_the_portal_stops_using_a_custodian_the_consortium_suspended(
         audited_portal: Portal, running: list[CustodianProcess], cli: Cli) -> None:
     before = audited_portal.get("/api/custodians").json()
