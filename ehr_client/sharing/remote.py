@@ -9,6 +9,7 @@ URL can refuse service but never learn a fragment.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from ehr_client.chain.client import ChainClient
 from ehr_client.chain.types import KeyType
 from ehr_client.custodian import messages
 from ehr_client.custodian.checks import KEY_CUSTODIAN_ROLE
-from ehr_client.custodian.core import fragments_digest
+from ehr_client.custodian.core import MAX_DEPOSIT, fragments_digest
 from ehr_client.custodian.errors import CustodianRefused, CustodianUnavailable
 from ehr_client.custodian.messages import CustodianDomain
 from ehr_client.errors import SignatureError, TransactionReverted
@@ -128,7 +129,7 @@ class CustodianClient:
             doc = load_untrusted(response.content, max_depth=8, max_bytes=MAX_RESPONSE_BYTES)
         except ValueError:  # too large, too deep or not JSON: nothing a custodian's answer can be
             doc = {}
-        if response.status_code in (400, 403) and isinstance(doc, dict) and "reason" in doc:
+        if response.status_code in (400, 403, 413, 429) and isinstance(doc, dict) and "reason" in doc:
             raise CustodianRefused(str(doc["reason"]), str(doc.get("message", "")), custodian=self.address or self.url)
         if response.status_code != 200:
             raise CustodianUnavailable(
@@ -155,10 +156,15 @@ class CustodianClient:
 
     def deposit(self, account: LocalAccount, grantee: str, items: list[dict[str, Any]], *,
                 now: float | None = None) -> int:
-        message = {"custodian": self._to(), "patient": account.address, "grantee": to_checksum_address(grantee),
-                   "fragments": fragments_digest(items)}
-        body = _signed(account, self.domain, "Deposit", message, now)
-        return int(self._call("POST", "/v1/fragments", {**body, "fragments": items})["stored"])
+        """Deposit `items` as one or more signed Deposits (`deposit_batches`); how many were stored.
+        A failure partway leaves the earlier batches stored: depositing again replaces them."""
+        stored = 0
+        for batch in deposit_batches(items):
+            message = {"custodian": self._to(), "patient": account.address,
+                       "grantee": to_checksum_address(grantee), "fragments": fragments_digest(batch)}
+            body = _signed(account, self.domain, "Deposit", message, now)
+            stored += int(self._call("POST", "/v1/fragments", {**body, "fragments": batch})["stored"])
+        return stored
 
     def request_cfrag(self, account: LocalAccount, record_id: bytes, access_tx: str, session: Session, *,
                       now: float | None = None) -> CfragAnswer:
@@ -188,6 +194,28 @@ class CustodianClient:
         if self.address is None:
             self.address = self.info().address
         return self.address
+
+
+DEPOSIT_BATCH_BYTES = 48 * 1024
+"""JSON bytes of fragments per signed Deposit: custodians take bodies up to `MAX_BODY` (64 KiB), and
+the signature and message need the rest (the page splits the same way, portal/src/custodians.js)."""
+
+
+def deposit_batches(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """`items` in order, cut into batches of at most `DEPOSIT_BATCH_BYTES` and `MAX_DEPOSIT` items."""
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for item in items:
+        length = len(json.dumps(item)) + 2
+        if current and (size + length > DEPOSIT_BATCH_BYTES or len(current) == MAX_DEPOSIT):
+            batches.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += length
+    if current:
+        batches.append(current)
+    return batches
 
 
 @dataclass

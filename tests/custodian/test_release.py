@@ -62,3 +62,15 @@ def test_audit_shows_each_access_request_with_grantee_time_and_releasing_custodi
     chain_trail = [e for e in env.clients["patient"].audit_trail(env.clients["patient"].address)
                    if e.event == "AccessRequested" and e.record_id == record_id]
     assert [(e.actor, e.tx_hash) for e in chain_trail] == [(r.reader, r.tx_hash) for r in report]
+
+
+def test_a_grant_over_more_records_than_one_request_holds_deposits_them_all(env, running, observation):
+    """60 records' fragments are about 80 KiB per custodian, over the custodians' 64 KiB body limit:
+    the client signs several deposits, and the grantee reads the last record."""
+    patient = env.clients["patient"]
+    record_ids = [patient.add_record(patient.address, {**observation, "id": f"bulk-{n}"}).record_id
+                  for n in range(60)]
+    delegation = _share(env, record_ids[-1])
+    assert set(record_ids) <= set(delegation.record_ids) and len(delegation.custodians) == 3
+    assert all(fragments(env, r) == [1, 1, 1] for r in record_ids)
+    assert env.sharing("doctor").read_record(record_ids[-1]).data == canonicalize({**observation, "id": "bulk-59"})
