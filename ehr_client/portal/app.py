@@ -6,6 +6,7 @@ relaying, never keys or plaintext.
     GET  /api/accounts/{address}      registration and current X25519 key of an account
     GET  /api/records/{patient}       the patient's record versions (verified listing; skipped ones said)
     GET  /api/blobs/{cid}             stored ciphertext, size-limited
+    GET  /api/batched/{record}        a batched record's proof, as the wallet sends it to tombstone or amend it
     POST /api/keyshares               store a key share made in the browser (sealed keys only; signed by its patient)
     POST /api/relay                   a signed grant or revocation, checked, then sent by the relayer
     GET  /api/grants/{patient}        grants in force, break-glass pending or active
@@ -373,6 +374,10 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
     @app.get("/api/timeline/{patient}/fhir")
     def timeline_fhir(patient: str) -> dict[str, Any]:
         return audit().fhir_export(_address(patient))
+
+    @app.get("/api/batched/{record}")
+    def batched(record: str) -> dict[str, Any]:
+        return facts.batched_record(services.reader, _record_id(record))
 
     @app.post("/api/rotated/{record}")
     def rotated(request: Request, record: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from ehr_client.chain.types import Access, KeyType, Status
 from ehr_client.client import EHRClient
 from ehr_client.client.model import RecordInfo, hex_id
 from ehr_client.client.share import reissue_without, scopes_in_force
-from ehr_client.errors import AccessDenied, TransactionReverted
+from ehr_client.errors import AccessDenied, InvalidRecord, TransactionReverted
 from ehr_client.journal import ShareLog
 from ehr_client.keyshare import KeyShare
 from ehr_client.records import describe
@@ -171,6 +171,32 @@ class AuditView:
         with self._lock, AuditIndex.open(self.client.chain, self.state_dir) as index:
             index.sync()
             return export_bundle(index, patient=to_checksum_address(patient))
+
+
+def batched_record(client: EHRClient, record_id: bytes) -> dict[str, Any]:
+    """What the wallet sends to tombstone or amend a record anchored in a batch: the contracts'
+    `BatchedRecord` (the batch's commitment, the leaf and its Merkle path, from the verified
+    manifest), and whether the chain already stores the record on its own (then it is addressed by
+    id, as a single record is).
+
+    Raises:
+        RecordNotFound: no such record; InvalidRecord: it was anchored alone.
+    """
+    info = client.get_record(record_id)
+    if info.batch is None:
+        raise InvalidRecord(f"record {hex_id(record_id)} was anchored on its own; address it by its id")
+    b = info.batch
+    status = client.chain.call(client.chain.records.functions.recordStatus(record_id), action="look up record")
+    return {
+        "recordId": hex_id(record_id),
+        "stored": int(status) != Status.NONE,
+        "batchedRecord": {
+            "author": b.author, "batchKey": "0x" + b.batch_key.hex(), "root": "0x" + b.root.hex(),
+            "patient": b.patient, "scopes": b.scopes, "leafCount": b.leaf_count, "index": b.index, "scope": b.scope,
+            "contentHash": "0x" + b.content_hash.hex(), "cidHash": "0x" + b.cid_hash.hex(),
+            "proof": ["0x" + node.hex() for node in b.proof],
+        },
+    }
 
 
 def erasable(client: EHRClient, record_id: bytes) -> list[RecordInfo]:

@@ -250,8 +250,8 @@ async function renderRecord(recordId) {
       h("dt", {}, "Versions"), h("dd", {}, chain.map((r, i) =>
         h("a", { href: `#record/${r.recordId}`, class: r.recordId === recordId ? "current" : "" }, `v${i + 1} `)))),
     body,
-    record.status === "active" && !record.batched ? rotateBox(record) : null,
-    record.status !== "tombstoned" && !record.batched ? eraseBox(chain) : null));
+    record.status === "active" ? rotateBox(record) : null,
+    record.status !== "tombstoned" ? eraseBox(chain) : null));
   if (record.status === "tombstoned") {
     replace(body, record.stored
       ? h("div.message.warning", { id: "erased" }, "This record is tombstoned on chain, but the portal still holds its "
@@ -282,7 +282,8 @@ function rotateBox(record) {
     h("h3", {}, "Rotate this record's key"),
     h("p", {}, "Re-encrypts the record in this browser under a new key, as a new version sealed to you only; "
       + "the old ciphertext is unpinned, so key shares for it open nothing any more. Grant again to share the new version."),
-    onChain("1 transaction: RecordRegistry.amendRecord(previous, salt, sha256, CID) — a new version, no content; you pay the gas.",
+    onChain(`1 transaction: RecordRegistry.${record.batched ? "amendBatchedRecord(the batch's proof of it" : "amendRecord(previous"}, `
+      + "salt, sha256, CID) — a new version, no content; you pay the gas.",
       "The new ciphertext goes to the portal's store; the old one is unpinned once the chain shows it superseded by your version."),
     h("button", { id: "rotate", onclick: () => rotate(record) }, "Rotate key"));
 }
@@ -295,8 +296,12 @@ async function rotate(record) {
     const digest = hexOf(await sha256(rotated.package));
     const stored = await api.uploadPackage(rotated.package, await signedHeaders("store-package", digest));
     if (stored.contentHash !== digest) throw new Error("The portal stored other bytes than the page sent; nothing was anchored.");
-    const tx = await sendAndWait("Anchoring the new version", "RecordRegistry", "amendRecord",
-      [record.recordId, rotated.salt, stored.contentHash, stored.cidBytes]);
+    const inBatch = await batchedArg(record);
+    const tx = inBatch
+      ? await sendAndWait("Anchoring the new version", "RecordRegistry", "amendBatchedRecord",
+        [inBatch, rotated.salt, stored.contentHash, stored.cidBytes])
+      : await sendAndWait("Anchoring the new version", "RecordRegistry", "amendRecord",
+        [record.recordId, rotated.salt, stored.contentHash, stored.cidBytes]);
     const unpinned = await api.rotated(record.recordId, await signedHeaders("unpin-rotated", record.recordId));
     const custodians = audited() ? await rotateAtCustodians(record, rotated.recordId) : null;
     return { tx, recordId: rotated.recordId, unpinned, custodians };
@@ -316,11 +321,22 @@ async function rotate(record) {
   done.custodians ? receiptsView(done.custodians.destroyed) : null);
 }
 
+/** For a record anchored in a batch and not yet stored on its own: the contracts' BatchedRecord
+ * (its batch's commitment and Merkle path) the wallet sends instead of the id; else null. */
+async function batchedArg(record) {
+  if (!record.batched) return null;
+  const found = await api.batched(record.recordId);
+  if (found.stored) return null;
+  const b = found.batchedRecord;
+  return { ...b, scopes: BigInt(b.scopes), scope: BigInt(b.scope), leafCount: Number(b.leafCount), index: Number(b.index) };
+}
+
 function eraseBox(chain) {
   const pending = chain.filter((r) => r.status !== "tombstoned");
   return h("section.danger", {},
     h("h3", {}, "Erase this record (GDPR Art. 17)"),
-    onChain(`${pending.length} transaction(s): RecordRegistry.tombstone(id) for each version — marks it erased; you pay the gas.`,
+    onChain(`${pending.length} transaction(s): RecordRegistry.tombstone(id) for each version (tombstoneBatchedRecord(its proof) `
+      + "for one anchored in a batch) — marks it erased; you pay the gas.",
       "Then the portal unpins the ciphertext from storage once the chain shows the tombstones (nothing on chain).",
       audited() ? "Then each key custodian destroys its key fragments of every version and signs a receipt; your wallet "
         + "signs one destruction request per custodian and version (off chain, free). The receipts are checked in this browser." : null),
@@ -347,7 +363,9 @@ async function erase(chain) {
           + "while it is erased. Revoke the amend access of their authors, then erase again.");
       }
       for (const version of pending) {
-        txs.push(await sendAndWait("Tombstoning", "RecordRegistry", "tombstone", [version.recordId]));
+        const inBatch = await batchedArg(version);
+        txs.push(inBatch ? await sendAndWait("Tombstoning", "RecordRegistry", "tombstoneBatchedRecord", [inBatch])
+          : await sendAndWait("Tombstoning", "RecordRegistry", "tombstone", [version.recordId]));
       }
     }
     const amended = new Set(versions.map((r) => r.previousId).filter(Boolean));

@@ -71,7 +71,7 @@ export async function releaseKeys(release) {
     session.custodians = await api.custodians();
     await loadRecords();
     await refreshAccount();
-    const records = session.records.filter((r) => r.status === "active" && !r.batched && (BigInt(r.scope) & ~scopes) === 0n);
+    const records = session.records.filter((r) => r.status === "active" && (BigInt(r.scope) & ~scopes) === 0n);
     done = await delegate({ listing: session.custodians, account: session.account, keys: session.keys,
       umbralVersion: session.info.umbral ? session.info.umbral.version : 0, grantee,
       receivingPublic: hexToBytes(granteeUmbral.publicKey), records,

@@ -4,6 +4,7 @@ shares, consent whose signature is not the patient's. And every response carries
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from ehr_client.storage import LocalStore
 from ehr_client.storage.cid import cid_for_bytes
 from tests.cli.conftest import CAST, dev_key
 from tests.portal.conftest import BROWSER_PATIENT_INDEX, Portal
+from tests.portal.test_patient_walk import GLUCOSE
 from tests.portal.wallet import TestWallet
 
 LAB_SCOPE = 2
@@ -202,3 +204,14 @@ def test_ehr_portal_without_a_built_page_says_how_to_build_it(cli: Any, world: d
     empty.mkdir()
     result = cli("portal", "--port", "0", env={"EHR_PORTAL_DIR": str(empty)}, expect=1)
     assert result.stderr.startswith("error: ") and "make portal" in result.stderr
+
+
+def test_batched_proof_requests_are_typed(portal: Portal, cli: Any, world: dict[str, str], tmp_path: Path) -> None:
+    observation = tmp_path / "glucose.json"
+    observation.write_text(json.dumps({**GLUCOSE, "id": "single-not-batched"}))
+    single = cli.json("record", "add", world["patient"], str(observation), wallet="lab")["recordId"]
+    answers = {what: portal.get(f"/api/batched/{what}") for what in (single, "0x" + "ab" * 32, "0x12", "../x")}
+    assert answers[single].status_code == 400 and "anchored on its own" in answers[single].json()["error"]["message"]
+    assert answers["0x" + "ab" * 32].json()["error"]["type"] == "RecordNotFound"
+    assert answers["0x12"].json()["error"]["type"] == "InvalidRecord"
+    assert answers["../x"].status_code in (400, 404)
