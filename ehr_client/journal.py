@@ -37,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ehr_client._files import replace_atomically
 from ehr_client.errors import ConfigError, StorageFull, StorageUnavailable
 
 log = logging.getLogger("ehr_client")
@@ -170,17 +171,11 @@ def append_counted(path: Path, line: bytes, *, then: str) -> None:
                              f"{sidecar}.damaged), then {then}")
     size = append_line(path, line)
     sidecar = length_path(path)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(checked_line(str(size).encode()))
-            handle.flush()
-            os.fsync(handle.fileno())
         # No directory fsync: a crash that undoes the rename leaves the older, smaller length, which
         # the log still satisfies; the check only needs the record never to exceed the log.
-        os.replace(tmp, sidecar)
+        replace_atomically(sidecar, checked_line(str(size).encode()))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         log.warning("could not record the length of %s (%s); a cut-short log is detected after the next append",
                     path, exc.strerror or exc)
 

@@ -36,7 +36,7 @@ from tests.constants import DAY
 # empty flock target that is never read.
 KNOWN = {"pending/*.json": "entry", "acknowledged.log": "log", "shares.log": "log", "batch/journal.jsonl": "log",
          "batch/anchored.log": "log", "batch/batches.log": "log", "batch/lock": None, "decisions.log": "log",
-         "acknowledged.log.length": "entry", "decisions.log.length": "entry"}
+         "acknowledged.log.length": "entry", "decisions.log.length": "entry", "shares.log.length": "entry"}
 DAMAGES = ["line cut short", "file cut mid-line", "byte flipped", "deleted", "torn last line"]
 MUST_FAIL = {"line cut short", "byte flipped"}  # damage inside the file: always reported
 NEVER_FAIL = {"torn last line"}  # what a crash mid-append leaves a log: always works
