@@ -15,8 +15,8 @@ ignored (it was never acknowledged) and cut off before the next append; any othe
 checksum, a truncated pending entry) raises `JournalDamaged` naming the file, the line and the
 command that gets past it, never skipped in silence. A full disk raises `StorageFull`.
 
-A torn last line and a log cut short look alike from inside the file, so the logs recovery
-depends on (`acknowledged.log`, `decisions.log`) are "counted": each append also records the log's
+A torn last line and a log cut short look alike from inside the file, so the logs recovery and
+erasure depend on (`acknowledged.log`, `decisions.log`, share logs) are "counted": each append also records the log's
 length, fsynced and atomically replaced, in `<log>.length`. Crashes only ever leave the log longer
 than its record (a torn line, or a line appended but not yet counted); a log shorter than its record,
 or gone while its record stays, was cut or replaced and raises `JournalDamaged`, on reading it
