@@ -300,14 +300,15 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         body = await read_body(request, MAX_KEY_SHARE, "application/octet-stream")
         share = KeyShare.from_bytes(body)  # only key shares: sealed keys, never anything else
         signed_by(request, "store-key-share", hashlib.sha256(body).digest(), share.patient)
-        await run_in_threadpool(facts.check_share_under_grant, services.reader, share)
         cid = await run_in_threadpool(_store_share, share)
         return {"cid": cid, "patient": share.patient, "grantee": share.grantee, "entries": len(share.entries)}
 
     def _store_share(share: KeyShare) -> str:
-        # Stored as the format writes it (fields the format does not have are not kept), and logged
-        # under its patient before its CID is answered: erasure re-issues the shares it finds there.
+        # Checked, stored as the format writes it (fields the format does not have are not kept) and
+        # logged under its patient before its CID is answered, all under the lock erasure re-issues
+        # shares under: an erasure either sees this share in the log, or this check sees its tombstone.
         with shares_lock:
+            facts.check_share_under_grant(services.reader, share)
             cid = services.reader.store.put(share.to_bytes())
             facts.share_log(services.state_dir, share.patient).add(cid)
         return str(cid)

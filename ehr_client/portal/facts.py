@@ -16,7 +16,7 @@ from ehr_client.chain.types import Access, KeyType, Status
 from ehr_client.client import EHRClient
 from ehr_client.client.model import RecordInfo, hex_id
 from ehr_client.client.share import reissue_without, scopes_in_force
-from ehr_client.errors import AccessDenied, InvalidRecord, TransactionReverted
+from ehr_client.errors import AccessDenied, InvalidRecord, RecordErased, TransactionReverted
 from ehr_client.journal import ShareLog
 from ehr_client.keyshare import KeyShare
 from ehr_client.records import describe
@@ -259,6 +259,9 @@ def check_share_under_grant(client: EHRClient, share: KeyShare) -> None:
         if info is None:
             raise AccessDenied(f"record {hex_id(entry.record_id)} is not a record of {share.patient}; "
                                "the key share was not stored")
+        if info.status == Status.TOMBSTONED.label:
+            raise RecordErased(f"record {hex_id(entry.record_id)} was erased; a key share holding its key is not "
+                               "stored (share again without it)")
         scopes.add(info.scope)
     refused = sorted(scopes - scopes_in_force(client.chain, share.patient, share.grantee, scopes))
     if refused:

@@ -18,6 +18,7 @@ from ehr_client.crypto import wrap_data_key
 from ehr_client.keyshare import KeyShare, ShareEntry
 from ehr_client.portal.signed import typed_data
 from ehr_client.records import Scope
+from ehr_client.storage.cid import cid_for_bytes
 from tests.cli.conftest import Cli
 from tests.portal.conftest import Portal
 from tests.redteam_portal2.observations import fresh_observation
@@ -88,3 +89,21 @@ def test_erasing_in_the_portal_leaves_no_key_share_holding_the_erased_key(
     repeat = audited_portal.post(f"/api/erase/0x{erased.hex()}")
     assert repeat.status_code == 200 and repeat.json()["reissuedShares"] == [], repeat.text
     assert audited_portal.get(f"/api/blobs/{reissued['new']}").status_code == 200
+
+
+def test_a_key_share_holding_an_erased_key_is_not_stored_afterwards(
+        audited_portal: Portal, running: list[CustodianProcess], cli: Cli, observation: Path,
+        client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:
+    """The page made the share before the erase and uploads it after (a second tab, a retry)."""
+    patient, doctor = client_of("patient"), client_of("doctor")
+    erased = bytes.fromhex(str(cli.json("record", "add", "patient", str(fresh_observation(observation, tmp_path)),
+                                        wallet="lab")["recordId"])[2:])
+    patient.grant(doctor.address, int(Scope.LAB), expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    body = _page_share(patient, doctor.address, [erased])
+    patient.tombstone(patient.get_record(erased))
+    assert audited_portal.post(f"/api/erase/0x{erased.hex()}").status_code == 200
+
+    refused = audited_portal.post("/api/keyshares", content=body,
+                                  headers=_signed_headers(patient, "store-key-share", hashlib.sha256(body).digest()))
+    assert refused.status_code == 410 and refused.json()["error"]["type"] == "RecordErased", refused.text
+    assert audited_portal.get(f"/api/blobs/{cid_for_bytes(body)}").status_code == 404
