@@ -1,9 +1,10 @@
 """Fronts for a real custodian, served from a thread of the test process: everything passes through
-to the custodian behind except the one lie each front tells."""
+to the custodian behind except the one lie or the one count each front adds."""
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 import httpx
 import uvicorn
@@ -17,13 +18,11 @@ from ehr_client.custodian import messages
 from ehr_client.custodian.server import bind, url_of
 
 
-class ResigningCustodian:
-    """A front for a real custodian that passes everything through, except that it signs erasure
-    receipts with a key of its own: the page must not call such a receipt verified."""
+class CustodianFront:
+    """Passes every request through to the custodian at `behind`; subclasses change `answer`."""
 
     def __init__(self, behind: str) -> None:
         self.behind = behind
-        self.key = Account.create().key
         app = Starlette(routes=[Route("/{path:path}", self.forward, methods=["GET", "POST"])])
         self._sock = bind("127.0.0.1", 0)
         self.url = url_of(self._sock)
@@ -34,12 +33,9 @@ class ResigningCustodian:
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.request(request.method, self.behind + request.url.path, content=await request.body(),
                                           headers={"Content-Type": "application/json"})
-        if request.url.path == "/v1/destroy" and answer.status_code == 200:
-            doc = answer.json()
-            info = (await httpx.AsyncClient(timeout=10).get(self.behind + "/v1/info")).json()
-            domain = messages.CustodianDomain(int(info["chainId"]), info["consent"])
-            doc["signature"] = messages.sign(bytes(self.key), domain, "ErasureReceipt", doc["message"])
-            return JSONResponse(doc)
+        return await self.answer(request.url.path, answer)
+
+    async def answer(self, path: str, answer: httpx.Response) -> Response:
         return Response(answer.content, status_code=answer.status_code, media_type="application/json")
 
     def start(self) -> None:
@@ -51,3 +47,38 @@ class ResigningCustodian:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()
+
+
+class ResigningCustodian(CustodianFront):
+    """Signs erasure receipts with a key of its own: the page must not call such a receipt verified."""
+
+    def __init__(self, behind: str) -> None:
+        super().__init__(behind)
+        self.key = Account.create().key
+
+    async def answer(self, path: str, answer: httpx.Response) -> Response:
+        if path == "/v1/destroy" and answer.status_code == 200:
+            doc = answer.json()
+            info = (await httpx.AsyncClient(timeout=10).get(self.behind + "/v1/info")).json()
+            domain = messages.CustodianDomain(int(info["chainId"]), info["consent"])
+            doc["signature"] = messages.sign(bytes(self.key), domain, "ErasureReceipt", doc["message"])
+            return JSONResponse(doc)
+        return await super().answer(path, answer)
+
+
+class CountingFront(CustodianFront):
+    """Counts the requests it saw per path: what the portal asked of the custodian on someone's behalf."""
+
+    def __init__(self, behind: str) -> None:
+        super().__init__(behind)
+        self.seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    async def forward(self, request: Request) -> Response:
+        with self._lock:
+            self.seen[request.url.path] += 1
+        return await super().forward(request)
+
+    def count(self, path: str) -> int:
+        with self._lock:
+            return self.seen[path]

@@ -13,7 +13,7 @@ from tests.cli.conftest import cli_env
 from tests.portal.conftest import RELAYER, Portal, start_portal, stop_portal
 from tests.portal_audited.conftest import THRESHOLD, CustodianProcess
 from tests.portal_audited.fragments import domain_of, signed
-from tests.redteam_portal2.counting_front import CountingFront
+from tests.portal_audited.fronts import CountingFront
 
 REQUESTS = 10
 
