@@ -35,12 +35,15 @@ def _extension(consent: Any, chain: Any, patient: Any, grantee: Any, *, ttl: int
             sign_typed_data(patient.private_key, typed))
 
 
-def _revocation(consent: Any, chain: Any, patient: Any, grantee: Any) -> tuple[Any, ...]:
-    nonce = consent.nonces(patient, grantee)
+def _revocation_at(consent: Any, chain: Any, patient: Any, grantee: Any, nonce: int) -> tuple[Any, ...]:
     valid_until = chain.pending_timestamp + HOUR
     typed = revoke_typed_data(_domain(chain, consent), patient=patient.address, grantee=grantee.address,
                               nonce=nonce, signature_valid_until=valid_until)
     return patient.address, grantee.address, nonce, valid_until, sign_typed_data(patient.private_key, typed)
+
+
+def _revocation(consent: Any, chain: Any, patient: Any, grantee: Any) -> tuple[Any, ...]:
+    return _revocation_at(consent, chain, patient, grantee, consent.nonces(patient, grantee))
 
 
 def test_attacker_relaying_the_earlier_extension_first_cannot_void_the_revocation(
@@ -116,13 +119,6 @@ def test_cancel_signatures_also_voids_an_unrelayed_revocation(
     with ape.reverts(consent.ConsentRevocationSuperseded):
         consent.revokeBySig(*revocation, sender=stranger)
     assert consent.canRead(patient, doctor, LAB_SCOPE)
-
-
-def _revocation_at(consent: Any, chain: Any, patient: Any, grantee: Any, nonce: int) -> tuple[Any, ...]:
-    valid_until = chain.pending_timestamp + HOUR
-    typed = revoke_typed_data(_domain(chain, consent), patient=patient.address, grantee=grantee.address,
-                              nonce=nonce, signature_valid_until=valid_until)
-    return patient.address, grantee.address, nonce, valid_until, sign_typed_data(patient.private_key, typed)
 
 
 def test_a_revocation_signed_on_a_history_the_chain_lost_still_voids_the_grants_signed_before_it(
