@@ -21,6 +21,7 @@ from ehr_client.crypto import generate_x25519_keypair
 from ehr_client.dev.node import DEV_MNEMONIC, AnvilNode
 from ehr_client.errors import ChainMismatch, ChainStalled, ChainUnavailable
 from ehr_client.storage import LocalStore
+from tests.hang import hang
 
 
 def _dev_identity(index: int) -> Identity:
@@ -112,7 +113,7 @@ def test_a_hung_node_gives_a_typed_error_within_the_deadline(own_anvil: AnvilNod
     gov = _dev_identity(0)
     deployment = deploy_suite(own_anvil.rpc_url, gov.account, network="hung", governors=[gov.address], threshold=1)
     chain = ChainClient(own_anvil.rpc_url, deployment, timeout=3)
-    os.killpg(own_anvil.pid, signal.SIGSTOP)
+    hang(own_anvil.pid, group=True)
     started = time.monotonic()
     with pytest.raises(ChainUnavailable, match="within 3s"):
         chain.head()

@@ -18,6 +18,7 @@ from ehr_client.errors import StorageUnavailable
 from ehr_client.records import canonicalize
 from ehr_client.storage import IpfsStore
 from ehr_client.storage.kubo import KuboDaemon
+from tests.hang import hang
 
 pytestmark = pytest.mark.kubo
 DEADLINE = 2.0
@@ -27,7 +28,7 @@ SLACK = 1.5  # process scheduling on a loaded machine; a retry would take anothe
 @contextmanager
 def _hung(daemon: KuboDaemon) -> Iterator[None]:
     assert daemon.pid is not None
-    os.kill(daemon.pid, signal.SIGSTOP)
+    hang(daemon.pid)
     try:
         yield
     finally:

@@ -16,6 +16,7 @@ from ehr_client.storage.cid import DAG_PB, decode_cid
 from ehr_client.storage.fragmented import FragmentStatus
 from ehr_client.storage.local import LocalStore
 from tests.fragments.conftest import KuboCluster
+from tests.hang import hang
 
 pytestmark = pytest.mark.kubo
 
@@ -171,7 +172,7 @@ def test_read_uses_the_first_k_fragments_and_does_not_wait_for_hung_nodes(
     assert len(pids) == 2
     try:
         for pid in pids:
-            os.kill(pid, signal.SIGSTOP)  # alive but silent: connections open, no answers
+            hang(pid)  # alive but silent: connections open, no answers
         started = time.monotonic()
         assert cluster.fragmented().get(cid) == data
         assert time.monotonic() - started < 5

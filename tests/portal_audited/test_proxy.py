@@ -21,6 +21,7 @@ from tests.portal.conftest import Portal, start_portal, stop_portal
 from tests.portal_audited.fronts import ResigningCustodian
 from tests.portal_audited.conftest import THRESHOLD, CustodianProcess, fragments_at
 from tests.portal_audited.fragments import deposit_body, deposit_items, domain_of, signed
+from tests.hang import hang
 
 PATIENT_KEY = dev_key(CAST.index("patient"))
 STRANGER_KEY = dev_key(CAST.index("stranger"))
@@ -234,7 +235,7 @@ def test_a_hung_custodian_ends_in_a_typed_503_within_the_portals_timeout(audited
     destroy = signed(PATIENT_KEY, domain_of(listing), "Destroy",
                      {"custodian": hung.address, "patient": world["patient"], "recordId": "0x" + lab_result.hex()})
     assert hung.process is not None
-    os.killpg(hung.process.pid, signal.SIGSTOP)
+    hang(hung.process.pid, group=True)
     try:
         answer = audited_portal.post(f"/api/custodians/{hung.address}/destroy", json=destroy)
     finally:
