@@ -1,0 +1,95 @@
+"""Attacks of this round that the running system turned away (kept as regression tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ehr_client.chain.eip712 import revoke_typed_data, sign_typed_data
+from ehr_client.cli._context import AppContext
+from ehr_client.cli._settings import Settings
+from ehr_client.client import EHRClient
+from ehr_client.records import Scope
+from ehr_client.sharing.audited import AuditedSharing
+from ehr_client.sharing.remote import CustodianSet
+from tests.cli.conftest import NETWORK, PASSWORD, Cli
+from tests.portal.conftest import Portal
+from tests.portal_audited.conftest import CustodianProcess, fragments_at
+from tests.redteam_portal2.observations import fresh_observation
+from tests.redteam_portal3.shares import DAY
+
+AHEAD = 256  # ConsentManager.MAX_REVOCATION_AHEAD
+RECORDS = 120  # about 45 records' fragments fill one custodian's 64 KiB body
+
+
+def _signed_revocation(patient: EHRClient, grantee: str, nonce: int) -> dict[str, Any]:
+    typed = revoke_typed_data(patient.consent_domain(), patient=patient.address, grantee=grantee, nonce=nonce,
+                              signature_valid_until=patient.chain.now() + DAY)
+    return {"typedData": typed, "signature": "0x" + sign_typed_data(patient.identity.account.key, typed).hex()}
+
+
+def _pair(patient: EHRClient, grantee: str) -> tuple[int, int]:
+    """(access, nonce) of the pair now."""
+    _, _, access, nonce, _, _ = patient.chain.call(patient.chain.consent.functions.getGrant(patient.address, grantee),
+                                                   action="read grant")
+    return int(access), int(nonce)
+
+
+def test_a_revocation_signed_ahead_neither_voids_a_later_grant_again_nor_winds_the_nonce(
+        portal: Portal, client_of: Callable[[str], EHRClient]) -> None:
+    patient, doctor = client_of("patient"), client_of("doctor")
+    patient.grant(doctor.address, int(Scope.LAB), expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+    _, start = _pair(patient, doctor.address)
+
+    # A revocation signed on a lost history, a few nonces ahead; a stranger relays it through the portal.
+    ahead = _signed_revocation(patient, doctor.address, start + 3)
+    first = portal.post("/api/relay", json=ahead)
+    assert first.status_code == 200 and first.json()["alreadyRelayed"] is False, first.text
+    assert _pair(patient, doctor.address) == (0, start + 4)
+
+    # The patient grants again from the page: a signed grant at the pair's nonce, relayed by the portal.
+    typed = patient.grant_document(doctor.address, int(Scope.LAB), expires_at=patient.chain.now() + 30 * DAY,
+                                   deadline=patient.chain.now() + DAY)
+    granted = portal.post("/api/relay", json={"typedData": typed, "keyShare": None,
+                                              "signature": "0x" + sign_typed_data(patient.identity.account.key,
+                                                                                  typed).hex()})
+    assert granted.status_code == 200, granted.text
+    access, nonce = _pair(patient, doctor.address)
+    assert access != 0
+
+    # The stranger relays the revocation again: the later grant outranks it.
+    replayed = portal.post("/api/relay", json=ahead)
+    assert replayed.status_code == 403 and replayed.json()["error"]["type"] == "ConsentRefused", replayed.text
+    assert _pair(patient, doctor.address) == (access, nonce)
+
+    # A phished revocation one past the bound cannot move the nonce at all.
+    too_far = portal.post("/api/relay", json=_signed_revocation(patient, doctor.address, nonce + AHEAD + 1))
+    assert too_far.status_code in (400, 403, 409), too_far.text
+    assert _pair(patient, doctor.address) == (access, nonce)
+
+
+def test_a_grant_over_more_records_than_one_deposit_holds_reaches_every_custodian_whole(
+        running: list[CustodianProcess], cli: Cli, observation: Path, client_of: Callable[[str], EHRClient],
+        tmp_path: Path, home: Path, anvil: Any) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for _ in range(RECORDS):
+        fresh_observation(observation, folder)
+    cli("record", "import", str(folder), "--patient", "patient", wallet="lab")
+    (tmp_path / "password").write_text(PASSWORD)
+    context = AppContext(Settings(network=NETWORK, rpc=anvil.rpc_url, home=home, wallet="patient",
+                                  password_file=tmp_path / "password"))
+    try:
+        patient, doctor = context.client(), client_of("doctor")  # a fresh keystore load: with the Umbral key
+        mine = {info.record_id for info in patient.list_records(patient.address) if info.batch is not None}
+        sharing = AuditedSharing(patient, CustodianSet.connect(patient.chain, [c.url for c in running]), threshold=2)
+        patient.grant(doctor.address, int(Scope.LAB), expires_at=patient.chain.now() + 30 * DAY, share_keys=False)
+        imported = [r for r in mine if all(fragments_at(c, home, r) == 0 for c in running)]
+        assert len(imported) >= RECORDS
+
+        delegation = sharing.delegate(doctor.address, record_ids=imported)  # far past one 64 KiB body per custodian
+        assert (len(delegation.record_ids), delegation.unavailable, delegation.skipped) == (len(imported), (), ())
+        assert [sum(fragments_at(c, home, r) for r in imported) for c in running] == [len(imported)] * len(running)
+    finally:
+        context.close()
