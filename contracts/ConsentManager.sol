@@ -20,8 +20,6 @@ import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
 /// grant signed at n or earlier, whichever a relayer submits first; nonces are 40 bits and
 /// a 5-byte tag of the purpose lets "same terms twice" stay a no-op, to keep all of it one slot.
 contract ConsentManager is IConsentManager, EIP712 {
-    /// @notice How far ahead of the pair's nonce a signed revocation is still honoured (see {revokeBySig}).
-    uint256 public constant MAX_REVOCATION_AHEAD = 256;
     /// @notice How long confirmed break-glass access lasts.
     uint64 public constant BREAK_GLASS_WINDOW = 1 hours;
     /// @notice How long a break-glass request waits for a second provider.
@@ -119,12 +117,8 @@ contract ConsentManager is IConsentManager, EIP712 {
         _checkSigner(
             patient, keccak256(abi.encode(REVOKE_TYPEHASH, patient, grantee, nonce, signatureValidUntil)), signature
         );
-        // `nonces` hands out only the pair's current nonce, so one ahead of it was handed out on a
-        // history this chain lost (a node rolled back): the revocation still voids what was signed
-        // up to it. Bounded, so no signature can wind the 40-bit nonce round to old values.
-        if (nonce > uint256(_grants[patient][grantee].nonce) + MAX_REVOCATION_AHEAD) {
-            revert ConsentInvalidSignature(patient);
-        }
+        // A nonce the pair has not reached yet was never handed out by `nonces`.
+        if (nonce > _grants[patient][grantee].nonce) revert ConsentInvalidSignature(patient);
         _revoke(patient, grantee, nonce);
     }
 
@@ -281,17 +275,17 @@ contract ConsentManager is IConsentManager, EIP712 {
         Grant storage current = _grants[patient][grantee];
         uint40 nonce = current.nonce;
         if (current.access == Access.None) {
-            if (signedAt == _UNSIGNED || signedAt < nonce) revert ConsentNoGrant(patient, grantee);
-            // Nothing in force yet, but a grant signed at this nonce (or, after a rollback, at any
-            // nonce up to the revocation's) may be waiting to be relayed: the revocation voids it.
-            nonce = _nextNonce(uint40(signedAt));
+            if (signedAt != nonce) revert ConsentNoGrant(patient, grantee);
+            // Nothing in force yet, but a grant signed at this nonce may be waiting to be relayed:
+            // the revocation still voids it.
+            nonce = _nextNonce(nonce);
             current.nonce = nonce;
             emit SignaturesCancelled(patient, grantee, nonce);
             return;
         }
         if (signedAt != _UNSIGNED) {
             if (current.grantNonce > signedAt) revert ConsentRevocationSuperseded(patient, grantee, signedAt);
-            if (signedAt >= nonce) nonce = _nextNonce(uint40(signedAt));
+            if (signedAt == nonce) nonce = _nextNonce(nonce);
         } else {
             nonce = _nextNonce(nonce);
         }

@@ -142,12 +142,9 @@ interface IConsentManager {
     /// grant was relayed before or after the revocation was signed; a grant signed at n and not
     /// relayed yet can no longer be. A grant the patient decided later (at a higher nonce) stands.
     /// With no grant in force and `nonce` current, it only voids the grants signed at `nonce`.
-    /// A `nonce` ahead of `nonces(patient, grantee)` was handed out on a history the chain lost (a
-    /// node rolled back with the decisions that moved it): the revocation still voids every consent
-    /// signed up to it, so the grantee cannot relay a grant the patient revoked on that history.
-    /// Requirements: `nonce` is at most `nonces(patient, grantee)` + `MAX_REVOCATION_AHEAD` and not
-    /// below the nonce of the grant in force; a grant is in force, or `nonce` is current or ahead;
-    /// `signatureValidUntil` not passed; the signature is the patient's.
+    /// Requirements: `nonce` is at most `nonces(patient, grantee)` and not below the nonce of the
+    /// grant in force; a grant is in force, or `nonce` is current; `signatureValidUntil` not passed;
+    /// the signature is the patient's.
     /// Emits an {AccessRevoked} event, or a {SignaturesCancelled} event when no grant was in force.
     /// @param patient The signer.
     /// @param grantee Whose access ends.

@@ -16,6 +16,7 @@ from ehr_client.batch.recovered import Recovered
 from ehr_client.chain.client import TxResult
 from ehr_client.chain.types import Status
 from ehr_client.client import EHRClient
+from ehr_client.chain.eip712 import GrantMessage
 from ehr_client.client.consent import SignedConsent
 from ehr_client.decisions import ERASE, GRANT, REVOKE, Decision
 from ehr_client.errors import AlreadyRelayed, EHRError, RecordNotFound
@@ -80,13 +81,7 @@ def _consent_again(client: EHRClient, decision: Decision) -> tuple[str, str] | T
         return chain.transact(client.identity.account, fn, action="grant access again")
     assert decision.kind == REVOKE, decision.kind  # Decision admits no other kind
     if decision.signed is not None:
-        # With no grant in force the revocation still matters if the pair's nonce has not passed it:
-        # the rollback took the nonce back too, so grants the patient signed before it verify again
-        # until it is relayed (the chain honours a revocation signed ahead of the pair's nonce).
-        signed_at = SignedConsent.from_json(decision.signed).message.nonce
-        if access == 0 and nonce > signed_at:
-            return "on chain", "no grant is in force and the signatures it voided stay void"
-        return _relay_again(client, decision)
+        return _revocation_again(client, decision, int(nonce))
     if access == 0:
         return _void_signatures(client, decision)
     return chain.transact(client.identity.account, consent.revoke(decision.subject), action="revoke access again")
@@ -100,6 +95,46 @@ def _void_signatures(client: EHRClient, decision: Decision) -> TxResult:
     the next recover finds it mined."""
     deadline = client.chain.now() + 3600
     return client.relay_revoke(client.sign_revoke(decision.subject, deadline=deadline))
+
+
+def _revocation_again(client: EHRClient, decision: Decision, chain_nonce: int) -> tuple[str, str] | TxResult:
+    """A relayed revocation signed at nonce n. The pair past n: it, or a later decision, holds. At n:
+    relay it again (with no grant in force it still voids the grants signed at n). Behind n: the
+    rollback also lost the consents relayed before it and took the nonce back, so the grants the
+    patient signed before it verify again; the chain refuses a revocation ahead of the pair (the lost
+    nonces are handed out again, and must not void what the patient decides after the rollback), so
+    the consents this identity relayed from the pair's nonce up to n are relayed again in order, then
+    the revocation: the chain ends where it was. A nonce in between that this identity did not relay
+    (the patient decided it herself) is `refused`: only the patient can sign again."""
+    signed_at = SignedConsent.from_json(decision.signed or "").message.nonce
+    if chain_nonce > signed_at:
+        return "on chain", "the pair's nonce is past this revocation: it, or a later decision, holds"
+    if chain_nonce < signed_at:
+        earlier = _relayed_from(client, decision, chain_nonce, signed_at)
+        if earlier is None:
+            return "refused", (f"the chain lost decisions before this revocation (nonce {chain_nonce} of {signed_at}) "
+                               "that this relayer did not relay; the patient signs the revocation again")
+        for consent in earlier:
+            try:
+                client.relay_grant(consent) if isinstance(consent.message, GrantMessage) else client.relay_revoke(consent)
+            except AlreadyRelayed:
+                continue
+    return _relay_again(client, decision)
+
+
+def _relayed_from(client: EHRClient, decision: Decision, first: int, end: int) -> list[SignedConsent] | None:
+    """The consents this identity relayed for the decision's pair at nonces first .. end - 1, in nonce
+    order (the last logged one per nonce), or None if one of those nonces has none."""
+    by_nonce: dict[int, SignedConsent] = {}
+    for logged in client.decisions.decisions():
+        if logged.signed is None or (logged.patient, logged.subject) != (decision.patient, decision.subject):
+            continue
+        consent = SignedConsent.from_json(logged.signed)
+        if first <= consent.message.nonce < end:
+            by_nonce[consent.message.nonce] = consent
+    if len(by_nonce) != end - first:
+        return None
+    return [by_nonce[n] for n in range(first, end)]
 
 
 def _relay_again(client: EHRClient, decision: Decision) -> tuple[str, str] | TxResult:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from ehr_client.client import EHRClient
 from ehr_client.records import Scope
@@ -29,11 +28,6 @@ def _grant_of(client: EHRClient, patient: str, grantee: str) -> tuple[int, int, 
     return int(access), int(expires), int(nonce), int(grant_nonce)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "contracts/ConsentManager.sol revokeBySig/_revoke honour a revocation up to MAX_REVOCATION_AHEAD nonces "
-    "ahead, but a grant the patient sends herself is decided at the pair's next nonce only, so after a rollback "
-    "it no longer outranks the older signature; ehr_client/batch/redecide.py _consent_again relays the lost "
-    "revocation whenever a grant is in force, without asking whether that grant is newer than the revocation"))
 def test_a_relayers_recover_does_not_revoke_the_grant_the_patient_made_after_the_rollback(
         cli: Cli, anvil: Any, client_of: Callable[[str], EHRClient]) -> None:
     patient, doctor, hospital = client_of("patient"), client_of("doctor"), client_of("hospital")

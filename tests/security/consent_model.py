@@ -13,7 +13,6 @@ from ehr_client.chain.types import Access, Role, Status
 
 CONFIRM_WINDOW = 15 * 60
 BREAK_GLASS_WINDOW = 3600
-MAX_REVOCATION_AHEAD = 256  # ConsentManager.MAX_REVOCATION_AHEAD
 
 
 # The only moves a record's status may make; anything else rewrites history.
@@ -153,22 +152,19 @@ class ConsentModel:
         """Clear the grant. A direct revocation moves the nonce on, voiding signatures issued
         before; a signed one at nonce n voids the grants signed at n not yet relayed."""
         nonce = self.grant_of(patient, grantee).nonce
-        if signed_at is None:
+        if signed_at is None or signed_at == nonce:
             nonce += 1
-        elif signed_at >= nonce:  # ahead: signed on a history the chain lost
-            nonce = signed_at + 1
         self.grants[(patient, grantee)] = Grant(nonce=nonce)
 
     def signed_revoke_error(self, patient: str, grantee: str, nonce: int, deadline: int, now: int) -> str | None:
-        """A revocation signed at nonce n ends any grant decided at n or earlier, also when n is
-        ahead of the pair's nonce (by at most MAX_REVOCATION_AHEAD)."""
+        """A revocation signed at nonce n ends any grant decided at n or earlier."""
         if now > deadline:
             return "ConsentSignatureExpired"
         current = self.grant_of(patient, grantee)
-        if nonce > current.nonce + MAX_REVOCATION_AHEAD:
+        if nonce > current.nonce:
             return "ConsentInvalidSignature"
         if current.access == Access.NONE:
-            return None if nonce >= current.nonce else "ConsentNoGrant"
+            return None if nonce == current.nonce else "ConsentNoGrant"
         if current.grant_nonce > nonce:
             return "ConsentRevocationSuperseded"
         return None
