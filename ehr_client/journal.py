@@ -180,24 +180,50 @@ def append_counted(path: Path, line: bytes, *, then: str) -> None:
                     path, exc.strerror or exc)
 
 
+@dataclass(frozen=True)
+class Reissue:
+    """Erasure replaced the key share `old` by `new` (None: nothing was left to share), dropping the
+    entries of the records `dropped` (hex ids)."""
+
+    old: str
+    new: str | None
+    grantee: str
+    dropped: tuple[str, ...]
+
+
 class ShareLog:
-    """The CIDs of the key shares one writer stored, one checked line each (counted). A share's CID
-    travels off chain, so this log is what keeps it from gc and what erasure re-issues shares from."""
+    """The CIDs of the key shares one writer stored, one checked line each (counted), and beside it
+    (`<name>.reissued.log`) how erasure replaced them. A share's CID travels off chain, so this log
+    is what keeps it from gc and what erasure re-issues shares from; the re-issues are logged before
+    the old share goes, so whoever asks again (a retry after a crash) is told every new CID."""
 
     def __init__(self, path: Path, *, then: str) -> None:
         self.path = path
+        self.reissues_path = path.with_suffix(".reissued.log")
         self._then = then
 
     def add(self, cid: str) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            append_counted(self.path, checked_line(cid.encode()), then=self._then)
-        except OSError as exc:
-            raise unwritable(self.path.parent, exc) from None
+        self._append(self.path, cid.encode())
 
     def cids(self) -> list[str]:
         """Every CID logged, oldest first, each once."""
         return list(dict.fromkeys(line.decode() for line in read_checked(self.path, then=self._then, counted=True)))
+
+    def reissued(self, reissue: Reissue) -> None:
+        self._append(self.reissues_path, json.dumps(asdict(reissue), separators=(",", ":"), sort_keys=True).encode())
+
+    def reissues(self) -> list[Reissue]:
+        return read_entries(self.reissues_path, lambda d: Reissue(str(d["old"]), None if d["new"] is None else
+                                                                  str(d["new"]), str(d["grantee"]),
+                                                                  tuple(str(x) for x in d["dropped"])),
+                            then=self._then, counted=True)
+
+    def _append(self, path: Path, payload: bytes) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            append_counted(path, checked_line(payload), then=self._then)
+        except OSError as exc:
+            raise unwritable(path.parent, exc) from None
 
 
 class Journal:

@@ -240,15 +240,17 @@ def erase(
             "recordIds": [hexid(r) for r in result.record_ids], "tombstoneTxs": [t.tx_hash for t in result.tombstone_txs],
             "receipts": [r.to_json() for r in result.receipts], "custodiansUnreachable": list(result.unavailable),
             "unpinned": list(result.unpinned), "successors": [hexid(r) for r in result.successors],
-            "reissuedShares": [{"grantee": r.grantee, "old": r.old, "new": r.new, "dropped": r.dropped}
-                               for r in result.reissued_shares],
+            "reissuedShares": [{"grantee": r.grantee, "old": r.old, "new": r.new, "dropped": r.dropped,
+                                "problem": r.problem} for r in result.reissued_shares],
         })
         return
     out().print(f"erased {len(result.record_ids)} record versions; tombstoned in {len(result.tombstone_txs)} transactions")
     if result.successors:
         out().print(f"  including {len(result.successors)} later versions: {[hexid(r) for r in result.successors]}")
     for share in result.reissued_shares:
-        if share.new is None:
+        if share.problem is not None:
+            out().print(f"  key share {share.old} left in place, not re-issued: {share.problem}")
+        elif share.new is None:
             out().print(f"  key share {share.old} for {share.grantee} unpinned (it held only erased records)")
         else:
             out().print(f"  key share {share.old} for {share.grantee} replaced by {share.new}: send the grantee "

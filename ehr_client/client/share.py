@@ -25,7 +25,7 @@ from ehr_client.client.model import Identity, Skipped, hex_id
 from ehr_client.client.read import RecordReader
 from ehr_client.crypto import wrap_data_key
 from ehr_client.errors import BlobNotFound, DecryptionError, IntegrityError, InvalidRecord, StorageError
-from ehr_client.journal import Journal, ShareLog
+from ehr_client.journal import Journal, Reissue, ShareLog
 from ehr_client.keyshare import KeyShare, ShareEntry
 from ehr_client.storage import BlobStore, Cid
 
@@ -40,12 +40,14 @@ class ShareOutcome:
 @dataclass(frozen=True)
 class ReissuedShare:
     """A key share erasure replaced: `old` is unpinned; `new` (None if nothing was left to share)
-    holds the same grantee's remaining entries and is the CID to hand the grantee."""
+    holds the same grantee's remaining entries and is the CID to hand the grantee. A share that
+    could not be read (`problem`) was left in place, not re-issued."""
 
     grantee: str
     old: Cid
     new: Cid | None
     dropped: int
+    problem: str | None = None
 
 
 class KeySharer:
@@ -102,31 +104,53 @@ class KeySharer:
 def reissue_without(store: BlobStore, shares: ShareLog, patient: str,
                     record_ids: Collection[bytes]) -> list[ReissuedShare]:
     """Replace every key share of `patient` logged in `shares` that holds a data key of `record_ids`
-    by one without those entries (logged in `shares` too), then unpin the old share.
+    by one without those entries (logged in `shares` too), then unpin the old share; return every
+    re-issue that ever dropped one of `record_ids`, each with the newest share that replaced it.
 
-    Crash-safe by order: the new share is stored and logged before the old one goes, and the new
-    bytes are a deterministic function of the old ones, so a rerun after a crash lands on the same
-    CID. Shares already gone, of another patient, or unparsable are left alone.
+    Crash-safe by order: the new share is stored and logged, and the re-issue logged, before the old
+    one goes; the new bytes are a deterministic function of the old ones, so a rerun after a crash
+    lands on the same CID, and the answer comes from the log, so a rerun (or anyone asking again)
+    is told every new CID. A damaged share (its bytes do not match its address) is reported and left
+    for the operator to restore; shares already gone, of another patient, or unparsable are skipped.
     """
-    reissued = []
+    damaged = []
     for cid in (Cid(c) for c in shares.cids()):
         try:
             share = KeyShare.from_bytes(store.get(cid))
         except (BlobNotFound, InvalidRecord):
             continue
+        except IntegrityError:
+            damaged.append(ReissuedShare("", cid, None, 0, problem="damaged in storage (its bytes do not match its "
+                                         "address): restore it from a replica, then erase again"))
+            continue
         if share.patient != patient:
             continue
         kept = share.without(record_ids)
-        dropped = len(share.entries) - len(kept.entries)
-        if not dropped:
+        if len(kept.entries) == len(share.entries):
             continue
         new = None
         if kept.entries:
             new = store.put(kept.to_bytes())
             shares.add(new)
+        dropped = tuple(hex_id(e.record_id) for e in share.entries if e.record_id in record_ids)
+        shares.reissued(Reissue(str(cid), None if new is None else str(new), share.grantee, dropped))
         store.remove(cid)
-        reissued.append(ReissuedShare(share.grantee, cid, new, dropped))
-    return reissued
+    return _told(shares, {hex_id(r) for r in record_ids}) + damaged
+
+
+def _told(shares: ShareLog, erased: set[str]) -> list[ReissuedShare]:
+    logged = shares.reissues()
+    replaced_by = {r.old: r.new for r in logged}
+    told: dict[str, ReissuedShare] = {}
+    for r in logged:
+        if not erased & set(r.dropped):
+            continue
+        newest, seen = r.new, set()
+        while newest is not None and newest in replaced_by and newest not in seen:
+            seen.add(newest)
+            newest = replaced_by[newest]
+        told[r.old] = ReissuedShare(r.grantee, Cid(r.old), None if newest is None else Cid(newest), len(r.dropped))
+    return list(told.values())
 
 
 def scopes_in_force(chain: ChainClient, patient: str, grantee: str, scopes: set[int]) -> set[int]:

@@ -395,9 +395,9 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         if not versions:
             raise AccessDenied("the chain does not show this record and all its earlier versions tombstoned; "
                                "the patient tombstones them first (from the wallet), then the portal unpins them")
+        unpinned, kept = facts.unpin_erased(services.reader, versions)  # first: a share log's damage must not keep it
         with shares_lock:
             reissued = facts.reissue_shares_without(services.reader, services.state_dir, versions)
-        unpinned, kept = facts.unpin_erased(services.reader, versions)
         return {"recordIds": [facts.record_json(v)["recordId"] for v in versions], "unpinned": unpinned, "kept": kept,
                 "reissuedShares": reissued}
 

@@ -218,11 +218,14 @@ def share_log(state_dir: Path, patient: str) -> ShareLog:
 def reissue_shares_without(client: EHRClient, state_dir: Path, versions: list[RecordInfo]) -> list[dict[str, Any]]:
     """Re-issue every key share stored here for the erased `versions`' patient without their keys
     (no key is needed: each entry is sealed on its own), unpin the old shares, and say what the
-    patient hands each grantee now (`new` is null when nothing was left to share)."""
+    patient hands each grantee now (`new` is null when nothing was left to share), from the log:
+    every re-issue for these versions, whoever asked first. A damaged share is listed with its
+    `problem`, left in place."""
     if not versions:
         return []
     shares = share_log(state_dir, versions[0].patient)
-    return [{"grantee": r.grantee, "old": str(r.old), "new": None if r.new is None else str(r.new), "dropped": r.dropped}
+    return [{"grantee": r.grantee, "old": str(r.old), "new": None if r.new is None else str(r.new), "dropped": r.dropped,
+             "problem": r.problem}
             for r in reissue_without(client.store, shares, to_checksum_address(versions[0].patient),
                                      {v.record_id for v in versions})]
 

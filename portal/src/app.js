@@ -381,9 +381,13 @@ async function erase(chain) {
   statusBar().append(h("div.message.ok", { id: "erase-done" },
     `Erased: ${done.txs.length} tombstone transaction(s) (${done.txs.map((t) => `${t.gasUsed} gas`).join(", ")}, paid by you); `
     + `${done.unpinned.unpinned.length} blob(s) unpinned.`,
-    reissued.length ? h("p", { id: "reissued-shares" }, "Key shares stored here held this record's keys; they were "
+    reissued.some((r) => !r.problem) ? h("p", { id: "reissued-shares" }, "Key shares stored here held this record's keys; they were "
       + "re-issued without them and the old ones unpinned. Hand each grantee the new share: ",
-      ...reissued.map((r) => h("span", {}, `${short(r.grantee)}: `, r.new ? h("code", {}, r.new) : "nothing left to share", "; "))) : null,
+      ...reissued.filter((r) => !r.problem).map((r) => h("span", {}, `${short(r.grantee)}: `,
+        r.new ? h("code", {}, r.new) : "nothing left to share", "; "))) : null,
+    reissued.some((r) => r.problem) ? h("p.warning", { id: "shares-left" }, "Key shares the portal could not read were "
+      + `left in place (the portal's operator restores them, then erase again): ${reissued.filter((r) => r.problem)
+        .map((r) => `${r.old}: ${r.problem}`).join("; ")}`) : null,
     done.unpinned.kept.length ? h("p.warning", {}, `Left in place: ${done.unpinned.kept.map((k) => `${k.cid}: ${k.reason}`).join("; ")}`) : null),
   done.custodians ? receiptsView(done.custodians) : null);
 }

@@ -30,10 +30,6 @@ def _lines(path: Path) -> int:
         return 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/portal/app.py erase and ehr_client/client/share.py reissue_without: what was re-issued is kept "
-    "only in the answer, so a portal killed after re-issuing some shares answers the retry with the rest only; "
-    "the new CIDs of the others are in the portal's log but told to nobody, and their old shares are unpinned"))
 def test_a_retry_after_the_portal_was_killed_mid_erase_names_every_reissued_share(
         portal: Portal, cli: Cli, observation: Path, client_of: Callable[[str], EHRClient], tmp_path: Path,
         home: Path, anvil: Any) -> None:

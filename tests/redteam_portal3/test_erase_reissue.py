@@ -19,10 +19,6 @@ from tests.redteam_portal2.test_page_erasure_keeps_shares import _page_share, _s
 from tests.redteam_portal3.shares import DAY, blob_path, lab_results, store_page_share
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/portal/app.py erase and facts.reissue_shares_without: /api/erase needs no signature and "
-    "answers only what this call re-issued, so whoever calls first after the tombstone (or a call whose "
-    "answer was lost) takes the new CIDs with it; the page's own call then shows no re-issued share"))
 def test_a_stranger_calling_erase_first_does_not_hide_the_reissued_share_from_the_patient(
         portal: Portal, cli: Cli, observation: Path, client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:
     patient, doctor = client_of("patient"), client_of("doctor")
@@ -42,10 +38,6 @@ def test_a_stranger_calling_erase_first_does_not_hide_the_reissued_share_from_th
     assert told == [(doctor.address, share)], "the patient is never told the doctor's new key share"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/client/share.py reissue_without skips BlobNotFound and InvalidRecord but lets a damaged "
-    "share's IntegrityError end the whole erase, and ehr_client/portal/app.py erase re-issues before it "
-    "unpins: one damaged share blob leaves the erased ciphertext stored and the other shares' keys alive"))
 def test_one_damaged_key_share_does_not_stop_the_erasure(
         portal: Portal, cli: Cli, observation: Path, client_of: Callable[[str], EHRClient], tmp_path: Path,
         home: Path) -> None:
@@ -73,10 +65,6 @@ def test_one_damaged_key_share_does_not_stop_the_erasure(
         "a key share holding the erased record's key is still served"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/portal/facts.py check_share_under_grant accepts an entry for any listed record of the patient, "
-    "tombstoned ones too: a share sealed before the erasure (a second tab, a retried upload) is stored after it "
-    "and serves the erased record's key again"))
 def test_a_key_share_made_before_an_erasure_is_not_stored_after_it(
         portal: Portal, cli: Cli, observation: Path, client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:
     patient, doctor = client_of("patient"), client_of("doctor")
