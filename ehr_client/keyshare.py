@@ -70,6 +70,8 @@ class KeyShare:
                 if len(record_id) != 32 or len(wrapped) != WRAPPED_KEY_SIZE or version < 1 or key_version < 1:
                     raise ValueError("bad entry")
                 entries.append(ShareEntry(record_id, version, key_version, wrapped))
+            if len({e.record_id for e in entries}) != len(entries):
+                raise ValueError("a record named twice")
             return cls(to_checksum_address(doc["patient"]), to_checksum_address(doc["grantee"]), tuple(entries))
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, OverflowError):
             raise InvalidRecord("the key share is malformed; ask the patient to share the keys again") from None

@@ -77,6 +77,7 @@ from ehr_client.portal.errors import (
 )
 from ehr_client.portal.relay_limits import RelayLimits
 from ehr_client.portal.rpc import RpcForwarder, parse_request
+from ehr_client.portal.store_limits import StoreLimits
 from ehr_client.portal.signed import check_signed
 from ehr_client.package import parse_header
 from ehr_client.storage.cid import cid_to_bytes, parse_cid
@@ -244,6 +245,7 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         return error_response(500, "InternalError", "the portal hit an unexpected error; see its log")
 
     relay_limits = RelayLimits()
+    store_limits = StoreLimits()
     shares_lock = threading.Lock()
 
     def audit() -> facts.AuditView:
@@ -300,6 +302,7 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         body = await read_body(request, MAX_KEY_SHARE, "application/octet-stream")
         share = KeyShare.from_bytes(body)  # only key shares: sealed keys, never anything else
         signed_by(request, "store-key-share", hashlib.sha256(body).digest(), share.patient)
+        await run_in_threadpool(store_limits.check, services.reader, share.patient, len(body))
         cid = await run_in_threadpool(_store_share, share)
         return {"cid": cid, "patient": share.patient, "grantee": share.grantee, "entries": len(share.entries)}
 
@@ -322,8 +325,14 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
             header = None
         if header is None or header.binding is None:
             raise InvalidRecord("only record packages (a bound header and an envelope, docs/FORMAT.md) are stored here")
-        # A header can be made up: only the patient it names may store it (a key rotation of theirs).
-        signed_by(request, "store-package", hashlib.sha256(body).digest(), to_checksum_address(header.binding.patient))
+        # A header can be made up: only the patient it names may store it, as its author (a key
+        # rotation of theirs), within what the portal keeps for one patient.
+        patient = to_checksum_address(header.binding.patient)
+        if to_checksum_address(header.binding.author) != patient:
+            raise InvalidRecord("the portal stores packages a patient wrote (key rotation): the header's author "
+                                "must be its patient")
+        signed_by(request, "store-package", hashlib.sha256(body).digest(), patient)
+        await run_in_threadpool(store_limits.check, services.reader, patient, len(body))
         cid = await run_in_threadpool(services.reader.store.put, body)
         return {"cid": cid, "cidBytes": "0x" + cid_to_bytes(cid).hex(), "contentHash": "0x" + hashlib.sha256(body).hexdigest()}
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
@@ -39,10 +38,6 @@ def _signed(account: Account, chain_id: int, registry: str, action: str, body: b
             "Content-Type": "application/octet-stream"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/portal/app.py package: /api/packages stores any bound header signed by the patient it names, "
-    "and nothing asks the chain whether that patient is registered, holds the record being rotated or has "
-    "stored anything before: a throwaway key stores 32 MiB a request, without limit, until gc's 24 h grace"))
 def test_a_throwaway_key_cannot_fill_the_portals_disk_with_packages(portal: Portal, home: Path) -> None:
     config = portal.get("/api/config").json()
     chain_id, registry = int(config["chainId"]), config["contracts"]["RecordRegistry"]
@@ -62,10 +57,6 @@ def test_a_throwaway_key_cannot_fill_the_portals_disk_with_packages(portal: Port
     assert not on_disk, f"{len(on_disk)} MiB of a stranger's bytes were stored (each request up to 32 MiB)"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/portal/app.py key_share and facts.check_share_under_grant: a stranger who registers as a patient, "
-    "anchors one record of their own and grants any member stores 1 MiB key shares (the same entry repeated, "
-    "wrapped keys never checked) without limit, each logged and kept from gc"))
 def test_a_self_registered_stranger_cannot_fill_the_portals_disk_with_key_shares(
         portal: Portal, home: Path, anvil: Any, world: dict[str, str], client_of: Callable[[str], EHRClient]) -> None:
     chain = client_of("lab").chain  # any client: only its chain connection is used, with the stranger's key
