@@ -127,13 +127,18 @@ class Custodian:
             raise ConfigError(f"the X25519 key of {self.address} is not published; run `ehr keys publish` first")
         return published
 
-    def info(self) -> dict[str, Any]:
+    def info(self, challenge: bytes | None = None) -> dict[str, Any]:
+        """Who this custodian is; with a 32-byte `challenge`, also its signed `Identity` over it."""
         version, public = self.checks.x25519_key(self.address) or (0, b"")
-        return {
+        answer: dict[str, Any] = {
             "custodian": self.address, "chainId": self.domain.chain_id, "consent": self.domain.consent,
             "x25519Version": version, "x25519PublicKey": "0x" + public.hex(),
             "unrecordedRefusals": self.unrecorded_refusals(),
         }
+        if challenge is not None:
+            answer["identity"] = messages.sign(self.identity.account.key, self.domain, "Identity",
+                                               {"custodian": self.address, "challenge": "0x" + challenge.hex()})
+        return answer
 
     def unrecorded_refusals(self) -> dict[str, int]:
         """Refusals counted but not written to the database, by reason, since the process started:

@@ -51,10 +51,13 @@ TYPES: dict[str, list[dict[str, str]]] = {
         "custodian:address", "patient:address", "recordId:bytes32", "destroyed:uint32", "remaining:uint32",
         "erasedAt:uint64",
     ),
+    # A custodian's answer to "who are you?": its address is on chain for anyone to copy, so only a
+    # signature over the asker's fresh challenge shows the server at a URL holds that custodian's key.
+    "Identity": _fields("custodian:address", "challenge:bytes32"),
 }
 SIGNER_FIELD = {
     "Enroll": "grantee", "OpenSession": "grantee", "KeyRequest": "grantee", "Deposit": "patient", "Destroy": "patient",
-    "AuditQuery": "patient", "ErasureReceipt": "custodian",
+    "AuditQuery": "patient", "ErasureReceipt": "custodian", "Identity": "custodian",
 }
 
 

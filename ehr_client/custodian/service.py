@@ -140,8 +140,13 @@ def create_app(custodian: Custodian, *, poll_interval: float = 2.0,
                             status_code=500)
 
     @app.get("/v1/info")
-    def info() -> dict[str, Any]:
-        return custodian.info()
+    def info(challenge: str | None = None) -> dict[str, Any]:
+        if challenge is None:
+            return custodian.info()
+        text = challenge.removeprefix("0x")
+        if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise CustodianRefused("malformed", "a challenge is 32 bytes as 0x-hex")
+        return custodian.info(bytes.fromhex(text))
 
     @app.post("/v1/enroll")
     def enroll(body: Signed) -> dict[str, Any]:

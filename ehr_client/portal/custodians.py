@@ -101,7 +101,11 @@ class CustodianDirectory:
                     log.warning("portal: custodian at %s not used: %s", client.url, exc)
                 self._rejected[client.url] = str(exc)
                 custodians.infos = {a: i for a, i in custodians.infos.items() if i.url != client.url}
-        return found, down
+        # A URL verified earlier in the loop loses its place when a later URL answers as the same custodian.
+        twinned = [i for i in found if custodians.infos.get(i.address) != i]
+        for info in twinned:
+            self._rejected[info.url] = f"another URL answers as custodian {info.address}"
+        return [i for i in found if i not in twinned], down
 
     def listing(self, chain: ChainClient) -> dict[str, Any]:
         found, down = self.refresh(chain)

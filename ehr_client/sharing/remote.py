@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -138,12 +139,27 @@ class CustodianClient:
         return doc
 
     def info(self) -> CustodianInfo:
-        doc = self._call("GET", "/v1/info")
+        """Who answers at this URL, proven: the custodian signs a fresh challenge with the key of the
+        address it names (anyone can copy an address and a public key from the chain).
+
+        Raises:
+            SignatureError: the answer names a custodian whose key did not sign the challenge.
+        """
+        challenge = "0x" + secrets.token_hex(32)
+        doc = self._call("GET", f"/v1/info?challenge={challenge}")
         try:
-            return CustodianInfo(self.url, to_checksum_address(doc["custodian"]), int(doc["x25519Version"]),
+            info = CustodianInfo(self.url, to_checksum_address(doc["custodian"]), int(doc["x25519Version"]),
                                  bytes.fromhex(str(doc["x25519PublicKey"]).removeprefix("0x")))
+            signer = messages.recover(self.domain, "Identity", {"custodian": info.address, "challenge": challenge},
+                                      str(doc.get("identity", "")))
         except (KeyError, TypeError, ValueError):
             raise CustodianUnavailable(f"{self.url} does not answer like a key custodian") from None
+        except CustodianRefused:  # no signature, or not one
+            signer = None
+        if signer != info.address:
+            raise SignatureError(f"{self.url} claims to be custodian {info.address} but does not prove it holds its "
+                                 "key (no valid signature over this request's challenge); do not use it")
+        return info
 
     def enroll(self, account: LocalAccount, *, now: float | None = None) -> str:
         body = _signed(account, self.domain, "Enroll", {"custodian": self._to(), "grantee": account.address}, now)
@@ -226,13 +242,16 @@ class CustodianSet:
     domain: CustodianDomain
     clients: list[CustodianClient]
     infos: dict[str, CustodianInfo]
+    claims: dict[str, str] = field(default_factory=dict)
+    """The custodian address each URL proved it answers for, at its last answer."""
 
     @classmethod
     def connect(cls, chain: ChainClient, urls: Sequence[str], *, timeout: float = 5.0) -> CustodianSet:
         """Ask each URL who it is; keep what the chain confirms. Down custodians are kept (by URL)
         and asked again later; a URL whose answer the chain contradicts raises SignatureError."""
         domain = CustodianDomain(chain.chain_id, chain.consent.address)
-        clients, infos = [], {}
+        clients: list[CustodianClient] = []
+        infos: dict[str, CustodianInfo] = {}
         for url in urls:
             client = CustodianClient(url, domain, timeout=timeout)
             clients.append(client)
@@ -240,17 +259,30 @@ class CustodianSet:
                 info = client.info()
             except CustodianUnavailable:
                 continue
+            if info.address in infos:
+                raise SignatureError(f"{url} and {infos[info.address].url} both answer as custodian {info.address}; "
+                                     "name one URL for it")
             verify_custodian(chain, info)
             client.address = info.address
             infos[info.address] = info
-        return cls(chain, domain, clients, infos)
+        return cls(chain, domain, clients, infos, {i.url: a for a, i in infos.items()})
 
     def refresh(self, client: CustodianClient) -> CustodianInfo:
         """Identify a custodian again and ask the chain again: the consortium may have suspended it,
         or it may have published another key, since it was last asked (its own answer may not say).
         One it contradicts is dropped and raises SignatureError."""
-        info = client.info()
         try:
+            info = client.info()
+        except SignatureError:
+            self.claims.pop(client.url, None)
+            self.infos = {a: i for a, i in self.infos.items() if i.url != client.url}
+            raise
+        self.claims[client.url] = info.address
+        twins = sorted(url for url, address in self.claims.items() if address == info.address and url != client.url)
+        try:
+            if twins:  # one of them relays the other's answers: which is which cannot be told, so neither is used
+                raise SignatureError(f"{client.url} and {twins[0]} both answer as custodian {info.address}; neither "
+                                     "is used until the configuration names one URL for it")
             verify_custodian(self.chain, info)
         except SignatureError:
             self.infos = {a: i for a, i in self.infos.items() if i.url != client.url and a != info.address}

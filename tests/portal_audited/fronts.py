@@ -18,6 +18,11 @@ from ehr_client.custodian import messages
 from ehr_client.custodian.server import bind, url_of
 
 
+def target(request: Request) -> str:
+    """The request's path and query, as the custodian behind is to see them (/v1/info carries a challenge)."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
 class CustodianFront:
     """Passes every request through to the custodian at `behind`; subclasses change `answer`."""
 
@@ -31,7 +36,7 @@ class CustodianFront:
 
     async def forward(self, request: Request) -> Response:
         async with httpx.AsyncClient(timeout=10) as client:
-            answer = await client.request(request.method, self.behind + request.url.path, content=await request.body(),
+            answer = await client.request(request.method, self.behind + target(request), content=await request.body(),
                                           headers={"Content-Type": "application/json"})
         return await self.answer(request.url.path, answer)
 

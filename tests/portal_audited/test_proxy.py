@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from ehr_client.sharing.remote import ErasureReceipt
 from tests.cli.conftest import CAST, cli_env, dev_key
 from tests.portal.conftest import Portal, start_portal, stop_portal
-from tests.portal_audited.fronts import ResigningCustodian
+from tests.portal_audited.fronts import ResigningCustodian, target
 from tests.portal_audited.conftest import THRESHOLD, CustodianProcess, fragments_at
 from tests.portal_audited.fragments import deposit_body, deposit_items, domain_of, signed
 from tests.hang import hang
@@ -201,7 +201,7 @@ class KeySwappingCustodian(ResigningCustodian):
     async def forward(self, request: Request) -> Response:
         if request.url.path == "/v1/info":
             async with httpx.AsyncClient(timeout=10) as client:
-                info = (await client.get(self.behind + "/v1/info")).json()
+                info = (await client.get(self.behind + target(request))).json()
             info["x25519PublicKey"] = "0x" + os.urandom(32).hex()
             return JSONResponse(info)
         return await super().forward(request)

@@ -7,21 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from eth_account import Account
 
 from tests.cli.conftest import cli_env
 from tests.portal.conftest import RELAYER, start_portal, stop_portal
 from tests.portal_audited.conftest import CustodianProcess
+from tests.portal_audited.fronts import CountingFront
 from tests.portal_audited.fragments import domain_of, signed
 from tests.redteam_portal3.impersonator import Impersonator
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/sharing/remote.py CustodianSet.refresh maps the address a URL's unsigned /v1/info claims to "
-    "that URL (verify_custodian checks only the chain's side), so ehr_client/portal/custodians.py "
-    "CustodianDirectory._url_of sends another custodian's deposits and destroy requests to whoever answers "
-    "at one configured URL"))
 def test_one_configured_url_cannot_take_another_custodians_traffic(
         running: list[CustodianProcess], home: Path, anvil: Any, tmp_path: Path) -> None:
     honest, victim = running[0], running[1]
@@ -44,3 +39,26 @@ def test_one_configured_url_cannot_take_another_custodians_traffic(
         f"the portal sent the request signed for {victim.address} to the impostor (answered {answer.status_code}); "
         f"listed: {listed}")
     assert len(listed) == len(set(listed)), f"one custodian listed twice to the page: {listed}"
+
+
+def test_a_url_relaying_another_custodians_answers_takes_neither_url(
+        running: list[CustodianProcess], home: Path, anvil: Any, tmp_path: Path) -> None:
+    """An impostor that relays the challenge to the real custodian proves nothing about itself: two
+    URLs then answer as one custodian, and the portal uses neither rather than guess."""
+    honest, victim = running[0], running[1]
+    relay = CountingFront(victim.url)
+    relay.start()
+    portal = start_portal(home, cli_env(home, anvil.rpc_url), tmp_path, "--relayer", "--custodian", honest.url,
+                          "--custodian", victim.url, "--custodian", relay.url, "--threshold", "2", wallet=RELAYER)
+    try:
+        listing = portal.get("/api/custodians").json()
+        patient = Account.create()
+        query = signed(bytes(patient.key), domain_of(listing), "AuditQuery",
+                       {"custodian": victim.address, "patient": patient.address})
+        answer = portal.post(f"/api/custodians/{victim.address}/audit", json=query)
+    finally:
+        stop_portal(portal.process)
+        relay.stop()
+    assert [c["address"] for c in listing["custodians"]] == [honest.address] and listing["rejected"] == 2
+    assert answer.status_code == 404 and relay.count("/v1/audit") == 0, answer.text
+    assert "both answer as custodian" in portal.log.read_text()
