@@ -242,11 +242,14 @@ def erase(
             "unpinned": list(result.unpinned), "successors": [hexid(r) for r in result.successors],
             "reissuedShares": [{"grantee": r.grantee, "old": r.old, "new": r.new, "dropped": r.dropped,
                                 "problem": r.problem} for r in result.reissued_shares],
+            "unverified": [{"what": s.what, "reason": s.reason, "author": s.author} for s in result.unverified],
         })
         return
     out().print(f"erased {len(result.record_ids)} record versions; tombstoned in {len(result.tombstone_txs)} transactions")
     if result.successors:
         out().print(f"  including {len(result.successors)} later versions: {[hexid(r) for r in result.successors]}")
+    for skipped in result.unverified:
+        err().print(f"  {skipped.what} by {skipped.author} tombstoned, nothing of it unpinned: {skipped.reason}")
     for share in result.reissued_shares:
         if share.problem is not None:
             out().print(f"  key share {share.old} left in place, not re-issued: {share.problem}")

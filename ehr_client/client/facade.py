@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ from ehr_client.client.consent import SignedConsent
 from ehr_client.client.directory import KeyDirectory
 from ehr_client.client.keysource import check_header, own_data_key
 from ehr_client.client.anchor_cache import DEFAULT_DEPTH, AnchorCache
+from ehr_client.client import lineage
+from ehr_client.client.lineage import Version
 from ehr_client.client.locate import RecordLocator
 from ehr_client.client.model import (
     GrantResult,
@@ -197,6 +199,17 @@ class EHRClient:
         """What the chain says about one record version, single or batched."""
         return self.locator.find(record_id)
 
+    def versions_of(self, record_id: bytes) -> list[Version]:
+        """The version `record_id` and every version it was amended onto, newest first, as the chain states
+        them (`ehr_client.client.lineage`): unverifiable ones included, with why."""
+        (version,) = lineage.versions(self.locator, [record_id])
+        return [version, *lineage.predecessors(self.locator, version)]
+
+    def successors_of(self, record_ids: Collection[bytes]) -> list[Version]:
+        """Every version amended onto one of `record_ids`, transitively, as the chain states them: unverifiable
+        ones included, with why (what erasure must tombstone whatever their pointers)."""
+        return lineage.successors(self.locator, record_ids)
+
     def list_records(self, patient: str) -> list[RecordInfo]:
         """Every record version of `patient`, single and batched, oldest first (unverifiable batches left out;
         `list_records_report` says which)."""
@@ -300,14 +313,22 @@ class EHRClient:
 
     # --- erasing -----------------------------------------------------------------------------
 
-    def tombstone(self, info: RecordInfo) -> TxResult:
-        """Tombstone one record version on chain (the patient only); see `ehr_client.sharing.audited` for erasure."""
+    def tombstone(self, record: RecordInfo | bytes) -> TxResult:
+        """Tombstone one record version on chain (the patient only); see `ehr_client.sharing.audited` for erasure.
+
+        By id for a version the chain stores on its own (any single record, any amended one): no
+        stored bytes are needed. A batched record never amended nor tombstoned needs its `RecordInfo`."""
         records = self.chain.records.functions
-        stored = int(self.chain.call(records.recordStatus(info.record_id), action="look up record")) != 0
-        fn = records.tombstone(info.record_id) if info.batch is None or stored else \
-            records.tombstoneBatchedRecord(info.batch.as_arg())
+        if isinstance(record, bytes):
+            record_id, batch = record, None
+        else:
+            record_id, batch = record.record_id, record.batch
+        if batch is not None and int(self.chain.call(records.recordStatus(record_id), action="look up record")) == 0:
+            fn = records.tombstoneBatchedRecord(batch.as_arg())
+        else:
+            fn = records.tombstone(record_id)
         tx = self.chain.transact(self.identity.account, fn, action="erase record")
-        self.decisions.erased(self.address, info.record_id, tx)
+        self.decisions.erased(self.address, record_id, tx)
         return tx
 
     # --- consent -----------------------------------------------------------------------------

@@ -389,6 +389,10 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
     def batched(record: str) -> dict[str, Any]:
         return facts.batched_record(services.reader, _record_id(record))
 
+    @app.get("/api/versions/{record}")
+    def record_versions(record: str) -> dict[str, Any]:
+        return facts.record_versions(services.reader, _record_id(record))
+
     @app.post("/api/rotated/{record}")
     def rotated(request: Request, record: str) -> dict[str, Any]:
         old = facts.rotated_away(services.reader, _record_id(record))

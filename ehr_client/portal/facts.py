@@ -14,6 +14,7 @@ from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.eip712 import CATEGORY_FIELDS, DOMAIN_TYPE, TYPES, Domain
 from ehr_client.chain.types import Access, KeyType, Status
 from ehr_client.client import EHRClient
+from ehr_client.client.lineage import Version
 from ehr_client.client.model import RecordInfo, hex_id
 from ehr_client.client.share import reissue_without, scopes_in_force
 from ehr_client.errors import AccessDenied, InvalidRecord, RecordErased, TransactionReverted
@@ -200,13 +201,32 @@ def batched_record(client: EHRClient, record_id: bytes) -> dict[str, Any]:
 
 
 def erasable(client: EHRClient, record_id: bytes) -> list[RecordInfo]:
-    """The record and its earlier versions, once every one is tombstoned on chain (else empty)."""
-    versions = [client.get_record(record_id)]
-    while versions[-1].previous_id is not None:
-        versions.append(client.get_record(versions[-1].previous_id))  # type: ignore[arg-type]
-    if any(v.status != Status.TOMBSTONED.label for v in versions):
+    """The record and its earlier versions that verify (the others have no bytes to unpin), once every
+    version down to the first, verified or not, is tombstoned on chain (else empty)."""
+    versions = client.versions_of(record_id)
+    if not all(v.tombstoned for v in versions):
         return []
-    return versions
+    return [v.info for v in versions if v.info is not None]
+
+
+def record_versions(client: EHRClient, record_id: bytes) -> dict[str, Any]:
+    """Every version of the record, oldest first: the ones it was amended onto and the ones amended
+    onto it, transitively, as the chain states them (`RecordAmended`, `recordStatus`), with each
+    one's status now. Unlike the listing, this includes a version whose anchored pointer does not
+    verify (`verified` false, and why): it is still live on chain until it is tombstoned, so the
+    page's erasure follows this. `batched`: the version is tombstoned with its batch's proof."""
+    line = client.versions_of(record_id)
+    later = client.successors_of({record_id})
+    return {"recordId": hex_id(record_id), "versions": [_version_json(v) for v in [*reversed(line), *later]]}
+
+
+def _version_json(version: Version) -> dict[str, Any]:
+    return {"recordId": hex_id(version.record_id),
+            "previousId": None if version.previous_id is None else hex_id(version.previous_id),
+            "patient": version.patient, "author": version.author,
+            "status": "active" if version.status == Status.NONE else version.status.label,  # a batched leaf as anchored
+            "verified": version.info is not None, "problem": version.problem,
+            "batched": version.info is not None and version.info.batch is not None}
 
 
 def share_log(state_dir: Path, patient: str) -> ShareLog:

@@ -27,7 +27,7 @@ import umbral_pre
 from eth_utils import to_checksum_address
 
 from ehr_client.chain.client import TxResult
-from ehr_client.client import ACCESS, EHRClient, ReadResult, RecordInfo, WriteResult
+from ehr_client.client import ACCESS, EHRClient, ReadResult, RecordInfo, Skipped, WriteResult
 from ehr_client.client.keysource import check_header
 from ehr_client.client.model import hex_id
 from ehr_client.client.share import ReissuedShare
@@ -80,7 +80,8 @@ class Erasure:
     """What erasing a record did; `unavailable` custodians destroy their fragments when their
     poller sees the tombstone, and `collect_receipts` asks them again. `reissued_shares` are the
     key shares replaced (hand each grantee its new CID); `successors` the versions amended in
-    while the erasure ran, erased too."""
+    while the erasure ran, erased too; `unverified` the versions tombstoned whose anchored pointer or
+    batch does not verify (another member anchored them so): there were no bytes of theirs to unpin."""
 
     record_ids: tuple[bytes, ...]
     tombstone_txs: tuple[TxResult, ...]
@@ -90,6 +91,7 @@ class Erasure:
     journal_entries_removed: int
     reissued_shares: tuple[ReissuedShare, ...] = ()
     successors: tuple[bytes, ...] = ()
+    unverified: tuple[Skipped, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -294,25 +296,26 @@ class AuditedSharing:
         after the tombstones and erased too, until no version of the chain is live; the chain refuses
         to amend a tombstoned version, so a round that finds nothing new ends it. Every step is
         idempotent: after a crash or an `ErasureIncomplete`, run the same erasure again.
+
+        Versions are the chain's facts (`EHRClient.versions_of`, `successors_of`): a version whose
+        anchored pointer is not a CID (a grantee may anchor one) is tombstoned by id like any other
+        and listed in `unverified`; it has no bytes to unpin and stops nothing.
         """
-        first = self._own_record(record_id)
+        versions = self.client.versions_of(record_id)
+        if versions[0].patient != self.address:
+            raise AccessDenied(f"only the patient may rotate or erase record 0x{record_id.hex()}")
         self.client.journal.shares()  # a damaged shares.log stops the erasure before anything changes
-        versions = [first]
-        previous = first.previous_id
-        while previous is not None:
-            versions.append(self.client.get_record(previous))
-            previous = versions[-1].previous_id
-        txs = [self.client.tombstone(v) for v in versions if v.status != "tombstoned"]
+        txs = [self.client.tombstone(v.tombstone_target()) for v in versions if not v.tombstoned]
         successors: list[bytes] = []
         for _ in range(MAX_SUCCESSOR_ROUNDS):
-            later = self._successors({v.record_id for v in versions})
+            later = self.client.successors_of({v.record_id for v in versions})
             if not later:
                 break
-            txs += [self.client.tombstone(v) for v in later if v.status != "tombstoned"]
+            txs += [self.client.tombstone(v.tombstone_target()) for v in later if not v.tombstoned]
             versions += later
             successors += [v.record_id for v in later]
         else:
-            live = self._successors({v.record_id for v in versions})
+            live = self.client.successors_of({v.record_id for v in versions})
             if live:
                 authors = sorted({v.author for v in live})
                 raise ErasureIncomplete(
@@ -323,23 +326,14 @@ class AuditedSharing:
         receipts, unavailable = self._destroy_everywhere(ids)
         for receipt in receipts:
             receipt.verify(self.custodians.domain)
-        unpinned, _ = self.client.unpin_versions(versions)  # bytes another record re-listed here stay
+        # bytes another record re-listed here stay; a version whose pointer does not verify has none to unpin
+        unpinned, _ = self.client.unpin_versions([v.info for v in versions if v.info is not None])
         reissued = self.client.sharer.reissue_without(set(ids))
         removed = self.client.journal.forget({"0x" + r.hex() for r in ids})
+        unverified = tuple(Skipped(f"record {hex_id(v.record_id)}", v.problem or "", v.author)
+                           for v in versions if v.info is None)
         return Erasure(tuple(ids), tuple(txs), tuple(receipts), tuple(unavailable), tuple(unpinned), removed,
-                       tuple(reissued), tuple(successors))
-
-    def _successors(self, record_ids: set[bytes]) -> list[RecordInfo]:
-        """Versions amended onto any of `record_ids`, and onto those, not among them (the chain's RecordAmended)."""
-        known, found = set(record_ids), []
-        frontier = set(record_ids)
-        while frontier:
-            events = self.client.chain.get_events("RecordRegistry", "RecordAmended",
-                                                   filters={"previousId": sorted(frontier)})
-            frontier = {bytes(e.args["recordId"]) for e in events} - known
-            known |= frontier
-            found += [self.client.get_record(r) for r in sorted(frontier)]
-        return found
+                       tuple(reissued), tuple(successors), unverified)
 
     def collect_receipts(self, record_id: bytes) -> list[ErasureReceipt]:
         """Ask every reachable custodian again for its (idempotent) destruction receipt."""

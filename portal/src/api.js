@@ -44,6 +44,7 @@ export const api = {
   account: (address) => request(`/api/accounts/${address}`),
   records: (patient) => request(`/api/records/${patient}`),
   batched: (recordId) => request(`/api/batched/${recordId}`),
+  versions: (recordId) => request(`/api/versions/${recordId}`),
   blob: (cid) => request(`/api/blobs/${encodeURIComponent(cid)}`, { binary: true }),
   // Requests only the patient may make carry the patient's signature (see signedHeaders in app.js).
   uploadKeyShare: (bytes, headers) => request("/api/keyshares", { method: "POST", body: bytes, json: false, headers }),

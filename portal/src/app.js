@@ -8,7 +8,7 @@ import { h, replace, short, when } from "./dom.js";
 import { renderFhir } from "./fhir.js";
 import { makeKeyShare } from "./format.js";
 import { deriveFromWallet } from "./keys.js";
-import { FHIR_MEDIA_TYPE, chainWithSuccessors, openRecord, rotatedPackage, versionChains } from "./records.js";
+import { FHIR_MEDIA_TYPE, openRecord, rotatedPackage, versionChains } from "./records.js";
 import { audited, hexOf, hexToBytes, loadRecords, needsUmbral, refreshAccount, session } from "./session.js";
 import { act, clearStatus, describeError, main, onChain, showError, showInfo, statusBar } from "./ui.js";
 import * as wallet from "./wallet.js";
@@ -351,11 +351,12 @@ async function erase(chain) {
   if (!window.confirm("Erase this record and all its versions for good? This cannot be undone.")) return;
   const done = await act("Erasing", async () => {
     const txs = [];  // an erase whose unpin was interrupted has nothing left to tombstone: it unpins again
-    // A grantee with amend access may add a version while the wallet sends the tombstones: after
-    // each round the listing is read again and every version amended onto this record is erased too.
-    let versions = chain;
+    // A grantee with amend access may add a version while the wallet sends the tombstones, even one whose
+    // pointer is not a CID (the listing leaves that out): after each round the page asks again for every
+    // version of this record as the chain states it (/api/versions) and tombstones those still live.
+    let versions;
     for (let round = 0; ; round++) {
-      versions = chainWithSuccessors((await api.records(session.account)).records, versions);
+      versions = (await api.versions(chain[chain.length - 1].recordId)).versions;
       const pending = versions.filter((r) => r.status !== "tombstoned");
       if (!pending.length) break;
       if (round === MAX_ERASE_ROUNDS) {
@@ -368,11 +369,11 @@ async function erase(chain) {
           : await sendAndWait("Tombstoning", "RecordRegistry", "tombstone", [version.recordId]));
       }
     }
-    const amended = new Set(versions.map((r) => r.previousId).filter(Boolean));
-    const newest = versions.find((r) => !amended.has(r.recordId)) || versions[versions.length - 1];
+    // The portal unpins the newest version that verifies and those before it; one that does not verify has no bytes.
+    const newest = versions.filter((r) => r.verified).at(-1) || chain[chain.length - 1];
     const unpinned = await api.erase(newest.recordId);
     const custodians = audited() ? await destroyAtCustodians(versions.map((r) => r.recordId)) : null;
-    return { txs, unpinned, custodians, newest: newest.recordId };
+    return { txs, unpinned, custodians, newest: newest.recordId, unverified: versions.filter((r) => !r.verified) };
   });
   if (!done) return;
   await loadRecords();
@@ -381,6 +382,8 @@ async function erase(chain) {
   statusBar().append(h("div.message.ok", { id: "erase-done" },
     `Erased: ${done.txs.length} tombstone transaction(s) (${done.txs.map((t) => `${t.gasUsed} gas`).join(", ")}, paid by you); `
     + `${done.unpinned.unpinned.length} blob(s) unpinned.`,
+    done.unverified.length ? h("p.warning", { id: "erase-unverified" }, "Tombstoned too, though they do not verify "
+      + "(nothing of theirs to unpin): ", done.unverified.map((r) => `${short(r.recordId)} by ${short(r.author)} (${r.problem})`).join("; ")) : null,
     reissued.some((r) => !r.problem) ? h("p", { id: "reissued-shares" }, "Key shares stored here held this record's keys; they were "
       + "re-issued without them and the old ones unpinned. Hand each grantee the new share: ",
       ...reissued.filter((r) => !r.problem).map((r) => h("span", {}, `${short(r.grantee)}: `,

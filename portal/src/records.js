@@ -73,25 +73,6 @@ export function versionChains(records) {
   return chains.reverse();
 }
 
-/** The versions of `chain` and every version amended onto one of them since, as listed in
- * `records` (oldest first): what erasing that chain must tombstone. */
-export function chainWithSuccessors(records, chain) {
-  const ids = new Set(chain.map((r) => r.recordId));
-  const found = [...chain];
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const record of records) {
-      if (record.previousId && ids.has(record.previousId) && !ids.has(record.recordId)) {
-        ids.add(record.recordId);
-        found.push(record);
-        grew = true;
-      }
-    }
-  }
-  const byId = new Map(records.map((r) => [r.recordId, r]));
-  return found.map((r) => byId.get(r.recordId) || r);
-}
-
 /** RecordRegistry.recordIdOf(author, salt): keccak256(abi.encode(uint8 1, author, salt)). */
 export function recordIdOf(author, saltHex) {
   return keccak256(encodeAbiParameters([{ type: "uint8" }, { type: "address" }, { type: "bytes32" }], [1, author, saltHex]));

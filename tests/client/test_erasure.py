@@ -1,13 +1,16 @@
 """Erasure leaves nothing the system holds able to open an erased record: key shares are re-issued
-without its data key, versions amended in during the erasure are erased too, and a damaged journal
-stops it before anything changes."""
+without its data key, versions amended in during the erasure are erased too (a version whose pointer
+does not verify included), and a damaged journal stops it before anything changes."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
+from ehr_client.chain.ids import record_id_of
+from ehr_client.chain.types import Status
 from ehr_client.client import EHRClient
 from ehr_client.errors import BlobNotFound, ErasureIncomplete, RecordErased, StorageUnavailable
 from ehr_client.journal import JournalDamaged
@@ -86,6 +89,24 @@ def test_erasing_an_old_version_erases_its_later_versions(people: dict[str, EHRC
     assert erasure.successors == (v2.record_id, v3.record_id)
     assert all(patient.get_record(r.record_id).status == "tombstoned" for r in (v1, v2, v3))
     assert not any(patient.store.has(r.cid) for r in (v1, v2, v3))
+
+
+def test_erasing_from_a_version_whose_pointer_is_not_a_cid_erases_it_and_the_ones_before(
+        people: dict[str, EHRClient], observation: dict[str, Any]) -> None:
+    patient, hospital = people["patient"], people["hospital"]
+    v1 = patient.add_record(patient.address, observation)
+    patient.grant(hospital.address, LAB, access="amend", expires_at=patient.chain.now() + DAY, share_keys=False)
+    salt = os.urandom(32)  # the chain does not check pointers: the grantee anchors one that is not a CID
+    hospital.chain.transact(hospital.identity.account, hospital.chain.records.functions.amendRecord(
+        v1.record_id, salt, os.urandom(32), b"not a CID"), action="amend record")
+    hidden = record_id_of(hospital.address, salt)
+
+    erasure = _sharing(patient).erase(hidden)
+
+    assert erasure.record_ids == (hidden, v1.record_id)
+    assert [(s.what, s.author) for s in erasure.unverified] == [("record 0x" + hidden.hex(), hospital.address)]
+    assert all(v.status == Status.TOMBSTONED for v in patient.versions_of(hidden))
+    assert erasure.unpinned == (v1.cid,) and not patient.store.has(v1.cid)
 
 
 def test_erasure_raced_on_every_round_stops_with_what_to_do_then_finishes_on_rerun(

@@ -1,14 +1,12 @@
-"""A sibling of the page's finding, found by looking: the client's erasure follows the chain's
-RecordAmended events, then reads each successor through `get_record`, which refuses a version whose
-anchored pointer is not a CID."""
+"""A sibling of the page's finding, found by looking: the client's erasure followed the chain's
+RecordAmended events, then read each successor through `get_record`, which refuses a version whose
+anchored pointer is not a CID; it now goes by the chain's facts alone (`ehr_client.client.lineage`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from ehr_client.chain.ids import record_id_of
 from ehr_client.chain.types import Status
@@ -19,10 +17,6 @@ from tests.portal_audited.conftest import CustodianProcess
 from tests.redteam_portal3.shares import lab_results
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/sharing/audited.py AuditedSharing._successors reads every amended version with get_record, "
-    "whose IntegrityError (pointer not a CID, ehr_client/client/locate.py single_info) ends erase() after the "
-    "tombstones and before the unpin, share re-issue and custodians' destruction, at every rerun"))
 def test_a_grantee_cannot_stop_the_patients_erasure_with_a_successor_that_is_not_a_cid(
         portal: Portal, running: list[CustodianProcess], cli: Cli, observation: Path,
         client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:

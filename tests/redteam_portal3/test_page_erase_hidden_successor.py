@@ -1,14 +1,12 @@
-"""The page's erasure follows amendments made during it, but only through the portal's verified
-listing, which leaves out a version whose anchored pointer is not a CID. A grantee with amend access
-anchors exactly that while the patient erases."""
+"""The page's erasure follows amendments made during it. It did so through the portal's verified
+listing, which leaves out a version whose anchored pointer is not a CID, and a grantee with amend
+access anchors exactly that while the patient erases; it now follows the chain's facts (/api/versions)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ehr_client.chain.ids import record_id_of
 from ehr_client.chain.types import Status
@@ -19,13 +17,9 @@ from tests.cli.conftest import Cli
 from tests.portal.conftest import Portal
 from tests.portal_audited.conftest import HookedWallet
 from tests.redteam_portal2.observations import fresh_observation
-from tests.redteam_portal3.shares import DAY
+from tests.redteam_portal3.shares import DAY, lab_results
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "portal/src/app.js erase follows successors through /api/records (ehr_client/client/locate.py listing "
-    "skips a RecordAdded whose pointer is not a CID), so a version amended on with such a pointer stays "
-    "active on chain while the page says Erased; nothing asks the chain for the record's successors"))
 def test_the_page_does_not_report_erased_while_an_amended_version_is_active_on_chain(
         fresh_patient: tuple[Any, HookedWallet], portal: Portal, cli: Cli, world: dict[str, str], client_of: Any,
         observation: Path, tmp_path: Path) -> None:
@@ -69,3 +63,28 @@ def test_the_page_does_not_report_erased_while_an_amended_version_is_active_on_c
     said_erased = page.locator("#erase-done").count() == 1
     assert not (said_erased and status == int(Status.ACTIVE)), (
         f"the page says erased while version 0x{hidden.hex()} of the record is active on chain")
+    assert said_erased and status == int(Status.TOMBSTONED), page.locator(".message").all_inner_texts()
+    assert page.locator("#erase-unverified").inner_text().count(f"0x{hidden.hex()[:6]}") == 1
+
+
+def test_the_portal_states_a_version_the_listing_leaves_out(portal: Portal, cli: Cli, observation: Path,
+                                                            client_of: Any, tmp_path: Path) -> None:
+    lab: EHRClient = client_of("lab")  # the world's lab holds amend access to the CLI patient's lab results
+    (record,) = lab_results(cli, observation, tmp_path, 1)
+    salt = os.urandom(32)
+    lab.chain.transact(lab.identity.account, lab.chain.records.functions.amendRecord(
+        record, salt, os.urandom(32), b"not a CID"), action="amend record")
+    hidden = "0x" + record_id_of(lab.address, salt).hex()
+
+    patient = client_of("patient").address
+    listed = [r["recordId"] for r in portal.get(f"/api/records/{patient}").json()["records"]]
+    stated = portal.get(f"/api/versions/{hidden}").json()["versions"]
+
+    assert hidden not in listed
+    assert [(v["recordId"], v["status"], v["verified"]) for v in stated] == [
+        ("0x" + record.hex(), "superseded", True), (hidden, "active", False)]
+    assert stated[1]["previousId"] == "0x" + record.hex() and stated[1]["author"] == lab.address
+    assert "not a CID" in stated[1]["problem"]
+    assert portal.get(f"/api/versions/0x{record.hex()}").json()["versions"] == stated
+    assert portal.get("/api/versions/0x12").status_code == 400
+    assert portal.get("/api/versions/0x" + "ab" * 32).status_code == 404
