@@ -538,6 +538,10 @@ class ChainClient:
         self._head_hint = int(self._rpc(lambda: self.w3.eth.block_number))
         return self._head_hint
 
+    def settled(self, block_number: int) -> bool:
+        """Whether `block_number` was `confirmations` deep at the latest head this client saw."""
+        return self._head_hint is not None and block_number <= self._head_hint - self.confirmations
+
     def now(self) -> int:
         """The latest block's timestamp: the chain's idea of the current time."""
         return int(self._rpc(lambda: self.w3.eth.get_block("latest"))["timestamp"])

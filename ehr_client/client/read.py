@@ -2,7 +2,9 @@
 
 For every record, in this order, and nothing returned that failed a check:
 1. the status (erased records raise `RecordErased`, or are left out of a history) and `canRead`
-   for the record's patient and scope, all in one JSON-RPC batch with what the access requests need;
+   for the record's patient and scope, all in one JSON-RPC batch with what the access requests need
+   (one single record read by id: located, with the access request's gas estimate standing in for
+   `canRead`, in that same batch, `read_by_id`);
 2. the access requests (`requestAccess`, or `requestBatchedAccess` with the proof for a batched
    record: the chain re-verifies the proof and names the batch's patient), signed and sent in one
    batch and awaited: the on-chain fact of the read comes first;
@@ -34,6 +36,7 @@ from ehr_client.chain.calls import (
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.merkle import batch_leaf, root_from_proof
 from ehr_client.client.keysource import ShareIndex, check_header, own_data_key
+from ehr_client.client.locate import RecordLocator
 from ehr_client.client.model import FHIR_MEDIA_TYPE, Identity, KeyRelease, ReadResult, RecordInfo, Skipped, hex_id
 from ehr_client.crypto import claim_secret, iter_decrypt
 from ehr_client.errors import (
@@ -84,6 +87,39 @@ class RecordReader:
         if not kept:
             return []
         access, hashes, first_nonce = self._send_access(kept)
+        return self._finish(kept, access, hashes, first_nonce, key_share=key_share, key_release=key_release,
+                            skipped=skipped)
+
+    def read_by_id(
+        self, record_id: bytes, locator: RecordLocator, *, key_share: Cid | None = None,
+        key_release: KeyRelease | None = None,
+    ) -> ReadResult:
+        """`read` of one record by id. A single record is located, and its access request planned, in
+        one round trip: the request's gas estimate is the contract's own permission check (a reader
+        without a grant gets `AccessDenied` before anything is sent), and its nonce and fees come with
+        it. A batched record needs its proof first, so it takes `read`'s path."""
+        chain, me, account = self.chain, self.identity.address, self.identity.account
+        access = [Call(chain.consent, "requestAccess", (record_id,))]
+        with sender_lock(chain, account):
+            info, answers = locator.find_with(record_id, extra=preparation_requests(chain, me, access))
+            if info.batch is None and info.status != "tombstoned":
+                try:
+                    plan = prepared(access, answers, action="request access")
+                except AccessDenied:
+                    raise AccessDenied(_denied(me, info)) from None
+                hashes = send_prepared(chain, account, access, plan, action="request access")
+                sent = True
+            else:
+                sent = False
+        if not sent:
+            return self.read([info], key_share=key_share, key_release=key_release)[0]
+        return self._finish([info], access, hashes, plan.nonce, key_share=key_share, key_release=key_release)[0]
+
+    def _finish(
+        self, kept: Sequence[RecordInfo], access: list[Call], hashes: list[str], first_nonce: int, *,
+        key_share: Cid | None, key_release: KeyRelease | None, skipped: list[Skipped] | None = None,
+    ) -> list[ReadResult]:
+        """Fetch and verify while the access requests are mined; open each record once they are."""
         # Ciphertext is fetched and checked against the chain's hash while the access requests are
         # mined; nothing is decrypted before they are.
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ehr-fetch")
@@ -144,10 +180,7 @@ class RecordReader:
                        for pair, view, answer in zip(pairs, views, answers, strict=False)}
             for info in infos:
                 if not allowed[(info.patient, info.scope)]:
-                    raise AccessDenied(
-                        f"{me} may not read record {hex_id(info.record_id)}: no valid grant covers its scope "
-                        "(never granted, expired, revoked, or membership suspended); ask the patient for consent"
-                    )
+                    raise AccessDenied(_denied(me, info))
             plan = prepared(access, answers[len(views):], action="request access")
             hashes = send_prepared(chain, account, access, plan, action="request access")
         return access, hashes, plan.nonce
@@ -194,6 +227,11 @@ class RecordReader:
                 break
         header, _ = parse_header(bytes(buffer))
         return header
+
+
+def _denied(reader: str, info: RecordInfo) -> str:
+    return (f"{reader} may not read record {hex_id(info.record_id)}: no valid grant covers its scope (never granted, "
+            "expired, revoked, or membership suspended); ask the patient for consent")
 
 
 def _check_proof(info: RecordInfo) -> None:
