@@ -165,8 +165,9 @@ def test_reading_many_records_checks_them_all_in_one_round_trip(people, writer_l
     assert [r.data for r in results] == [canonicalize(observation(i)) for i in range(5)]
     checks, sends, *receipts = rpc_counter.trips
     # every check in one batch: canRead once for the (patient, scope) pair, then the 5 gas
-    # estimates (the chain re-verifies each proof), the nonce, the latest block and the tip
-    assert len(checks) == 1 + 5 + 3
+    # estimates (the chain re-verifies each proof), the nonce, the latest block, the tip and whether
+    # the node mines on arrival
+    assert len(checks) == 1 + 5 + 4
     assert sends == ["eth_sendRawTransaction"] * 5
     # each receipt poll also asks for the reader's mined nonce (a displaced request is sent again)
     assert receipts and all(set(trip) == {"eth_getTransactionReceipt", "eth_getTransactionCount"} for trip in receipts)
