@@ -40,6 +40,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-mib", type=int, default=1024, help="file size for the memory section (1024)")
     parser.add_argument("--phase-reads", type=int, default=50,
                         help="phase-timed reads, interleaved with the floors (50)")
+    parser.add_argument("--first-reads", type=int, default=20,
+                        help="records each read once by a reader that never located them (20)")
     parser.add_argument("--only", type=_sections, default=SECTIONS, metavar="SECTION[,SECTION]",
                         help=f"run only these sections ({', '.join(SECTIONS)}); `--only read,rpc` is the quick look at "
                         "the read path. Writes results/only-<sections>.json unless --out is given")
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "read" in only:
             log(f"read: {args.reads} + {args.batched_reads} reads, then {args.phase_reads} phase-timed with floors")
             results["read"] = read.measure(world, reads=args.reads, batched_reads=args.batched_reads,
-                                           phase_reads=args.phase_reads).to_json()
+                                           phase_reads=args.phase_reads, first_reads=args.first_reads).to_json()
     context["load_average_at_end"] = os.getloadavg()
     context["seconds"] = round(time.perf_counter() - began, 1)
     context["sections"] = list(args.only)

@@ -13,6 +13,9 @@ validation timed where the pipeline calls them; medians per phase. `python` is t
 read: encoding, decoding, bookkeeping. The fetch and its sha256 run on a worker thread while the
 access request is mined, so they overlap the receipt wait and are not part of `python`.
 
+`first_*`: reads of records the reader never located before (a fresh client each): the repeated
+reads ask a located record's status only, these also look its anchoring event up in the logs.
+
 Floors on the same Anvil, interleaved with those reads so both see the same load: one bare
 `eth_blockNumber` round trip over a kept-alive HTTP connection with nothing but `http.client`
 (`bare_round_trip_ms`); the same request through the client's RPC layer (`ChainClient.batch`); and
@@ -59,12 +62,17 @@ class ReadResult:
     batched_p95_ms: float
     phases: dict[str, Any] = field(default_factory=dict)
     floors: dict[str, Any] = field(default_factory=dict)
+    first_reads: int = 0
+    first_p50_ms: float = 0.0
+    first_p95_ms: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "p50_ms": round(self.p50_ms, 2), "p95_ms": round(self.p95_ms, 2), "reads": self.reads,
             "batched_p50_ms": round(self.batched_p50_ms, 2), "batched_p95_ms": round(self.batched_p95_ms, 2),
             "batched_reads": self.batched_reads, "phases": self.phases, "floors": self.floors,
+            "first_reads": self.first_reads, "first_p50_ms": round(self.first_p50_ms, 2),
+            "first_p95_ms": round(self.first_p95_ms, 2),
         }
 
 
@@ -205,7 +213,7 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-def measure(world: World, *, reads: int, batched_reads: int, phase_reads: int = 50) -> ReadResult:
+def measure(world: World, *, reads: int, batched_reads: int, phase_reads: int = 50, first_reads: int = 20) -> ReadResult:
     patient, lab, doctor = (world.client(name, "read") for name in ("patient", "lab", "doctor"))
     world.onboard()
     patient.grant(lab.address, int(Scope.LAB), access="amend", expires_at=patient.chain.now() + DAY, share_keys=False)
@@ -223,7 +231,21 @@ def measure(world: World, *, reads: int, batched_reads: int, phase_reads: int = 
         raise RuntimeError("the benchmark's reader decrypted another batched record than the writer wrote")
     b50, b95 = _timed(lambda: doctor.read_record(batched_id, key_share=share), batched_reads)
     phases, floors = _phases_and_floors(world, patient, doctor, single.record_id, share, phase_reads)
-    return ReadResult(reads, p50, p95, batched_reads, b50, b95, phases, floors)
+    f50, f95 = _first_reads(world, lab, patient.address, share, first_reads)
+    return ReadResult(reads, p50, p95, batched_reads, b50, b95, phases, floors, first_reads, f50, f95)
+
+
+def _first_reads(world: World, lab: EHRClient, patient: str, share: Any, count: int) -> tuple[float, float]:
+    """Each of `count` records read once by a reader that never located it (a client of its own):
+    the record's anchoring event is looked up in the logs, which the repeated reads above skip."""
+    written = [lab.add_record(patient, observation(6_000 + i)).record_id for i in range(count)]
+    samples = []
+    for record_id in written:
+        reader = world.client("doctor", "read-first")
+        start = time.perf_counter()
+        reader.read_record(record_id, key_share=share)
+        samples.append((time.perf_counter() - start) * 1000)
+    return _quantiles(samples)
 
 
 def _phases_and_floors(world: World, patient: EHRClient, doctor: EHRClient, record_id: bytes, share: Any,

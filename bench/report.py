@@ -148,6 +148,9 @@ def _read_rows(rd: dict[str, Any], row: Row) -> None:
     row("read", "full read p95", rd["p95_ms"], "read.p95_ms", " ms")
     row("read", f"batched record read p50 ({rd['batched_reads']} reads)", rd["batched_p50_ms"], unit=" ms")
     row("read", "batched record read p95", rd["batched_p95_ms"], unit=" ms")
+    if rd.get("first_reads"):
+        row("read", f"first read of a record, p50 ({rd['first_reads']} records)", rd["first_p50_ms"], unit=" ms")
+        row("read", "first read of a record, p95", rd["first_p95_ms"], unit=" ms")
     floors = rd.get("floors")
     if not floors:
         return
