@@ -231,14 +231,15 @@ def measure(world: World, *, reads: int, batched_reads: int, phase_reads: int = 
         raise RuntimeError("the benchmark's reader decrypted another batched record than the writer wrote")
     b50, b95 = _timed(lambda: doctor.read_record(batched_id, key_share=share), batched_reads)
     phases, floors = _phases_and_floors(world, patient, doctor, single.record_id, share, phase_reads)
-    f50, f95 = _first_reads(world, lab, patient.address, share, first_reads)
+    f50, f95 = _first_reads(world, lab, patient, doctor.address, first_reads)
     return ReadResult(reads, p50, p95, batched_reads, b50, b95, phases, floors, first_reads, f50, f95)
 
 
-def _first_reads(world: World, lab: EHRClient, patient: str, share: Any, count: int) -> tuple[float, float]:
+def _first_reads(world: World, lab: EHRClient, patient: EHRClient, grantee: str, count: int) -> tuple[float, float]:
     """Each of `count` records read once by a reader that never located it (a client of its own):
     the record's anchoring event is looked up in the logs, which the repeated reads above skip."""
-    written = [lab.add_record(patient, observation(6_000 + i)).record_id for i in range(count)]
+    written = [lab.add_record(patient.address, observation(6_000 + i)).record_id for i in range(count)]
+    share, _ = patient.share_keys(grantee, int(Scope.LAB))
     samples = []
     for record_id in written:
         reader = world.client("doctor", "read-first")
