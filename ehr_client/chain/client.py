@@ -350,17 +350,22 @@ class ChainClient:
 
     def send_raw(self, raw: bytes, *, mined_on_send: bool = False) -> tuple[HexBytes | RpcFailure, Any]:
         """Hand a signed transaction to the node: (its hash or the node's refusal, its formatted receipt
-        or None: poll for it). `mined_on_send` (the node mines each transaction as it arrives, as
-        `Prepared` says): `eth_sendRawTransactionSync` (EIP-7966) answers with the receipt, saving the
-        round trip that polls for it; a node without the method is asked the plain way, and not
-        asked again."""
+        or None: poll for it). See `send_raws`."""
+        return self.send_raws([raw], mined_on_send=mined_on_send)[0]
+
+    def send_raws(self, raws: Sequence[bytes], *, mined_on_send: bool = False) -> list[tuple[HexBytes | RpcFailure, Any]]:
+        """Signed transactions handed to the node in one round trip: for each, (its hash or the node's
+        refusal, its formatted receipt or None: poll for it). `mined_on_send` (the node mines each
+        transaction as it arrives, as `Prepared` says): `eth_sendRawTransactionSync` (EIP-7966) answers
+        with the receipt, saving the round trips that poll for it; a node without the method is asked
+        the plain way, and not asked again."""
         if mined_on_send and self._sync_send:
-            answer = self.batch([("eth_sendRawTransactionSync", ["0x" + raw.hex()])])[0]
-            if not (isinstance(answer, RpcFailure) and answer.code == -32601):
-                return _sync_outcome(answer, HexBytes(keccak(raw)))
+            answers = self.batch([("eth_sendRawTransactionSync", ["0x" + raw.hex()]) for raw in raws])
+            if not any(isinstance(a, RpcFailure) and a.code == -32601 for a in answers):
+                return [_sync_outcome(answer, HexBytes(keccak(raw))) for answer, raw in zip(answers, raws, strict=True)]
             self._sync_send = False  # the node has no such method: nothing was sent
-        sent = self.batch([("eth_sendRawTransaction", ["0x" + raw.hex()])])[0]
-        return (sent if isinstance(sent, RpcFailure) else HexBytes(str(sent))), None
+        sent = self.batch([("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws])
+        return [((a if isinstance(a, RpcFailure) else HexBytes(str(a))), None) for a in sent]
 
     def _await(self, tx_hash: HexBytes, fn: ContractFunction | ContractConstructor, sender: str, *, action: str,
                nonce: int | None = None, receipt: Any = None) -> TxResult:
