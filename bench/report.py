@@ -165,6 +165,8 @@ def _read_rows(rd: dict[str, Any], row: Row) -> None:
     row("read", "  of it ours", floors["read_ours_ms"], unit=" ms")
     row("read", "read / bare round trip; read / cheapest tx", floors["read_over_bare_round_trip"],
         unit=f" x; {floors['read_over_cheapest_tx']:.2f} x")
+    if "read_beyond_cheapest_tx_ms" in floors:
+        row("read", "  read beyond the cheapest mined tx", floors["read_beyond_cheapest_tx_ms"], unit=" ms")
 
 
 def write_json(path: Path, results: dict[str, Any]) -> None:
