@@ -140,6 +140,8 @@ def _throughput(tp: throughput.ThroughputResult) -> dict[str, Any]:
         "ms_per_record_single": round(1000 / tp.single_per_s, 2),
         "ms_per_record_batched": round(1000 / tp.batched_per_s, 2),
         "local_steps_ms_per_record": tp.local_ms,
+        "tx_floor_ms": round(tp.tx_floor_ms, 2),
+        "single_write_over_tx_floor": round(1000 / tp.single_per_s / tp.tx_floor_ms, 2),
     }
 
 

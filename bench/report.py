@@ -135,6 +135,9 @@ def _throughput_rows(tp: dict[str, Any], row: Row) -> None:
         tp["ms_per_record_single"], unit=f" / {tp['ms_per_record_batched']:.2f} ms")
     for step, ms in tp["local_steps_ms_per_record"].items():
         row("throughput", f"  local step alone: {step}", ms, unit=" ms")
+    if "tx_floor_ms" in tp:
+        row("throughput", "floor: cheapest tx mined via ChainClient.transact", tp["tx_floor_ms"], unit=" ms")
+        row("throughput", "single write / that floor", tp["single_write_over_tx_floor"], unit=" x")
 
 
 def _crypto_rows(crypto: dict[str, Any], row: Row) -> None:
