@@ -26,6 +26,7 @@ from bench.report import print_report, targets, write_json
 from ehr_client.errors import EHRError
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+SECTIONS = ("gas", "rpc", "throughput", "crypto", "memory", "read")
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -37,9 +38,28 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--crypto-mib", type=int, default=64, help="buffer encrypted in the crypto section (64)")
     parser.add_argument("--crypto-rounds", type=int, default=5, help="best of this many crypto runs (5)")
     parser.add_argument("--memory-mib", type=int, default=1024, help="file size for the memory section (1024)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"result file ({RESULTS.relative_to(Path.cwd())})"
+    parser.add_argument("--phase-reads", type=int, default=50,
+                        help="phase-timed reads, interleaved with the floors (50)")
+    parser.add_argument("--first-reads", type=int, default=20,
+                        help="records each read once by a reader that never located them (20)")
+    parser.add_argument("--only", type=_sections, default=SECTIONS, metavar="SECTION[,SECTION]",
+                        help=f"run only these sections ({', '.join(SECTIONS)}); `--only read,rpc` is the quick look at "
+                        "the read path. Writes results/only-<sections>.json unless --out is given")
+    parser.add_argument("--out", type=Path, default=None, help=f"result file ({RESULTS.relative_to(Path.cwd())})"
                         if RESULTS.is_relative_to(Path.cwd()) else "result file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS if args.only == SECTIONS else RESULTS.with_name(f"only-{'-'.join(args.only)}.json")
+    return args
+
+
+def _sections(value: str) -> tuple[str, ...]:
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = names - set(SECTIONS)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown section {', '.join(sorted(unknown)) or '(none)'}; "
+                                         f"choose from {', '.join(SECTIONS)}")
+    return tuple(name for name in SECTIONS if name in names)
 
 
 def _context(world: World) -> dict[str, Any]:
@@ -59,60 +79,69 @@ def _context(world: World) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
+    results: dict[str, Any] = {}
     with World() as world:
         context = _context(world)
-        log = _progress
-        log("gas")
-        g = gas.measure(world)
-        log("rpc: round trips per write, read and grant")
-        rt = rpc.measure(world)
-        log(f"throughput: {args.records} records single, then batched")
-        tp = throughput.measure(world, records=args.records, batch_size=args.batch_size)
-        log("crypto")
-        c = crypto.measure(size=args.crypto_mib << 20, rounds=args.crypto_rounds)
-        log(f"memory: a {args.memory_mib} MiB file in a child process")
-        m = memory.measure(world, size=args.memory_mib << 20)
-        log(f"read: {args.reads} + {args.batched_reads} reads")
-        r = read.measure(world, reads=args.reads, batched_reads=args.batched_reads)
+        log, only = _progress, args.only
+        if "gas" in only:
+            log("gas")
+            g = gas.measure(world)
+            results["gas"] = {**g.figures, "anchor_per_record": g.anchor_per_record,
+                              "anchor_batch_total": g.anchor_total}
+            context["paths"] = g.paths
+        if "rpc" in only:
+            log("rpc: round trips per write, read and grant")
+            results["rpc"] = rpc.measure(world).to_json()
+        if "throughput" in only:
+            log(f"throughput: {args.records} records single, then batched")
+            results["throughput"] = _throughput(throughput.measure(world, records=args.records,
+                                                                   batch_size=args.batch_size))
+            context["throughput_path"] = (throughput.__doc__.split("\n\n")[1].replace("\n", " ")
+                                          if throughput.__doc__ else "")
+        if "crypto" in only:
+            log("crypto")
+            c = crypto.measure(size=args.crypto_mib << 20, rounds=args.crypto_rounds)
+            results["crypto"] = {
+                "aes_gcm_raw_MBps": round(c.raw_MBps, 1), "envelope_MBps": round(c.envelope_MBps, 1),
+                "ratio": round(c.envelope_MBps / c.raw_MBps, 3),
+                "envelope_plus_sha256_MBps": round(c.envelope_sha256_MBps, 1),
+                "buffer_MiB": c.size >> 20, "rounds": c.rounds, "unit": "MB/s (10^6 bytes)",
+            }
+        if "memory" in only:
+            log(f"memory: a {args.memory_mib} MiB file in a child process")
+            m = memory.measure(world, size=args.memory_mib << 20)
+            results["memory"] = {
+                "encrypt_1GiB_peak_rss_MiB": round(m.peak_rss_MiB, 1),
+                "rss_before_write_MiB": round(m.rss_before_write_MiB, 1),
+                "peak_before_write_MiB": round(m.peak_before_write_MiB, 1),
+                "ru_maxrss_MiB_from_wait4": round(m.ru_maxrss_MiB, 1),
+                "file_GiB": m.size / (1 << 30), "seconds": round(m.seconds, 1),
+            }
+            context["memory_path"] = ("child process: EHRClient.add_record(patient, path, category='genomic'); peak = "
+                                      "the child's VmHWM read by the parent from /proc/<pid>/status after the write")
+        if "read" in only:
+            log(f"read: {args.reads} + {args.batched_reads} reads, then {args.phase_reads} phase-timed with floors")
+            results["read"] = read.measure(world, reads=args.reads, batched_reads=args.batched_reads,
+                                           phase_reads=args.phase_reads, first_reads=args.first_reads).to_json()
     context["load_average_at_end"] = os.getloadavg()
     context["seconds"] = round(time.perf_counter() - began, 1)
-    context["paths"] = g.paths
-    context["throughput_path"] = throughput.__doc__.split("\n\n")[1].replace("\n", " ") if throughput.__doc__ else ""
-    context["memory_path"] = ("child process: EHRClient.add_record(patient, path, category='genomic'); peak = the "
-                              "child's VmHWM read by the parent from /proc/<pid>/status after the write")
+    context["sections"] = list(args.only)
+    return {**results, "context": context}
+
+
+def _throughput(tp: throughput.ThroughputResult) -> dict[str, Any]:
     return {
-        "gas": {**g.figures, "anchor_per_record": g.anchor_per_record, "anchor_batch_total": g.anchor_total},
-        "rpc": rt.to_json(),
-        "throughput": {
-            "records_per_s_single": round(tp.single_per_s, 2), "records_per_s_batched": round(tp.batched_per_s, 2),
-            "ratio": round(tp.batched_per_s / tp.single_per_s, 2), "records": tp.records, "batch_size": tp.batch_size,
-            "batches": tp.batches, "single_seconds": round(tp.single_seconds, 2),
-            "batched_seconds": round(tp.batched_seconds, 2),
-            "records_per_s_batched_fsync_each_blob": round(tp.batched_fsync_each_per_s, 2),
-            "group_commit_ratio": round(tp.batched_per_s / tp.batched_fsync_each_per_s, 2),
-            "ms_per_record_single": round(1000 / tp.single_per_s, 2),
-            "ms_per_record_batched": round(1000 / tp.batched_per_s, 2),
-            "local_steps_ms_per_record": tp.local_ms,
-        },
-        "crypto": {
-            "aes_gcm_raw_MBps": round(c.raw_MBps, 1), "envelope_MBps": round(c.envelope_MBps, 1),
-            "ratio": round(c.envelope_MBps / c.raw_MBps, 3),
-            "envelope_plus_sha256_MBps": round(c.envelope_sha256_MBps, 1),
-            "buffer_MiB": c.size >> 20, "rounds": c.rounds, "unit": "MB/s (10^6 bytes)",
-        },
-        "memory": {
-            "encrypt_1GiB_peak_rss_MiB": round(m.peak_rss_MiB, 1),
-            "rss_before_write_MiB": round(m.rss_before_write_MiB, 1),
-            "peak_before_write_MiB": round(m.peak_before_write_MiB, 1),
-            "ru_maxrss_MiB_from_wait4": round(m.ru_maxrss_MiB, 1),
-            "file_GiB": m.size / (1 << 30), "seconds": round(m.seconds, 1),
-        },
-        "read": {
-            "p50_ms": round(r.p50_ms, 2), "p95_ms": round(r.p95_ms, 2), "reads": r.reads,
-            "batched_p50_ms": round(r.batched_p50_ms, 2), "batched_p95_ms": round(r.batched_p95_ms, 2),
-            "batched_reads": r.batched_reads,
-        },
-        "context": context,
+        "records_per_s_single": round(tp.single_per_s, 2), "records_per_s_batched": round(tp.batched_per_s, 2),
+        "ratio": round(tp.batched_per_s / tp.single_per_s, 2), "records": tp.records, "batch_size": tp.batch_size,
+        "batches": tp.batches, "single_seconds": round(tp.single_seconds, 2),
+        "batched_seconds": round(tp.batched_seconds, 2),
+        "records_per_s_batched_fsync_each_blob": round(tp.batched_fsync_each_per_s, 2),
+        "group_commit_ratio": round(tp.batched_per_s / tp.batched_fsync_each_per_s, 2),
+        "ms_per_record_single": round(1000 / tp.single_per_s, 2),
+        "ms_per_record_batched": round(1000 / tp.batched_per_s, 2),
+        "local_steps_ms_per_record": tp.local_ms,
+        "tx_floor_ms": round(tp.tx_floor_ms, 2),
+        "single_write_over_tx_floor": round(1000 / tp.single_per_s / tp.tx_floor_ms, 2),
     }
 
 

@@ -100,6 +100,16 @@ class World:
         return EHRClient(chain or self.chain, LocalStore(self.root / "store"), self.ids[name],
                          state_dir=self.root / "state" / name)
 
+    def onboard(self) -> None:
+        """Register `patient` and publish the keys of the patient and the members, unless an earlier
+        section (gas, which measures these transactions) did: lets `--only` run any section alone."""
+        patient = self.client("patient")
+        if self.chain.call(self.chain.records.functions.isPatient(patient.address), action="look up patient"):
+            return
+        patient.register_patient()
+        for name in ("patient", "lab", "doctor", "fresh_grantee", "second_grantee"):
+            self.client(name).publish_key()
+
     def scratch(self, name: str) -> Path:
         path = self.root / "scratch" / name
         path.mkdir(parents=True, exist_ok=True)

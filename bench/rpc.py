@@ -133,6 +133,7 @@ def measure(world: World) -> RpcResult:
         def counted(name: str, tag: str) -> Callable[[], EHRClient]:
             return lambda: world.client(name, tag, chain=ChainClient(counter.url, deployment, timeout=60))
 
+        world.onboard()
         patient, lab, doctor = (world.client(n, "rpc") for n in ("patient", "lab", "doctor"))
         patient.grant(lab.address, LAB, access="amend", expires_at=patient.chain.now() + DAY, share_keys=False)
 

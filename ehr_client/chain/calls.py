@@ -3,7 +3,8 @@
 web3.py's `batch_requests()` refuses `eth_sendRawTransaction` and cannot pin a call to a block per
 entry, so this talks to the provider's `make_batch_request` directly. Transactions are signed
 locally, under the same per-sender lock `ChainClient.transact` holds, with consecutive nonces, and
-sent in one batch; their receipts are then polled in batches. Reverts become the same typed errors
+sent in one batch; their receipts come with the send on a node that mines on arrival, and are
+polled in batches otherwise. Reverts become the same typed errors
 as everywhere else (`ehr_client.chain.reverts`).
 """
 
@@ -25,7 +26,7 @@ from ehr_client.chain.client import ChainClient, Displacement, TxResult
 from ehr_client.chain.txplan import Prepared, RpcFailure, plan, plan_requests
 from ehr_client.errors import ChainUnavailable, NonceDisplaced, TransactionReverted
 
-__all__ = ["Call", "Prepared", "RpcFailure", "call_many", "call_request", "decoded", "preparation_requests",
+__all__ = ["Call", "Prepared", "RpcFailure", "Sent", "call_many", "call_request", "decoded", "preparation_requests",
            "prepared", "rpc_batch", "send_prepared", "await_results", "sender_lock"]
 
 _POLL_SECONDS = 0.02
@@ -112,8 +113,9 @@ def prepared(calls: Sequence[Call], answers: Sequence[Any], *, action: str) -> P
 
 def send_prepared(
     chain: ChainClient, account: LocalAccount, calls: Sequence[Call], plan: Prepared, *, action: str
-) -> list[str]:
-    """Sign `calls` with consecutive nonces and send them in one batch; returns their hashes.
+) -> Sent:
+    """Sign `calls` with consecutive nonces and send them in one batch; returns their hashes, and their
+    receipts when the node mines on arrival (`ChainClient.send_raws`: the send then waits for them).
 
     The caller holds `sender_lock(chain, account)` from before the nonce was read until this
     returns, so no other thread of this process takes the same nonces.
@@ -122,30 +124,44 @@ def send_prepared(
     for offset, (call, gas) in enumerate(zip(calls, plan.gas, strict=True)):
         tx: dict[str, Any] = {"to": call.contract.address, "data": call.data(), "value": 0, "gas": gas,
               "nonce": plan.nonce + offset, "chainId": chain.chain_id, **plan.fees}
-        raw.append("0x" + account.sign_transaction(tx).raw_transaction.hex())
-    hashes = []
-    for answer in rpc_batch(chain, [("eth_sendRawTransaction", [r]) for r in raw]):
+        raw.append(bytes(account.sign_transaction(tx).raw_transaction))
+    hashes: list[str] = []
+    receipts: dict[str, Any] = {}
+    for answer, receipt in chain.send_raws(raw, mined_on_send=plan.mined_on_send):
         if isinstance(answer, RpcFailure):
             raise TransactionReverted(f"{action} failed: the node refused the transaction ({answer.message})")
-        hashes.append(str(answer))
-    return hashes
+        hashes.append(answer.to_0x_hex())
+        if receipt is not None:
+            receipts[hashes[-1]] = receipt
+    return Sent(hashes, receipts, plan.nonce)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Transactions handed to the node: their hashes in order, the receipts already known, the first nonce."""
+
+    hashes: list[str]
+    receipts: dict[str, Any]
+    first_nonce: int
 
 
 def await_results(
-    chain: ChainClient, account: LocalAccount, calls: Sequence[Call], hashes: Sequence[str], *, action: str,
-    first_nonce: int | None = None,
+    chain: ChainClient, account: LocalAccount, calls: Sequence[Call], sent: Sent, *, action: str,
+    watch_nonces: bool = True,
 ) -> list[TxResult]:
-    """Wait for every receipt (polled in batches); a reverted one is raised as its typed error.
+    """Wait for every receipt (those the send did not answer with are polled in batches); a reverted
+    one is raised as its typed error.
 
-    With `first_nonce` (the nonce of the first transaction; the others follow it), a transaction
-    whose nonce another transaction of the same account took is planned and sent again, up to a few
-    times, then `NonceDisplaced`.
+    With `watch_nonces`, a transaction whose nonce another transaction of the same account took is
+    planned and sent again, up to a few times, then `NonceDisplaced`.
     """
-    hashes = list(hashes)
-    nonces = None if first_nonce is None else [first_nonce + offset for offset in range(len(hashes))]
+    hashes = list(sent.hashes)
+    receipts = dict(sent.receipts)
+    nonces = [sent.first_nonce + offset for offset in range(len(hashes))] if watch_nonces else None
     for _ in range(_RESENDS):
         try:
-            mined = _await_receipts(chain, hashes, action=action, sender=account.address, nonces=nonces)
+            mined = _await_receipts(chain, hashes, action=action, sender=account.address, nonces=nonces,
+                                    known=receipts)
             break
         except _Displaced as displaced:
             assert nonces is not None
@@ -154,7 +170,8 @@ def await_results(
                 plan = prepared(redo, rpc_batch(chain, preparation_requests(chain, account.address, redo)),
                                 action=action)
                 fresh = send_prepared(chain, account, redo, plan, action=action)
-            for offset, (index, tx_hash) in enumerate(zip(displaced.indexes, fresh, strict=True)):
+            receipts.update(fresh.receipts)
+            for offset, (index, tx_hash) in enumerate(zip(displaced.indexes, fresh.hashes, strict=True)):
                 hashes[index], nonces[index] = tx_hash, plan.nonce + offset
     else:
         raise NonceDisplaced(f"{action}: other senders using {account.address} kept taking these transactions' "
@@ -181,11 +198,11 @@ class _Displaced(Exception):
 
 
 def _await_receipts(chain: ChainClient, hashes: list[str], *, action: str, sender: str,
-                    nonces: list[int] | None) -> list[Any]:
-    receipts: dict[str, Any] = {}
+                    nonces: list[int] | None, known: dict[str, Any]) -> list[Any]:
+    receipts: dict[str, Any] = {h: known[h] for h in hashes if h in known}
     deadline = time.monotonic() + chain.timeout
     displaced = Displacement()
-    while True:
+    while len(receipts) < len(hashes):
         missing = [h for h in hashes if h not in receipts]
         requests: list[tuple[str, list[Any]]] = [("eth_getTransactionReceipt", [h]) for h in missing]
         if nonces is not None:
@@ -207,6 +224,7 @@ def _await_receipts(chain: ChainClient, hashes: list[str], *, action: str, sende
                 f"{chain.timeout:.0f}s (first: {missing[0]}); check that the node is producing blocks"
             )
         time.sleep(_POLL_SECONDS)
+    return [receipts[h] for h in hashes]
 
 
 def sender_lock(chain: ChainClient, account: LocalAccount) -> Any:

@@ -52,11 +52,13 @@ def answer_of(response: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What `plan_requests` learnt: gas per transaction (margin included), nonce, fees."""
+    """What `plan_requests` learnt: gas per transaction (margin included), nonce, fees, and whether
+    the node mines on arrival (a send can then wait for the receipt in the same round trip)."""
 
     gas: tuple[int, ...]
     nonce: int
     fees: dict[str, int]
+    mined_on_send: bool = False
 
 
 def estimate_request(sender: str, to: str | None, data: str) -> Request:
@@ -65,10 +67,11 @@ def estimate_request(sender: str, to: str | None, data: str) -> Request:
 
 
 def plan_requests(sender: str, estimates: Sequence[tuple[str | None, str]]) -> list[Request]:
-    """An estimate per (to, data), then nonce, latest block and priority fee: for `plan`."""
+    """An estimate per (to, data), then nonce, latest block, priority fee, and whether the node mines
+    each transaction as it arrives (Anvil's automine; an error entry on any other node): for `plan`."""
     return [*(estimate_request(sender, to, data) for to, data in estimates),
             ("eth_getTransactionCount", [sender, "pending"]), ("eth_getBlockByNumber", ["latest", False]),
-            ("eth_maxPriorityFeePerGas", [])]
+            ("eth_maxPriorityFeePerGas", []), ("anvil_getAutomine", [])]
 
 
 def plan(estimates: int, answers: Sequence[Any], *, action: str, known_gas: Sequence[int] = ()) -> Prepared:
@@ -79,7 +82,7 @@ def plan(estimates: int, answers: Sequence[Any], *, action: str, known_gas: Sequ
         if isinstance(answer, RpcFailure):
             raise answer.error(action=action)
         gas.append(int(int(answer, 16) * GAS_MARGIN))
-    nonce, block, tip = answers[estimates:]
+    nonce, block, tip, automine = answers[estimates:]
     if isinstance(nonce, RpcFailure) or isinstance(block, RpcFailure) or not isinstance(block, dict):
         raise ChainUnavailable(f"{action}: the chain node did not return the nonce and the latest block")
     base = block.get("baseFeePerGas")
@@ -88,4 +91,4 @@ def plan(estimates: int, answers: Sequence[Any], *, action: str, known_gas: Sequ
     else:
         priority = max(int(tip, 16) if isinstance(tip, str) else MIN_PRIORITY_FEE, MIN_PRIORITY_FEE)
         fees = {"maxPriorityFeePerGas": priority, "maxFeePerGas": priority + 2 * int(base, 16)}
-    return Prepared(tuple(gas), int(nonce, 16), fees)
+    return Prepared(tuple(gas), int(nonce, 16), fees, automine is True)

@@ -229,8 +229,9 @@ class EHRClient:
         The data key comes from this reader's wrap in the keyring, else from `key_release`
         (custodians, after the access request), else from the key share.
         """
-        info = record if isinstance(record, RecordInfo) else self.get_record(record)
-        return self.reader.read([info], key_share=key_share, key_release=key_release)[0]
+        if isinstance(record, RecordInfo):
+            return self.reader.read([record], key_share=key_share, key_release=key_release)[0]
+        return self.reader.read_by_id(record, self.locator, key_share=key_share, key_release=key_release)
 
     def read_records(self, records: Sequence[bytes | RecordInfo], *, key_share: Cid | None = None) -> list[ReadResult]:
         """Read many records: every chain check in one round trip, every access request in one batch."""

@@ -43,6 +43,7 @@ from ehr_client.errors import EHRError, IntegrityError, InvalidRecord, RecordNot
 from ehr_client.storage import BlobStore, cid_from_bytes
 
 log = logging.getLogger("ehr_client.listing")
+_SINGLES_KEPT = 4096
 
 
 class RecordLocator:
@@ -54,6 +55,7 @@ class RecordLocator:
         self.anchors = anchors  # None: every listing scans from the deployment
         self._lock = threading.Lock()
         self._manifests: OrderedDict[tuple[bytes, bytes], BatchManifest | str] = OrderedDict()  # or why refused
+        self._singles: OrderedDict[bytes, RecordInfo] = OrderedDict()  # located single records, by id
         self.batch_index = BatchIndex(chain)
 
     # --- one record -----------------------------------------------------------------------------
@@ -61,15 +63,32 @@ class RecordLocator:
     def find(self, record_id: bytes, *, patient: str | None = None) -> RecordInfo:
         """The record with this id, single or batched, with its current status. With `patient`, a
         batched record is looked for among that patient's batches only (cheaper on a large chain)."""
+        return self.find_with(record_id, patient=patient)[0]
+
+    def find_with(self, record_id: bytes, *, patient: str | None = None,
+                  extra: Sequence[tuple[str, list[Any]]] = ()) -> tuple[RecordInfo, list[Any]]:
+        """`find`, and the answers to `extra` requests (results or `RpcFailure`s) asked in the same round trip.
+
+        A single record's anchoring event is looked up once per locator: its facts (patient, scope,
+        author, content hash, CID) are fixed by its id, so later look-ups ask only its status, and
+        do not scan the logs from the deployment again. An event is kept once it is `confirmations`
+        blocks deep (a short fork cannot move it any more)."""
         self.chain.ensure_chain()
         status = Call(self.chain.records, "recordStatus", (record_id,))  # asked with the logs: one round trip
-        events, (answer,) = self.chain.get_events_with("RecordRegistry", "RecordAdded", filters={"recordId": record_id},
-                                                       extra=[call_request(status)])
+        with self._lock:
+            known = self._singles.get(record_id)
+        if known is not None:
+            answer, *answers = rpc_batch(self.chain, [call_request(status), *extra])
+            return self._statused([known], [decoded(status, answer, action="look up record status")])[0], answers
+        events, (answer, *answers) = self.chain.get_events_with(
+            "RecordRegistry", "RecordAdded", filters={"recordId": record_id}, extra=[call_request(status), *extra])
         if events:
             try:
                 info = single_info(events[0])
             except IntegrityError as exc:
                 raise IntegrityError(f"record {hex_id(record_id)} cannot be trusted: {exc}") from None
+            if self.chain.settled(info.block_number):
+                self._remember_single(info)
         else:
             located = self.batch_index.locate(record_id, patient=patient)
             if located is None:
@@ -84,7 +103,14 @@ class RecordLocator:
                     f"record {hex_id(record_id)} is in batch {hex_id(bytes(event.args['batchId']))} by "
                     f"{event.args['author']}, which cannot be verified ({exc}); nothing was read"
                 ) from None
-        return self._statused([info], [decoded(status, answer, action="look up record status")])[0]
+        return self._statused([info], [decoded(status, answer, action="look up record status")])[0], answers
+
+    def _remember_single(self, info: RecordInfo) -> None:
+        with self._lock:
+            self._singles[info.record_id] = info
+            self._singles.move_to_end(info.record_id)
+            while len(self._singles) > _SINGLES_KEPT:
+                self._singles.popitem(last=False)
 
     # --- a patient's records --------------------------------------------------------------------
 

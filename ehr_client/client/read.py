@@ -2,7 +2,9 @@
 
 For every record, in this order, and nothing returned that failed a check:
 1. the status (erased records raise `RecordErased`, or are left out of a history) and `canRead`
-   for the record's patient and scope, all in one JSON-RPC batch with what the access requests need;
+   for the record's patient and scope, all in one JSON-RPC batch with what the access requests need
+   (one single record read by id: located, with the access request's gas estimate standing in for
+   `canRead`, in that same batch, `read_by_id`);
 2. the access requests (`requestAccess`, or `requestBatchedAccess` with the proof for a batched
    record: the chain re-verifies the proof and names the batch's patient), signed and sent in one
    batch and awaited: the on-chain fact of the read comes first;
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from ehr_client.chain.calls import (
     Call,
+    Prepared,
+    Sent,
     await_results,
     call_request,
     decoded,
@@ -34,6 +38,7 @@ from ehr_client.chain.calls import (
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.merkle import batch_leaf, root_from_proof
 from ehr_client.client.keysource import ShareIndex, check_header, own_data_key
+from ehr_client.client.locate import RecordLocator
 from ehr_client.client.model import FHIR_MEDIA_TYPE, Identity, KeyRelease, ReadResult, RecordInfo, Skipped, hex_id
 from ehr_client.crypto import claim_secret, iter_decrypt
 from ehr_client.errors import (
@@ -83,19 +88,60 @@ class RecordReader:
             kept.append(info)
         if not kept:
             return []
-        access, hashes, first_nonce = self._send_access(kept)
-        # Ciphertext is fetched and checked against the chain's hash while the access requests are
-        # mined; nothing is decrypted before they are.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ehr-fetch")
+        chain, me, account = self.chain, self.identity.address, self.identity.account
+        pairs = sorted({(i.patient, i.scope) for i in kept})
+        views = [Call(chain.consent, "canRead", (patient, me, scope)) for patient, scope in pairs]
+        access = [_access_call(chain, info) for info in kept]
+        work = _Fetching(self, kept, key_share)
         try:
-            fetched = pool.submit(self._fetch_all, kept)
-            shared = pool.submit(self._share, key_share) if key_share is not None else None
-            accesses = await_results(self.chain, self.identity.account, access, hashes, action="request access",
-                                     first_nonce=first_nonce)
-            blobs = fetched.result()
-            share = shared.result() if shared is not None else None
+            with sender_lock(chain, account):
+                answers = rpc_batch(chain, [call_request(v) for v in views] + preparation_requests(chain, me, access))
+                allowed = {pair: decoded(view, answer, action="check read permission")
+                           for pair, view, answer in zip(pairs, views, answers, strict=False)}
+                for info in kept:
+                    if not allowed[(info.patient, info.scope)]:
+                        raise AccessDenied(_denied(me, info))
+                plan = prepared(access, answers[len(views):], action="request access")
+                sent = work.send(access, plan)
+            return self._finish(kept, access, sent, work, key_release=key_release, skipped=skipped)
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            work.close()
+
+    def read_by_id(
+        self, record_id: bytes, locator: RecordLocator, *, key_share: Cid | None = None,
+        key_release: KeyRelease | None = None,
+    ) -> ReadResult:
+        """`read` of one record by id. A single record is located, and its access request planned, in
+        one round trip: the request's gas estimate is the contract's own permission check (a reader
+        without a grant gets `AccessDenied` before anything is sent), and its nonce and fees come with
+        it. A batched record needs its proof first, so it takes `read`'s path."""
+        chain, me, account = self.chain, self.identity.address, self.identity.account
+        access = [Call(chain.consent, "requestAccess", (record_id,))]
+        work: _Fetching | None = None
+        try:
+            with sender_lock(chain, account):
+                info, answers = locator.find_with(record_id, extra=preparation_requests(chain, me, access))
+                if info.batch is None and info.status != "tombstoned":
+                    try:
+                        plan = prepared(access, answers, action="request access")
+                    except AccessDenied:
+                        raise AccessDenied(_denied(me, info)) from None
+                    work = _Fetching(self, [info], key_share)
+                    sent = work.send(access, plan)
+            if work is None:
+                return self.read([info], key_share=key_share, key_release=key_release)[0]
+            return self._finish([info], access, sent, work, key_release=key_release)[0]
+        finally:
+            if work is not None:
+                work.close()
+
+    def _finish(
+        self, kept: Sequence[RecordInfo], access: list[Call], sent: Sent, work: _Fetching, *,
+        key_release: KeyRelease | None, skipped: list[Skipped] | None = None,
+    ) -> list[ReadResult]:
+        """Once the access requests are mined, open each record fetched meanwhile."""
+        accesses = await_results(self.chain, self.identity.account, access, sent, action="request access")
+        blobs, share = work.results()
         results = []
         for info, access_result, blob in zip(kept, accesses, blobs, strict=True):
             try:
@@ -129,28 +175,6 @@ class RecordReader:
             except (StorageError, IntegrityError) as exc:
                 blobs.append(exc)
         return blobs
-
-    def _send_access(self, infos: Sequence[RecordInfo]) -> tuple[list[Call], list[str], int]:
-        """Check the grants and send one access request per record; returns the calls, their hashes
-        and the first nonce, for `await_results`."""
-        chain, me = self.chain, self.identity.address
-        pairs = sorted({(i.patient, i.scope) for i in infos})
-        views = [Call(chain.consent, "canRead", (patient, me, scope)) for patient, scope in pairs]
-        access = [_access_call(chain, info) for info in infos]
-        account = self.identity.account
-        with sender_lock(chain, account):
-            answers = rpc_batch(chain, [call_request(v) for v in views] + preparation_requests(chain, me, access))
-            allowed = {pair: decoded(view, answer, action="check read permission")
-                       for pair, view, answer in zip(pairs, views, answers, strict=False)}
-            for info in infos:
-                if not allowed[(info.patient, info.scope)]:
-                    raise AccessDenied(
-                        f"{me} may not read record {hex_id(info.record_id)}: no valid grant covers its scope "
-                        "(never granted, expired, revoked, or membership suspended); ask the patient for consent"
-                    )
-            plan = prepared(access, answers[len(views):], action="request access")
-            hashes = send_prepared(chain, account, access, plan, action="request access")
-        return access, hashes, plan.nonce
 
     def _open(
         self, info: RecordInfo, blob: bytes, access: TxResult, share: ShareIndex | None,
@@ -194,6 +218,49 @@ class RecordReader:
                 break
         header, _ = parse_header(bytes(buffer))
         return header
+
+
+class _Fetching:
+    """The ciphertext (and key share) of records being read, fetched and checked against the chain on a
+    worker thread while their access requests are mined: the fetch starts once the requests are sent,
+    or, on a node that mines on arrival (the send then waits for the receipts), just before. Nothing
+    is decrypted until the requests are mined."""
+
+    def __init__(self, reader: RecordReader, kept: Sequence[RecordInfo], key_share: Cid | None) -> None:
+        self._reader, self._kept, self._key_share = reader, kept, key_share
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ehr-fetch")
+        self._fetched: Future[list[bytes | StorageError | IntegrityError]] | None = None
+        self._shared: Future[ShareIndex] | None = None
+
+    def send(self, access: list[Call], plan: Prepared) -> Sent:
+        """Send the access requests (the caller holds the sender lock) and start the fetch around it."""
+        if plan.mined_on_send:
+            self._start()
+        sent = send_prepared(self._reader.chain, self._reader.identity.account, access, plan,
+                             action="request access")
+        if self._fetched is None:
+            self._start()
+        return sent
+
+    def _start(self) -> None:
+        self._fetched = self._pool.submit(self._reader._fetch_all, self._kept)
+        if self._key_share is not None:
+            self._shared = self._pool.submit(self._reader._share, self._key_share)
+
+    def results(self) -> tuple[list[bytes | StorageError | IntegrityError], ShareIndex | None]:
+        """The fetched blobs (or why each failed) and the key share, waiting for them."""
+        if self._fetched is None:
+            self._start()
+        assert self._fetched is not None
+        return self._fetched.result(), self._shared.result() if self._shared is not None else None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _denied(reader: str, info: RecordInfo) -> str:
+    return (f"{reader} may not read record {hex_id(info.record_id)}: no valid grant covers its scope (never granted, "
+            "expired, revoked, or membership suspended); ask the patient for consent")
 
 
 def _check_proof(info: RecordInfo) -> None:
