@@ -22,6 +22,10 @@ from ehr_client.decisions import ERASE, GRANT, REVOKE, Decision
 from ehr_client.errors import AlreadyRelayed, EHRError, RecordNotFound
 from ehr_client.records.purpose import purpose_hash
 
+REPLAY_MARGIN = 120
+"""Seconds of validity a consent must have left to be relayed again while recovering a revocation:
+the whole sequence must land before any signature in it expires."""
+
 
 def _mined(client: EHRClient, tx_hash: str) -> bool:
     try:
@@ -81,7 +85,7 @@ def _consent_again(client: EHRClient, decision: Decision) -> tuple[str, str] | T
         return chain.transact(client.identity.account, fn, action="grant access again")
     assert decision.kind == REVOKE, decision.kind  # Decision admits no other kind
     if decision.signed is not None:
-        return _revocation_again(client, decision, int(nonce))
+        return _revocation_again(client, decision, (int(scopes), int(expires), int(access)), int(nonce))
     if access == 0:
         return _void_signatures(client, decision)
     return chain.transact(client.identity.account, consent.revoke(decision.subject), action="revoke access again")
@@ -97,29 +101,52 @@ def _void_signatures(client: EHRClient, decision: Decision) -> TxResult:
     return client.relay_revoke(client.sign_revoke(decision.subject, deadline=deadline))
 
 
-def _revocation_again(client: EHRClient, decision: Decision, chain_nonce: int) -> tuple[str, str] | TxResult:
+def _revocation_again(client: EHRClient, decision: Decision, in_force: tuple[int, int, int],
+                      chain_nonce: int) -> tuple[str, str] | TxResult:
     """A relayed revocation signed at nonce n. The pair past n: it, or a later decision, holds. At n:
-    relay it again (with no grant in force it still voids the grants signed at n). Behind n: the
-    rollback also lost the consents relayed before it and took the nonce back, so the grants the
-    patient signed before it verify again; the chain refuses a revocation ahead of the pair (the lost
-    nonces are handed out again, and must not void what the patient decides after the rollback), so
-    the consents this identity relayed from the pair's nonce up to n are relayed again in order, then
-    the revocation: the chain ends where it was. A nonce in between that this identity did not relay
-    (the patient decided it herself) is `refused`: only the patient can sign again."""
+    relay it again, but only over the terms it ended, or over no grant (it then voids the grants
+    signed at n): after a rollback the chain hands nonces out again, and a grant the patient made
+    since, at the same nonce, is hers to end. Behind n: the rollback also lost the consents relayed
+    before it and took the nonce back, so the grants the patient signed before it verify again; the
+    chain refuses a revocation ahead of the pair, so the consents this identity relayed from the
+    pair's nonce up to n are relayed again in order, then the revocation, and the chain ends where it
+    was. Nothing is sent unless every one of them can still be relayed (a grant relayed again
+    without the revocation after it would be the opposite of the patient's decision); a nonce in
+    between that this identity did not relay (the patient decided it herself) is `refused` too:
+    only the patient can sign again."""
     signed_at = SignedConsent.from_json(decision.signed or "").message.nonce
     if chain_nonce > signed_at:
         return "on chain", "the pair's nonce is past this revocation: it, or a later decision, holds"
-    if chain_nonce < signed_at:
-        earlier = _relayed_from(client, decision, chain_nonce, signed_at)
-        if earlier is None:
-            return "refused", (f"the chain lost decisions before this revocation (nonce {chain_nonce} of {signed_at}) "
-                               "that this relayer did not relay; the patient signs the revocation again")
-        for consent in earlier:
-            try:
-                client.relay_grant(consent) if isinstance(consent.message, GrantMessage) else client.relay_revoke(consent)
-            except AlreadyRelayed:
-                continue
-    return _relay_again(client, decision)
+    sign_again = "; the patient signs a new revocation if she still wants the grant ended"
+    if chain_nonce == signed_at:
+        if in_force[2] != 0 and in_force != (decision.scopes, decision.expires_at, decision.access):
+            return "refused", ("the grant in force is not the one this revocation ended (the patient decided again "
+                               "after the rollback)" + sign_again)
+        return _relay_again(client, decision)
+    earlier = _relayed_from(client, decision, chain_nonce, signed_at)
+    if earlier is None:
+        return "refused", (f"the chain lost decisions before this revocation (nonce {chain_nonce} of {signed_at}) "
+                           "that this relayer did not relay; nothing was relayed" + sign_again)
+    sequence = [*earlier, SignedConsent.from_json(decision.signed or "")]
+    soon = client.chain.now() + REPLAY_MARGIN
+    late = [c for c in sequence if c.message.signature_valid_until <= soon
+            or (isinstance(c.message, GrantMessage) and c.message.grant_ends_at <= soon)]
+    if late:
+        return "refused", (f"{len(late)} of the {len(sequence)} consents that must be relayed again in order (the "
+                           "revocation last) can no longer be relayed; nothing was relayed" + sign_again)
+    for sent, consent in enumerate(earlier):
+        try:
+            client.relay_grant(consent) if isinstance(consent.message, GrantMessage) else client.relay_revoke(consent)
+        except AlreadyRelayed:
+            continue
+        except EHRError as exc:
+            return "refused", (f"relaying again the consent at nonce {consent.message.nonce} failed ({exc}) after "
+                               f"{sent} earlier one(s) were relayed" + sign_again)
+    try:
+        return _relay_again(client, decision)
+    except EHRError as exc:
+        return "refused", (f"the earlier consents were relayed again but the revocation failed ({exc}): a grant it "
+                           "ended may be in force again" + sign_again)
 
 
 def _relayed_from(client: EHRClient, decision: Decision, first: int, end: int) -> list[SignedConsent] | None:

@@ -19,6 +19,7 @@ import http.client
 import select
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -30,6 +31,35 @@ from web3._utils.batching import sort_batch_response_by_response_ids
 from web3.types import RPCEndpoint, RPCResponse
 
 from ehr_client.errors import ConfigError
+
+MAX_ANSWER_BYTES = 256 * 2**20
+"""The largest JSON-RPC answer read: a bound against a hostile node, far above what this client asks for."""
+_CHUNK = 64 * 1024
+_LAST_READ = 0.05  # seconds a read may still wait once the deadline has passed
+_DRIP_GRACE = 1.0  # seconds past the deadline after which a body still arriving is given up
+
+
+def _read_within(response: http.client.HTTPResponse, sock: socket.socket, deadline: float) -> bytes:
+    """The response body, read by the deadline (what is already buffered is always taken) and at
+    most `MAX_ANSWER_BYTES`: a socket timeout bounds one read only, and a node can drip a body (or
+    declare a huge one) a byte at a time."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left < -_DRIP_GRACE:
+            raise TimeoutError
+        sock.settimeout(max(left, _LAST_READ))
+        chunk = response.read1(_CHUNK)
+        if not chunk:
+            # read1 leaves a response read to its end open (read() closes it): the kept connection
+            # would then send the next request and refuse to read its answer.
+            response.close()
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise http.client.HTTPException(f"the answer is over {MAX_ANSWER_BYTES // 2**20} MiB")
+        chunks.append(chunk)
 
 
 def parse_urls(value: str | Sequence[str]) -> list[str]:
@@ -95,10 +125,14 @@ class FailoverProvider(HTTPProvider):
                 connection.connect()
                 # headers and body leave in two writes: without this the body waits for the node's ACK
                 cast(socket.socket, connection.sock).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            cast(socket.socket, connection.sock).settimeout(timeout)
+            sock = cast(socket.socket, connection.sock)
+            deadline = time.monotonic() + timeout
+            sock.settimeout(timeout)
             connection.request("POST", urlsplit(url).path or "/", body, {"Content-Type": "application/json"})
             response = connection.getresponse()
-            answer = response.read()
+            # The whole answer within the deadline and the size bound: a socket timeout bounds each
+            # read only, and a node can drip a body (or declare a huge one) a byte at a time.
+            answer = _read_within(response, sock, deadline)
         except TimeoutError as exc:
             connection.close()
             raise requests.Timeout(f"{url} did not answer within {timeout:.2f}s") from exc

@@ -462,7 +462,7 @@ class EHRClient:
             ConsentRefused: as for `relay_grant`, or the patient granted again after signing it.
         """
         m: RevokeMessage = self._check_signed(signed, RevokeMessage)
-        _, _, access, nonce, _, _ = self.chain.call(
+        scopes, expires, access, nonce, _, _ = self.chain.call(
             self.chain.consent.functions.getGrant(m.patient, m.grantee), action="read grant")
         if access == 0 and nonce > m.nonce:
             raise AlreadyRelayed(f"already relayed: no grant by {m.patient} to {m.grantee} is in force; "
@@ -470,7 +470,9 @@ class EHRClient:
         fn = self.chain.consent.functions.revokeBySig(m.patient, m.grantee, m.nonce, m.signature_valid_until,
                                                       signed.signature)
         tx = self.chain.transact(self.identity.account, fn, action="relay signed revocation")
-        self.decisions.relayed("revoke", m.patient, m.grantee, signed.to_json(), tx)
+        # The terms it ended: after a rollback, `recover` relays it again only over these very terms.
+        self.decisions.relayed("revoke", m.patient, m.grantee, signed.to_json(), tx, scopes=int(scopes),
+                               access=int(access), expires_at=int(expires))
         return tx
 
     def share_keys(self, grantee: str, scopes: int) -> tuple[Cid | None, int]:

@@ -107,14 +107,20 @@ def reissue_without(store: BlobStore, shares: ShareLog, patient: str,
     by one without those entries (logged in `shares` too), then unpin the old share; return every
     re-issue that ever dropped one of `record_ids`, each with the newest share that replaced it.
 
-    Crash-safe by order: the new share is stored and logged, and the re-issue logged, before the old
-    one goes; the new bytes are a deterministic function of the old ones, so a rerun after a crash
+    Only live shares are re-issued: one the log says was replaced is removed again if it is back in
+    the store (a crash before its removal, or a grantee storing the copy it was given), never
+    re-issued. Crash-safe by order: the new share is stored and logged, and the re-issue logged,
+    before the old one goes; the new bytes are a deterministic function of the old ones, so a rerun after a crash
     lands on the same CID, and the answer comes from the log, so a rerun (or anyone asking again)
     is told every new CID. A damaged share (its bytes do not match its address) is reported and left
     for the operator to restore; shares already gone, of another patient, or unparsable are skipped.
     """
     damaged = []
-    for cid in (Cid(c) for c in shares.cids()):
+    replaced = {r.old for r in shares.reissues()}
+    for old in replaced:  # gone already, unless a crash came before its removal or someone stored it again
+        if store.has(Cid(old)):
+            store.remove(Cid(old))
+    for cid in (Cid(c) for c in shares.cids() if c not in replaced):
         try:
             share = KeyShare.from_bytes(store.get(cid))
         except (BlobNotFound, InvalidRecord):
@@ -140,7 +146,9 @@ def reissue_without(store: BlobStore, shares: ShareLog, patient: str,
 
 def _told(shares: ShareLog, erased: set[str]) -> list[ReissuedShare]:
     logged = shares.reissues()
-    replaced_by = {r.old: r.new for r in logged}
+    replaced_by: dict[str, str | None] = {}
+    for r in logged:
+        replaced_by.setdefault(r.old, r.new)  # the first re-issue of a share is the one that counts
     told: dict[str, ReissuedShare] = {}
     for r in logged:
         if not erased & set(r.dropped):

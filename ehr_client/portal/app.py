@@ -46,6 +46,7 @@ from eth_utils import is_address, to_checksum_address
 from ehr_client._json import load_untrusted
 from ehr_client.chain.eip712 import Domain, GrantMessage
 from ehr_client.client import EHRClient, SignedConsent
+from ehr_client.client.model import hex_id
 from ehr_client.errors import (
     AccessDenied,
     AlreadyRelayed,
@@ -246,7 +247,13 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
 
     relay_limits = RelayLimits()
     store_limits = StoreLimits()
-    shares_lock = threading.Lock()
+    share_locks: dict[str, threading.Lock] = {}
+    share_locks_guard = threading.Lock()
+
+    def shares_lock(patient: str) -> threading.Lock:
+        """One patient's key shares are checked, stored and re-issued one request at a time."""
+        with share_locks_guard:
+            return share_locks.setdefault(to_checksum_address(patient), threading.Lock())
 
     def audit() -> facts.AuditView:
         if not audits:
@@ -310,7 +317,7 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         # Checked, stored as the format writes it (fields the format does not have are not kept) and
         # logged under its patient before its CID is answered, all under the lock erasure re-issues
         # shares under: an erasure either sees this share in the log, or this check sees its tombstone.
-        with shares_lock:
+        with shares_lock(share.patient):
             facts.check_share_under_grant(services.reader, share)
             cid = services.reader.store.put(share.to_bytes())
             facts.share_log(services.state_dir, share.patient).add(cid)
@@ -408,10 +415,14 @@ def create_app(services: PortalServices, *, on_ready: Callable[[], None] | None 
         if not versions:
             raise AccessDenied("the chain does not show this record and all its earlier versions tombstoned; "
                                "the patient tombstones them first (from the wallet), then the portal unpins them")
-        unpinned, kept = facts.unpin_erased(services.reader, versions)  # first: a share log's damage must not keep it
-        with shares_lock:
+        # Unpinned first: damage in a share log must not keep the ciphertext. A version that does not
+        # verify has no bytes the portal can tell are its own; its key is still dropped from shares.
+        unpinned, kept = facts.unpin_erased(services.reader, [v.info for v in versions if v.info is not None])
+        kept += [{"cid": "", "reason": f"version {hex_id(v.record_id)} does not verify ({v.problem}); nothing of it "
+                                       "was unpinned"} for v in versions if v.info is None]
+        with shares_lock(versions[0].patient):
             reissued = facts.reissue_shares_without(services.reader, services.state_dir, versions)
-        return {"recordIds": [facts.record_json(v)["recordId"] for v in versions], "unpinned": unpinned, "kept": kept,
+        return {"recordIds": [hex_id(v.record_id) for v in versions], "unpinned": unpinned, "kept": kept,
                 "reissuedShares": reissued}
 
     @app.get("/api/custodians")

@@ -200,13 +200,12 @@ def batched_record(client: EHRClient, record_id: bytes) -> dict[str, Any]:
     }
 
 
-def erasable(client: EHRClient, record_id: bytes) -> list[RecordInfo]:
-    """The record and its earlier versions that verify (the others have no bytes to unpin), once every
-    version down to the first, verified or not, is tombstoned on chain (else empty)."""
+def erasable(client: EHRClient, record_id: bytes) -> list[Version]:
+    """The record and its earlier versions as the chain states them, verified or not, once every one
+    is tombstoned on chain (else empty). Only those that verify have bytes to unpin; key shares are
+    re-issued without all of them, which needs only their ids."""
     versions = client.versions_of(record_id)
-    if not all(v.tombstoned for v in versions):
-        return []
-    return [v.info for v in versions if v.info is not None]
+    return versions if all(v.tombstoned for v in versions) else []
 
 
 def record_versions(client: EHRClient, record_id: bytes) -> dict[str, Any]:
@@ -235,7 +234,7 @@ def share_log(state_dir: Path, patient: str) -> ShareLog:
                     then="ask the patient to grant again from the page, so their key shares are stored anew")
 
 
-def reissue_shares_without(client: EHRClient, state_dir: Path, versions: list[RecordInfo]) -> list[dict[str, Any]]:
+def reissue_shares_without(client: EHRClient, state_dir: Path, versions: list[Version]) -> list[dict[str, Any]]:
     """Re-issue every key share stored here for the erased `versions`' patient without their keys
     (no key is needed: each entry is sealed on its own), unpin the old shares, and say what the
     patient hands each grantee now (`new` is null when nothing was left to share), from the log:

@@ -51,8 +51,6 @@ def dripping_node() -> Iterator[str]:
         listener.close()
 
 
-@pytest.mark.xfail(strict=True, reason="rpc.FailoverProvider._post bounds each socket read by the timeout, not the "
-                   "whole answer, and reads any declared length")
 def test_a_dripping_node_does_not_hold_a_batch_past_its_deadline(dripping_node: str) -> None:
     provider = FailoverProvider([dripping_node], request_timeout=DEADLINE)
     started = time.monotonic()

@@ -13,7 +13,6 @@ from typing import Any
 from ehr_client.client import EHRClient
 from ehr_client.keyshare import KeyShare
 from ehr_client.records import Scope
-import pytest
 
 from tests.cli.conftest import Cli, cli_env
 from tests.portal.conftest import Portal, start_portal, stop_portal
@@ -21,8 +20,6 @@ from tests.portal_audited.test_batched_records import _import_batch
 from tests.redteam_portal3.shares import DAY, blob_path, store_page_share
 
 
-@pytest.mark.xfail(strict=True, reason="facts.erasable/reissue_shares_without drop the ids of versions that do not "
-                   "verify, though re-issuing needs only the id")
 def test_an_erased_batched_records_key_share_is_reissued_when_its_manifest_no_longer_verifies(
         portal: Portal, cli: Cli, client_of: Callable[[str], EHRClient], tmp_path: Path, home: Path,
         anvil: Any) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 
 from ehr_client.client import EHRClient
 from ehr_client.keyshare import KeyShare
@@ -18,7 +17,6 @@ from tests.portal.conftest import Portal
 from tests.redteam_portal3.shares import DAY, lab_results, store_page_share
 
 
-@pytest.mark.xfail(strict=True, reason="reissue_without re-issues a share the log says was already replaced")
 def test_a_replaced_share_put_back_does_not_bring_an_erased_key_back(
         portal: Portal, cli: Cli, observation: Path, client_of: Callable[[str], EHRClient], tmp_path: Path) -> None:
     patient, doctor = client_of("patient"), client_of("doctor")

@@ -11,7 +11,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 
 from ehr_client.client import EHRClient
 from ehr_client.records import Scope
@@ -20,8 +19,6 @@ from tests.redteam_portal3.shares import DAY
 from tests.redteam_review4.test_zz_rollback_same_nonce import _grant_of, _node
 
 
-@pytest.mark.xfail(strict=True, reason="redecide._revocation_again relays the earlier consents before it knows the "
-                   "revocation itself can still be relayed")
 def test_a_relayers_recover_does_not_grant_what_the_patient_revoked_when_the_revocation_cannot_follow(
         cli: Cli, anvil: Any, client_of: Callable[[str], EHRClient]) -> None:
     patient, doctor, hospital = client_of("patient"), client_of("doctor"), client_of("hospital")

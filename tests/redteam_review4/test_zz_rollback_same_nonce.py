@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from ehr_client.client import EHRClient
 from ehr_client.records import Scope
@@ -35,8 +34,6 @@ def _grant_of(client: EHRClient, patient: str, grantee: str) -> tuple[int, int, 
 
 
 
-@pytest.mark.xfail(strict=True, reason="redecide._revocation_again relays a lost revocation whenever the chain's "
-                   "nonce is back at it, though the patient's decisions since the rollback brought it there")
 def test_a_relayers_recover_does_not_revoke_the_grant_the_patient_made_after_the_rollback_at_the_same_nonce(
         cli: Cli, anvil: Any, client_of: Callable[[str], EHRClient]) -> None:
     patient, doctor, hospital = client_of("patient"), client_of("doctor"), client_of("hospital")
