@@ -50,6 +50,7 @@ _NONCE_RETRIES = 10
 log = logging.getLogger(__name__)
 _NONCE_CLASHES = ("nonce", "replacement transaction underpriced", "already known")
 _ALREADY_POOLED = ("already known", "already imported")
+POLL_BUDGET = 1.0  # seconds: see `_poll_deadline`
 _SYNC_SEND_TIMED_OUT = 4  # EIP-7966: added to the pool, not mined within the node's wait
 
 
@@ -403,7 +404,7 @@ class ChainClient:
             requests: list[tuple[str, list[Any]]] = [("eth_getTransactionReceipt", [tx_hash.to_0x_hex()])]
             if watch:
                 requests.append(("eth_getTransactionCount", [sender, "latest"]))
-            answers = self.batch(requests, deadline=deadline)
+            answers = self.batch(requests, deadline=_poll_deadline(deadline))
             if isinstance(answers[0], dict):
                 return receipt_formatter(answers[0])
             if watch and displaced.seen(answers[0], answers[1], cast(int, nonce)):
@@ -435,7 +436,7 @@ class ChainClient:
                                                      ("eth_getTransactionReceipt", [tx_hash.to_0x_hex()])]
             if watch:
                 requests.append(("eth_getTransactionCount", [sender, "latest"]))
-            answers = self.batch(requests, deadline=deadline)
+            answers = self.batch(requests, deadline=_poll_deadline(deadline))
             current = receipt_formatter(answers[1]) if isinstance(answers[1], dict) else None
             if current is not None:
                 if current["blockHash"] != receipt["blockHash"]:
@@ -582,6 +583,13 @@ class ChainClient:
     def now(self) -> int:
         """The latest block's timestamp: the chain's idea of the current time."""
         return int(self._rpc(lambda: self.w3.eth.get_block("latest"))["timestamp"])
+
+
+def _poll_deadline(deadline: float) -> float:
+    """The deadline of one poll while waiting for a transaction: at least `POLL_BUDGET` from now, so
+    the last poll before the wait's deadline still gets its answer and the caller hears "not mined
+    within the timeout" from a node that answers, not "cannot reach the node" (seen under load)."""
+    return max(deadline, time.monotonic() + POLL_BUDGET)
 
 
 def _sync_outcome(answer: Any, tx_hash: HexBytes) -> tuple[HexBytes | RpcFailure, Any]:
