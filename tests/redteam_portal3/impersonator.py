@@ -8,31 +8,22 @@ import threading
 from collections import Counter
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
 
-from ehr_client.custodian.server import bind, url_of
+from tests.portal_audited.fronts import CustodianFront
 
 
-class Impersonator:
+class Impersonator(CustodianFront):
     def __init__(self, claimed_info: dict[str, Any]) -> None:
+        super().__init__(behind="")  # forwards nothing: it answers everything itself
         self.claimed_info = claimed_info
         self.seen: Counter[str] = Counter()
         self._lock = threading.Lock()
-        app = Starlette(routes=[Route("/v1/info", self.info, methods=["GET"]),
-                                Route("/{path:path}", self.swallow, methods=["POST"])])
-        self._sock = bind("127.0.0.1", 0)
-        self.url = url_of(self._sock)
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
-    async def info(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.claimed_info)
-
-    async def swallow(self, request: Request) -> JSONResponse:
+    async def forward(self, request: Request) -> Response:
+        if request.url.path == "/v1/info":
+            return JSONResponse(self.claimed_info)
         with self._lock:
             self.seen[request.url.path] += 1
         return JSONResponse({"stored": 1, "releases": []})
@@ -40,13 +31,3 @@ class Impersonator:
     def count(self, path: str) -> int:
         with self._lock:
             return self.seen[path]
-
-    def start(self) -> None:
-        self._thread.start()
-        while not self._server.started:
-            self._thread.join(0.05)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
