@@ -17,22 +17,33 @@ from tests.portal_audited.fragments import domain_of, signed
 from tests.redteam_portal3.impersonator import Impersonator
 
 
-def test_one_configured_url_cannot_take_another_custodians_traffic(
-        running: list[CustodianProcess], home: Path, anvil: Any, tmp_path: Path) -> None:
-    honest, victim = running[0], running[1]
-    impostor = Impersonator(victim.info())  # the victim's address and key, as anyone can read them
-    impostor.start()
-    portal = start_portal(home, cli_env(home, anvil.rpc_url), tmp_path, "--relayer", "--custodian", honest.url,
-                          "--custodian", victim.url, "--custodian", impostor.url, "--threshold", "2",
+def _audit_through_a_portal(home: Path, anvil: Any, tmp_path: Path, urls: list[str],
+                            victim: str) -> tuple[dict[str, Any], Any, str]:
+    """A portal over `urls`: its custodian listing, its answer to an AuditQuery signed for `victim`
+    by a fresh patient, and its log."""
+    flags = [part for url in urls for part in ("--custodian", url)]
+    portal = start_portal(home, cli_env(home, anvil.rpc_url), tmp_path, "--relayer", *flags, "--threshold", "2",
                           wallet=RELAYER)
     try:
         listing = portal.get("/api/custodians").json()
         patient = Account.create()
         query = signed(bytes(patient.key), domain_of(listing), "AuditQuery",
-                       {"custodian": victim.address, "patient": patient.address})
-        answer = portal.post(f"/api/custodians/{victim.address}/audit", json=query)
+                       {"custodian": victim, "patient": patient.address})
+        answer = portal.post(f"/api/custodians/{victim}/audit", json=query)
     finally:
         stop_portal(portal.process)
+    return listing, answer, portal.log.read_text()
+
+
+def test_one_configured_url_cannot_take_another_custodians_traffic(
+        running: list[CustodianProcess], home: Path, anvil: Any, tmp_path: Path) -> None:
+    honest, victim = running[0], running[1]
+    impostor = Impersonator(victim.info())  # the victim's address and key, as anyone can read them
+    impostor.start()
+    try:
+        listing, answer, _ = _audit_through_a_portal(home, anvil, tmp_path, [honest.url, victim.url, impostor.url],
+                                                     victim.address)
+    finally:
         impostor.stop()
     listed = [c["address"] for c in listing["custodians"]]
     assert impostor.count("/v1/audit") == 0, (
@@ -48,17 +59,11 @@ def test_a_url_relaying_another_custodians_answers_takes_neither_url(
     honest, victim = running[0], running[1]
     relay = CountingFront(victim.url)
     relay.start()
-    portal = start_portal(home, cli_env(home, anvil.rpc_url), tmp_path, "--relayer", "--custodian", honest.url,
-                          "--custodian", victim.url, "--custodian", relay.url, "--threshold", "2", wallet=RELAYER)
     try:
-        listing = portal.get("/api/custodians").json()
-        patient = Account.create()
-        query = signed(bytes(patient.key), domain_of(listing), "AuditQuery",
-                       {"custodian": victim.address, "patient": patient.address})
-        answer = portal.post(f"/api/custodians/{victim.address}/audit", json=query)
+        listing, answer, log = _audit_through_a_portal(home, anvil, tmp_path, [honest.url, victim.url, relay.url],
+                                                       victim.address)
     finally:
-        stop_portal(portal.process)
         relay.stop()
     assert [c["address"] for c in listing["custodians"]] == [honest.address] and listing["rejected"] == 2
     assert answer.status_code == 404 and relay.count("/v1/audit") == 0, answer.text
-    assert "both answer as custodian" in portal.log.read_text()
+    assert "both answer as custodian" in log
