@@ -11,27 +11,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from ehr_client.client import EHRClient
 from ehr_client.records import Scope
 from tests.cli.conftest import Cli
 from tests.redteam_portal3.shares import DAY
-
-
-def _node(rpc_url: str, method: str, params: list[Any]) -> Any:
-    answer = httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=30)
-    answer.raise_for_status()
-    return answer.json()["result"]
-
-
-def _grant_of(client: EHRClient, patient: str, grantee: str) -> tuple[int, int, int, int]:
-    """(access, expiresAt, nonce, grantNonce) of the pair, as the chain has them now."""
-    _, expires, access, nonce, grant_nonce, _ = client.chain.call(
-        client.chain.consent.functions.getGrant(patient, grantee), action="read grant")
-    return int(access), int(expires), int(nonce), int(grant_nonce)
-
-
+from tests.redteam_portal3.test_zz_rollback_revocation import _grant_of, _node
 
 
 def test_a_relayers_recover_does_not_revoke_the_grant_the_patient_made_after_the_rollback_at_the_same_nonce(
