@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ GcMode = Literal["archive", "full"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILT_GETH = REPO_ROOT / ".build" / "bin" / "geth"
 HTTP_APIS = "eth,net,web3,clique,admin,txpool"
-VALIDATOR_APIS = HTTP_APIS + ",miner"  # miner_start: see CliqueNetwork.nudge_sealers
+VALIDATOR_APIS = HTTP_APIS + ",miner,debug"  # miner_start: nudge_sealers; debug_setHead: settle_equal_forks
 NETWORK_FILE = "network.json"
 DEFAULT_CHAIN_ID = 31415
 GETH_CACHE_MB = 128  # geth preallocates its write-ahead log from this (1 GiB by default: 144 MB of disk a node)
@@ -194,9 +195,12 @@ class GethNode:
         deadline = time.monotonic() + timeout
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(self.arguments(), stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                             preexec_fn=None if self.detach else _end_with_parent)
+            def spawn() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(self.arguments(), stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=None if self.detach else _end_with_parent)
+            process = spawn() if self.detach else _SPAWNER.submit(spawn).result()
+        self._process = process
         self.pid_path.write_text(f"{self._process.pid}\n")
         if not self.detach:
             atexit.register(self._stop_at_exit, self._process)
@@ -410,11 +414,58 @@ class CliqueNetwork:
         if not joining:
             # Sealing before the static peers connect gives each validator a block 1 of its own.
             self.wait_for_peers(timeout=max(1.0, deadline - time.monotonic()))
+            self._seal_one_block_first(selected, deadline)
         for node in selected:
             if node.spec.kind == "validator":
                 if joining:
                     self._catch_up(node, deadline)
                 rpc(node.rpc_url, "miner_start")
+
+    def _seal_one_block_first(self, selected: list[GethNode], deadline: float) -> None:
+        """On a cold start, one validator seals the next block alone, and the others start sealing
+        only once every node holds that block.
+
+        geth discards the blocks its peers announce until it has synced once or its miner runs.
+        Validators started one after another therefore missed the first one's block and sealed
+        their own on the old head: a CI run got two blocks 1 and two blocks 2, forks of equal
+        weight on each of which its sealers had "signed recently", and no block came again. A
+        fresh handshake tells every node the new block's weight, and geth syncs it (within its
+        10 s sync cycle); a synced node takes announced blocks from then on.
+        """
+        validators = [node for node in selected if node.spec.kind == "validator"]
+        if not validators:
+            return
+        heads = {node.name: self.head(node.name) for node in self.nodes.values() if node.running}
+        top = max(heads.values())
+        first = self._free_sealer([node for node in validators if heads[node.name] == top], top)
+        if first is None:
+            return  # every validator at the head signed recently: only the others' blocks can move it
+        rpc(first.rpc_url, "miner_start")
+        block = self._block_at(first, top + 1, deadline)
+        self.reconnect_peers()
+        self.wait_for_peers(timeout=max(1.0, deadline - time.monotonic()))
+        for node in self.nodes.values():
+            if node.running and node is not first:
+                self._block_at(node, top + 1, deadline, expected=block)
+
+    def _free_sealer(self, candidates: list[GethNode], head: int) -> GethNode | None:
+        """The candidate Clique lets seal block `head + 1`, the in-turn signer if it is one of them."""
+        signers = [signer.lower() for signer in self.signers()]
+        recent = {self.sealer(number).lower() for number in range(max(1, head - len(signers) // 2 + 1), head + 1)}
+        free = [node for node in candidates if (node.spec.address or "").lower() not in recent]
+        in_turn = signers[(head + 1) % len(signers)] if signers else None
+        return next((node for node in free if (node.spec.address or "").lower() == in_turn), free[0] if free else None)
+
+    def _block_at(self, node: GethNode, number: int, deadline: float, *, expected: str | None = None) -> str:
+        """Wait until `node` holds a block at `number` (the one hashed `expected`, if given); its hash."""
+        while True:
+            block = rpc(node.rpc_url, "eth_getBlockByNumber", hex(number), False)
+            if block is not None and expected in (None, block["hash"]):
+                return str(block["hash"])
+            if time.monotonic() >= deadline:
+                raise ChainStalled(f"{node.name} does not hold block {number}{' ' + expected if expected else ''} "
+                                   f"on a cold start; see {node.log_path}. Nodes: {self._heads_report()}")
+            time.sleep(0.1)
 
     def _catch_up(self, node: GethNode, deadline: float) -> None:
         """Wait until `node` has the head of the nodes that ran before it (geth syncs a node that
@@ -573,6 +624,12 @@ class CliqueNetwork:
             except (ChainUnavailable, RpcRefused):
                 pass
         return NetworkStatus(self.chain_id, self.period, nodes, signers, sealers)
+
+
+# Linux sends the parent-death signal when the *thread* that forked the child ends, so a node
+# started from a short-lived thread (a supervisor restarting a validator) died with that thread.
+# Every attached node is forked by this one worker, which lives as long as the process.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geth-spawner")
 
 
 def _end_with_parent() -> None:

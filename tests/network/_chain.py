@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from eth_account import Account
@@ -12,10 +13,13 @@ from web3 import HTTPProvider, Web3
 from web3.exceptions import TransactionIndexingInProgress, TransactionNotFound
 from web3.middleware import ExtraDataToPOAMiddleware
 
+from ehr_client.dev.geth import CliqueNetwork
+from ehr_client.dev.rpc import rpc
 from ehr_client.errors import ChainStalled
 from ehr_client.dev.node import DEV_MNEMONIC
 
 SINK = "0x000000000000000000000000000000000000dEaD"
+QUIET = 4.0  # seconds: a period (1 s) plus Clique's largest out-of-turn wiggle with four signers (1.5 s), and room
 
 
 def dev_account(index: int) -> LocalAccount:
@@ -53,3 +57,42 @@ def wait_receipt(w3: Web3, tx_hash: HexBytes, *, timeout: float) -> Any:
         if time.monotonic() >= deadline:
             raise ChainStalled(f"transaction {tx_hash.hex()} not included within {timeout:.0f}s")
         time.sleep(0.1)
+
+
+def stop_sealing(network: CliqueNetwork, *, timeout: float) -> tuple[int, str] | None:
+    """Stop every validator's miner and wait until no node's head has moved for `QUIET` seconds;
+    return the head (number, hash) if every node holds the same block there, None if they do not.
+
+    `miner_stop` does not cancel a seal under way: an out-of-turn block lands up to a period plus
+    Clique's wiggle later (a CI run read the head as 15 while a block 16 was on its way, then waited
+    for every node to be at 15).
+    """
+    for node in network.validators:
+        rpc(node.rpc_url, "miner_stop")
+    deadline = time.monotonic() + timeout
+    seen, since = heads(network), time.monotonic()
+    while time.monotonic() - since < QUIET:
+        if time.monotonic() >= deadline:
+            raise ChainStalled(f"heads still moving {timeout:.0f}s after sealing stopped: {seen}")
+        time.sleep(0.2)
+        now = heads(network)
+        if now != seen:
+            seen, since = now, time.monotonic()
+    blocks = set(seen.values())
+    return blocks.pop() if len(blocks) == 1 else None
+
+
+def heads(network: CliqueNetwork) -> dict[str, tuple[int, str]]:
+    """Each node's head: number and hash."""
+    return {node.name: (int(block["number"], 16), block["hash"])
+            for node in network.nodes.values()
+            for block in [rpc(node.rpc_url, "eth_getBlockByNumber", "latest", False)]}
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float) -> None:
+    """Poll `condition` until it holds; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} within {timeout:.0f}s")
+        time.sleep(0.2)

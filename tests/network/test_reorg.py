@@ -6,7 +6,6 @@ drop them and index the chain that won, ending exactly where a fresh index of th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from ehr_client.audit import AuditIndex
 from ehr_client.chain.client import ChainClient, deploy_suite
 from ehr_client.dev.geth import CliqueNetwork, GethNode
 from ehr_client.dev.rpc import rpc
-from tests.network._chain import dev_account, send, wait_receipt, web3
+from tests.network._chain import dev_account, send, stop_sealing, wait_receipt, wait_until, web3
 
 PROGRESS = 60.0
 
@@ -43,17 +42,9 @@ def _peer_counts(nodes: list[GethNode]) -> list[int]:
     return [int(rpc(node.rpc_url, "net_peerCount"), 16) for node in nodes]
 
 
-def _wait(condition: object, what: str, timeout: float = PROGRESS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} within {timeout:.0f}s")
-        time.sleep(0.2)
-
-
 def _freeze_and_split(network: CliqueNetwork) -> tuple[int, list[GethNode], list[GethNode]]:
-    """Stop sealing at a head whose next in-turn signer sealed neither of the last two blocks; return
-    the head and a split whose winning half must outweigh the other.
+    """Stop sealing at a head every node holds, whose next in-turn signer sealed neither of the last
+    two blocks; return the head and a split whose winning half must outweigh the other.
 
     With four signers nobody seals twice within three blocks. The winning half holds the next
     in-turn signer and the sealer of the block before the head: it seals two blocks, the first
@@ -61,23 +52,23 @@ def _freeze_and_split(network: CliqueNetwork) -> tuple[int, list[GethNode], list
     out of turn (difficulty 1), so whichever order the blocks arrive in, the losers reorganise.
     """
     for _ in range(10):
-        for node in network.validators:
-            rpc(node.rpc_url, "miner_stop")
-        network.wait_for_sync(timeout=PROGRESS)
-        head = max(network.head(node.name) for node in network.nodes.values())
-        _wait(lambda: all(network.head(node.name) == head for node in network.nodes.values()), "every node at the head")
-        signers = network.signers()
-        in_turn = signers[(head + 1) % len(signers)].lower()
-        recent = [network.sealer(head - 1).lower(), network.sealer(head).lower()]
-        if in_turn not in recent:
-            winning = {in_turn, recent[0]}
-            winners = [n for n in network.nodes.values() if n.spec.address is None or n.spec.address.lower() in winning]
-            losers = [n for n in network.validators if n not in winners]
-            return head, winners, losers
+        frozen = stop_sealing(network, timeout=PROGRESS)
+        if frozen is not None:
+            head = frozen[0]
+            signers = network.signers()
+            in_turn = signers[(head + 1) % len(signers)].lower()
+            recent = [network.sealer(head - 1).lower(), network.sealer(head).lower()]
+            if in_turn not in recent:
+                winning = {in_turn, recent[0]}
+                winners = [n for n in network.nodes.values()
+                           if n.spec.address is None or n.spec.address.lower() in winning]
+                losers = [n for n in network.validators if n not in winners]
+                return head, winners, losers
+        restart_at = network.head()
         for node in network.validators:
             rpc(node.rpc_url, "miner_start")
-        network.wait_for_block(head + 2, timeout=PROGRESS)
-    raise AssertionError("no head with an in-turn signer free to seal in ten tries")
+        network.wait_for_block(restart_at + 2, timeout=PROGRESS)
+    raise AssertionError("no quiet head that every node holds, with an in-turn signer free to seal, in ten tries")
 
 
 @pytest.fixture
@@ -95,11 +86,12 @@ def test_split_network_reorganises_and_the_audit_index_follows_the_winner(healed
                                                                           tmp_path: Path) -> None:
     network = healed
     governor, patient = dev_account(0), dev_account(4)
-    deployment = deploy_suite(network.rpc_url(), governor, network="fork", governors=[governor.address], threshold=1,
-                              confirmations=3)
+    with network.supervised():  # a fresh network can stand still on an equal-height fork; nobody is split yet
+        deployment = deploy_suite(network.rpc_url(), governor, network="fork", governors=[governor.address],
+                                  threshold=1, confirmations=3)
 
     head, winners, losers = _freeze_and_split(network)
-    _wait(lambda: _split(winners, losers), "the split")
+    wait_until(lambda: _split(winners, losers), "the split", PROGRESS)
 
     # On the losing half, the patient registers and an index takes that block in.
     lost_side = ChainClient(losers[0].rpc_url, deployment)
@@ -122,9 +114,9 @@ def test_split_network_reorganises_and_the_audit_index_follows_the_winner(healed
     network.reconnect_peers()
     network.wait_for_peers(timeout=PROGRESS)
     winner_chain = web3(winners[0].rpc_url)
-    _wait(lambda: web3(losers[0].rpc_url).eth.get_block(head + 1)["hash"] == winner_chain.eth.get_block(head + 1)["hash"],
-          "the losing half on the winning chain")
-    _wait(lambda: _receipt(winner_chain, tx_hash) is not None, "the registration sealed again")
+    wait_until(lambda: web3(losers[0].rpc_url).eth.get_block(head + 1)["hash"] == winner_chain.eth.get_block(head + 1)["hash"],
+               "the losing half on the winning chain", PROGRESS)
+    wait_until(lambda: _receipt(winner_chain, tx_hash) is not None, "the registration sealed again", PROGRESS)
     receipt = _receipt(winner_chain, tx_hash)
     assert receipt is not None and receipt["blockHash"] != lost_block and receipt["status"] == 1
     network.wait_for_block(receipt["blockNumber"] + 1, name=losers[0].name, timeout=PROGRESS)
