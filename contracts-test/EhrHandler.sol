@@ -1073,15 +1073,14 @@ contract EhrHandler {
         bytes5 purposeTag,
         uint256 signedAt
     ) private {
-        IConsortium.Role role = modelRole[grantee];
-        bool amender = role == IConsortium.Role.Provider || role == IConsortium.Role.Lab;
+        // Membership and role are the grantee's to hold when it acts (the read and amend checks
+        // below), not the grant's: a grant to a non-member is stored and opens nothing.
         if (
-            grantee == patient || role == IConsortium.Role.None || modelSuspended[grantee] || scopes == 0
-                || access == IConsentManager.Access.None || expiresAt <= block.timestamp
-                || (access == IConsentManager.Access.Amend && !amender)
+            grantee == patient || scopes == 0 || access == IConsentManager.Access.None
+                || expiresAt <= block.timestamp
         ) {
             badGrants++;
-            _violate("a grant to a non-member, the patient, or on invalid terms was accepted");
+            _violate("a grant to the patient, or on invalid terms, was accepted");
         }
         nGrants++;
         ModelGrant storage m = modelGrant[patient][grantee];

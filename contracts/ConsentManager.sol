@@ -238,12 +238,8 @@ contract ConsentManager is IConsentManager, EIP712 {
         if (scopes == 0 || access == Access.None || expiresAt <= block.timestamp) {
             revert ConsentInvalidTerms(scopes, access, expiresAt);
         }
+        // The grantee's membership is checked whenever it acts, not here (see {IConsentManager-grant}).
         if (grantee == patient) revert ConsentInvalidGrantee(grantee);
-        (IConsortium.Role role, bool suspended,) = _consortium.memberOf(grantee);
-        if (
-            role == IConsortium.Role.None || suspended
-                || (access == Access.Amend && role != IConsortium.Role.Provider && role != IConsortium.Role.Lab)
-        ) revert ConsentInvalidGrantee(grantee);
 
         // The whole slot is read once and written once (field by field, the compiler reads and
         // writes the shared slot again for every field). Bit layout as Solidity packs `Grant`:

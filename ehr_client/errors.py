@@ -99,6 +99,11 @@ class TransactionReverted(ChainError):
         self.error_args = dict(error_args or {})
 
 
+class InvalidGrantee(EHRError, ValueError):
+    """The grantee could not act on this grant: not an active consortium member, or not a provider
+    or lab for amend access. Refused before anything was signed or sent."""
+
+
 class SignatureError(EHRError, ValueError):
     """A signed message is invalid: wrong signer, expired deadline, used nonce, other chain."""
 

@@ -39,7 +39,7 @@ interface IConsentManager {
 
     /// @notice The caller may not read this record now.
     error ConsentUnauthorized(address caller, bytes32 recordId);
-    /// @notice The grantee is not an active member, is the patient, or lacks the role for amend.
+    /// @notice The grantee is the patient.
     error ConsentInvalidGrantee(address grantee);
     /// @notice Scopes are empty, access is None, or the expiry is not in the future.
     error ConsentInvalidTerms(uint64 scopes, Access access, uint64 expiresAt);
@@ -90,8 +90,12 @@ interface IConsentManager {
     /// @dev Replaces any earlier grant to the same grantee and voids the patient's unrelayed
     /// signatures for this grantee (grants and revocations alike), even when it repeats the terms
     /// in force (it then emits nothing).
+    /// The grantee's membership is not checked here but every time it acts: {requestAccess},
+    /// {canRead} and {canAmend} ask for an active member (a provider or lab to amend) at that
+    /// moment, so a grant to an address that is not, or no longer, such a member grants nothing
+    /// until the consortium admits or reinstates it. Clients check membership before granting.
     /// Requirements:
-    /// - `grantee` is an active member other than the caller; for Amend, a provider or lab;
+    /// - `grantee` is not the caller;
     /// - `scopes` is non-zero, `access` is not None, `expiresAt` is in the future.
     /// Emits an {AccessGranted} event.
     /// @param grantee Who receives access.

@@ -85,8 +85,8 @@ _HINTS: dict[str, tuple[type[EHRError], Callable[[dict[str, Any]], str]]] = {
     ),
     "ConsentInvalidGrantee": (
         TransactionReverted,
-        lambda a: f"{_short(a['grantee'])} cannot receive this grant: it must be an active consortium member "
-        "other than the patient, and a provider or lab for amend access",
+        lambda a: f"{_short(a['grantee'])} is the patient: a patient always reads and amends their own records "
+        "and cannot grant to themselves",
     ),
     "ClaimUnauthorizedAuthor": (
         AccessDenied,

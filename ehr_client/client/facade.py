@@ -17,6 +17,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from ehr_client.audit import AuditEntry, AuditIndex
+from ehr_client.chain.calls import Call
 from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.eip712 import (
     Domain,
@@ -34,6 +35,7 @@ from ehr_client.chain.eip712 import (
 from ehr_client.chain.types import Access, KeyType
 from ehr_client.client.consent import SignedConsent
 from ehr_client.client.directory import KeyDirectory
+from ehr_client.client.grantee import check_grantee
 from ehr_client.client.keysource import check_header, own_data_key
 from ehr_client.client.anchor_cache import DEFAULT_DEPTH, AnchorCache
 from ehr_client.client import lineage
@@ -340,12 +342,15 @@ class EHRClient:
     ) -> GrantResult:
         """Grant `grantee` access to the caller's records in `scopes` for `purpose`, then share their keys.
 
-        Terms the chain would refuse, and a grantee without a usable key, fail before anything is
-        granted; the keys are sealed only once the grant is mined (`share_keys` again if that fails).
+        Terms the chain would refuse, a grantee who could not act on the grant (`InvalidGrantee`) and
+        one without a usable key fail before anything is granted; the keys are sealed only once the
+        grant is mined (`share_keys` again if that fails).
         """
         grantee = to_checksum_address(grantee)
-        fn = self.chain.consent.functions.grant(grantee, scopes, ACCESS[access], expires_at, parse_purpose(purpose).word)
-        gas = self.chain.simulate(self.address, fn, action="grant access")
+        args = (grantee, scopes, ACCESS[access], expires_at, parse_purpose(purpose).word)
+        fn = self.chain.consent.functions.grant(*args)
+        gas = check_grantee(self.chain, grantee, amend=access == "amend", action="grant access",
+                            estimate=(self.address, Call(self.chain.consent, "grant", args)))
         if share_keys:
             self.directory.encryption_key_of(grantee)
         tx = self.chain.transact(self.identity.account, fn, action="grant access", gas=gas)
@@ -381,8 +386,10 @@ class EHRClient:
         `deadline` is the signature's `signatureValidUntil`, `expires_at` the grant's `grantEndsAt`.
 
         No keys travel with it: the patient shares them (`share_keys`) once the grant is relayed, since
-        a signature may yet be voided or expire unrelayed. With `share_keys`, a grantee without a
-        usable encryption key fails here, before anything is signed."""
+        a signature may yet be voided or expire unrelayed. A grantee who could not act on it
+        (`InvalidGrantee`) and, with `share_keys`, one without a usable encryption key fail here,
+        before anything is signed."""
+        check_grantee(self.chain, to_checksum_address(grantee), amend=access == "amend", action="sign grant")
         if share_keys:
             self.directory.encryption_key_of(to_checksum_address(grantee))
         typed = self.grant_document(grantee, scopes, access=access, purpose=purpose, expires_at=expires_at,
@@ -391,7 +398,8 @@ class EHRClient:
 
     def _check_signed(self, signed: SignedConsent, kind: type[GrantMessage] | type[RevokeMessage]) -> Any:
         """The message of `signed` once it is of `kind`, made for this deployment and signed by its
-        patient; a relayer pays no gas for a consent the chain would refuse."""
+        patient, and for a grant, to a grantee who can act on it; a relayer pays no gas for a consent
+        the chain would refuse or that would open nothing."""
         domain, message = parse_typed_data(signed.typed_data)
         if not isinstance(message, kind):
             raise InvalidRecord(f"this signed consent is a {type(message).__name__[:-7].lower()}, "
@@ -401,6 +409,8 @@ class EHRClient:
         if signer != message.patient:
             raise ConsentRefused(f"the signature is by {signer}, not by patient {message.patient}, over these exact "
                                  "fields (altered after signing, or signed by another wallet)")
+        if isinstance(message, GrantMessage):
+            check_grantee(self.chain, message.grantee, amend=message.may_amend, action="relay signed grant")
         return message
 
     def verify_consent(self, signed: SignedConsent) -> GrantMessage | RevokeMessage:
@@ -418,6 +428,7 @@ class EHRClient:
         Raises:
             AlreadyRelayed: this very grant is already in force.
             ConsentRefused: another deployment, another signer, a used nonce, past its validity.
+            InvalidGrantee: the grantee could not act on it (not an active member; not a provider or lab to amend).
         """
         m: GrantMessage = self._check_signed(signed, GrantMessage)
         fn = self.chain.consent.functions.grantBySig(

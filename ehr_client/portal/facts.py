@@ -12,7 +12,9 @@ from eth_utils import to_checksum_address
 from ehr_client.audit import Alert, AuditIndex, MonitorConfig, export_bundle, scan_alerts
 from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.eip712 import CATEGORY_FIELDS, DOMAIN_TYPE, TYPES, Domain
-from ehr_client.chain.types import Access, KeyType, Status
+from ehr_client.chain.calls import Call, call_request, decoded, rpc_batch
+from ehr_client.chain.governance import ROLE_NAMES
+from ehr_client.chain.types import WRITER_ROLES, Access, KeyType, Role, Status
 from ehr_client.client import EHRClient
 from ehr_client.client.lineage import Version
 from ehr_client.client.model import RecordInfo, hex_id
@@ -79,23 +81,29 @@ def records(client: EHRClient, patient: str) -> dict[str, Any]:
 
 
 def encryption_key(client: EHRClient, account: str) -> dict[str, Any]:
-    """`account`'s registration and current X25519 and Umbral keys (version and public key), if any."""
+    """`account`'s registration, current X25519 and Umbral keys (version and public key) and consortium
+    membership, if any, in one round trip. The page refuses a grant its grantee could not act on."""
     chain = client.chain
     account = to_checksum_address(account)
-    registered = bool(chain.call(chain.records.functions.isPatient(account), action="look up patient"))
-    try:
-        version, key = chain.call(chain.keys.functions.currentKey(account, KeyType.X25519),
-                                  action="look up encryption key")
-        x25519: dict[str, Any] | None = {"version": int(version), "publicKey": "0x" + bytes(key).hex()}
-    except TransactionReverted:
-        x25519 = None
-    try:
-        version, key = chain.call(chain.keys.functions.currentKey(account, KeyType.UMBRAL),
-                                  action="look up Umbral key")
-        umbral: dict[str, Any] | None = {"version": int(version), "publicKey": "0x" + bytes(key).hex()}
-    except TransactionReverted:
-        umbral = None
-    return {"account": account, "registeredPatient": registered, "x25519": x25519, "umbral": umbral}
+    calls = [Call(chain.records, "isPatient", (account,)), Call(chain.consortium, "memberOf", (account,)),
+             Call(chain.keys, "currentKey", (account, KeyType.X25519)),
+             Call(chain.keys, "currentKey", (account, KeyType.UMBRAL))]
+    answers = rpc_batch(chain, [call_request(c) for c in calls])
+    registered = bool(decoded(calls[0], answers[0], action="look up patient"))
+    role, suspended, _ = decoded(calls[1], answers[1], action="look up membership")
+    keys: list[dict[str, Any] | None] = []
+    for call, answer in zip(calls[2:], answers[2:], strict=True):
+        try:
+            version, key = decoded(call, answer, action="look up key")
+        except TransactionReverted:
+            keys.append(None)
+        else:
+            keys.append({"version": int(version), "publicKey": "0x" + bytes(key).hex()})
+    member = None if Role(int(role)) == Role.NONE else {
+        "role": ROLE_NAMES[int(role)], "suspended": bool(suspended),
+        "mayAmend": not suspended and Role(int(role)) in WRITER_ROLES}
+    return {"account": account, "registeredPatient": registered, "member": member, "x25519": keys[0],
+            "umbral": keys[1]}
 
 
 class AuditView:

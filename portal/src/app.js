@@ -492,6 +492,16 @@ async function grant(form) {
     if (!(ends > now)) throw new Error("Choose an end date in the future.");
     const granteeInfo = await api.account(grantee);
     const checksummed = granteeInfo.account;
+    // The chain stores a grant to anyone and asks for membership only when the grantee acts.
+    const member = granteeInfo.member;
+    if (!member || member.suspended) {
+      throw new ApiError("InvalidGrantee", `${checksummed} is ${member ? "a suspended" : "not a"} consortium member, `
+        + "so a grant would open nothing for them. Nothing was granted.");
+    }
+    if (access === "amend" && !member.mayAmend) {
+      throw new ApiError("InvalidGrantee", `${checksummed} is a ${member.role}; only a provider or a lab may amend `
+        + "records, so grant read access instead. Nothing was granted.");
+    }
     const viaCustodians = audited() && form.elements.audited.checked;
     if (viaCustodians && !granteeInfo.umbral) {
       throw new CustodianError(`${checksummed} has published no Umbral key, so custodians cannot release keys to them; `

@@ -2,11 +2,13 @@ import json
 
 import pytest
 
+from ehr_client.chain.eip712 import sign_typed_data
 from ehr_client.client import SignedConsent
 from ehr_client.errors import (
     AccessDenied,
     ChainUnavailable,
     IntegrityError,
+    InvalidGrantee,
     InvalidRecord,
     KeyNotFound,
     RecordErased,
@@ -164,10 +166,36 @@ def test_large_pdf_streams_through_the_store(people, tmp_path):
 
 
 def test_revert_is_translated_into_a_typed_error(people):
+    patient = people["patient"]
     with pytest.raises(TransactionReverted) as info:
-        people["patient"].grant(people["stranger"].address, LAB, expires_at=people["patient"].chain.now() + DAY)
+        patient.grant(patient.address, LAB, expires_at=patient.chain.now() + DAY)
     assert info.value.error_name == "ConsentInvalidGrantee"
-    assert "active consortium member" in str(info.value)
+    assert "cannot grant to themselves" in str(info.value)
+
+
+def test_a_grant_that_would_open_nothing_is_refused_before_anything_is_signed_or_sent(people):
+    """The chain stores a grant to anyone and asks for membership when the grantee acts; the
+    client refuses the grant that could not be used, whether granted, signed or relayed."""
+    patient, hospital, stranger, insurer = (people[n] for n in ("patient", "hospital", "stranger", "insurer"))
+    chain = patient.chain
+    sent_before = {c.address: chain.w3.eth.get_transaction_count(c.address) for c in (patient, hospital)}
+    ends, deadline = chain.now() + DAY, chain.now() + 3600
+    with pytest.raises(InvalidGrantee, match="not a consortium member"):
+        patient.grant(stranger.address, LAB, expires_at=ends, share_keys=False)
+    with pytest.raises(InvalidGrantee, match="only a provider or a lab may amend"):
+        patient.grant(insurer.address, LAB, access="amend", expires_at=ends, share_keys=False)
+    with pytest.raises(InvalidGrantee, match="not a consortium member"):
+        patient.sign_grant(stranger.address, LAB, expires_at=ends, deadline=deadline, share_keys=False)
+    # Signed in another wallet and brought to a relayer, who pays for nothing that opens nothing.
+    typed = patient.grant_document(insurer.address, LAB, access="amend", expires_at=ends, deadline=deadline)
+    with pytest.raises(InvalidGrantee, match="only a provider or a lab may amend"):
+        hospital.relay_grant(SignedConsent(typed, sign_typed_data(patient.identity.account.key, typed)))
+    assert {c.address: chain.w3.eth.get_transaction_count(c.address) for c in (patient, hospital)} == sent_before
+    for grantee in (stranger, insurer):
+        grant = chain.call(chain.consent.functions.getGrant(patient.address, grantee.address), action="read grant")
+        assert grant[2] == 0  # no access stored
+    patient.grant(insurer.address, LAB, expires_at=ends, share_keys=False)  # read is for any active member
+    assert chain.call(chain.consent.functions.canRead(patient.address, insurer.address, LAB), action="can read")
 
 
 def test_replayed_signed_grant_is_refused(people):

@@ -7,6 +7,7 @@ from tests.batches import make_batch
 from tests.constants import (
     ACCESS_AMEND,
     ACCESS_READ,
+    ACTION,
     CONDITION_SCOPE,
     CONSENT_DOMAIN_NAME,
     DAY,
@@ -80,19 +81,43 @@ def test_grant_rejects_invalid_terms(network, consent, patient, doctor, chain, s
         consent.grant(doctor, scopes, access, expires, PURPOSE, sender=patient)
 
 
-def test_grant_rejects_non_member_self_suspended_and_amend_for_insurer(
-    network, consent, consortium, governor, patient, stranger, insurer, doctor, chain
+def test_grant_to_oneself_is_refused(network, consent, patient, chain):
+    with ape.reverts(consent.ConsentInvalidGrantee, grantee=patient.address):
+        consent.grant(patient, LAB_SCOPE, ACCESS_READ, chain.pending_timestamp + DAY, PURPOSE, sender=patient)
+
+
+def test_a_grant_to_whom_may_not_act_on_it_gives_nothing_until_the_consortium_lets_them(
+    network, consent, records, consortium, governor, governors, admit, patient, stranger, insurer, doctor, chain,
+    add_record,
 ):
+    """Membership is asked when the grantee acts, not when the patient decides (the grant costs
+    no call into Consortium): a stranger, a suspended provider and an insurer with amend terms
+    hold a grant that opens nothing, until admission or reinstatement."""
     expires = chain.pending_timestamp + DAY
-    for grantee in (stranger, patient):
-        with ape.reverts(consent.ConsentInvalidGrantee, grantee=grantee.address):
-            consent.grant(grantee, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
-    with ape.reverts(consent.ConsentInvalidGrantee, grantee=insurer.address):
-        consent.grant(insurer, LAB_SCOPE, ACCESS_AMEND, expires, PURPOSE, sender=patient)
-    consent.grant(insurer, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
+    lab_record = add_record(scope=LAB_SCOPE)
     consortium.suspend(doctor, sender=governor)
-    with ape.reverts(consent.ConsentInvalidGrantee, grantee=doctor.address):
-        consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
+    consent.grant(stranger, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
+    consent.grant(doctor, LAB_SCOPE, ACCESS_READ, expires, PURPOSE, sender=patient)
+    consent.grant(insurer, LAB_SCOPE, ACCESS_AMEND, expires, PURPOSE, sender=patient)
+    for reader in (stranger, doctor):
+        assert not consent.canRead(patient, reader, LAB_SCOPE)
+        with ape.reverts(consent.ConsentUnauthorized, caller=reader.address, recordId=lab_record):
+            consent.requestAccess(lab_record, sender=reader)
+    assert not consent.canAmend(patient, insurer, LAB_SCOPE)
+    assert consent.canRead(patient, insurer, LAB_SCOPE)  # an active member; amend terms include read
+    with ape.reverts(records.RecordUnauthorizedAuthor, author=insurer.address, patient=patient.address,
+                     scope=LAB_SCOPE):
+        records.addRecord(b"\x07" * 32, patient, b"\xcd" * 32, LAB_SCOPE, b"\x01\x55\x12\x20" + b"\xab" * 32,
+                          sender=insurer)
+
+    admit(stranger, "lab")
+    proposal = consortium.propose(ACTION["reinstate"], doctor.address, 0, DAY, sender=governors[0]).return_value
+    consortium.approve(proposal, sender=governors[1])
+    consortium.execute(proposal, sender=governors[1])
+    for reader in (stranger, doctor):
+        assert consent.canRead(patient, reader, LAB_SCOPE)
+        assert consent.requestAccess(lab_record, sender=reader).events.filter(consent.AccessRequested)
+    assert not consent.canAmend(patient, insurer, LAB_SCOPE)
 
 
 def test_amend_grant_implies_read(network, consent, patient, lab, grant):

@@ -148,6 +148,20 @@ def test_relay_refuses_a_signature_that_is_not_the_patients(portal: Portal, worl
     assert _grant_of(portal, patient, grantee) == []
 
 
+def test_relay_refuses_a_genuine_grant_its_grantee_could_not_act_on(portal: Portal, world: dict[str, str]) -> None:
+    """The chain would store it (membership is asked when the grantee acts); the relayer does not pay for it."""
+    patient = TestWallet(dev_key(BROWSER_PATIENT_INDEX), "http://unused").address
+    assert portal.get(f"/api/accounts/{world['stranger']}").json()["member"] is None
+    assert portal.get(f"/api/accounts/{world['doctor']}").json()["member"] == {
+        "role": "provider", "suspended": False, "mayAmend": True}
+    document = grant_document(portal, patient, world["stranger"], nonce=0)
+    genuine = sign_typed_data(dev_key(BROWSER_PATIENT_INDEX), document)
+    refused = portal.post("/api/relay", json={"typedData": document, "signature": "0x" + genuine.hex(), "keyShare": None})
+    assert refused.status_code == 400 and error_of(refused)["type"] == "InvalidGrantee"
+    assert "not a consortium member" in error_of(refused)["message"]
+    assert _grant_of(portal, patient, world["stranger"]) == []
+
+
 def test_every_response_carries_the_content_security_policy(portal: Portal) -> None:
     for path in ("/", "/app.js", "/api/config", "/api/blobs/not-a-cid", "/api/nothing-here"):
         response = portal.get(path)

@@ -64,6 +64,14 @@ def test_patient_walk_register_read_grant_revoke_erase(
     assert account["registeredPatient"] and account["x25519"]["version"] == 1
     screenshot(page, "03-registered")
 
+    # a grant its grantee could not act on is refused before the wallet is asked for anything
+    asked = len(patient_wallet.calls)
+    grant_in_page(page, world["stranger"], "lab", "read", share=False)
+    alert = page.locator("#status [role=alert]")
+    alert.wait_for()
+    assert "not a consortium member" in alert.inner_text() and "Nothing was granted" in alert.inner_text()
+    assert patient_wallet.calls[asked:] == []
+
     # the lab may write lab results: a signed consent (amend, no key share) the hospital relays
     grant_in_page(page, world["lab"], "lab", "amend", share=False)
     page.wait_for_selector("#grant-done")

@@ -110,10 +110,8 @@ class ConsentModel:
                     now: int) -> str | None:
         if scopes == 0 or access == Access.NONE or expires_at <= now:
             return "ConsentInvalidTerms"
-        role = self.roles.get(grantee, Role.NONE)
-        if grantee == patient or role == Role.NONE or grantee in self.suspended or (
-            access == Access.AMEND and role not in (Role.PROVIDER, Role.LAB)
-        ):
+        # Membership is the grantee's to prove when it acts (can_read, can_amend), not the grant's.
+        if grantee == patient:
             return "ConsentInvalidGrantee"
         return None
 
