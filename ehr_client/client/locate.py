@@ -83,21 +83,15 @@ class RecordLocator:
             answer, *answers = rpc_batch(self.chain, [call_request(status), *extra])
             return self._statused([known], [decoded(status, answer, action="look up record status")])[0], answers
         near = Call(self.chain.records, "anchoredNear", (record_id,))
-        filters = {"recordId": record_id}
-        scanned = self.chain.logs_in_one_trip()  # a young chain: its whole log, in the same round trip
-        if scanned:
-            events, (answer, *answers) = self.chain.get_events_with(
-                "RecordRegistry", "RecordAdded", filters=filters, extra=[call_request(near), *extra])
-        else:
-            answer, *answers = rpc_batch(self.chain, [call_request(near), *extra])
+        answer, *answers = rpc_batch(self.chain, [call_request(near), *extra])
         stored, first, last = decoded(near, answer, action="look up record")
-        if not scanned and last != 0:
+        events: list[EventRecord] = []  # no RecordAdded event: a batched record, or none
+        if last != 0:
+            filters = {"recordId": record_id}
             events = self.chain.get_events("RecordRegistry", "RecordAdded", filters=filters, from_block=first,
                                            to_block=last)
             if not events:  # the hint wrapped (past block 2^32), or the node dropped old logs
                 events = self.chain.get_events("RecordRegistry", "RecordAdded", filters=filters)
-        elif not scanned:
-            events = []  # no RecordAdded event: a batched record, or none
         if events:
             try:
                 info = single_info(events[0])
