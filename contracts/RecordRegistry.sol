@@ -20,12 +20,23 @@ contract RecordRegistry is IRecordRegistry {
     /// @dev A batch holds at most 1,024 leaves (depth 10): the gas per record is already flat well
     /// below it, and readers that locate a batched record by id compute the ids of every leaf.
     uint32 private constant _MAX_LEAVES = 1 << 10;
+    /// @dev `Stored.anchoredNear` is (block >> _HINT_SHIFT) + 1 of a record's `RecordAdded` event.
+    uint256 private constant _HINT_SHIFT = 8;
+
+    /// @dev A record's state, and in the 3 bytes its slot has left, where its `RecordAdded` event
+    /// is (0: none, a batched record): a read by id then asks the node for 256 blocks, not the chain.
+    struct Stored {
+        address patient;
+        uint64 scope;
+        Status status;
+        uint24 anchoredNear;
+    }
 
     IConsortium private immutable _consortium;
     IConsentManager private immutable _consent;
 
     mapping(address patient => bool) private _patients;
-    mapping(bytes32 recordId => Record) private _records;
+    mapping(bytes32 recordId => Stored) private _records;
     mapping(bytes32 batchId => bytes32 commitment) private _batches;
 
     /// @dev The registry and its consent manager refer to each other; creating the consent
@@ -61,7 +72,7 @@ contract RecordRegistry is IRecordRegistry {
         external
         returns (bytes32 recordId)
     {
-        Record storage previous = _records[previousId];
+        Stored storage previous = _records[previousId];
         if (previous.status == Status.None) revert RecordNotFound(previousId);
         recordId = _amend(previousId, previous, salt, contentHash, cid);
     }
@@ -71,20 +82,20 @@ contract RecordRegistry is IRecordRegistry {
         external
         returns (bytes32 recordId)
     {
-        (bytes32 previousId, Record storage stored) = _materialize(previous);
+        (bytes32 previousId, Stored storage stored) = _materialize(previous);
         recordId = _amend(previousId, stored, salt, contentHash, cid);
     }
 
     /// @inheritdoc IRecordRegistry
     function tombstone(bytes32 recordId) external {
-        Record storage record = _records[recordId];
+        Stored storage record = _records[recordId];
         if (record.status == Status.None) revert RecordNotFound(recordId);
         _tombstone(recordId, record);
     }
 
     /// @inheritdoc IRecordRegistry
     function tombstoneBatchedRecord(BatchedRecord calldata record) external {
-        (bytes32 recordId, Record storage stored) = _materialize(record);
+        (bytes32 recordId, Stored storage stored) = _materialize(record);
         _tombstone(recordId, stored);
     }
 
@@ -116,10 +127,10 @@ contract RecordRegistry is IRecordRegistry {
         returns (bytes32 recordId, Record memory state)
     {
         recordId = _verifyBatched(record);
-        state = _records[recordId];
-        if (state.status == Status.None) {
-            state = Record({patient: record.patient, scope: record.scope, status: Status.Active});
-        }
+        Stored storage stored = _records[recordId];
+        state = stored.status == Status.None
+            ? Record({patient: record.patient, scope: record.scope, status: Status.Active})
+            : Record({patient: stored.patient, scope: stored.scope, status: stored.status});
     }
 
     /// @inheritdoc IRecordRegistry
@@ -143,9 +154,26 @@ contract RecordRegistry is IRecordRegistry {
     }
 
     /// @inheritdoc IRecordRegistry
+    function anchoredNear(bytes32 recordId) external view returns (Status status, uint256 fromBlock, uint256 toBlock) {
+        Stored storage stored = _records[recordId];
+        status = stored.status;
+        uint256 hint = stored.anchoredNear;
+        if (hint != 0 && block.number >> _HINT_SHIFT < type(uint24).max) {
+            fromBlock = (hint - 1) << _HINT_SHIFT;
+            toBlock = fromBlock + (1 << _HINT_SHIFT) - 1;
+        }
+    }
+
+    /// @inheritdoc IRecordRegistry
     function getRecord(bytes32 recordId) external view returns (Record memory record) {
-        record = _records[recordId];
-        if (record.status == Status.None) revert RecordNotFound(recordId);
+        Stored storage stored = _records[recordId];
+        uint256 word;
+        assembly ("memory-safe") {
+            word := sload(stored.slot)
+        }
+        Status status = Status(uint8(word >> 224));
+        if (status == Status.None) revert RecordNotFound(recordId);
+        record = Record({patient: address(uint160(word)), scope: uint64(word >> 160), status: status});
     }
 
     /// @inheritdoc IRecordRegistry
@@ -201,7 +229,7 @@ contract RecordRegistry is IRecordRegistry {
     }
 
     /// @dev The stored slot of a proven batched record, created Active on first use.
-    function _materialize(BatchedRecord calldata record) private returns (bytes32 recordId, Record storage stored) {
+    function _materialize(BatchedRecord calldata record) private returns (bytes32 recordId, Stored storage stored) {
         recordId = _verifyBatched(record);
         stored = _records[recordId];
         if (stored.status == Status.None) {
@@ -211,12 +239,12 @@ contract RecordRegistry is IRecordRegistry {
         }
     }
 
-    function _amend(bytes32 previousId, Record storage previous, bytes32 salt, bytes32 contentHash, bytes calldata cid)
+    function _amend(bytes32 previousId, Stored storage previous, bytes32 salt, bytes32 contentHash, bytes calldata cid)
         private
         returns (bytes32 recordId)
     {
         if (previous.status != Status.Active) revert RecordNotActive(previousId, previous.status);
-        Record memory kept = previous;
+        Stored memory kept = previous;
         _checkAuthor(kept.patient, kept.scope);
         previous.status = Status.Superseded;
         recordId = recordIdOf(msg.sender, salt);
@@ -224,7 +252,7 @@ contract RecordRegistry is IRecordRegistry {
         emit RecordAmended(previousId, recordId, msg.sender);
     }
 
-    function _tombstone(bytes32 recordId, Record storage record) private {
+    function _tombstone(bytes32 recordId, Stored storage record) private {
         if (record.patient != msg.sender) revert RecordNotPatient(msg.sender, recordId);
         if (record.status == Status.Tombstoned) revert RecordNotActive(recordId, Status.Tombstoned);
         record.status = Status.Tombstoned;
@@ -246,7 +274,14 @@ contract RecordRegistry is IRecordRegistry {
     ) private {
         if (contentHash == bytes32(0) || cid.length == 0) revert RecordInvalidContent(recordId);
         if (_records[recordId].status != Status.None) revert RecordIdUnavailable(recordId);
-        _records[recordId] = Record({patient: patient, scope: scope, status: Status.Active});
+        Stored storage stored = _records[recordId];
+        // One SSTORE of the whole slot, in `Stored`'s packing: patient 0-159, scope 160-223,
+        // status 224-231, anchoredNear 232-255 (truncated past block 2^32: `anchoredNear` then says so).
+        uint256 word = uint256(uint160(patient)) | (uint256(scope) << 160) | (uint256(uint8(Status.Active)) << 224)
+            | (uint256(uint24((block.number >> _HINT_SHIFT) + 1)) << 232);
+        assembly ("memory-safe") {
+            sstore(stored.slot, word)
+        }
         emit RecordAdded(recordId, patient, msg.sender, contentHash, scope, previousId, cid);
     }
 }

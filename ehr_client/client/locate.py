@@ -70,18 +70,28 @@ class RecordLocator:
         """`find`, and the answers to `extra` requests (results or `RpcFailure`s) asked in the same round trip.
 
         A single record's anchoring event is looked up once per locator: its facts (patient, scope,
-        author, content hash, CID) are fixed by its id, so later look-ups ask only its status, and
-        do not scan the logs from the deployment again. An event is kept once it is `confirmations`
-        blocks deep (a short fork cannot move it any more)."""
+        author, content hash, CID) are fixed by its id, so later look-ups ask only its status. The
+        first look-up asks the registry which 256 blocks hold the event (`anchoredNear`, with the
+        status and `extra`), then the logs of those blocks only, so its cost does not grow with the
+        chain. An event is kept once it is `confirmations` blocks deep (a short fork cannot move it
+        any more)."""
         self.chain.ensure_chain()
-        status = Call(self.chain.records, "recordStatus", (record_id,))  # asked with the logs: one round trip
         with self._lock:
             known = self._singles.get(record_id)
         if known is not None:
+            status = Call(self.chain.records, "recordStatus", (record_id,))
             answer, *answers = rpc_batch(self.chain, [call_request(status), *extra])
             return self._statused([known], [decoded(status, answer, action="look up record status")])[0], answers
-        events, (answer, *answers) = self.chain.get_events_with(
-            "RecordRegistry", "RecordAdded", filters={"recordId": record_id}, extra=[call_request(status), *extra])
+        near = Call(self.chain.records, "anchoredNear", (record_id,))
+        answer, *answers = rpc_batch(self.chain, [call_request(near), *extra])
+        stored, first, last = decoded(near, answer, action="look up record")
+        events: list[EventRecord] = []  # no RecordAdded event: a batched record, or none
+        if last != 0:
+            filters = {"recordId": record_id}
+            events = self.chain.get_events("RecordRegistry", "RecordAdded", filters=filters, from_block=first,
+                                           to_block=last)
+            if not events:  # the hint wrapped (past block 2^32), or the node dropped old logs
+                events = self.chain.get_events("RecordRegistry", "RecordAdded", filters=filters)
         if events:
             try:
                 info = single_info(events[0])
@@ -103,7 +113,7 @@ class RecordLocator:
                     f"record {hex_id(record_id)} is in batch {hex_id(bytes(event.args['batchId']))} by "
                     f"{event.args['author']}, which cannot be verified ({exc}); nothing was read"
                 ) from None
-        return self._statused([info], [decoded(status, answer, action="look up record status")])[0], answers
+        return self._statused([info], [int(stored)])[0], answers
 
     def _remember_single(self, info: RecordInfo) -> None:
         with self._lock:

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
-from ehr_client.chain.client import ChainClient
+from bench.rpc import RpcCounter
+from ehr_client.chain.client import LOG_PAGE_BLOCKS, ChainClient
 from ehr_client.chain.txplan import plan, plan_requests
 from ehr_client.client import EHRClient, Identity
 from ehr_client.errors import AccessDenied, EHRError, RecordErased, TransactionReverted
 from ehr_client.records import Scope
 from ehr_client.storage import Cid, LocalStore
+from tests.client.conftest import mine
 
 LAB = int(Scope.LAB)
 DAY = 86_400
@@ -122,3 +124,33 @@ def test_an_access_request_the_chain_reverts_is_a_typed_error_and_nothing_is_dec
         _rpc(suite, "evm_setAutomine", True)
         reader.join(timeout=60)
     assert len(outcome) == 1 and isinstance(outcome[0], (TransactionReverted, AccessDenied)), outcome
+
+
+def test_a_first_read_by_id_on_a_long_chain_asks_the_logs_of_256_blocks_not_the_chain(
+    people: dict[str, EHRClient], suite: ChainClient, ids: dict[str, Identity], store: LocalStore, tmp_path: Path,
+    observation: dict[str, Any],
+) -> None:
+    """The registry says which 256 blocks hold a record's event (`anchoredNear`); the reader asks
+    for those only. Versions far apart are each found in their own range, and read whole."""
+    patient, doctor = people["patient"], people["doctor"]
+    record_id, share = _record_with_reader(people, observation)
+    mine(suite, LOG_PAGE_BLOCKS + 500)  # longer than one page of logs: no whole-chain scan in one trip
+    amended = patient.amend_record(record_id, {**observation, "valueQuantity": {"value": 6.1, "unit": "mmol/L"}})
+    mine(suite, 300)
+    new_share, _ = patient.share_keys(doctor.address, LAB)
+    counter = RpcCounter(suite.rpc_url)
+    try:
+        reader = EHRClient(ChainClient(counter.url, suite.deployment), store, ids["doctor"],
+                           state_dir=tmp_path / "fresh-doctor")
+        reader.chain.head()  # the client knows the chain is long, as any client that did anything would
+        with counter.counting():
+            values = [reader.read_record(r, key_share=s).resource()["valueQuantity"]["value"]
+                      for r, s in ((record_id, share), (amended.record_id, new_share))]
+        ranges = [(int(c["params"][0]["fromBlock"], 16), int(c["params"][0]["toBlock"], 16))
+                  for trip in counter.calls for c in trip if c.get("method") == "eth_getLogs"]
+    finally:
+        counter.close()
+    assert values == [5.40, 6.1]
+    blocks = [patient.get_record(r).block_number for r in (record_id, amended.record_id)]
+    assert len(ranges) == 2 and all(end - start == 255 for start, end in ranges), ranges
+    assert all(start <= block <= end for (start, end), block in zip(ranges, blocks, strict=True))

@@ -291,3 +291,33 @@ def test_relisting_anothers_record_gives_a_new_id_in_the_lister_space(network, r
     records.anchorBatch(*relist.anchor_args(), sender=lab)
     assert relist.record_id(0) != mental
     assert records.getRecord(mental).scope == MENTAL_SCOPE
+
+
+# --- where a record's event is: a read by id asks 256 blocks, not the chain ---------------------------
+
+
+def test_anchored_near_names_the_256_blocks_that_hold_each_versions_event(network, records, lab, patient, grant,
+                                                                           chain):
+    grant(lab, scopes=LAB_SCOPE, access=ACCESS_AMEND)
+    first = records.addRecord(rid(40), patient, HASH, LAB_SCOPE, CID, sender=lab)
+    chain.mine(700)
+    amended = records.amendRecord(first.return_value, rid(41), b"\xce" * 32, CID, sender=lab)
+    for tx, status in ((first, 2), (amended, 1)):  # superseded, then active
+        record_id = tx.events.filter(records.RecordAdded)[0].recordId
+        stored, start, end = records.anchoredNear(record_id)
+        assert stored == status and end - start == 255 and start <= tx.block_number <= end
+        assert start % 256 == 0
+    records.tombstone(amended.return_value, sender=patient)
+    assert records.anchoredNear(amended.return_value)[0] == 3
+
+
+def test_anchored_near_is_empty_for_batched_and_unknown_records(network, records, lab, patient, grant):
+    """A batched record has no `RecordAdded` event: its slot, made when it is amended or erased,
+    names no blocks, and a reader goes to the batch's event instead."""
+    grant(lab, scopes=LAB_SCOPE, access=ACCESS_AMEND)
+    batch = make_batch(lab.address, patient.address, [LAB_SCOPE] * 3)
+    records.anchorBatch(*batch.anchor_args(), sender=lab)
+    assert tuple(records.anchoredNear(batch.record_id(1))) == (0, 0, 0)
+    records.tombstoneBatchedRecord(batch.ref(1), sender=patient)
+    assert tuple(records.anchoredNear(batch.record_id(1))) == (3, 0, 0)
+    assert tuple(records.anchoredNear(rid(999))) == (0, 0, 0)
