@@ -17,7 +17,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/tools/bin:$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo geth zk browser lint portal test test-fast demo bench bench-scale bench-listing soak slither fuzz clean
+.PHONY: all install compile kubo geth zk browser lint portal test test-fast demo bench bench-scale bench-listing bench-locate soak slither fuzz clean
 
 all: compile
 
@@ -127,6 +127,11 @@ bench-scale: install
 # per-patient cursor, warm and cold (about half an hour, mostly anvil_mine; not in `make bench`); writes bench/results/listing.json.
 bench-listing: install
 	$(BIN)/python -m bench.listing
+
+# The first read of a record by id at ~40, 4,000 and 16,000 blocks: the registry's 256-block range against
+# the scan from the deployment (a few minutes, mostly anvil_mine); writes bench/results/locate.json.
+bench-locate: install
+	$(BIN)/python -m bench.locate
 
 clean:
 	rm -rf .build/__local__.json .build/ape-data .build/anvil-states .pytest_cache .hypothesis
