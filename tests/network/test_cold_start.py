@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.network.conftest import start_network
 
 PROGRESS = 60.0
 
 
-@pytest.mark.xfail(strict=True, reason="CliqueNetwork._free_sealer asks the first running node (validator-1) who sealed "
-                   "the newest blocks; a validator-1 that was stopped while the others sealed on does not hold them "
-                   "(geth syncs it only on its 10 s cycle with fewer than 5 peers), so clique_getSigner is refused "
-                   "and the cold start raises RpcRefused with every node up and none sealing")
 def test_a_network_whose_first_validator_fell_behind_starts_again(tmp_path: Path) -> None:
     with start_network(tmp_path / "net", validators=3) as network:
         behind = network.node("validator-1")

@@ -12,7 +12,6 @@ import signal
 import time
 from collections.abc import Iterable
 
-import pytest
 from hexbytes import HexBytes
 
 from ehr_client.dev.geth import CliqueNetwork, GethNode
@@ -85,9 +84,6 @@ def _resume(network: CliqueNetwork, hung: GethNode) -> None:
         rpc(validator.rpc_url, "miner_start")
 
 
-@pytest.mark.xfail(strict=True, reason="settle_equal_forks reads every running validator's tip first and raises "
-                   "ChainUnavailable on the hung one, so StallWatch.observe never reaches nudge_sealers (which "
-                   "would stop at the hung validator-1 too): the three live validators are never started again")
 def test_a_hung_validator_does_not_keep_the_supervisor_from_starting_the_others(network: CliqueNetwork) -> None:
     hung, live, head = _hang_one_of_four_with_sealing_stopped(network)
     try:
@@ -99,9 +95,6 @@ def test_a_hung_validator_does_not_keep_the_supervisor_from_starting_the_others(
         _resume(network, hung)
 
 
-@pytest.mark.xfail(strict=True, reason="CliqueNetwork.wait_for_block's StallWatch raises ChainUnavailable from "
-                   "settle_equal_forks on the hung validator before it nudges, and the wait swallows that: no "
-                   "live validator is started and the wait ends in an error while three of four could seal")
 def test_waiting_for_a_block_starts_the_live_sealers_while_one_validator_hangs(network: CliqueNetwork) -> None:
     """`wait_for_block` nudges through the same `StallWatch` as the supervisor (what `ehr network up`
     relies on, with no supervisor): here it is what must move the chain."""
