@@ -16,11 +16,21 @@ from hexbytes import HexBytes
 
 from ehr_client.dev.geth import CliqueNetwork, GethNode
 from ehr_client.dev.rpc import rpc
+from ehr_client.errors import ChainUnavailable
 from tests.network._chain import dev_account, send, stop_sealing, wait_until, web3
 
 
 def _highest_head(nodes: Iterable[GethNode]) -> int:
-    return max(int(rpc(node.rpc_url, "eth_blockNumber"), 16) for node in nodes if node.running)
+    """The highest head among `nodes` that answer (-1 if none does): a supervisor that settles equal
+    forks restarts the validators it rewinds, and a restarting node's JSON-RPC is down for a moment."""
+    answered = []
+    for node in nodes:
+        if node.running:
+            try:
+                answered.append(int(rpc(node.rpc_url, "eth_blockNumber", timeout=2.0), 16))
+            except ChainUnavailable:
+                continue
+    return max(answered, default=-1)
 
 
 def _receipt(url: str, tx_hash: HexBytes) -> object:
