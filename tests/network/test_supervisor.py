@@ -17,7 +17,7 @@ from hexbytes import HexBytes
 from ehr_client.dev.geth import CliqueNetwork, GethNode
 from ehr_client.dev.rpc import rpc
 from ehr_client.errors import ChainUnavailable
-from tests.network._chain import dev_account, send, stop_sealing, wait_until, web3
+from tests.network._chain import cut_apart, dev_account, send, stop_sealing, wait_until, web3
 
 
 def _highest_head(nodes: Iterable[GethNode]) -> int:
@@ -54,10 +54,7 @@ def test_validators_that_stopped_sealing_are_started_again(network: CliqueNetwor
 def test_a_transaction_only_one_node_holds_is_mined_once_peers_reconnect(network: CliqueNetwork) -> None:
     rpc_node = network.rpc_nodes[0]
     try:
-        for validator in network.validators:  # partition the RPC node: both ends forget the link
-            rpc(rpc_node.rpc_url, "admin_removePeer", validator.spec.enode)
-            rpc(validator.rpc_url, "admin_removePeer", rpc_node.spec.enode)
-        wait_until(lambda: int(rpc(rpc_node.rpc_url, "net_peerCount"), 16) == 0, "the RPC node lost its peers", 30)
+        wait_until(lambda: cut_apart([rpc_node], network.validators), "the RPC node cut off from the validators", 30)
 
         tx_hash = send(web3(rpc_node.rpc_url), dev_account(4), {})
         head = _highest_head(network.validators)
