@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ehr_client.dev.rpc import RpcRefused, rpc
-from ehr_client.errors import ChainStalled, ChainUnavailable
+from ehr_client.errors import ChainUnavailable
 
 if TYPE_CHECKING:
     from ehr_client.dev.geth import CliqueNetwork
@@ -59,7 +59,12 @@ class StallWatch:
             return
         self._stalls += 1
         self._moved = now
-        if settle_equal_forks(self.network):
+        try:
+            settled = settle_equal_forks(self.network)
+        except (ChainUnavailable, RpcRefused) as exc:  # ChainStalled is a ChainUnavailable
+            log.warning("head stands at %d; could not settle forks (%s)", head, exc)
+            settled = False
+        if settled:
             self.settled += 1
         elif self._stalls % 3 == 0:
             log.warning("head stands at %d; reconnecting the peers", head)
@@ -100,7 +105,7 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=3 * SETTLE_SECONDS)  # a settle under way restarts validators
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -149,15 +154,25 @@ class Supervisor:
 def settle_equal_forks(network: CliqueNetwork, *, timeout: float = SETTLE_SECONDS) -> bool:
     """If the heaviest running validators hold different heads of equal total difficulty, keep the
     fork with the lowest head hash: every other validator at that weight that is peered with a node
-    on the kept fork stops sealing, is rewound to the last block both forks share (`debug_setHead`;
-    geth puts the transactions of the dropped blocks back in its pool) and restarted, and seals
-    again once it has synced the kept fork. Return whether any validator was rewound.
+    on the kept fork stops sealing, is rewound to the last block both forks share (`debug_setHead`)
+    and restarted, and seals again once it has synced the kept fork. Return whether any validator
+    was rewound.
+
+    geth 1.13 does not put the dropped blocks' transactions back in the rewound node's pool after a
+    setHead; they survive where they were sent (a node keeps the transactions sent to it in its
+    journal across the restart) and in the pools of the nodes that reorganise normally.
 
     The restart is what makes it sync: a running geth looks for a heavier peer only when a peer
     connects or announces a block, and nobody on the kept fork may seal one. A validator cut off
     from the kept fork is left alone: rewound, it could not sync.
     """
-    tips = {node.name: _tip(node.rpc_url) for node in network.validators if node.running}
+    tips = {}
+    for node in network.validators:
+        if node.running:
+            try:
+                tips[node.name] = _tip(node.rpc_url)
+            except (ChainUnavailable, RpcRefused):
+                continue  # hung or stopping: neither a fork to keep nor one to rewind
     if not tips:
         return False
     heaviest = max(weight for weight, _, _ in tips.values())
@@ -183,9 +198,12 @@ def settle_equal_forks(network: CliqueNetwork, *, timeout: float = SETTLE_SECOND
     for node in rewound:
         try:
             network.restart(node.name, timeout=timeout)  # seals again once caught up (CliqueNetwork.start)
-        except ChainStalled as exc:
+        except (ChainUnavailable, RpcRefused) as exc:
             log.warning("%s did not sync the kept fork (%s); it seals again anyway", node.name, exc)
-            rpc(node.rpc_url, "miner_start")
+            try:
+                rpc(node.rpc_url, "miner_start", timeout=2.0)
+            except (ChainUnavailable, RpcRefused):
+                continue  # the next stall tries again; the other rewound validators still restart
     return bool(rewound)
 
 

@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +132,7 @@ class GethNode:
         self.binary = binary
         self.detach = detach
         self._process: subprocess.Popen[bytes] | None = None
+        self._starting = threading.Lock()  # a supervisor's restart and a caller's start must not both spawn
 
     @property
     def name(self) -> str:
@@ -190,6 +192,10 @@ class GethNode:
 
     def start(self, *, timeout: float = 60.0) -> None:
         """Start geth (no-op if it runs) and wait until its JSON-RPC answers."""
+        with self._starting:
+            self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         if self.running:
             return
         deadline = time.monotonic() + timeout
@@ -449,12 +455,22 @@ class CliqueNetwork:
                 self._block_at(node, top + 1, deadline, expected=block)
 
     def _free_sealer(self, candidates: list[GethNode], head: int) -> GethNode | None:
-        """The candidate Clique lets seal block `head + 1`, the in-turn signer if it is one of them."""
-        signers = [signer.lower() for signer in self.signers()]
-        recent = {self.sealer(number).lower() for number in range(max(1, head - len(signers) // 2 + 1), head + 1)}
-        free = [node for node in candidates if (node.spec.address or "").lower() not in recent]
-        in_turn = signers[(head + 1) % len(signers)] if signers else None
-        return next((node for node in free if (node.spec.address or "").lower() == in_turn), free[0] if free else None)
+        """The candidate Clique lets seal block `head + 1` on its own chain, the in-turn signer if one is.
+
+        Each candidate is asked about its own chain: candidates at the same height may sit on
+        different forks, and another node may not hold these blocks at all.
+        """
+        free, in_turn = [], []
+        for node in candidates:
+            address = (node.spec.address or "").lower()
+            signers = [str(signer).lower() for signer in rpc(node.rpc_url, "clique_getSigners", None)]
+            recent = {str(rpc(node.rpc_url, "clique_getSigner", hex(number))).lower()
+                      for number in range(max(1, head - len(signers) // 2 + 1), head + 1)}
+            if address in signers and address not in recent:
+                free.append(node)
+                if signers[(head + 1) % len(signers)] == address:
+                    in_turn.append(node)
+        return in_turn[0] if in_turn else (free[0] if free else None)
 
     def _block_at(self, node: GethNode, number: int, deadline: float, *, expected: str | None = None) -> str:
         """Wait until `node` holds a block at `number` (the one hashed `expected`, if given); its hash."""
@@ -513,11 +529,14 @@ class CliqueNetwork:
         for node in self.validators:
             if not node.running:
                 continue
-            rpc(node.rpc_url, "miner_stop")
-            deadline = time.monotonic() + 5
-            while rpc(node.rpc_url, "eth_mining") and time.monotonic() < deadline:
-                time.sleep(0.05)
-            rpc(node.rpc_url, "miner_start")
+            try:
+                rpc(node.rpc_url, "miner_stop", timeout=2.0)
+                deadline = time.monotonic() + 5
+                while rpc(node.rpc_url, "eth_mining", timeout=2.0) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                rpc(node.rpc_url, "miner_start", timeout=2.0)
+            except (ChainUnavailable, RpcRefused):
+                continue  # a hung validator must not keep the others from sealing
 
     def reconnect_peers(self) -> None:
         """Drop and re-add every running node's static peers, so each handshake carries the peer's
@@ -529,14 +548,14 @@ class CliqueNetwork:
         fresh handshake lets the lighter ones sync to the heaviest fork.
         """
         running = [node for node in self.nodes.values() if node.running]
-        for node in running:
-            for other in running:
-                if other is not node:
-                    rpc(node.rpc_url, "admin_removePeer", other.spec.enode)
-        for node in running:
-            for other in running:
-                if other is not node:
-                    rpc(node.rpc_url, "admin_addPeer", other.spec.enode)
+        for method in ("admin_removePeer", "admin_addPeer"):
+            for node in running:
+                for other in running:
+                    if other is not node:
+                        try:
+                            rpc(node.rpc_url, method, other.spec.enode, timeout=2.0)
+                        except (ChainUnavailable, RpcRefused):
+                            break  # a hung node: the others still reconnect among themselves
 
     def wait_for_block(self, number: int, *, name: str | None = None, timeout: float = 30.0) -> int:
         """Wait until `name`'s (or any running node's) head reaches `number`; ChainStalled after `timeout`.

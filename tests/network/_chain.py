@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eth_account import Account
@@ -13,7 +13,7 @@ from web3 import HTTPProvider, Web3
 from web3.exceptions import TransactionIndexingInProgress, TransactionNotFound
 from web3.middleware import ExtraDataToPOAMiddleware
 
-from ehr_client.dev.geth import CliqueNetwork
+from ehr_client.dev.geth import CliqueNetwork, GethNode
 from ehr_client.dev.rpc import rpc
 from ehr_client.errors import ChainStalled
 from ehr_client.dev.node import DEV_MNEMONIC
@@ -87,6 +87,28 @@ def heads(network: CliqueNetwork) -> dict[str, tuple[int, str]]:
     return {node.name: (int(block["number"], 16), block["hash"])
             for node in network.nodes.values()
             for block in [rpc(node.rpc_url, "eth_getBlockByNumber", "latest", False)]}
+
+
+def cut_apart(side: Iterable[GethNode], other: Iterable[GethNode]) -> bool:
+    """Drop every link between `side` and `other` at both ends, and say whether none is left.
+
+    Poll it with `wait_until` until it says so. `admin_removePeer` drops a link and the static entry
+    at one end only; the other end, which still lists the first as a static peer, dials it again at
+    once (unless it dialled it within geth's 35 s dial history), and a dial still under way when
+    the second end's removePeer lands outlives it (a CI run's supervisor test, 35 s after the last
+    dials, kept two of the RPC node's four links). Once both ends have forgotten each other nobody
+    dials again, so the next round removes what is left for good.
+    """
+    pairs = [(node, peer) for node in side for peer in other]
+    for node, peer in pairs:
+        rpc(node.rpc_url, "admin_removePeer", peer.spec.enode)
+        rpc(peer.rpc_url, "admin_removePeer", node.spec.enode)
+    return not any(linked(node, peer) or linked(peer, node) for node, peer in pairs)
+
+
+def linked(node: GethNode, peer: GethNode) -> bool:
+    """Whether `node` holds a p2p link to `peer`."""
+    return any(peer.spec.node_id in str(link["enode"]) for link in rpc(node.rpc_url, "admin_peers"))
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float) -> None:

@@ -19,15 +19,15 @@ import pytest
 from ehr_client.dev.geth import CliqueNetwork, GethNode
 from ehr_client.dev.rpc import rpc
 from ehr_client.errors import ChainUnavailable
-from tests.network._chain import heads, wait_until
+from tests.network._chain import cut_apart, heads, wait_until
 from tests.network.conftest import FUNDED
 
 PROGRESS = 60.0
 
 
 def _relink(a: GethNode, b: GethNode, *, keep: bool) -> None:
-    for node, other in ((a, b), (b, a)):
-        rpc(node.rpc_url, "admin_removePeer", other.spec.enode)
+    # Re-adding a peer that is still connected does nothing: wait until the link is gone.
+    wait_until(lambda: cut_apart([a], [b]), f"{a.name} and {b.name} apart", PROGRESS)
     if keep:
         for node, other in ((a, b), (b, a)):
             rpc(node.rpc_url, "admin_addPeer", other.spec.enode)

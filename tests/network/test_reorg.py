@@ -19,23 +19,15 @@ from ehr_client.audit import AuditIndex
 from ehr_client.chain.client import ChainClient, deploy_suite
 from ehr_client.dev.geth import CliqueNetwork, GethNode
 from ehr_client.dev.rpc import rpc
-from tests.network._chain import dev_account, send, stop_sealing, wait_receipt, wait_until, web3
+from tests.network._chain import cut_apart, dev_account, send, stop_sealing, wait_receipt, wait_until, web3
 
 PROGRESS = 60.0
-
-
-def _cut(side: list[GethNode], other: list[GethNode]) -> None:
-    for node in side:
-        for peer in other:
-            rpc(node.rpc_url, "admin_removePeer", peer.spec.enode)
-            rpc(peer.rpc_url, "admin_removePeer", node.spec.enode)
 
 
 def _split(winners: list[GethNode], losers: list[GethNode]) -> bool:
     """Cut the halves apart (again: a removed peer can be dialled back before the other side removes it,
     which left a CI run's split unfinished after 60 s) and say whether they are apart."""
-    _cut(winners, losers)
-    return _peer_counts(losers) == [1, 1] and _peer_counts(winners) == [2, 2, 2]
+    return cut_apart(winners, losers) and _peer_counts(losers) == [1, 1] and _peer_counts(winners) == [2, 2, 2]
 
 
 def _peer_counts(nodes: list[GethNode]) -> list[int]:
