@@ -16,6 +16,7 @@ class RpcTap:
     def __init__(self, upstream: str, *, withhold_logs: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self.upstream = upstream
         self.withhold_logs = withhold_logs
+        self.hang_logs = threading.Event()  # set: log queries get no answer until it is cleared (a hung node)
         self.asked: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         tap = self
@@ -43,6 +44,11 @@ class RpcTap:
         batch = payload if isinstance(payload, list) else [payload]
         with self._lock:
             self.asked.extend(batch)
+        if any(r.get("method") == "eth_getLogs" for r in batch):
+            for _ in range(600):  # bounded: at most 30 s
+                if not self.hang_logs.is_set():
+                    break
+                threading.Event().wait(0.05)
         answer = requests.post(self.upstream, json=payload, timeout=30).json()
         answers = answer if isinstance(answer, list) else [answer]
         by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}

@@ -120,3 +120,23 @@ def test_recovering_a_lost_grant_to_a_since_suspended_member_is_refused_not_paid
     assert outcomes and outcomes[0][:2] == ("grant", "refused"), outcomes
     assert suite.w3.eth.get_balance(patient.address) == balance
     assert int(suite.call(suite.consent.functions.getGrant(patient.address, doctor.address), action="g")[2]) == 0
+
+
+@pytest.mark.xfail(strict=True, reason="ehr_client/client/facade.py EHRClient.grant_document (what `ehr grant "
+                   "--print-typed-data` prints for a hardware wallet) has no check_grantee, unlike grant and "
+                   "sign_grant: the patient is handed a grant to a stranger to sign, which their own wallet can "
+                   "then send (the chain stores it; only the relayer refuses it)")
+def test_the_typed_data_path_refuses_a_grant_that_would_open_nothing_like_the_other_paths(
+        people: dict[str, EHRClient], suite: ChainClient) -> None:
+    patient, stranger, insurer = people["patient"], people["stranger"], people["insurer"]
+    now = suite.now()
+    with pytest.raises(InvalidGrantee):
+        patient.sign_grant(stranger.address, ALL_NAMED, expires_at=now + DAY, deadline=now + 3600, share_keys=False)
+
+    refused = []
+    for grantee, access in ((stranger.address, "read"), (insurer.address, "amend")):
+        try:
+            patient.grant_document(grantee, ALL_NAMED, access=access, expires_at=now + DAY, deadline=now + 3600)
+        except InvalidGrantee:
+            refused.append(grantee)
+    assert refused == [stranger.address, insurer.address]

@@ -17,7 +17,7 @@ from ehr_client.batch import BatchItem
 from ehr_client.batch.writer import BatchWriter
 from ehr_client.chain.client import ChainClient
 from ehr_client.client import EHRClient, Identity
-from ehr_client.errors import RecordNotFound
+from ehr_client.errors import ChainUnavailable, RecordNotFound
 from ehr_client.storage import LocalStore
 from tests.redteam_perf.rpc_tap import RpcTap
 
@@ -120,3 +120,19 @@ def test_a_node_that_drops_the_logs_of_the_named_range_is_reported_as_such_not_a
 
     assert not isinstance(raised.value, RecordNotFound), f"told the reader: {raised.value}"
     assert asked <= 2 * RANGE, f"asked the logs of {asked} blocks"
+
+
+def test_a_node_that_hangs_between_the_two_round_trips_ends_the_read_with_a_typed_error_and_caches_nothing(
+        people: dict[str, EHRClient], observation: dict[str, Any], suite: ChainClient, ids: dict[str, Identity],
+        store: LocalStore, tmp_path: Path, tap: RpcTap) -> None:
+    patient = people["patient"]
+    record_id = patient.add_record(patient.address, observation).record_id
+    reader = EHRClient(ChainClient(tap.url, suite.deployment, timeout=2.0), store, ids["stranger"],
+                       state_dir=tmp_path / "state" / "hung-reader")
+    tap.hang_logs.set()  # anchoredNear is answered; the log query of its range is not
+    with pytest.raises(ChainUnavailable):
+        reader.get_record(record_id)
+    tap.hang_logs.clear()
+
+    info = reader.get_record(record_id)
+    assert (info.record_id, info.patient, info.status) == (record_id, patient.address, "active")
