@@ -13,7 +13,7 @@ import requests
 
 from ehr_client.batch.redecide import redecide
 from ehr_client.chain.client import ChainClient
-from ehr_client.chain.eip712 import sign_typed_data
+from ehr_client.chain.eip712 import GrantMessage, sign_typed_data
 from ehr_client.chain.types import Access
 from ehr_client.client import EHRClient, Identity
 from ehr_client.client.consent import SignedConsent
@@ -145,3 +145,45 @@ def test_the_typed_data_path_refuses_a_grant_that_would_open_nothing_like_the_ot
         except InvalidGrantee:
             refused.append(grantee)
     assert refused == [stranger.address, insurer.address]
+
+
+def reinstate(suite: ChainClient, ids: dict[str, Identity], name: str) -> None:
+    consortium = suite.consortium.functions
+    result = suite.transact(ids["gov_a"].account, consortium.propose(1, ids[name].address, 0, DAY), action="propose")
+    proposal_id = suite.events_in(result, "Consortium", "ProposalCreated")[0]["proposalId"]
+    suite.transact(ids["gov_b"].account, consortium.approve(proposal_id), action="approve")
+    suite.transact(ids["gov_b"].account, consortium.execute(proposal_id), action="execute")
+
+
+@pytest.mark.xfail(strict=True, reason="contracts/ConsentManager.sol grantBySig/_grant: with no membership check, "
+                   "a signed grant that every client refuses to relay while its grantee is suspended "
+                   "(InvalidGrantee) is relayed by the suspended grantee itself and stored; it turns on at "
+                   "reinstatement, after the signature's own deadline, when the unrelayed signature would have "
+                   "expired (before 1703f0a the chain refused it during the suspension)")
+def test_a_suspended_grantee_cannot_bank_a_signed_grant_the_patients_tools_refused_to_relay(
+        people: dict[str, EHRClient], ids: dict[str, Identity], suite: ChainClient, rpc_url: str,
+        observation: dict[str, Any]) -> None:
+    patient, doctor, hospital = people["patient"], people["doctor"], people["hospital"]
+    record_id = patient.add_record(patient.address, observation).record_id
+    now = suite.now()
+    signed = patient.sign_grant(doctor.address, ALL_NAMED, expires_at=now + 30 * DAY, deadline=now + 3600,
+                                share_keys=False)
+    suspend(suite, ids, "doctor")  # say the doctor's key was reported stolen
+    with pytest.raises(InvalidGrantee):
+        hospital.relay_grant(signed)
+
+    m = signed.message
+    assert isinstance(m, GrantMessage)
+    relay = suite.consent.functions.grantBySig(m.patient, m.grantee, m.scopes, m.may_amend, m.purpose,
+                                               m.grant_ends_at, m.signature_valid_until, signed.signature)
+    try:  # the suspended doctor relays it himself, paying his own gas
+        suite.transact(doctor.identity.account, relay, action="relay while suspended")
+    except EHRError:
+        pass
+    node(rpc_url, "evm_increaseTime", 2 * 3600)  # the signature's deadline passes
+    node(rpc_url, "evm_mine")
+    reinstate(suite, ids, "doctor")
+
+    assert not suite.call(suite.consent.functions.canRead(patient.address, doctor.address, ALL_NAMED), action="r")
+    with pytest.raises(EHRError):
+        suite.transact(doctor.identity.account, suite.consent.functions.requestAccess(record_id), action="request")
