@@ -63,9 +63,10 @@ def test_terms_stored_for_a_stranger_or_amend_terms_for_an_insurer_open_nothing_
         suite.transact(stranger.identity.account, consent.requestAccess(record_id), action="request access")
     assert patient.share_keys(stranger.address, ALL_NAMED) == (None, 0)
 
-    # A grant signed in a plain wallet over the client's own document, brought to a relayer.
-    document = patient.grant_document(stranger.address, ALL_NAMED, expires_at=suite.now() + DAY,
-                                      deadline=suite.now() + 3600)
+    # A grant signed in a plain wallet (the client refuses to prepare one), brought to a relayer.
+    document = grant_typed_data(patient.consent_domain(), patient=patient.address, grantee=stranger.address,
+                                scopes=ALL_NAMED, may_amend=False, purpose=parse_purpose(DEFAULT_PURPOSE).word,
+                                grant_ends_at=suite.now() + DAY, nonce=0, signature_valid_until=suite.now() + 3600)
     signed = SignedConsent(document, sign_typed_data(patient.identity.account.key, document))
     balance = suite.w3.eth.get_balance(hospital.address)
     with pytest.raises(InvalidGrantee):
