@@ -13,12 +13,13 @@ import requests
 
 from ehr_client.batch.redecide import redecide
 from ehr_client.chain.client import ChainClient
-from ehr_client.chain.eip712 import GrantMessage, sign_typed_data
+from ehr_client.chain.eip712 import GrantMessage, grant_typed_data, sign_typed_data
 from ehr_client.chain.types import Access
 from ehr_client.client import EHRClient, Identity
 from ehr_client.client.consent import SignedConsent
 from ehr_client.errors import EHRError, InvalidGrantee
 from ehr_client.portal.facts import AuditView
+from ehr_client.records.purpose import DEFAULT_PURPOSE, parse_purpose
 
 ALL_NAMED = 0xBFFF
 DAY = 24 * 3600
@@ -80,11 +81,6 @@ def says_it_opens_nothing(entry: dict[str, Any]) -> bool:
     return entry.get("opensNothing") is True or member is None or (isinstance(member, dict) and bool(member.get("suspended")))
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/portal/facts.py AuditView.grants (GET /api/grants/{patient}, "
-                   "the page's grant list): a grant is listed 'in force' when getGrant has unexpired terms, "
-                   "whatever the grantee's membership and role; terms held by a stranger or a suspended member, "
-                   "which open nothing now and open on admission or reinstatement, and an insurer's amend terms, "
-                   "look exactly like working ones")
 def test_the_grant_list_tells_the_patient_which_grants_open_nothing_now(
         people: dict[str, EHRClient], ids: dict[str, Identity], suite: ChainClient, tmp_path: Path) -> None:
     patient, stranger, doctor, lab, insurer = (people[n] for n in ("patient", "stranger", "doctor", "lab", "insurer"))
@@ -107,11 +103,6 @@ def test_the_grant_list_tells_the_patient_which_grants_open_nothing_now(
     assert (misleading, amend_shown) == ([], []), "listed as in force though opening nothing, listed as amend though unable"
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/batch/redecide.py _consent_again: a grant the chain lost is sent "
-                   "again with consent.grant straight through chain.transact, without check_grantee "
-                   "(ehr_client/client/grantee.py); the chain no longer refuses a suspended grantee, so the patient "
-                   "pays for terms that open nothing and is told 're-applied' (the signed path, _relay_again, "
-                   "goes through relay_grant and is refused)")
 def test_recovering_a_lost_grant_to_a_since_suspended_member_is_refused_not_paid_for(
         people: dict[str, EHRClient], ids: dict[str, Identity], suite: ChainClient, rpc_url: str) -> None:
     patient, doctor = people["patient"], people["doctor"]
@@ -128,10 +119,6 @@ def test_recovering_a_lost_grant_to_a_since_suspended_member_is_refused_not_paid
     assert int(suite.call(suite.consent.functions.getGrant(patient.address, doctor.address), action="g")[2]) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/client/facade.py EHRClient.grant_document (what `ehr grant "
-                   "--print-typed-data` prints for a hardware wallet) has no check_grantee, unlike grant and "
-                   "sign_grant: the patient is handed a grant to a stranger to sign, which their own wallet can "
-                   "then send (the chain stores it; only the relayer refuses it)")
 def test_the_typed_data_path_refuses_a_grant_that_would_open_nothing_like_the_other_paths(
         people: dict[str, EHRClient], suite: ChainClient) -> None:
     patient, stranger, insurer = people["patient"], people["stranger"], people["insurer"]
@@ -156,11 +143,6 @@ def reinstate(suite: ChainClient, ids: dict[str, Identity], name: str) -> None:
     suite.transact(ids["gov_b"].account, consortium.execute(proposal_id), action="execute")
 
 
-@pytest.mark.xfail(strict=True, reason="contracts/ConsentManager.sol grantBySig/_grant: with no membership check, "
-                   "a signed grant that every client refuses to relay while its grantee is suspended "
-                   "(InvalidGrantee) is relayed by the suspended grantee itself and stored; it turns on at "
-                   "reinstatement, after the signature's own deadline, when the unrelayed signature would have "
-                   "expired (before 1703f0a the chain refused it during the suspension)")
 def test_a_suspended_grantee_cannot_bank_a_signed_grant_the_patients_tools_refused_to_relay(
         people: dict[str, EHRClient], ids: dict[str, Identity], suite: ChainClient, rpc_url: str,
         observation: dict[str, Any]) -> None:

@@ -64,11 +64,6 @@ def high_chain(tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-@pytest.mark.xfail(strict=True, reason="contracts/RecordRegistry.sol anchoredNear answers (status, 0, 0) once "
-                   "block.number >> 8 reaches 2^24 - 1 (and _store's uint24 hint wraps), and "
-                   "ehr_client/client/locate.py RecordLocator.find_with reads an empty range as 'no RecordAdded "
-                   "event: a batched record' and never reaches its 'hint wrapped: scan' fallback, so every single "
-                   "record on such a chain reads as RecordNotFound")
 def test_a_single_record_written_past_block_2_to_the_32_minus_256_is_still_found_by_id(
         high_chain: str, tmp_path: Path) -> None:
     account = Account.from_key(DEV_KEY)

@@ -97,10 +97,6 @@ def test_a_read_of_a_made_up_id_does_not_make_the_node_scan_the_chain(
     assert tap.blocks_asked(head) <= 3 * RANGE, f"3 made-up ids asked the logs of {tap.blocks_asked(head)} blocks"
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/client/locate.py RecordLocator.find_with: when the range that "
-                   "anchoredNear names returns no event although the registry holds the record, it falls back "
-                   "to a scan of RecordAdded from the deployment, then of every BatchAnchored, and reports "
-                   "RecordNotFound ('no record on this chain; check the id') for a record the chain says exists")
 def test_a_node_that_drops_the_logs_of_the_named_range_is_reported_as_such_not_as_a_missing_record(
         people: dict[str, EHRClient], observation: dict[str, Any], rpc_url: str, suite: ChainClient,
         reader_via: Callable[[RpcTap], EHRClient]) -> None:
