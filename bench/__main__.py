@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "aes_gcm_raw_MBps": round(c.raw_MBps, 1), "envelope_MBps": round(c.envelope_MBps, 1),
                 "ratio": round(c.envelope_MBps / c.raw_MBps, 3),
                 "envelope_plus_sha256_MBps": round(c.envelope_sha256_MBps, 1),
+                "sha256_alone_MBps": round(c.sha256_MBps, 1),
+                "as_stored_over_sha256": round(c.envelope_sha256_MBps / c.sha256_MBps, 3),
                 "buffer_MiB": c.size >> 20, "rounds": c.rounds, "unit": "MB/s (10^6 bytes)",
             }
         if "memory" in only:

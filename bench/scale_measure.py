@@ -114,7 +114,7 @@ class Checkpoint:
         out["disk_store"] = disk(root / "store")
         out["disk_journal"] = {"bytes": 0, "allocated_bytes": 0, "files": 0}
         for name in WRITERS:
-            for key, value in disk(root / "state" / "scale" / name).items():
+            for key, value in disk(root / "state" / name).items():
                 out["disk_journal"][key] += value
         out["disk_per_record"] = {
             part: round(out[f"disk_{part}"]["bytes"] / g.records, 1) for part in ("store", "journal", "index")}

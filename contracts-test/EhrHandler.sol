@@ -1074,13 +1074,18 @@ contract EhrHandler {
         uint256 signedAt
     ) private {
         // Membership and role are the grantee's to hold when it acts (the read and amend checks
-        // below), not the grant's: a grant to a non-member is stored and opens nothing.
+        // below), not the patient's own grant's: such a grant to a non-member is stored and opens
+        // nothing. A relayed signature is taken up only by an active member (a writer, to amend).
+        IConsortium.Role role = modelRole[grantee];
+        bool member = role != IConsortium.Role.None && !modelSuspended[grantee];
+        bool amender = role == IConsortium.Role.Provider || role == IConsortium.Role.Lab;
         if (
             grantee == patient || scopes == 0 || access == IConsentManager.Access.None
                 || expiresAt <= block.timestamp
+                || (signedAt != UNSIGNED && (!member || (access == IConsentManager.Access.Amend && !amender)))
         ) {
             badGrants++;
-            _violate("a grant to the patient, or on invalid terms, was accepted");
+            _violate("a grant to the patient, on invalid terms, or relayed to a non-member, was accepted");
         }
         nGrants++;
         ModelGrant storage m = modelGrant[patient][grantee];

@@ -97,6 +97,7 @@ contract ConsentManager is IConsentManager, EIP712 {
             )
         );
         _checkSigner(patient, structHash, signature);
+        _checkRelayedGrantee(grantee, mayAmend);
         _grant(patient, grantee, scopes, access, grantEndsAt, purposeHash, nonce);
     }
 
@@ -238,7 +239,8 @@ contract ConsentManager is IConsentManager, EIP712 {
         if (scopes == 0 || access == Access.None || expiresAt <= block.timestamp) {
             revert ConsentInvalidTerms(scopes, access, expiresAt);
         }
-        // The grantee's membership is checked whenever it acts, not here (see {IConsentManager-grant}).
+        // The grantee's membership is checked whenever it acts, not for the patient's own grant
+        // (see {IConsentManager-grant}); a signed grant checks it when relayed (grantBySig).
         if (grantee == patient) revert ConsentInvalidGrantee(grantee);
 
         // The whole slot is read once and written once (field by field, the compiler reads and
@@ -263,6 +265,17 @@ contract ConsentManager is IConsentManager, EIP712 {
             sstore(current.slot, word)
         }
         if (previous & _TERMS_MASK != terms) emit AccessGranted(patient, grantee, scopes, access, expiresAt, purposeHash);
+    }
+
+    /// @dev A signature is an offer whose relay time someone else picks (the grantee, even): it is
+    /// taken up only by an active member, or a grant relayed during a suspension would open at
+    /// reinstatement, after the signature itself expired.
+    function _checkRelayedGrantee(address grantee, bool mayAmend) private view {
+        (IConsortium.Role role, bool suspended,) = _consortium.memberOf(grantee);
+        if (
+            role == IConsortium.Role.None || suspended
+                || (mayAmend && role != IConsortium.Role.Provider && role != IConsortium.Role.Lab)
+        ) revert ConsentInvalidGrantee(grantee);
     }
 
     /// @dev `signedAt` as in {_grant}. A revocation signed at nonce n ends a grant decided at n or

@@ -20,8 +20,11 @@ contract RecordRegistry is IRecordRegistry {
     /// @dev A batch holds at most 1,024 leaves (depth 10): the gas per record is already flat well
     /// below it, and readers that locate a batched record by id compute the ids of every leaf.
     uint32 private constant _MAX_LEAVES = 1 << 10;
-    /// @dev `Stored.anchoredNear` is (block >> _HINT_SHIFT) + 1 of a record's `RecordAdded` event.
+    /// @dev `Stored.anchoredNear` is ((block >> _HINT_SHIFT) mod _HINT_PERIOD) + 1 of a record's
+    /// `RecordAdded` event: 1 to 2^24 - 1, 0 for none. `anchoredNear` rebuilds the range as the last
+    /// one at or before the head with that residue, exact for records under 2^32 blocks old.
     uint256 private constant _HINT_SHIFT = 8;
+    uint256 private constant _HINT_PERIOD = (1 << 24) - 1;
 
     /// @dev A record's state, and in the 3 bytes its slot has left, where its `RecordAdded` event
     /// is (0: none, a batched record): a read by id then asks the node for 256 blocks, not the chain.
@@ -158,8 +161,10 @@ contract RecordRegistry is IRecordRegistry {
         Stored storage stored = _records[recordId];
         status = stored.status;
         uint256 hint = stored.anchoredNear;
-        if (hint != 0 && block.number >> _HINT_SHIFT < type(uint24).max) {
-            fromBlock = (hint - 1) << _HINT_SHIFT;
+        if (hint != 0) {
+            uint256 head = block.number >> _HINT_SHIFT;
+            uint256 page = head - ((head % _HINT_PERIOD + _HINT_PERIOD - (hint - 1)) % _HINT_PERIOD);
+            fromBlock = page << _HINT_SHIFT;
             toBlock = fromBlock + (1 << _HINT_SHIFT) - 1;
         }
     }
@@ -276,9 +281,9 @@ contract RecordRegistry is IRecordRegistry {
         if (_records[recordId].status != Status.None) revert RecordIdUnavailable(recordId);
         Stored storage stored = _records[recordId];
         // One SSTORE of the whole slot, in `Stored`'s packing: patient 0-159, scope 160-223,
-        // status 224-231, anchoredNear 232-255 (truncated past block 2^32: `anchoredNear` then says so).
+        // status 224-231, anchoredNear 232-255.
         uint256 word = uint256(uint160(patient)) | (uint256(scope) << 160) | (uint256(uint8(Status.Active)) << 224)
-            | (uint256(uint24((block.number >> _HINT_SHIFT) + 1)) << 232);
+            | ((((block.number >> _HINT_SHIFT) % _HINT_PERIOD) + 1) << 232);
         assembly ("memory-safe") {
             sstore(stored.slot, word)
         }

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import hmac
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import umbral_pre
 
-from ehr_client.crypto import DATA_KEY_SIZE, WRAPPED_KEY_SIZE, record_associated_data
+from ehr_client.crypto import (
+    DATA_KEY_SIZE, WRAPPED_KEY_SIZE, generate_data_key, iter_encrypt, record_associated_data, wrap_data_key,
+)
 from ehr_client.errors import DecryptionError
 
 MAGIC = b"EHRP"
@@ -196,6 +199,32 @@ class PackageHeader:
 
     def wrap_for(self, reader: bytes) -> list[Wrap]:
         return [w for w in self.wraps if w.reader == reader]
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Whom a record's data key is sealed to: X25519 public keys by reader address (20 bytes), each
+    with its on-chain key version, and the patient's Umbral public key (version, key) if published.
+    Public keys only, so sealing can run where no private key is."""
+
+    readers: Mapping[bytes, tuple[int, bytes]]
+    umbral: tuple[int, bytes] | None
+
+
+def sealed_package(
+    binding: RecordBinding, media_type: str, plaintext: bytes | BinaryIO, recipients: Recipients,
+) -> Iterator[bytes]:
+    """The stored bytes of one record version, header first: a fresh data key sealed to each
+    recipient, and the plaintext encrypted under it, all bound to `binding`."""
+    data_key = generate_data_key()
+    aad = binding.associated_data
+    wraps = tuple(Wrap(reader, version, wrap_data_key(data_key, public, associated_data=aad))
+                  for reader, (version, public) in sorted(recipients.readers.items()))
+    umbral = None if recipients.umbral is None else UmbralSeal.create(
+        recipients.umbral[1], recipients.umbral[0], binding.record_id, binding.version, data_key, binding.context)
+    yield PackageHeader(binding.version, media_type, wraps, umbral, binding).to_bytes()
+    yield from iter_encrypt(plaintext, data_key, record_id=binding.record_id, version=binding.version,
+                            context=binding.context)
 
 
 def parse_header(data: bytes) -> tuple[PackageHeader, int]:

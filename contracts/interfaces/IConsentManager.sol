@@ -39,7 +39,8 @@ interface IConsentManager {
 
     /// @notice The caller may not read this record now.
     error ConsentUnauthorized(address caller, bytes32 recordId);
-    /// @notice The grantee is the patient.
+    /// @notice The grantee is the patient; or, for a signed grant, not an active member (or not a
+    /// provider or lab, for amend) when it is relayed.
     error ConsentInvalidGrantee(address grantee);
     /// @notice Scopes are empty, access is None, or the expiry is not in the future.
     error ConsentInvalidTerms(uint64 scopes, Access access, uint64 expiresAt);
@@ -111,7 +112,10 @@ interface IConsentManager {
     /// named scope bit, see `CATEGORIES_TYPEHASH`) with the current `nonces(patient, grantee)`.
     /// Anyone may relay it.
     /// @dev Consumes the nonce even when the terms are unchanged, so no signature works twice.
-    /// Requirements: as {grant}; `scopes` only has named bits (`NAMED_SCOPES`);
+    /// Unlike {grant}, the grantee must be an active member when the signature is relayed (a
+    /// provider or lab for amend): the patient did not choose that moment, and a grant relayed
+    /// during a suspension would otherwise open at reinstatement, after the signature expired.
+    /// Requirements: as {grant}; the grantee as above; `scopes` only has named bits (`NAMED_SCOPES`);
     /// `signatureValidUntil` not passed; the signature is the patient's.
     /// Emits an {AccessGranted} event when the terms change.
     /// @param patient The signer.

@@ -221,8 +221,8 @@ interface IRecordRegistry {
 
     /// @notice Where a record's `RecordAdded` event is, so a reader finds it without scanning the
     /// chain: the 256-block range `[fromBlock, toBlock]` that holds it, and the record's status.
-    /// The range is empty (0, 0) for ids with no `RecordAdded` event (a batched record, an unknown
-    /// id) and past block 2^32, where the stored hint wraps. Never reverts.
+    /// The range is empty (0, 0) exactly for ids with no `RecordAdded` event (a batched record, an
+    /// unknown id). Exact for records less than 2^32 blocks old. Never reverts.
     /// @param recordId The record id.
     function anchoredNear(bytes32 recordId) external view returns (Status status, uint256 fromBlock, uint256 toBlock);
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 from web3.exceptions import TransactionNotFound
 
 from ehr_client.batch.recovered import Recovered
+from ehr_client.chain.calls import Call
 from ehr_client.chain.client import TxResult
-from ehr_client.chain.types import Status
+from ehr_client.chain.types import Access, Status
 from ehr_client.client import EHRClient
+from ehr_client.client.grantee import check_grantee
 from ehr_client.chain.eip712 import GrantMessage
 from ehr_client.client.consent import SignedConsent
 from ehr_client.decisions import ERASE, GRANT, REVOKE, Decision
@@ -81,8 +83,10 @@ def _consent_again(client: EHRClient, decision: Decision) -> tuple[str, str] | T
             return "expired", "the lost grant has ended since; grant again if access is still wanted"
         if decision.signed is not None:
             return _relay_again(client, decision)
-        fn = consent.grant(decision.subject, decision.scopes, decision.access, decision.expires_at, decision.purpose)
-        return chain.transact(client.identity.account, fn, action="grant access again")
+        args = (decision.subject, decision.scopes, decision.access, decision.expires_at, decision.purpose)
+        gas = check_grantee(chain, decision.subject, amend=decision.access == Access.AMEND, action="grant access again",
+                            estimate=(client.address, Call(chain.consent, "grant", args)))
+        return chain.transact(client.identity.account, consent.grant(*args), action="grant access again", gas=gas)
     assert decision.kind == REVOKE, decision.kind  # Decision admits no other kind
     if decision.signed is not None:
         return _revocation_again(client, decision, (int(scopes), int(expires), int(access)), int(nonce))

@@ -18,9 +18,16 @@ ZERO = bytes(32)
 
 
 def batch_leaf(index: int, scope: int, content_hash: bytes, cid: bytes) -> bytes:
-    """The leaf of the record at `index` of a batch; `cid` is the binary storage pointer."""
-    inner = keccak(encode(["uint32", "uint64", "bytes32", "bytes32"], [index, scope, content_hash, keccak(cid)]))
-    return keccak(inner)
+    """The leaf of the record at `index` of a batch; `cid` is the binary storage pointer.
+
+    abi.encode(uint32, uint64, bytes32, bytes32) is laid out by hand for the usual values (it runs
+    once per record written): each in a 32-byte word, integers big-endian; anything else (a short
+    hash, a value out of range) goes through eth_abi, which pads or refuses it."""
+    if 0 <= index < 1 << 32 and 0 <= scope < 1 << 64 and len(content_hash) == 32:
+        encoded = index.to_bytes(32, "big") + scope.to_bytes(32, "big") + bytes(content_hash) + keccak(cid)
+    else:
+        encoded = encode(["uint32", "uint64", "bytes32", "bytes32"], [index, scope, content_hash, keccak(cid)])
+    return keccak(keccak(encoded))
 
 
 def tree_depth(leaf_count: int) -> int:

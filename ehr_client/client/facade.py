@@ -367,10 +367,12 @@ class EHRClient:
         self, grantee: str, scopes: int, *, access: str = "read", purpose: str = DEFAULT_PURPOSE, expires_at: int,
         deadline: int,
     ) -> dict[str, Any]:
-        """The EIP-712 grant for the caller to sign (in any wallet) at the pair's current nonce."""
+        """The EIP-712 grant for the caller to sign (in any wallet) at the pair's current nonce; refused
+        (`InvalidGrantee`) for a grantee who could not act on it."""
         grantee = to_checksum_address(grantee)
         if access not in ACCESS:
             raise InvalidRecord(f"access must be one of {', '.join(ACCESS)}")
+        check_grantee(self.chain, grantee, amend=access == "amend", action="prepare grant")
         nonce = self.chain.call(self.chain.consent.functions.nonces(self.address, grantee), action="read nonce")
         return grant_typed_data(
             self.consent_domain(), patient=self.address, grantee=grantee, scopes=scopes, may_amend=access == "amend",
@@ -389,7 +391,6 @@ class EHRClient:
         a signature may yet be voided or expire unrelayed. A grantee who could not act on it
         (`InvalidGrantee`) and, with `share_keys`, one without a usable encryption key fail here,
         before anything is signed."""
-        check_grantee(self.chain, to_checksum_address(grantee), amend=access == "amend", action="sign grant")
         if share_keys:
             self.directory.encryption_key_of(to_checksum_address(grantee))
         typed = self.grant_document(grantee, scopes, access=access, purpose=purpose, expires_at=expires_at,

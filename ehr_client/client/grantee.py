@@ -22,8 +22,9 @@ def refusal(grantee: str, role: Role, suspended: bool, *, amend: bool) -> str | 
     if suspended:
         return f"{grantee} is a suspended consortium member, so a grant would open nothing for them until reinstated"
     if amend and role not in WRITER_ROLES:
-        return (f"{grantee} is a {role.name.lower().replace('_', ' ')}; only a provider or a lab may amend records, "
-                "so grant read access instead")
+        name = role.name.lower().replace("_", " ")
+        return (f"{grantee} is {'an' if name[0] in 'aeiou' else 'a'} {name}; only a provider or a lab may amend "
+                "records, so grant read access instead")
     return None
 
 

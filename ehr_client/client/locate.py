@@ -39,7 +39,7 @@ from ehr_client.chain.types import Status
 from ehr_client.client.anchor_cache import AnchorCache, Anchors
 from ehr_client.client.manifest import BatchManifest, fetch_manifest_bytes
 from ehr_client.client.model import BatchProof, Listing, RecordInfo, Skipped, hex_id
-from ehr_client.errors import EHRError, IntegrityError, InvalidRecord, RecordNotFound
+from ehr_client.errors import ChainUnavailable, EHRError, IntegrityError, InvalidRecord, RecordNotFound
 from ehr_client.storage import BlobStore, cid_from_bytes
 
 log = logging.getLogger("ehr_client.listing")
@@ -90,8 +90,12 @@ class RecordLocator:
             filters = {"recordId": record_id}
             events = self.chain.get_events("RecordRegistry", "RecordAdded", filters=filters, from_block=first,
                                            to_block=last)
-            if not events:  # the hint wrapped (past block 2^32), or the node dropped old logs
-                events = self.chain.get_events("RecordRegistry", "RecordAdded", filters=filters)
+            if not events:
+                raise ChainUnavailable(
+                    f"the chain node at {self.chain.rpc_url} holds record {hex_id(record_id)} but returned no "
+                    f"event for it in blocks {first}-{last}, where the registry says it is: the node is behind, "
+                    "pruned its logs, or serves another chain; nothing was read. Retry, or use another node"
+                )
         if events:
             try:
                 info = single_info(events[0])

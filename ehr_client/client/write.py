@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
@@ -25,7 +25,7 @@ from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.ids import record_id_of
 from ehr_client.client.directory import KeyDirectory
 from ehr_client.client.model import FHIR_MEDIA_TYPE, Identity, RecordInfo, WriteResult, hex_id
-from ehr_client.crypto import HashedChunks, generate_data_key, iter_encrypt, wrap_data_key, x25519_public_key
+from ehr_client.crypto import HashedChunks, x25519_public_key
 from ehr_client.chain.types import Status
 from ehr_client.errors import (
     AccessDenied,
@@ -37,8 +37,8 @@ from ehr_client.errors import (
     TransactionReverted,
 )
 from ehr_client.journal import Journal, PendingWrite
-from ehr_client.package import PackageHeader, RecordBinding, UmbralSeal, Wrap
-from ehr_client.records import Scope, describe, load_opaque, validate_fhir
+from ehr_client.package import Recipients, RecordBinding, sealed_package
+from ehr_client.records import Scope, ValidatedRecord, describe, load_opaque, validate_fhir
 from ehr_client.storage import BlobStore, Cid, cid_from_bytes, cid_to_bytes
 
 log = logging.getLogger("ehr_client")
@@ -70,9 +70,7 @@ class Prepared:
 def prepare(source: Source, *, category: str | None = None, scope: int | None = None) -> Prepared:
     """Validate a FHIR resource (or check an opaque file against its category) before any key is used."""
     if category is None:
-        validated = validate_fhir(source)  # type: ignore[arg-type]
-        record_scope = int(validated.scope) if scope is None else scope
-        return Prepared(record_scope, FHIR_MEDIA_TYPE, validated.canonical, hashlib.sha256(validated.canonical).digest())
+        return prepared_fhir(validate_fhir(source), scope=scope)  # type: ignore[arg-type]
     if isinstance(source, (Mapping, str)):
         raise InvalidRecord("an opaque file record takes bytes or a path, not JSON")
     opaque = load_opaque(source, category, scope=Scope(scope) if scope is not None else None)
@@ -83,6 +81,12 @@ def prepare(source: Source, *, category: str | None = None, scope: int | None = 
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return Prepared(int(opaque.scope), opaque.media_type, None, digest.digest(), opaque.open)
+
+
+def prepared_fhir(validated: ValidatedRecord, *, scope: int | None = None) -> Prepared:
+    """A validated FHIR resource (here or in a worker process) ready to encrypt."""
+    record_scope = int(validated.scope) if scope is None else scope
+    return Prepared(record_scope, FHIR_MEDIA_TYPE, validated.canonical, hashlib.sha256(validated.canonical).digest())
 
 
 def scope_names(bits: int) -> str:
@@ -108,38 +112,28 @@ class RecordWriter:
 
     # --- sealing (shared with the batch writer) -----------------------------------------------
 
-    def seal(
-        self, binding: RecordBinding, media_type: str, plaintext: bytes | BinaryIO, *,
-        patient_key: tuple[int, bytes] | None = None,
-    ) -> tuple[Cid, bytes]:
-        """Encrypt and store one record version bound to `binding`; returns its CID and the sha256 to anchor.
-
-        The data key is sealed to the patient (`patient_key`, looked up when not given) and to this
-        author, and to the patient's Umbral key when they published one.
-        """
-        patient = "0x" + binding.patient.hex()
-        data_key = generate_data_key()
-        aad = binding.associated_data
-        wraps = []
+    def recipients(self, patient: str, *, patient_key: tuple[int, bytes] | None = None) -> Recipients:
+        """Whom a record of `patient` is sealed to: the patient (`patient_key`, looked up when not
+        given) and this author, and the patient's Umbral key when they published one."""
         key_version, private = self.identity.current_key
         me = bytes.fromhex(self.address[2:])
         readers = {me: (key_version, x25519_public_key(private))}
-        if binding.patient != me:
-            readers[binding.patient] = patient_key or self.directory.encryption_key_of(patient)
-        for reader in sorted(readers):
-            version, public = readers[reader]
-            wraps.append(Wrap(reader, version, wrap_data_key(data_key, public, associated_data=aad)))
-        published = self.directory.umbral_key_of(patient, cached=True)
-        umbral = None if published is None else UmbralSeal.create(
-            published[1], published[0], binding.record_id, binding.version, data_key, binding.context)
-        header = PackageHeader(binding.version, media_type, tuple(wraps), umbral, binding).to_bytes()
+        patient_bytes = bytes.fromhex(patient[2:])
+        if patient_bytes != me:
+            readers[patient_bytes] = patient_key or self.directory.encryption_key_of(patient)
+        return Recipients(readers, self.directory.umbral_key_of(patient, cached=True))
 
-        def package() -> Iterator[bytes]:
-            yield header
-            yield from iter_encrypt(plaintext, data_key, record_id=binding.record_id, version=binding.version,
-                                    context=binding.context)
+    def seal(
+        self, binding: RecordBinding, media_type: str, plaintext: bytes | BinaryIO, *,
+        patient_key: tuple[int, bytes] | None = None, recipients: Recipients | None = None,
+    ) -> tuple[Cid, bytes]:
+        """Encrypt and store one record version bound to `binding`; returns its CID and the sha256 to anchor.
 
-        chunks = HashedChunks(package())
+        The data key is sealed to `recipients`, by default `self.recipients(patient, patient_key=...)`.
+        """
+        if recipients is None:
+            recipients = self.recipients("0x" + binding.patient.hex(), patient_key=patient_key)
+        chunks = HashedChunks(sealed_package(binding, media_type, plaintext, recipients))
         if isinstance(plaintext, bytes):
             cid = self.store.put(b"".join(chunks))
         else:
@@ -148,6 +142,10 @@ class RecordWriter:
             finally:
                 plaintext.close()
         return cid, chunks.sha256
+
+    def store_sealed(self, package: bytes) -> tuple[Cid, bytes]:
+        """Store a package `sealed_package` made elsewhere (a worker process); its CID and sha256."""
+        return self.store.put(package), hashlib.sha256(package).digest()
 
     # --- single writes -------------------------------------------------------------------------
 

@@ -1,11 +1,21 @@
-"""sha256 of a ciphertext computed while it streams past, for anchoring on chain."""
+"""sha256 of a ciphertext computed while it streams past, for anchoring on chain.
+
+Large chunks are hashed on a worker thread while the caller encrypts and stores the next one:
+hashlib releases the GIL over big buffers, so a large file's encryption and its hash share the
+cores instead of taking turns. Chunks are hashed in order, at most one behind the caller.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["HashedChunks"]
+
+_BEHIND_FROM = 1 << 18  # smaller chunks (every 1 KB record) are hashed at once: a hand-off costs more
+_HASHERS = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="ehr-sha256")
 
 
 class HashedChunks(Iterator[bytes]):
@@ -21,6 +31,7 @@ class HashedChunks(Iterator[bytes]):
         self._digest = hashlib.sha256()
         self._size = 0
         self._done = False
+        self._behind: Future[None] | None = None  # the hash of the last large chunk, still running
 
     def __iter__(self) -> HashedChunks:
         return self
@@ -29,11 +40,21 @@ class HashedChunks(Iterator[bytes]):
         try:
             chunk = next(self._chunks)
         except StopIteration:
+            self._catch_up()
             self._done = True
             raise
-        self._digest.update(chunk)
+        self._catch_up()
+        if len(chunk) >= _BEHIND_FROM:
+            self._behind = _HASHERS.submit(self._digest.update, chunk)
+        else:
+            self._digest.update(chunk)
         self._size += len(chunk)
         return chunk
+
+    def _catch_up(self) -> None:
+        if self._behind is not None:
+            behind, self._behind = self._behind, None
+            behind.result()
 
     @property
     def size(self) -> int:

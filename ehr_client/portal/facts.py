@@ -12,7 +12,7 @@ from eth_utils import to_checksum_address
 from ehr_client.audit import Alert, AuditIndex, MonitorConfig, export_bundle, scan_alerts
 from ehr_client.chain.abi import load_artifact
 from ehr_client.chain.eip712 import CATEGORY_FIELDS, DOMAIN_TYPE, TYPES, Domain
-from ehr_client.chain.calls import Call, call_request, decoded, rpc_batch
+from ehr_client.chain.calls import Call, call_many, call_request, decoded, rpc_batch
 from ehr_client.chain.governance import ROLE_NAMES
 from ehr_client.chain.types import WRITER_ROLES, Access, KeyType, Role, Status
 from ehr_client.client import EHRClient
@@ -99,11 +99,16 @@ def encryption_key(client: EHRClient, account: str) -> dict[str, Any]:
             keys.append(None)
         else:
             keys.append({"version": int(version), "publicKey": "0x" + bytes(key).hex()})
-    member = None if Role(int(role)) == Role.NONE else {
-        "role": ROLE_NAMES[int(role)], "suspended": bool(suspended),
-        "mayAmend": not suspended and Role(int(role)) in WRITER_ROLES}
-    return {"account": account, "registeredPatient": registered, "member": member, "x25519": keys[0],
-            "umbral": keys[1]}
+    return {"account": account, "registeredPatient": registered, "member": membership(role, suspended),
+            "x25519": keys[0], "umbral": keys[1]}
+
+
+def membership(role: int, suspended: bool) -> dict[str, Any] | None:
+    """A `memberOf` answer as the page shows it: None for a non-member."""
+    if Role(int(role)) == Role.NONE:
+        return None
+    return {"role": ROLE_NAMES[int(role)], "suspended": bool(suspended),
+            "mayAmend": not suspended and Role(int(role)) in WRITER_ROLES}
 
 
 class AuditView:
@@ -134,7 +139,9 @@ class AuditView:
         return {"patient": patient, "entries": entries, "alerts": [a.to_json() for a in alerts]}
 
     def grants(self, patient: str) -> dict[str, Any]:
-        """Grants in force now, for every grantee the patient ever granted."""
+        """Grants in force now, for every grantee the patient ever granted, each with the grantee's
+        membership: the chain checks it whenever the grantee acts, so terms held by a non-member or a
+        suspended member open nothing now (`opensNothing`), and open on admission or reinstatement."""
         patient = to_checksum_address(patient)
         chain = self.client.chain
         with self._lock, AuditIndex.open(chain, self.state_dir) as index:
@@ -145,14 +152,19 @@ class AuditView:
                 index.trail(patient=patient, names=("BreakGlassRequested", "BreakGlassActivated"), include_failed=False)
                 if row.subject or row.actor))
         now = chain.now()
+        grantees = [to_checksum_address(g) for g in grantees]
+        calls = [call for g in grantees for call in (Call(chain.consent, "getGrant", (patient, g)),
+                                                      Call(chain.consortium, "memberOf", (g,)))]
+        answers = call_many(chain, calls, action="read grants") if calls else []
         active = []
-        for grantee in grantees:
-            scopes, expires, access, nonce, _, _ = chain.call(
-                chain.consent.functions.getGrant(patient, to_checksum_address(grantee)), action="read grant")
+        for grantee, grant, (role, suspended, _) in zip(grantees, answers[::2], answers[1::2], strict=True):
+            scopes, expires, access, nonce, _, _ = grant
             if int(access) != Access.NONE and int(expires) > now:
-                active.append({"grantee": to_checksum_address(grantee), "scopes": int(scopes),
-                               "categories": describe(int(scopes)), "access": Access(int(access)).name.lower(),
-                               "expiresAt": int(expires), "nonce": int(nonce)})
+                member = membership(role, suspended)
+                active.append({"grantee": grantee, "scopes": int(scopes), "categories": describe(int(scopes)),
+                               "access": Access(int(access)).name.lower(), "expiresAt": int(expires),
+                               "nonce": int(nonce), "member": member,
+                               "opensNothing": member is None or member["suspended"]})
         return {"patient": patient, "now": now, "grants": active, "breakGlass": self._break_glass(patient, requesters, now)}
 
     def _break_glass(self, patient: str, requesters: list[str], now: int) -> list[dict[str, Any]]:

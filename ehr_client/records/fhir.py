@@ -89,8 +89,28 @@ def validate_fhir(source: FhirSource, *, invariants: bool | None = None) -> Vali
         InvalidRecord: unreadable file, not JSON, or not valid FHIR R4; the message names each
             element (``Observation.code.coding[0].system``) and the rule it breaks.
     """
-    data = _valid_resource(_load(source), invariants)
-    return ValidatedRecord(resource_type=str(data["resourceType"]), scope=scope_for_resource(data), canonical=canonicalize(data))
+    data, canonical = _load_canonical(source)
+    targets: list[InvariantTarget] | None = [] if _invariants_on(invariants) else None
+    problems = _structure_problems(data, targets)
+    if problems or not isinstance(data, dict):
+        raise InvalidRecord(_summary(data, problems))
+    # Scope and bytes are taken before the invariants run: fhirpathpy annotates what it evaluates,
+    # and `data` is our own parse, so it evaluates that rather than a copy. Text that cannot be
+    # encoded (a lone surrogate) is reported after the invariants, as it always was.
+    scope = scope_for_resource(data)
+    unencodable: InvalidRecord | None = None
+    if canonical is None:
+        try:
+            canonical = canonicalize(data)
+        except InvalidRecord as exc:
+            unencodable = exc
+    problems = invariant_problems(targets) if targets else []
+    if problems:
+        raise InvalidRecord(_summary(data, problems))
+    if unencodable is not None:
+        raise unencodable
+    assert canonical is not None
+    return ValidatedRecord(resource_type=str(data["resourceType"]), scope=scope, canonical=canonical)
 
 
 @dataclass(frozen=True)
@@ -143,41 +163,47 @@ def validate_bundle_entries(source: FhirSource, *, invariants: bool | None = Non
     return entries
 
 
-def _valid_resource(data: JsonValue, invariants: bool | None) -> dict[str, Any]:
-    problems = _problems(data, invariants)
-    if problems or not isinstance(data, dict):
-        raise InvalidRecord(_summary(data, problems))
-    return data
+def _invariants_on(invariants: bool | None) -> bool:
+    return invariants_by_default() if invariants is None else invariants
 
 
-def _problems(data: JsonValue, invariants: bool | None) -> list[Problem]:
+def _structure_problems(data: JsonValue, targets: list[InvariantTarget] | None) -> list[Problem]:
     if not isinstance(data, dict):
         return [Problem("$", "a FHIR resource must be a JSON object with a resourceType")]
     resource_type = data.get("resourceType")
     root = resource_type if isinstance(resource_type, str) and resource_type.isidentifier() else "$"
-    if invariants is None:
-        invariants = invariants_by_default()
-    if not invariants:
-        return resource_problems(data, root)
-    # fhirpathpy annotates what it evaluates: walk and evaluate a copy.
+    return resource_problems(data, root, invariant_targets=targets)
+
+
+def _problems(data: JsonValue, invariants: bool | None) -> list[Problem]:
+    if not _invariants_on(invariants):
+        return _structure_problems(data, None)
+    # fhirpathpy annotates what it evaluates: walk and evaluate a copy (callers keep using `data`).
     targets: list[InvariantTarget] = []
-    problems = resource_problems(copy.deepcopy(data), root, invariant_targets=targets)
+    problems = _structure_problems(copy.deepcopy(data), targets)
     return problems or invariant_problems(targets)
 
 
 def _load(source: FhirSource) -> JsonValue:
+    return _load_canonical(source)[0]
+
+
+def _load_canonical(source: FhirSource) -> tuple[JsonValue, bytes | None]:
+    """The parsed resource, and for a dict its canonical bytes (made on the way: a dict goes through
+    our own encoder and parser, so it is treated exactly like its JSON text, and
+    ``canonicalize(parse_json(canonicalize(x))) == canonicalize(x)``)."""
     if isinstance(source, os.PathLike):
         path = Path(source)
         try:
             raw = path.read_bytes()
         except OSError as exc:
             raise InvalidRecord(f"cannot read FHIR file {path.name!r}: {exc.strerror or type(exc).__name__}") from None
-        return parse_json(raw)
+        return parse_json(raw), None
     if isinstance(source, (str, bytes)):
-        return parse_json(source)
+        return parse_json(source), None
     if isinstance(source, Mapping):
-        # Through our own encoder and parser, so a dict is treated exactly like its JSON text.
-        return parse_json(canonicalize(source))
+        canonical = canonicalize(source)
+        return parse_json(canonical), canonical
     raise InvalidRecord(f"cannot read a FHIR resource from a {type(source).__name__}: pass a dict, JSON text or a Path")
 
 

@@ -51,6 +51,10 @@ class LocalStore:
 
     def path_for(self, cid: Cid) -> Path:
         decode_cid(cid)
+        return self._path(cid)
+
+    def _path(self, cid: Cid) -> Path:
+        """`path_for` of a CID this store computed itself (no need to check it)."""
         return self.root / cid[-3:-1] / cid
 
     @contextmanager
@@ -86,7 +90,8 @@ class LocalStore:
             raise self._write_error(exc) from exc
 
     def put(self, data: bytes) -> Cid:
-        return self._store((data,), self.path_for(cid_for_bytes(data)).parent)
+        cid = cid_for_bytes(data)
+        return self._store((data,), self._path(cid).parent, cid=cid)
 
     def put_stream(self, chunks: Iterable[bytes]) -> Cid:
         return self._store(chunks, self.root / _INCOMING)
@@ -141,22 +146,26 @@ class LocalStore:
         except OSError as exc:
             raise self._read_error(cid, exc) from exc
 
-    def _store(self, chunks: Iterable[bytes], tmp_dir: Path) -> Cid:
+    def _store(self, chunks: Iterable[bytes], tmp_dir: Path, *, cid: Cid | None = None) -> Cid:
+        """Write `chunks` to a new file and rename it to its CID (`cid`, when the caller hashed them)."""
         tmp: Path | None = None
         try:
             waiting = self._group.waiting()
             tmp, fd = self._temp_file(tmp_dir)
-            hasher = CidHasher()
+            hasher = CidHasher() if cid is None else None
             try:
                 for chunk in chunks:
-                    hasher.update(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
                     _write_all(fd, chunk)
                 if waiting is None:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            cid = hasher.cid()
-            final = self.path_for(cid)
+            if hasher is not None:
+                cid = hasher.cid()
+            assert cid is not None
+            final = self._path(cid)
             self._ensure_dir(final.parent)
             try:
                 os.replace(tmp, final)

@@ -566,7 +566,7 @@ async function renderGrants() {
       h("table", { id: "grants" },
         h("thead", {}, h("tr", {}, ["Grantee", "Categories", "Access", "Until", ""].map((t) => h("th", {}, t)))),
         h("tbody", {}, grants.map((g) => h("tr", { dataset: { grantee: g.grantee } },
-          h("td.mono", {}, g.grantee), h("td", {}, g.categories.join(", ")), h("td", {}, g.access),
+          h("td.mono", {}, g.grantee, standing(g)), h("td", {}, g.categories.join(", ")), h("td", {}, g.access),
           h("td", {}, `${when(g.expiresAt)}${g.expiresAt - now < 86400 ? " (ends within a day)" : ""}`),
           h("td", {}, h("button.danger", { onclick: () => revoke(g.grantee) }, "Revoke")))))),
     h("h3", {}, "Emergency (break-glass) access"),
@@ -578,6 +578,20 @@ async function renderGrants() {
           h("td", {}, b.state === "pending" ? "pending: awaits a second provider" : "active"),
           h("td", {}, String(b.reason)), h("td", {}, when(b.requestedAt)),
           h("td", {}, when(b.state === "pending" ? b.confirmBy : b.expiresAt))))))));
+}
+
+/** The chain checks membership whenever a grantee acts: terms held by a non-member or a suspended
+ * member open nothing now, and open again on admission or reinstatement, unless revoked. */
+function standing(grant) {
+  const member = grant.member;
+  if (grant.opensNothing) {
+    return h("p.warning", { class: "opens-nothing" }, member ? "Suspended: opens nothing now, opens again if reinstated."
+      : "Not a consortium member: opens nothing now, opens if admitted.");
+  }
+  if (grant.access === "amend" && member && !member.mayAmend) {
+    return h("p.warning", { class: "opens-nothing" }, `A ${member.role}: may read, may not write or amend.`);
+  }
+  return null;
 }
 
 async function revoke(grantee) {

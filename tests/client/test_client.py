@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ehr_client.chain.eip712 import sign_typed_data
+from ehr_client.chain.eip712 import grant_typed_data, sign_typed_data
 from ehr_client.client import SignedConsent
 from ehr_client.errors import (
     AccessDenied,
@@ -16,6 +16,7 @@ from ehr_client.errors import (
     TransactionReverted,
 )
 from ehr_client.records import Scope, canonicalize
+from ehr_client.records.purpose import DEFAULT_PURPOSE, parse_purpose
 from tests.constants import DAY
 
 LAB, CONDITIONS = int(Scope.LAB), int(Scope.CONDITIONS)
@@ -186,8 +187,12 @@ def test_a_grant_that_would_open_nothing_is_refused_before_anything_is_signed_or
         patient.grant(insurer.address, LAB, access="amend", expires_at=ends, share_keys=False)
     with pytest.raises(InvalidGrantee, match="not a consortium member"):
         patient.sign_grant(stranger.address, LAB, expires_at=ends, deadline=deadline, share_keys=False)
-    # Signed in another wallet and brought to a relayer, who pays for nothing that opens nothing.
-    typed = patient.grant_document(insurer.address, LAB, access="amend", expires_at=ends, deadline=deadline)
+    with pytest.raises(InvalidGrantee, match="is an insurer; only a provider or a lab may amend"):
+        patient.grant_document(insurer.address, LAB, access="amend", expires_at=ends, deadline=deadline)
+    # Signed in another wallet anyway and brought to a relayer, who pays for nothing that opens nothing.
+    typed = grant_typed_data(patient.consent_domain(), patient=patient.address, grantee=insurer.address, scopes=LAB,
+                             may_amend=True, purpose=parse_purpose(DEFAULT_PURPOSE).word, grant_ends_at=ends,
+                             nonce=0, signature_valid_until=deadline)
     with pytest.raises(InvalidGrantee, match="only a provider or a lab may amend"):
         hospital.relay_grant(SignedConsent(typed, sign_typed_data(patient.identity.account.key, typed)))
     assert {c.address: chain.w3.eth.get_transaction_count(c.address) for c in (patient, hospital)} == sent_before

@@ -155,6 +155,23 @@ def test_grant_by_signature_relayed_by_hospital(network, consent, patient, docto
     assert consent.nonces(patient, doctor) == 1
 
 
+def test_a_signed_grant_is_taken_up_only_by_an_active_member_when_relayed(
+    network, consent, consortium, governor, patient, doctor, insurer, stranger, hospital, chain
+):
+    """Unlike the patient's own grant, a signature is relayed when someone else chooses (the
+    grantee, even): relayed to a non-member, during a suspension, or with amend terms for an
+    insurer, it is refused, and the signature stays unused."""
+    for grantee, amend in ((stranger, False), (insurer, True)):
+        args = _signed_grant(consent, chain, patient, grantee, may_amend=amend)
+        with ape.reverts(consent.ConsentInvalidGrantee, grantee=grantee.address):
+            consent.grantBySig(*args, sender=grantee)
+    args = _signed_grant(consent, chain, patient, doctor)
+    consortium.suspend(doctor, sender=governor)
+    with ape.reverts(consent.ConsentInvalidGrantee, grantee=doctor.address):
+        consent.grantBySig(*args, sender=doctor)
+    assert consent.nonces(patient, doctor) == 0 and not consent.canRead(patient, doctor, LAB_SCOPE)
+
+
 def test_signature_replayed_twice_reverts(network, consent, patient, doctor, hospital, chain):
     args = _signed_grant(consent, chain, patient, doctor)
     consent.grantBySig(*args, sender=hospital)

@@ -5,6 +5,7 @@ import io
 import os
 import stat
 import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -135,6 +136,27 @@ def test_hashed_chunks_passes_chunks_through_and_hashes_them():
     assert chunks.sha256 == hashlib.sha256(envelope).digest()
     assert chunks.size == len(envelope)
     assert open_all(envelope) == PLAINTEXT
+
+
+def test_hashed_chunks_hashes_large_chunks_behind_the_caller_in_order():
+    """Chunks of 256 KiB and more are hashed on a worker thread; small ones at once. Mixed sizes,
+    a source that fails midway, and a digest asked before the end all behave as one hash in order."""
+    sizes = [1 << 20, 10, 1 << 18, (1 << 18) - 1, 1 << 20, 3, 1 << 19]
+    pieces = [os.urandom(n) for n in sizes]
+    chunks = HashedChunks(iter(pieces))
+    assert [len(c) for c in chunks] == sizes
+    assert chunks.sha256 == hashlib.sha256(b"".join(pieces)).digest() and chunks.size == sum(sizes)
+
+    def failing() -> Iterator[bytes]:
+        yield pieces[0]
+        raise OSError("the source file went away")
+
+    broken = HashedChunks(failing())
+    assert next(broken) == pieces[0]
+    with pytest.raises(OSError, match="went away"):
+        next(broken)
+    with pytest.raises(RuntimeError, match="consumed"):
+        broken.sha256
 
 
 def test_decrypt_fails_when_final_chunk_dropped():

@@ -135,6 +135,11 @@ class ConsentModel:
             return "ConsentSignatureExpired"
         if not genuine or nonce != self.grant_of(patient, grantee).nonce:
             return "ConsentInvalidSignature"
+        # A relayed signature is taken up only by an active member (a provider or lab to amend).
+        role = self.roles.get(grantee, Role.NONE)
+        if role == Role.NONE or grantee in self.suspended or (
+                access == Access.AMEND and role not in (Role.PROVIDER, Role.LAB)):
+            return "ConsentInvalidGrantee"
         return self.grant_error(patient, grantee, scopes, access, expires_at, now)
 
     def apply_cancel(self, patient: str, grantee: str) -> None:
