@@ -134,12 +134,11 @@ class RecordWriter:
         if recipients is None:
             recipients = self.recipients("0x" + binding.patient.hex(), patient_key=patient_key)
         chunks = HashedChunks(sealed_package(binding, media_type, plaintext, recipients))
-        if isinstance(plaintext, bytes):
-            cid = self.store.put(b"".join(chunks))
-        else:
-            try:
-                cid = self.store.put_stream(chunks)
-            finally:
+        try:
+            cid = self.store.put(b"".join(chunks)) if isinstance(plaintext, bytes) else self.store.put_stream(chunks)
+        finally:
+            chunks.pause()
+            if not isinstance(plaintext, bytes):
                 plaintext.close()
         return cid, chunks.sha256
 

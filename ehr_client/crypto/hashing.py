@@ -1,8 +1,9 @@
 """sha256 of a ciphertext computed while it streams past, for anchoring on chain.
 
-Large chunks are hashed on a worker thread while the caller encrypts and stores the next one:
-hashlib releases the GIL over big buffers, so a large file's encryption and its hash share the
-cores instead of taking turns. Chunks are hashed in order, at most one behind the caller.
+With large chunks, the source makes the next chunk on a worker thread while this one is hashed
+in the caller's: hashlib releases the GIL over big buffers and AES-GCM does not, so a large file's
+encryption and its hash run on two cores instead of taking turns. The source is only ever
+advanced by one thread at a time, one chunk ahead of the caller.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
 
 __all__ = ["HashedChunks"]
 
-_BEHIND_FROM = 1 << 18  # smaller chunks (every 1 KB record) are hashed at once: a hand-off costs more
-_HASHERS = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="ehr-sha256")
+_AHEAD_FROM = 1 << 18  # smaller chunks (every 1 KB record) are made one after another: a hand-off costs more
+_WORKERS = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="ehr-chunks")
+_END = object()
 
 
 class HashedChunks(Iterator[bytes]):
     """Pass chunks through unchanged while hashing and counting them::
 
         chunks = HashedChunks(iter_encrypt(f, key, record_id=rid, version=1))
-        store.upload(chunks)  # consumes the iterator
+        try:
+            store.upload(chunks)  # consumes the iterator
+        finally:
+            chunks.pause()  # before closing what the source reads from
         anchor(chunks.sha256)
     """
 
@@ -31,30 +37,34 @@ class HashedChunks(Iterator[bytes]):
         self._digest = hashlib.sha256()
         self._size = 0
         self._done = False
-        self._behind: Future[None] | None = None  # the hash of the last large chunk, still running
+        self._ahead: Future[object] | None = None  # the source making the next chunk
 
     def __iter__(self) -> HashedChunks:
         return self
 
     def __next__(self) -> bytes:
-        try:
-            chunk = next(self._chunks)
-        except StopIteration:
-            self._catch_up()
-            self._done = True
-            raise
-        self._catch_up()
-        if len(chunk) >= _BEHIND_FROM:
-            self._behind = _HASHERS.submit(self._digest.update, chunk)
+        if self._done:
+            raise StopIteration
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            chunk = ahead.result()  # the source's own error, if it failed
         else:
-            self._digest.update(chunk)
-        self._size += len(chunk)
-        return chunk
+            chunk = next(self._chunks, _END)
+        if chunk is _END:
+            self._done = True
+            raise StopIteration
+        data = cast(bytes, chunk)
+        if len(data) >= _AHEAD_FROM:
+            self._ahead = _WORKERS.submit(next, self._chunks, _END)
+        self._digest.update(data)
+        self._size += len(data)
+        return data
 
-    def _catch_up(self) -> None:
-        if self._behind is not None:
-            behind, self._behind = self._behind, None
-            behind.result()
+    def pause(self) -> None:
+        """Wait for a chunk being made ahead (kept for the next `next`): nothing reads the source
+        after this returns until the iteration goes on. Call it before closing what the source reads."""
+        if self._ahead is not None:
+            self._ahead.exception()  # waits; a failure is raised by the next `next`
 
     @property
     def size(self) -> int:

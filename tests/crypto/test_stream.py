@@ -138,9 +138,10 @@ def test_hashed_chunks_passes_chunks_through_and_hashes_them():
     assert open_all(envelope) == PLAINTEXT
 
 
-def test_hashed_chunks_hashes_large_chunks_behind_the_caller_in_order():
-    """Chunks of 256 KiB and more are hashed on a worker thread; small ones at once. Mixed sizes,
-    a source that fails midway, and a digest asked before the end all behave as one hash in order."""
+def test_hashed_chunks_made_ahead_on_a_worker_are_hashed_in_order():
+    """After a chunk of 256 KiB or more, the source makes the next one on a worker thread while the
+    caller hashes. Mixed sizes, a source that fails midway, and a digest asked before the end all
+    behave as one hash in order; `pause` waits for a chunk being made ahead and keeps it."""
     sizes = [1 << 20, 10, 1 << 18, (1 << 18) - 1, 1 << 20, 3, 1 << 19]
     pieces = [os.urandom(n) for n in sizes]
     chunks = HashedChunks(iter(pieces))
@@ -157,6 +158,11 @@ def test_hashed_chunks_hashes_large_chunks_behind_the_caller_in_order():
         next(broken)
     with pytest.raises(RuntimeError, match="consumed"):
         broken.sha256
+
+    abandoned = HashedChunks(iter(pieces))
+    assert next(abandoned) == pieces[0]
+    abandoned.pause()  # the second chunk, made ahead, is waited for and kept; nothing runs after this
+    assert next(abandoned) == pieces[1]
 
 
 def test_decrypt_fails_when_final_chunk_dropped():
