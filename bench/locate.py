@@ -29,12 +29,11 @@ from rich.table import Table
 from bench._records import observation
 from bench._world import World
 from bench.listing import _mine_to, _ms, _stats
-from bench.report import write_json
+from bench.report import run_and_report
 from bench.rpc import RpcCounter
 from ehr_client.chain.calls import Call, call_many
 from ehr_client.chain.client import ChainClient
 from ehr_client.client.locate import RecordLocator
-from ehr_client.errors import EHRError
 from ehr_client.storage import BlobStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "locate.json"
@@ -153,15 +152,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    try:
-        results = run(args)
-    except EHRError as exc:
-        print(f"bench.locate failed: {exc}", file=sys.stderr)
-        return 1
-    write_json(args.out, results)
-    print_table(results)
-    print(f"wrote {args.out}")
-    return 0
+    return run_and_report("bench.locate", args.out, lambda: run(args), print_table)
 
 
 if __name__ == "__main__":

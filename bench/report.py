@@ -192,3 +192,19 @@ def print_report(results: dict[str, Any], checks: list[Target]) -> None:
     missed = [t.name for t in checks if not t.passed]
     console.print(f"targets: {len(checks) - len(missed)} of {len(checks)} met" + (f"; missed: {', '.join(missed)}"
                                                                                    if missed else ""))
+
+
+def run_and_report(name: str, out: Path, run: Callable[[], dict[str, Any]],
+                   print_table: Callable[[dict[str, Any]], None]) -> int:
+    """A standalone benchmark's `main`: run it, write `out`, print its table; 1 on a typed failure."""
+    from ehr_client.errors import EHRError
+
+    try:
+        results = run()
+    except EHRError as exc:
+        print(f"{name} failed: {exc}", file=sys.stderr)
+        return 1
+    write_json(out, results)
+    print_table(results)
+    print(f"wrote {out}")
+    return 0
