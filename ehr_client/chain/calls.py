@@ -24,9 +24,10 @@ from web3.contract import Contract
 
 from ehr_client.chain.client import ChainClient, Displacement, TxResult
 from ehr_client.chain.txplan import Prepared, RpcFailure, plan, plan_requests
-from ehr_client.errors import ChainUnavailable, NonceDisplaced, TransactionReverted
+from ehr_client.errors import ChainUnavailable, EHRError, NonceDisplaced, TransactionReverted
 
-__all__ = ["Call", "Prepared", "RpcFailure", "Sent", "call_many", "call_request", "decoded", "preparation_requests",
+__all__ = ["Call", "Prepared", "RpcFailure", "Sent", "call_many", "call_request", "decoded", "failure_error",
+           "preparation_requests",
            "prepared", "rpc_batch", "send_prepared", "await_results", "sender_lock"]
 
 _POLL_SECONDS = 0.02
@@ -86,13 +87,16 @@ def call_request(call: Call, sender: str | None = None) -> tuple[str, list[Any]]
 def decoded(call: Call, answer: Any, *, action: str) -> Any:
     """The decoded value of a view call's answer, or its revert raised as a typed error."""
     if isinstance(answer, RpcFailure):
-        if answer.data is None and "revert" not in answer.message.lower():
-            raise ChainUnavailable(
-                f"{action}: the chain node could not answer a call at block {call.block} ({answer.message}); "
-                "check the node"
-            )
-        raise answer.error(action=action)
+        raise failure_error(answer, action=action, what=f"a call at block {call.block}")
     return call.decode(str(answer))
+
+
+def failure_error(answer: RpcFailure, *, action: str, what: str) -> EHRError:
+    """A failed entry of a batch as a typed error: its revert, or `ChainUnavailable` when the node
+    could not answer `what` at all."""
+    if answer.data is None and "revert" not in answer.message.lower():
+        return ChainUnavailable(f"{action}: the chain node could not answer {what} ({answer.message}); check the node")
+    return answer.error(action=action)
 
 
 def call_many(chain: ChainClient, calls: Sequence[Call], *, action: str) -> list[Any]:

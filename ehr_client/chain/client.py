@@ -476,12 +476,6 @@ class ChainClient:
         """Every `event` matching `filters` (indexed arguments), oldest first, paged by block range."""
         return self.get_events_with(contract, event, filters=filters, from_block=from_block, to_block=to_block)[0]
 
-    def logs_in_one_trip(self, from_block: int | None = None) -> bool:
-        """Whether the logs from `from_block` (the deployment) to the head are one short page by the
-        last head this client saw: `get_events_with` then asks them with its extras in one round trip."""
-        start = self.deployment.deploy_block if from_block is None else from_block
-        return self._head_hint is not None and self._head_hint - start < LOG_PAGE_BLOCKS // 2
-
     def get_events_with(
         self,
         contract: str,
@@ -509,7 +503,7 @@ class ChainClient:
         raw: list[Any] | None = None
         end = to_block
         extras: list[Any] | None = None
-        if to_block is None and self.logs_in_one_trip(start):
+        if to_block is None and self._head_hint is not None and self._head_hint - start < LOG_PAGE_BLOCKS // 2:
             head, logs, *extras = self.batch([("eth_blockNumber", []), ("eth_getLogs", [params(start, "latest")]),
                                               *extra])
             if isinstance(head, str):

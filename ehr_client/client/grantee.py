@@ -8,11 +8,11 @@ the consortium changes its mind; the client refuses such a grant before anything
 
 from __future__ import annotations
 
-from ehr_client.chain.calls import Call, RpcFailure, call_request, decoded, rpc_batch
+from ehr_client.chain.calls import Call, RpcFailure, call_request, decoded, failure_error, rpc_batch
 from ehr_client.chain.client import ChainClient
 from ehr_client.chain.txplan import estimate_request
 from ehr_client.chain.types import Role, WRITER_ROLES
-from ehr_client.errors import ChainUnavailable, InvalidGrantee
+from ehr_client.errors import InvalidGrantee
 
 
 def refusal(grantee: str, role: Role, suspended: bool, *, amend: bool) -> str | None:
@@ -44,10 +44,7 @@ def check_grantee(chain: ChainClient, grantee: str, *, amend: bool, action: str,
     if estimate is not None:
         answer = answers[1]
         if isinstance(answer, RpcFailure):
-            if answer.data is None and "revert" not in answer.message.lower():
-                raise ChainUnavailable(f"{action}: the chain node could not estimate the transaction "
-                                       f"({answer.message}); check the node")
-            raise answer.error(action=action)
+            raise failure_error(answer, action=action, what="the transaction's gas estimate")
         gas = int(answer, 16)
     role, suspended, _ = decoded(member, answers[0], action=action)
     reason = refusal(grantee, Role(int(role)), bool(suspended), amend=amend)
