@@ -38,7 +38,7 @@ from ehr_client.errors import (
 )
 from ehr_client.journal import Journal, PendingWrite
 from ehr_client.package import Recipients, RecordBinding, sealed_package
-from ehr_client.records import Scope, ValidatedRecord, describe, load_opaque, validate_fhir
+from ehr_client.records import Scope, describe, load_opaque, validate_fhir
 from ehr_client.storage import BlobStore, Cid, cid_from_bytes, cid_to_bytes
 
 log = logging.getLogger("ehr_client")
@@ -70,7 +70,9 @@ class Prepared:
 def prepare(source: Source, *, category: str | None = None, scope: int | None = None) -> Prepared:
     """Validate a FHIR resource (or check an opaque file against its category) before any key is used."""
     if category is None:
-        return prepared_fhir(validate_fhir(source), scope=scope)  # type: ignore[arg-type]
+        validated = validate_fhir(source)  # type: ignore[arg-type]
+        record_scope = int(validated.scope) if scope is None else scope
+        return Prepared(record_scope, FHIR_MEDIA_TYPE, validated.canonical, hashlib.sha256(validated.canonical).digest())
     if isinstance(source, (Mapping, str)):
         raise InvalidRecord("an opaque file record takes bytes or a path, not JSON")
     opaque = load_opaque(source, category, scope=Scope(scope) if scope is not None else None)
@@ -81,12 +83,6 @@ def prepare(source: Source, *, category: str | None = None, scope: int | None = 
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return Prepared(int(opaque.scope), opaque.media_type, None, digest.digest(), opaque.open)
-
-
-def prepared_fhir(validated: ValidatedRecord, *, scope: int | None = None) -> Prepared:
-    """A validated FHIR resource (here or in a worker process) ready to encrypt."""
-    record_scope = int(validated.scope) if scope is None else scope
-    return Prepared(record_scope, FHIR_MEDIA_TYPE, validated.canonical, hashlib.sha256(validated.canonical).digest())
 
 
 def scope_names(bits: int) -> str:
@@ -141,10 +137,6 @@ class RecordWriter:
             if not isinstance(plaintext, bytes):
                 plaintext.close()
         return cid, chunks.sha256
-
-    def store_sealed(self, package: bytes) -> tuple[Cid, bytes]:
-        """Store a package `sealed_package` made elsewhere (a worker process); its CID and sha256."""
-        return self.store.put(package), hashlib.sha256(package).digest()
 
     # --- single writes -------------------------------------------------------------------------
 
