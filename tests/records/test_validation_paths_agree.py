@@ -10,12 +10,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import fhirpathpy
 import pytest
+from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.models import models
 
 from ehr_client.errors import InvalidRecord
 from ehr_client.records import canonicalize, validate_fhir
 from ehr_client.records.fhir import fhir_problems
+from ehr_client.records.fhir_r4.definitions import definitions
 from ehr_client.records.fhir_r4.invariants import skipped
+from ehr_client.records.fhir_r4.native import HOLDS_WITHOUT, holds_without
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "fhir-r4-examples"
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +39,14 @@ BREAKING_INVARIANTS = {
     "obs-7 (component repeats the code with a value)": _observation(
         valueString="4.2", component=[{"code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
                                        "valueString": "4.2"}]),
+    "dom-2 (a contained resource contains one)": _observation(
+        subject={"reference": "#p"},
+        contained=[{"resourceType": "Patient", "id": "p", "contained": [{"resourceType": "Patient", "id": "q"}]}]),
+    "dom-4 (a contained resource has a version)": _observation(
+        subject={"reference": "#p"}, contained=[{"resourceType": "Patient", "id": "p", "meta": {"versionId": "2"}}]),
+    "dom-5 (a contained resource has security labels)": _observation(
+        subject={"reference": "#p"}, contained=[{"resourceType": "Patient", "id": "p", "meta": {"security": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]}}]),
     "rng-2 (range low above high)": _observation(
         valueRange={"low": {"value": 5, "unit": "mmol/L"}, "high": {"value": 4, "unit": "mmol/L"}}),
 }
@@ -57,7 +70,8 @@ def test_a_resource_breaking_an_invariant_is_refused_as_the_problem_listing_says
         messages.add(str(refused.value))
 
     assert len(messages) == 1
-    assert all(problem in messages.pop() for problem in listed)
+    message = messages.pop()
+    assert all(problem in message for problem in listed)
     assert validate_fhir(resource, invariants=False).canonical == canonicalize(resource)
 
 
@@ -78,3 +92,27 @@ def test_invariants_compiled_type_by_type_list_the_same_skipped_ones_as_a_fresh_
         cwd=ROOT, capture_output=True, text=True, check=True)
 
     assert fresh.stdout.strip() == repr([tuple(s) for s in skipped()])
+
+
+def test_every_invariant_skipped_when_its_elements_are_absent_is_one_the_definitions_hold() -> None:
+    in_table = {key for paths in definitions().constraints.values() for items in paths.values()
+                for key, expression, _ in items if holds_without(key, expression) is not None}
+
+    assert in_table == set(HOLDS_WITHOUT)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.name)
+def test_an_invariant_skipped_for_absent_elements_holds_on_the_example_without_them(path: Path) -> None:
+    """The engine itself, on each official example stripped of the elements: the shortcut's verdict."""
+    resource = json.loads(path.read_text())
+    type_name = resource["resourceType"]
+    for key, expression, _ in definitions().constraints.get(type_name, {}).get("", []):
+        elements = holds_without(key, expression)
+        if elements is None:
+            continue
+        stripped = {name: value for name, value in resource.items()
+                    if name not in elements and name.lstrip("_") not in elements}
+        verdict = fhirpathpy.compile(expression, models["r4"], {})(
+            ResourceNode.create_node(stripped, type_name), {"resource": stripped, "rootResource": stripped})
+
+        assert verdict != [False], f"{key} fails on {path.name} without {sorted(elements)}"

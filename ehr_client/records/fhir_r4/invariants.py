@@ -32,7 +32,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from ehr_client.records.fhir_r4.definitions import definitions
-from ehr_client.records.fhir_r4.native import IN_PYTHON
+from ehr_client.records.fhir_r4.native import IN_PYTHON, holds_without
 from ehr_client.records.fhir_r4.structure import InvariantTarget, Problem
 
 __all__ = ["FHIRPATHPY_FAILS", "NEEDS_SERVICES", "SPEC_ERRATA", "SkippedInvariant", "invariant_problems", "skipped"]
@@ -57,7 +57,8 @@ _MODEL: Final = models["r4"]
 _ENVIRONMENT: Final = {"ucum": "http://unitsofmeasure.org", "sct": "http://snomed.info/sct", "loinc": "http://loinc.org"}
 
 Compiled = Callable[[Any, dict[str, Any]], list[Any]]
-Check = tuple[str, str, Compiled | None]  # key, human text, fhirpathpy function (None: see IN_PYTHON)
+# key, human text, fhirpathpy function (None: see IN_PYTHON), elements whose absence makes it hold
+Check = tuple[str, str, Compiled | None, frozenset[str] | None]
 
 
 def _ignore_trace(*_: object) -> None:
@@ -98,7 +99,7 @@ def _compiled(type_name: str) -> tuple[dict[str, list[Check]], tuple[SkippedInva
                 skipped_list.append(SkippedInvariant(type_name, node_path, key, SPEC_ERRATA[key]))
                 continue
             if key in IN_PYTHON:
-                table.setdefault(node_path, []).append((key, human, None))
+                table.setdefault(node_path, []).append((key, human, None, None))
                 continue
             failure = next((why for what, why in FHIRPATHPY_FAILS.items() if what in (key, expression)
                             or ("(" in what and what in expression)), None)
@@ -110,7 +111,7 @@ def _compiled(type_name: str) -> tuple[dict[str, list[Check]], tuple[SkippedInva
             except Exception as exc:  # noqa: BLE001 - the parser raises many kinds; each is recorded
                 skipped_list.append(SkippedInvariant(type_name, node_path, key, f"fhirpathpy cannot parse it ({type(exc).__name__})"))
                 continue
-            table.setdefault(node_path, []).append((key, human, function))
+            table.setdefault(node_path, []).append((key, human, function, holds_without(key, expression)))
     return table, tuple(skipped_list)
 
 
@@ -141,7 +142,10 @@ def invariant_problems(targets: list[InvariantTarget]) -> list[Problem]:
             continue
         base = f"{target.type_name}.{target.node_path}" if target.node_path else target.type_name
         context = {**_ENVIRONMENT, "resource": target.resource, "rootResource": target.root}
-        for key, human, function in checks:
+        for key, human, function, holds_when_absent in checks:
+            if holds_when_absent is not None and isinstance(target.node, dict) and not any(
+                    name in target.node or f"_{name}" in target.node for name in holds_when_absent):
+                continue
             if function is None:
                 try:
                     holds = IN_PYTHON[key](target.node)
