@@ -32,7 +32,8 @@ from typing import BinaryIO
 import umbral_pre
 
 from ehr_client.crypto import (
-    DATA_KEY_SIZE, WRAPPED_KEY_SIZE, generate_data_key, iter_encrypt, record_associated_data, wrap_data_key,
+    DATA_KEY_SIZE, WRAPPED_KEY_SIZE, KeyWrapper, generate_data_key, iter_encrypt, record_associated_data,
+    wrap_data_key,
 )
 from ehr_client.errors import DecryptionError
 
@@ -212,13 +213,16 @@ class Recipients:
 
 
 def sealed_package(
-    binding: RecordBinding, media_type: str, plaintext: bytes | BinaryIO, recipients: Recipients,
+    binding: RecordBinding, media_type: str, plaintext: bytes | BinaryIO, recipients: Recipients, *,
+    wrapper: KeyWrapper | None = None,
 ) -> Iterator[bytes]:
     """The stored bytes of one record version, header first: a fresh data key sealed to each
-    recipient, and the plaintext encrypted under it, all bound to `binding`."""
+    recipient (through `wrapper` for the records of one batch), and the plaintext encrypted under
+    it, all bound to `binding`."""
     data_key = generate_data_key()
     aad = binding.associated_data
-    wraps = tuple(Wrap(reader, version, wrap_data_key(data_key, public, associated_data=aad))
+    wrap = wrapper.wrap if wrapper is not None else wrap_data_key
+    wraps = tuple(Wrap(reader, version, wrap(data_key, public, associated_data=aad))
                   for reader, (version, public) in sorted(recipients.readers.items()))
     umbral = None if recipients.umbral is None else UmbralSeal.create(
         recipients.umbral[1], recipients.umbral[0], binding.record_id, binding.version, data_key, binding.context)

@@ -37,6 +37,7 @@ from ehr_client.chain.types import KeyType, Role, WRITER_ROLES
 from ehr_client.client import EHRClient
 from ehr_client.client.manifest import BatchManifest, address, build_manifest
 from ehr_client.client.write import Prepared, Source, prepare, scope_names
+from ehr_client.crypto import KeyWrapper
 from ehr_client.errors import (
     AccessDenied,
     BlobNotFound,
@@ -211,6 +212,7 @@ class _Run:
         self.anchored_before = set(self.done)
         self.interrupted: set[str] = set()
         self.keys: dict[str, tuple[int, bytes]] = {}
+        self.wrappers: dict[bytes, KeyWrapper] = {}  # batch key -> the wrapper its records' data keys share
         self.processed = self.stored = self.reused = self.skipped = 0
 
     def summary(self) -> WriteSummary:
@@ -324,8 +326,9 @@ class _Run:
         binding = RecordBinding.of(record_id, VERSION, batch.patient, prepared.scope, self.client.address)
         # Stored and journaled one at a time: a blob stored ahead of its journal line would be an
         # orphan after a crash.
+        wrapper = self.wrappers.setdefault(batch.key, KeyWrapper())
         cid, content_hash = self.client.writer.seal(binding, prepared.media_type, prepared.source(),
-                                                    patient_key=self.keys.get(batch.patient))
+                                                    patient_key=self.keys.get(batch.patient), wrapper=wrapper)
         return StoredEntry(fingerprint, index, prepared.scope, content_hash, cid)
 
     # --- anchoring ------------------------------------------------------------------------------------
@@ -377,6 +380,7 @@ class _Run:
         for entry in batch.entries:
             scopes |= entry.scope
         self.journal.anchored(self.state, batch, ids, scopes=scopes)
+        self.wrappers.pop(batch.key, None)
         self.done.update((e.fingerprint, r) for e, r in zip(batch.entries, ids, strict=True))
         self.results.append(BatchResult(batch_id_of(self.client.address, batch.key), batch.patient, sealed.root,
                                         sealed.manifest_cid, sealed.manifest_hash, records, tx))

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from eth_utils import is_address, keccak, to_checksum_address
@@ -147,6 +147,13 @@ def build_manifest(author: str, patient: str, batch_key: bytes, leaves: Sequence
 
 def address(text: str, *, what: str = "patient") -> str:
     """A checksummed address, or InvalidRecord saying what to give instead."""
-    if not isinstance(text, str) or not is_address(text):
+    checksummed = _checksummed(text) if isinstance(text, str) else None
+    if checksummed is None:
         raise InvalidRecord(f"{text!r} is not an account address; give the {what}'s 0x address")
-    return str(to_checksum_address(text))
+    return checksummed
+
+
+@lru_cache(maxsize=1024)
+def _checksummed(text: str) -> str | None:
+    """Two keccaks a call otherwise, and a batch names the same few patients on every record."""
+    return str(to_checksum_address(text)) if is_address(text) else None

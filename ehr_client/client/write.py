@@ -25,7 +25,7 @@ from ehr_client.chain.client import ChainClient, TxResult
 from ehr_client.chain.ids import record_id_of
 from ehr_client.client.directory import KeyDirectory
 from ehr_client.client.model import FHIR_MEDIA_TYPE, Identity, RecordInfo, WriteResult, hex_id
-from ehr_client.crypto import HashedChunks, x25519_public_key
+from ehr_client.crypto import HashedChunks, KeyWrapper, x25519_public_key
 from ehr_client.chain.types import Status
 from ehr_client.errors import (
     AccessDenied,
@@ -98,6 +98,7 @@ class RecordWriter:
         self.journal = journal
         self.directory = directory
         self._salt_key = hashlib.sha256(_SALT_KEY_LABEL + bytes(identity.account.key)).digest()
+        self._own_public: tuple[bytes, bytes] | None = None  # (private, public) of the author's current key
 
     @property
     def address(self) -> str:
@@ -112,8 +113,10 @@ class RecordWriter:
         """Whom a record of `patient` is sealed to: the patient (`patient_key`, looked up when not
         given) and this author, and the patient's Umbral key when they published one."""
         key_version, private = self.identity.current_key
+        if self._own_public is None or self._own_public[0] != private:
+            self._own_public = (private, x25519_public_key(private))
         me = bytes.fromhex(self.address[2:])
-        readers = {me: (key_version, x25519_public_key(private))}
+        readers = {me: (key_version, self._own_public[1])}
         patient_bytes = bytes.fromhex(patient[2:])
         if patient_bytes != me:
             readers[patient_bytes] = patient_key or self.directory.encryption_key_of(patient)
@@ -122,14 +125,16 @@ class RecordWriter:
     def seal(
         self, binding: RecordBinding, media_type: str, plaintext: bytes | BinaryIO, *,
         patient_key: tuple[int, bytes] | None = None, recipients: Recipients | None = None,
+        wrapper: KeyWrapper | None = None,
     ) -> tuple[Cid, bytes]:
         """Encrypt and store one record version bound to `binding`; returns its CID and the sha256 to anchor.
 
-        The data key is sealed to `recipients`, by default `self.recipients(patient, patient_key=...)`.
+        The data key is sealed to `recipients`, by default `self.recipients(patient, patient_key=...)`,
+        through `wrapper` when one batch's records share it.
         """
         if recipients is None:
             recipients = self.recipients("0x" + binding.patient.hex(), patient_key=patient_key)
-        chunks = HashedChunks(sealed_package(binding, media_type, plaintext, recipients))
+        chunks = HashedChunks(sealed_package(binding, media_type, plaintext, recipients, wrapper=wrapper))
         try:
             cid = self.store.put(b"".join(chunks)) if isinstance(plaintext, bytes) else self.store.put_stream(chunks)
         finally:

@@ -25,6 +25,7 @@ The rule is RFC 8785 (JCS) except for non-integer numbers:
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring as _json_string  # json.dumps(text, ensure_ascii=False), minus an encoder per call
 import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -107,7 +108,7 @@ def _emit(value: object, out: list[str], *, depth: int) -> None:
     elif isinstance(value, Decimal):
         out.append(_decimal_text(value))
     elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
+        out.append(_json_string(value))
     elif isinstance(value, Mapping):
         _check_nesting(depth)
         _emit_object(value, out, depth=depth)
@@ -131,7 +132,7 @@ def _emit_object(value: Mapping[Any, object], out: list[str], *, depth: int) -> 
     for index, key in enumerate(sorted(value, key=_utf16_key)):
         if index:
             out.append(",")
-        out.append(json.dumps(key, ensure_ascii=False))
+        out.append(_json_string(key))
         out.append(":")
         _emit(value[key], out, depth=depth + 1)
     out.append("}")

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from ehr_client.crypto import (
     WRAPPED_KEY_SIZE,
+    KeyWrapper,
     generate_data_key,
     generate_x25519_keypair,
     record_associated_data,
@@ -13,6 +14,7 @@ from ehr_client.crypto import (
     wrap_data_key,
     x25519_public_key,
 )
+from ehr_client.crypto.wrap import MAX_WRAPS_PER_EPHEMERAL
 from ehr_client.errors import DecryptionError
 from tests.crypto.helpers import FIXED, OTHER_RECORD_ID, RECORD_ID, flip
 
@@ -126,3 +128,45 @@ def test_wrap_rejects_data_key_of_wrong_size(keypair, data_key):
 def test_wrap_rejects_unusable_public_key(public_key):
     with pytest.raises(ValueError, match="X25519"):
         wrap_data_key(generate_data_key(), public_key, associated_data=AD)
+
+
+def test_a_batch_wrapper_shares_one_ephemeral_key_per_reader_with_a_fresh_nonce_each(keypair):
+    other = generate_x25519_keypair()
+    wrapper = KeyWrapper()
+    keys = [generate_data_key() for _ in range(3)]
+    ads = [record_associated_data(bytes([i]) * 32, 1) for i in range(3)]
+
+    mine = [wrapper.wrap(k, keypair.public_key, associated_data=ad) for k, ad in zip(keys, ads)]
+    theirs = wrapper.wrap(keys[0], other.public_key, associated_data=ads[0])
+
+    assert len({w[1:33] for w in mine}) == 1 and theirs[1:33] != mine[0][1:33]
+    assert len({w[33:45] for w in mine}) == 3
+    assert [unwrap_data_key(w, keypair.private_key, associated_data=ad) for w, ad in zip(mine, ads)] == keys
+    assert unwrap_data_key(theirs, other.private_key, associated_data=ads[0]) == keys[0]
+
+
+def test_a_wrapped_key_of_a_batch_moved_to_another_record_of_the_batch_does_not_open(keypair):
+    """An attacker who swaps two records' wrapped keys (same ephemeral key, same key-encryption key)
+    gets no data key: the associated data binds each wrap to its record."""
+    wrapper = KeyWrapper()
+    first_ad, second_ad = (record_associated_data(bytes([i]) * 32, 1) for i in (1, 2))
+    first = wrapper.wrap(generate_data_key(), keypair.public_key, associated_data=first_ad)
+    wrapper.wrap(generate_data_key(), keypair.public_key, associated_data=second_ad)
+
+    with pytest.raises(DecryptionError):
+        unwrap_data_key(first, keypair.private_key, associated_data=second_ad)
+
+
+def test_a_batch_wrapper_makes_a_new_ephemeral_key_after_its_limit(keypair):
+    wrapper = KeyWrapper()
+    ephemerals = [wrapper.wrap(generate_data_key(), keypair.public_key, associated_data=AD)[1:33]
+                  for _ in range(MAX_WRAPS_PER_EPHEMERAL + 1)]
+
+    assert len(set(ephemerals[:MAX_WRAPS_PER_EPHEMERAL])) == 1
+    assert ephemerals[-1] != ephemerals[0]
+
+
+@pytest.mark.parametrize("public_key", [b"", b"\x00" * 31])
+def test_a_batch_wrapper_refuses_an_unusable_public_key(public_key):
+    with pytest.raises(ValueError, match="not a usable"):
+        KeyWrapper().wrap(generate_data_key(), public_key, associated_data=AD)
