@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ehr_client.batch import BatchItem
+from ehr_client.batch import BatchItem, import_directory
 from ehr_client.batch.writer import BatchWriter
 from ehr_client.client import EHRClient, Identity
 from ehr_client.crypto import iter_decrypt, unwrap_data_key
 from ehr_client.errors import DecryptionError
 from ehr_client.package import parse_header
+from ehr_client.records import canonicalize
 from tests.batch.conftest import observation
+from tests.batch.test_batch_resume import _kill_mid_import
 
 
 def _sealed(client: EHRClient, record_id: bytes) -> tuple[Any, Any, int, bytes]:
@@ -55,3 +59,29 @@ def test_a_data_key_or_wrap_of_one_batched_record_opens_no_sibling(
         b"".join(iter_decrypt(memoryview(sibling_blob)[sibling_offset:], released, record_id=sibling_id,
                               version=sibling_header.version, context=sibling_binding.context))
     assert [len(patient.read_record(i).data) > 0 for i in (first_id, sibling_id)] == [True, True]
+
+
+def test_a_batch_straddling_a_kill_9_reads_whole_under_both_ephemeral_keys(
+        people: dict[str, EHRClient], writer_lab: EHRClient, suite: Any, ids: dict[str, Identity],
+        tmp_path: Path) -> None:
+    """The lab's import is killed (SIGKILL) with 3 records of a batch stored, sealed under one
+    ephemeral key that dies with the process; the resumed import seals the batch's other 3 under a
+    new one. Every record of the batch reads for the patient, and the two halves' wraps carry
+    different ephemeral keys (none was written down to be reused)."""
+    patient = people["patient"]
+    folder = tmp_path / "import"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"obs-{i:04d}.json").write_text(json.dumps(observation(i)))
+    _kill_mid_import(tmp_path, suite, ids, patient.address, folder, batch_size=6, kill_after_stored=3)
+
+    summary = import_directory(writer_lab, patient.address, folder, batch_size=6).summary
+
+    assert (summary.reused, summary.stored, len(summary.batches)) == (3, 3, 1)
+    me = bytes.fromhex(patient.address[2:])
+    ephemerals = []
+    for i, record_id in enumerate(summary.record_ids):
+        _, header, _, _ = _sealed(patient, record_id)
+        ephemerals.append(header.wrap_for(me)[0].wrapped[1:33])
+        assert patient.read_record(record_id).data == canonicalize(observation(i))
+    assert len(set(ephemerals[:3])) == len(set(ephemerals[3:])) == 1 and ephemerals[0] != ephemerals[3]
