@@ -3,6 +3,8 @@ custodians find the record from the chain by its id and re-encrypt its own Umbra
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from ehr_client.batch import BatchItem
@@ -30,3 +32,28 @@ def test_a_grantee_reads_every_record_of_a_batch_through_custodians_and_no_other
     assert read == [canonicalize(observation(100)), canonicalize(observation(101))]
     with pytest.raises(KeyReleaseDenied):
         doctor.read_record(record_ids[2])  # their sibling, sealed under the same ephemeral keys, was not delegated
+
+
+def _refusal(read: Callable[[], object]) -> str:
+    with pytest.raises(KeyReleaseDenied) as refused:
+        read()
+    return str(refused.value)
+
+
+@pytest.mark.xfail(strict=True, reason="ehr_client/custodian/checks.py ChainChecks.record: a batched record is looked "
+                   "up only when the caller names a patient, and a release request for a record with no deposit has "
+                   "none, so custodians answer record-unknown ('not anchored on this chain') for a batched record "
+                   "that is, where a single record gets the refusal that says what is missing")
+def test_custodians_refuse_an_undelegated_batched_record_for_what_it_is(
+        env: Env, running: list[CustodianProcess]) -> None:
+    patient, lab = env.clients["patient"], env.clients["lab"]
+    lab_scope = int(Scope.LAB)
+    patient.grant(lab.address, lab_scope, access="amend", expires_at=patient.chain.now() + DAY, share_keys=False)
+    patient.grant(env.clients["doctor"].address, lab_scope, expires_at=patient.chain.now() + DAY, share_keys=False)
+    (batched,) = BatchWriter(lab, batch_size=1).write([BatchItem(patient.address, observation(200))]).record_ids
+    single = lab.add_record(patient.address, observation(201)).record_id
+
+    doctor = env.sharing("doctor")
+    single_refusal = _refusal(lambda: doctor.read_record(single))
+    batched_refusal = _refusal(lambda: doctor.read_record(batched))
+    assert "record-unknown" not in batched_refusal, (batched_refusal, single_refusal)
