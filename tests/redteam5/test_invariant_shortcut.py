@@ -31,8 +31,8 @@ _BREAKING = {
     "obs-6 with the value only as its _ extension":
         _OBSERVATION + ',"_valueString":{"extension":[{"url":"http://example.org/x","valueString":"y"}]},'
         '"dataAbsentReason":{"text":"unknown"}}',
-    "dom-4 in a Parameters resource": json.dumps({"resourceType": "Parameters", "parameter": [{"name": "p", "resource": {
-        "resourceType": "Patient", "contained": [{**_VERSIONED_ORG, "meta": {"lastUpdated": "2020-01-01T00:00:00Z"}}],
+    "dom-4 in a Parameters resource": json.dumps({"resourceType": "Parameters", "parameter": [{
+        "name": "p", "resource": {"resourceType": "Patient", "contained": [{**_VERSIONED_ORG, "meta": {"lastUpdated": "2020-01-01T00:00:00Z"}}],
         "managingOrganization": {"reference": "#o1"}}}]}),
     "dom-2 contained in contained": json.dumps({"resourceType": "Patient", "contained": [{
         "resourceType": "Organization", "id": "o1", "name": "x", "partOf": {"reference": "#o2"},
