@@ -32,8 +32,9 @@ _BREAKING = {
         _OBSERVATION + ',"_valueString":{"extension":[{"url":"http://example.org/x","valueString":"y"}]},'
         '"dataAbsentReason":{"text":"unknown"}}',
     "dom-4 in a Parameters resource": json.dumps({"resourceType": "Parameters", "parameter": [{
-        "name": "p", "resource": {"resourceType": "Patient", "contained": [{**_VERSIONED_ORG, "meta": {"lastUpdated": "2020-01-01T00:00:00Z"}}],
-        "managingOrganization": {"reference": "#o1"}}}]}),
+        "name": "p", "resource": {
+            "resourceType": "Patient", "managingOrganization": {"reference": "#o1"},
+            "contained": [{**_VERSIONED_ORG, "meta": {"lastUpdated": "2020-01-01T00:00:00Z"}}]}}]}),
     "dom-2 contained in contained": json.dumps({"resourceType": "Patient", "contained": [{
         "resourceType": "Organization", "id": "o1", "name": "x", "partOf": {"reference": "#o2"},
         "contained": [{"resourceType": "Organization", "id": "o2", "name": "y"}]}],
