@@ -17,7 +17,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 export PATH := $(CURDIR)/tools/bin:$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export APE_DATA_FOLDER ?= $(CURDIR)/.build/ape-data
 
-.PHONY: all install compile kubo geth zk browser lint portal test test-fast demo bench bench-scale bench-listing bench-locate soak slither fuzz clean
+.PHONY: all install compile kubo geth zk browser lint portal test test-fast demo bench bench-scale bench-listing bench-locate bench-chain-state soak slither fuzz clean
 
 all: compile
 
@@ -132,6 +132,9 @@ bench-listing: install
 # the scan from the deployment (a few minutes, mostly anvil_mine); writes bench/results/locate.json.
 bench-locate: install
 	$(BIN)/python -m bench.locate
+
+bench-chain-state: install
+	$(BIN)/python -m bench.chain_state
 
 clean:
 	rm -rf .build/__local__.json .build/ape-data .build/anvil-states .pytest_cache .hypothesis

@@ -163,6 +163,9 @@ class RecordLocator:
         cache = self.anchors
         filters = {"patient": patient}
         anchors = None if cache is None else cache.load(patient)
+        if anchors is None and not call_many(self.chain, [Call(self.chain.records, "isPatient", (patient,))],
+                                             action="look up patient")[0]:
+            return [], None  # never registered, so nothing anchored: anyone may name any address (the portal)
         while True:
             start = self.chain.deployment.deploy_block if anchors is None else anchors.cursor + 1
             extra: list[tuple[str, list[Any]]] = [("eth_blockNumber", [])]
@@ -188,9 +191,9 @@ class RecordLocator:
         known = [] if anchors is None else list(anchors.events)
         events = sorted(known + singles + batches, key=lambda e: (e.block_number, e.log_index))
         settled_events = tuple(e for e in events if settle is not None and e.block_number <= settle)
-        # No cursor for an address with nothing anchored: anyone may ask the portal about any address,
-        # and must not make it keep a file per address; a cursor exists only for patients with records.
-        if cache is not None and settle is not None and settled_events:
+        # A cursor for every registered patient, records or not (registering costs a transaction, so
+        # the files are bounded by the chain); an address that never registered was answered above.
+        if cache is not None and settle is not None:
             block = settled[0]
             if isinstance(block, dict) and _block_hash(block) and int(str(block.get("number")), 16) == settle:
                 cache.save(patient, Anchors(settle, str(_block_hash(block)), settled_events))
