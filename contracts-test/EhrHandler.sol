@@ -826,7 +826,7 @@ contract EhrHandler {
                 continue;
             }
             IRecordRegistry.BatchedRecord memory l = _leaves[g.leaf];
-            if (l.author != g.author || keccak256(abi.encode(uint8(2), l.author, l.batchKey, l.index)) != id) ++bad;
+            if (l.author != g.author || _batchedIdOf(l.author, l.batchKey, l.index) != id) ++bad;
             try registry.resolveBatchedRecord(l) returns (bytes32 resolved, IRecordRegistry.Record memory) {
                 if (resolved != id) ++bad;
             } catch {
@@ -1008,7 +1008,7 @@ contract EhrHandler {
         address patient = _addr(l.topics[3]);
         (bytes32 batchKey,, uint64 scopes, uint32 leafCount,,) =
             abi.decode(l.data, (bytes32, bytes32, uint64, uint32, bytes32, bytes));
-        if (_addr(l.topics[2]) != caller || batchId != keccak256(abi.encode(uint8(3), caller, batchKey))) {
+        if (_addr(l.topics[2]) != caller || batchId != _batchIdOf(caller, batchKey)) {
             identityChanged++;
             _violate("a batch id not derived from its author and key");
         }
@@ -1022,7 +1022,7 @@ contract EhrHandler {
             _violate("a batch anchored without an amend grant covering its scopes");
         }
         for (uint32 i = 0; i < leafCount; ++i) {
-            bytes32 id = keccak256(abi.encode(uint8(2), caller, batchKey, i));
+            bytes32 id = _batchedIdOf(caller, batchKey, i);
             if (seen[id]) {
                 idsReused++;
                 _violate("a batched record id was anchored twice");
@@ -1044,6 +1044,17 @@ contract EhrHandler {
             recordIds.push(id);
         }
         nBatches++;
+    }
+
+    /// The model's own reading of the id layout: a batch id is the leading 12 bytes of its hash; a
+    /// batched id is that, the index (4 bytes), then the last 16 bytes of the leaf's hash.
+    function _batchIdOf(address author, bytes32 batchKey) private pure returns (bytes32) {
+        return bytes32(bytes12(keccak256(abi.encode(uint8(3), author, batchKey))));
+    }
+
+    function _batchedIdOf(address author, bytes32 batchKey, uint32 i) private pure returns (bytes32) {
+        bytes32 leaf = keccak256(abi.encode(uint8(2), author, batchKey, i));
+        return _batchIdOf(author, batchKey) | bytes32(uint256(i) << 128) | bytes32(uint256(uint128(uint256(leaf))));
     }
 
     /// None -> Active -> Superseded or Tombstoned; Superseded -> Tombstoned; Tombstoned is final.

@@ -1,6 +1,7 @@
-"""Attacks on the registry's hint of where a record's `RecordAdded` event is (`anchoredNear`) and on the
-client's first read by id (`RecordLocator.find_with`), against a real Anvil grown to tens of thousands of
-blocks; an observing relay counts the blocks whose logs a fresh reader asks for."""
+"""Attacks on the registry's hint of where the event describing a record is (`anchoredNear`: its
+`RecordAdded`, or its batch's `BatchAnchored`) and on the client's first read by id
+(`RecordLocator.find_with`), against a real Anvil grown to tens of thousands of blocks; an observing
+relay counts the blocks whose logs a fresh reader asks for."""
 
 from __future__ import annotations
 
@@ -58,10 +59,6 @@ def patient_batch(patient: EHRClient, observation: dict[str, Any], count: int) -
     return list(BatchWriter(patient, batch_size=count).write(items).record_ids)
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/client/locate.py RecordLocator.find_with: an id with no "
-                   "RecordAdded range (a batched record, amended or tombstoned or not) goes to "
-                   "ehr_client/chain/batches.py BatchIndex.locate, which scans BatchAnchored from the deployment "
-                   "to the head; RecordRegistry._materialize stores no anchoredNear and batches keep no hint")
 def test_a_first_read_by_id_of_an_amended_batched_record_asks_for_a_bounded_range(
         people: dict[str, EHRClient], observation: dict[str, Any], rpc_url: str, tap: RpcTap,
         reader_via: Callable[[RpcTap], EHRClient]) -> None:
@@ -79,11 +76,6 @@ def test_a_first_read_by_id_of_an_amended_batched_record_asks_for_a_bounded_rang
     assert tap.blocks_asked(head) <= 3 * RANGE, f"asked the logs of {tap.blocks_asked(head)} blocks"
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/client/locate.py RecordLocator.find_with: anchoredNear answers "
-                   "(None, 0, 0) for an id nobody stored, and the locator still asks BatchIndex.locate "
-                   "(ehr_client/chain/batches.py), a scan of every BatchAnchored log since the deployment, on "
-                   "every request: the portal's unauthenticated GET /api/versions/{id} and /api/batched/{id} "
-                   "make the node serve one whole-chain log scan per made-up id")
 def test_a_read_of_a_made_up_id_does_not_make_the_node_scan_the_chain(
         people: dict[str, EHRClient], rpc_url: str, tap: RpcTap, reader_via: Callable[[RpcTap], EHRClient]) -> None:
     mine(rpc_url, GROWN)
