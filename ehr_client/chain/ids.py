@@ -11,12 +11,10 @@ the id itself says which batch to look in (`RecordRegistry.anchoredNear`) and wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from eth_utils import keccak, to_canonical_address
 
 _SINGLE, _BATCHED, _BATCH = 1, 2, 3
-BATCH_ID_BYTES = 12
+_BATCH_ID_BYTES = 12
 
 
 def _prefix(tag: int, author: str, key: bytes) -> bytes:
@@ -32,29 +30,14 @@ def record_id_of(author: str, salt: bytes) -> bytes:
 
 
 def batched_record_id_of(author: str, batch_key: bytes, index: int) -> bytes:
-    return _batched_record_id_in(batch_id_of(author, batch_key), _prefix(_BATCHED, author, batch_key), index)
-
-
-def batched_record_ids(author: str, batch_key: bytes, count: int) -> Iterator[tuple[int, bytes]]:
-    """(index, id) of every leaf of a batch, one keccak each: the same bytes as `batched_record_id_of`."""
-    batch_id, prefix = batch_id_of(author, batch_key), _prefix(_BATCHED, author, batch_key)
-    for index in range(count):
-        yield index, _batched_record_id_in(batch_id, prefix, index)
-
-
-def _batched_record_id_in(batch_id: bytes, prefix: bytes, index: int) -> bytes:
-    return batch_id[:BATCH_ID_BYTES] + index.to_bytes(4, "big") + keccak(prefix + index.to_bytes(32, "big"))[16:]
+    leaf = keccak(_prefix(_BATCHED, author, batch_key) + index.to_bytes(32, "big"))
+    return batch_id_of(author, batch_key)[:_BATCH_ID_BYTES] + index.to_bytes(4, "big") + leaf[16:]
 
 
 def batch_id_of(author: str, batch_key: bytes) -> bytes:
-    return keccak(_prefix(_BATCH, author, batch_key))[:BATCH_ID_BYTES] + bytes(32 - BATCH_ID_BYTES)
-
-
-def batch_id_named_by(record_id: bytes) -> bytes:
-    """The batch id a batched record id starts with (meaningless for a single record's id)."""
-    return record_id[:BATCH_ID_BYTES] + bytes(32 - BATCH_ID_BYTES)
+    return keccak(_prefix(_BATCH, author, batch_key))[:_BATCH_ID_BYTES] + bytes(32 - _BATCH_ID_BYTES)
 
 
 def leaf_index_named_by(record_id: bytes) -> int:
     """The leaf index a batched record id carries (meaningless for a single record's id)."""
-    return int.from_bytes(record_id[BATCH_ID_BYTES:BATCH_ID_BYTES + 4], "big")
+    return int.from_bytes(record_id[_BATCH_ID_BYTES:_BATCH_ID_BYTES + 4], "big")
