@@ -35,6 +35,10 @@ def record_added_topic(chain: ChainClient) -> str:
     return "0x" + event_abi_to_log_topic(chain.records.events.RecordAdded().abi).hex()
 
 
+def batch_anchored_topic(chain: ChainClient) -> str:
+    return "0x" + event_abi_to_log_topic(chain.records.events.BatchAnchored().abi).hex()
+
+
 @pytest.fixture
 def tap(rpc_url: str) -> Iterator[RpcTap]:
     relay = RpcTap(rpc_url)
@@ -87,6 +91,45 @@ def test_a_read_of_a_made_up_id_does_not_make_the_node_scan_the_chain(
             reader.get_record(os.urandom(32))
 
     assert tap.blocks_asked(head) <= 3 * RANGE, f"3 made-up ids asked the logs of {tap.blocks_asked(head)} blocks"
+
+
+def test_a_made_up_id_that_borrows_an_anchored_batch_id_is_refused_after_one_bounded_query(
+        people: dict[str, EHRClient], observation: dict[str, Any], rpc_url: str, tap: RpcTap,
+        reader_via: Callable[[RpcTap], EHRClient]) -> None:
+    """The registry vouches only for an id's first 12 bytes (its batch); the reader checks the rest
+    (the index against the leaf count, the last 16 bytes against the leaf's hash) on the event."""
+    (real,) = patient_batch(people["patient"], observation, 1)
+    mine(rpc_url, GROWN)
+    head = people["patient"].chain.head()
+    reader = reader_via(tap)
+    past_the_last_leaf = real[:12] + (1).to_bytes(4, "big") + real[16:]
+    wrong_check = real[:16] + bytes(16)
+
+    for forged in (past_the_last_leaf, wrong_check):
+        with pytest.raises(RecordNotFound):
+            reader.get_record(forged)
+
+    assert tap.blocks_asked(head) <= 2 * RANGE, f"2 forged ids asked the logs of {tap.blocks_asked(head)} blocks"
+    assert reader.get_record(real).status == "active"
+
+
+def test_a_node_that_drops_a_batchs_event_is_reported_as_such_not_as_a_missing_record(
+        people: dict[str, EHRClient], observation: dict[str, Any], rpc_url: str, suite: ChainClient,
+        reader_via: Callable[[RpcTap], EHRClient]) -> None:
+    (record_id,) = patient_batch(people["patient"], observation, 1)
+    mine(rpc_url, GROWN)
+    head = people["patient"].chain.head()
+    anchored = batch_anchored_topic(suite)
+    tap = RpcTap(rpc_url, withhold_logs=lambda query: (query.get("topics") or [None])[0] == anchored)
+    try:
+        reader = reader_via(tap)
+        with pytest.raises(ChainUnavailable):
+            reader.get_record(record_id)
+        asked = tap.blocks_asked(head)
+    finally:
+        tap.close()
+
+    assert asked <= RANGE, f"asked the logs of {asked} blocks"
 
 
 def test_a_node_that_drops_the_logs_of_the_named_range_is_reported_as_such_not_as_a_missing_record(
