@@ -816,17 +816,22 @@ contract EhrHandler {
     }
 
     /// Records whose id is not the one derived from their author (and salt, or batch key and
-    /// position), or, for batched records, not the id their proof resolves to now.
+    /// position), or, for batched records, not the id their proof resolves to now; and records
+    /// for which `anchoredNear` names no blocks, or another batch than their id (none for a single
+    /// record), whether or not they were amended or erased.
     function idMismatches() external view returns (uint256 bad) {
         for (uint256 i = 0; i < recordIds.length; ++i) {
             bytes32 id = recordIds[i];
             GhostRecord storage g = ghost[id];
+            (,, uint256 toBlock, bytes32 namedBatch) = registry.anchoredNear(id);
+            if (toBlock == 0) ++bad;
             if (!g.batched) {
-                if (keccak256(abi.encode(uint8(1), g.author, g.salt)) != id) ++bad;
+                if (keccak256(abi.encode(uint8(1), g.author, g.salt)) != id || namedBatch != bytes32(0)) ++bad;
                 continue;
             }
             IRecordRegistry.BatchedRecord memory l = _leaves[g.leaf];
             if (l.author != g.author || _batchedIdOf(l.author, l.batchKey, l.index) != id) ++bad;
+            if (namedBatch != _batchIdOf(l.author, l.batchKey)) ++bad;
             try registry.resolveBatchedRecord(l) returns (bytes32 resolved, IRecordRegistry.Record memory) {
                 if (resolved != id) ++bad;
             } catch {
