@@ -317,9 +317,11 @@ def _answer_bytes(answer: Any) -> bytes | None:
 
 
 def _commitment(batch: BatchProof) -> bytes:
-    """`RecordRegistry.batchCommitment`: keccak256(abi.encode(root, patient, scopes, leafCount)), last 3 bytes zero."""
-    return keccak(encode(["bytes32", "address", "uint64", "uint32"],
-                         [batch.root, to_checksum_address(batch.patient), batch.scopes, batch.leaf_count]))[:29] + bytes(3)
+    """`RecordRegistry.batchCommitment`: keccak256(abi.encode(root, patient, scopes, leafCount)), its last 3
+    bytes zero (the registry keeps where the batch's event is there)."""
+    digest = keccak(encode(["bytes32", "address", "uint64", "uint32"],
+                           [batch.root, to_checksum_address(batch.patient), batch.scopes, batch.leaf_count]))
+    return digest[:29] + bytes(3)
 
 
 def single_info(event: EventRecord) -> RecordInfo:
