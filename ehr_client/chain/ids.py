@@ -11,6 +11,8 @@ the id itself says which batch to look in (`RecordRegistry.anchoredNear`) and wh
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from eth_utils import keccak, to_canonical_address
 
 _SINGLE, _BATCHED, _BATCH = 1, 2, 3
@@ -35,6 +37,12 @@ def batched_record_id_of(author: str, batch_key: bytes, index: int) -> bytes:
 
 
 def batch_id_of(author: str, batch_key: bytes) -> bytes:
+    return _batch_id(str(author), bytes(batch_key))
+
+
+@lru_cache(maxsize=256)
+def _batch_id(author: str, batch_key: bytes) -> bytes:
+    """Cached: every batched record id of a batch starts with it, and the writer makes them one by one."""
     return keccak(_prefix(_BATCH, author, batch_key))[:_BATCH_ID_BYTES] + bytes(32 - _BATCH_ID_BYTES)
 
 
