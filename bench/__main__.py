@@ -141,6 +141,7 @@ def _throughput(tp: throughput.ThroughputResult) -> dict[str, Any]:
         "group_commit_ratio": round(tp.batched_per_s / tp.batched_fsync_each_per_s, 2),
         "ms_per_record_single": round(1000 / tp.single_per_s, 2),
         "ms_per_record_batched": round(1000 / tp.batched_per_s, 2),
+        "batched_cpu_ms_per_record": {"user": round(tp.batched_cpu_ms[0], 3), "system": round(tp.batched_cpu_ms[1], 3)},
         "local_steps_ms_per_record": tp.local_ms,
         "tx_floor_ms": round(tp.tx_floor_ms, 2),
         "single_write_over_tx_floor": round(1000 / tp.single_per_s / tp.tx_floor_ms, 2),

@@ -134,6 +134,10 @@ def _throughput_rows(tp: dict[str, Any], row: Row) -> None:
         row("throughput", "group commit / fsync each blob", tp["group_commit_ratio"], unit=" x")
     row("throughput", "ms per record single / batched",
         tp["ms_per_record_single"], unit=f" / {tp['ms_per_record_batched']:.2f} ms")
+    if "batched_cpu_ms_per_record" in tp:
+        cpu = tp["batched_cpu_ms_per_record"]
+        row("throughput", "  batched: this process's CPU a record, user / system", cpu["user"],
+            unit=f" / {cpu['system']:.3f} ms")
     for step, ms in tp["local_steps_ms_per_record"].items():
         row("throughput", f"  local step alone: {step}", ms, unit=" ms")
     if "tx_floor_ms" in tp:

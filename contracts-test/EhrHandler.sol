@@ -816,17 +816,22 @@ contract EhrHandler {
     }
 
     /// Records whose id is not the one derived from their author (and salt, or batch key and
-    /// position), or, for batched records, not the id their proof resolves to now.
+    /// position), or, for batched records, not the id their proof resolves to now; and records
+    /// for which `anchoredNear` names no blocks, or another batch than their id (none for a single
+    /// record), whether or not they were amended or erased.
     function idMismatches() external view returns (uint256 bad) {
         for (uint256 i = 0; i < recordIds.length; ++i) {
             bytes32 id = recordIds[i];
             GhostRecord storage g = ghost[id];
+            (,, uint256 toBlock, bytes32 namedBatch) = registry.anchoredNear(id);
+            if (toBlock == 0) ++bad;
             if (!g.batched) {
-                if (keccak256(abi.encode(uint8(1), g.author, g.salt)) != id) ++bad;
+                if (keccak256(abi.encode(uint8(1), g.author, g.salt)) != id || namedBatch != bytes32(0)) ++bad;
                 continue;
             }
             IRecordRegistry.BatchedRecord memory l = _leaves[g.leaf];
-            if (l.author != g.author || keccak256(abi.encode(uint8(2), l.author, l.batchKey, l.index)) != id) ++bad;
+            if (l.author != g.author || _batchedIdOf(l.author, l.batchKey, l.index) != id) ++bad;
+            if (namedBatch != _batchIdOf(l.author, l.batchKey)) ++bad;
             try registry.resolveBatchedRecord(l) returns (bytes32 resolved, IRecordRegistry.Record memory) {
                 if (resolved != id) ++bad;
             } catch {
@@ -1008,7 +1013,7 @@ contract EhrHandler {
         address patient = _addr(l.topics[3]);
         (bytes32 batchKey,, uint64 scopes, uint32 leafCount,,) =
             abi.decode(l.data, (bytes32, bytes32, uint64, uint32, bytes32, bytes));
-        if (_addr(l.topics[2]) != caller || batchId != keccak256(abi.encode(uint8(3), caller, batchKey))) {
+        if (_addr(l.topics[2]) != caller || batchId != _batchIdOf(caller, batchKey)) {
             identityChanged++;
             _violate("a batch id not derived from its author and key");
         }
@@ -1022,7 +1027,7 @@ contract EhrHandler {
             _violate("a batch anchored without an amend grant covering its scopes");
         }
         for (uint32 i = 0; i < leafCount; ++i) {
-            bytes32 id = keccak256(abi.encode(uint8(2), caller, batchKey, i));
+            bytes32 id = _batchedIdOf(caller, batchKey, i);
             if (seen[id]) {
                 idsReused++;
                 _violate("a batched record id was anchored twice");
@@ -1044,6 +1049,17 @@ contract EhrHandler {
             recordIds.push(id);
         }
         nBatches++;
+    }
+
+    /// The model's own reading of the id layout: a batch id is the leading 12 bytes of its hash; a
+    /// batched id is that, the index (4 bytes), then the last 16 bytes of the leaf's hash.
+    function _batchIdOf(address author, bytes32 batchKey) private pure returns (bytes32) {
+        return bytes32(bytes12(keccak256(abi.encode(uint8(3), author, batchKey))));
+    }
+
+    function _batchedIdOf(address author, bytes32 batchKey, uint32 i) private pure returns (bytes32) {
+        bytes32 leaf = keccak256(abi.encode(uint8(2), author, batchKey, i));
+        return _batchIdOf(author, batchKey) | bytes32(uint256(i) << 128) | bytes32(uint256(uint128(uint256(leaf))));
     }
 
     /// None -> Active -> Superseded or Tombstoned; Superseded -> Tombstoned; Tombstoned is final.

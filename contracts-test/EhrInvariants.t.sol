@@ -64,10 +64,14 @@ abstract contract EhrChecks {
     }
 
     /// No id is used twice: single and batched ids never collide, every id is the one derived
-    /// from its author, and a batched record always resolves to the id it was anchored under.
+    /// from its author, a batched record always resolves to the id it was anchored under, and
+    /// `anchoredNear` names the blocks of every record's event (a batched one's: its batch's).
     function check_idsNeverReused() public view {
         _zero(handler.idsReused(), "id reused");
-        _zero(handler.idMismatches(), "an id not derived from its author, or a batched record resolving elsewhere");
+        _zero(
+            handler.idMismatches(),
+            "an id not derived from its author, a batched record resolving elsewhere, or anchoredNear not naming its event"
+        );
     }
 
     /// No record or batch is anchored by anyone but the patient or an author with an amend grant

@@ -13,18 +13,29 @@ import {IConsortium} from "./interfaces/IConsortium.sol";
 /// batch. A batched record gets a slot of its own only when it is amended or tombstoned. Leaves
 /// sit at fixed positions (not OpenZeppelin's sorted-pair tree), so one position holds one leaf
 /// and a batched id can never stand for two different records.
+/// A batched record id starts with its batch's id (12 bytes), and the batch's slot, keyed by that
+/// id, also says which 256 blocks hold its `BatchAnchored` event: a reader goes from any record id
+/// to the one event that describes it with one view call and one bounded log query, and an id that
+/// names no batch is refused without any log query.
 contract RecordRegistry is IRecordRegistry {
     uint8 private constant _SINGLE = 1;
     uint8 private constant _BATCHED = 2;
     uint8 private constant _BATCH = 3;
     /// @dev A batch holds at most 1,024 leaves (depth 10): the gas per record is already flat well
-    /// below it, and readers that locate a batched record by id compute the ids of every leaf.
+    /// below it, and a proof stays at most 10 hashes.
     uint32 private constant _MAX_LEAVES = 1 << 10;
-    /// @dev `Stored.anchoredNear` is ((block >> _HINT_SHIFT) mod _HINT_PERIOD) + 1 of a record's
-    /// `RecordAdded` event: 1 to 2^24 - 1, 0 for none. `anchoredNear` rebuilds the range as the last
-    /// one at or before the head with that residue, exact for records under 2^32 blocks old.
+    /// @dev A hint (`Stored.anchoredNear`, the low 3 bytes of a batch's slot) is
+    /// ((block >> _HINT_SHIFT) mod _HINT_PERIOD) + 1 of the block of a record's `RecordAdded` or a
+    /// batch's `BatchAnchored` event: 1 to 2^24 - 1, 0 for none. `anchoredNear` rebuilds the range as
+    /// the last one at or before the head with that residue, exact for events under 2^32 blocks old.
     uint256 private constant _HINT_SHIFT = 8;
     uint256 private constant _HINT_PERIOD = (1 << 24) - 1;
+    uint256 private constant _HINT_BITS = 24;
+    uint256 private constant _HINT_MASK = (1 << 24) - 1;
+    /// @dev A batch id is the leading 12 bytes of its hash (the rest zero); a batched record id is
+    /// that, then the leaf index (4 bytes), then the last 16 bytes of the leaf's own hash.
+    bytes32 private constant _BATCH_ID_MASK = bytes32(~uint256(0) << 160);
+    bytes32 private constant _LEAF_CHECK_MASK = bytes32(uint256(type(uint128).max));
 
     /// @dev A record's state, and in the 3 bytes its slot has left, where its `RecordAdded` event
     /// is (0: none, a batched record): a read by id then asks the node for 256 blocks, not the chain.
@@ -40,7 +51,9 @@ contract RecordRegistry is IRecordRegistry {
 
     mapping(address patient => bool) private _patients;
     mapping(bytes32 recordId => Stored) private _records;
-    mapping(bytes32 batchId => bytes32 commitment) private _batches;
+    /// @dev The batch's commitment (its leading 29 bytes) and, in the low 3 bytes, the hint of its
+    /// `BatchAnchored` event: one slot, written once, never zero for an anchored batch.
+    mapping(bytes32 batchId => uint256 commitmentAndHint) private _batches;
 
     /// @dev The registry and its consent manager refer to each other; creating the consent
     /// manager here lets both hold the other's address as an immutable, with no wiring step.
@@ -116,10 +129,16 @@ contract RecordRegistry is IRecordRegistry {
         if (!_patients[patient]) revert RecordPatientNotRegistered(patient);
         if (
             root == bytes32(0) || scopes == 0 || leafCount == 0 || leafCount > _MAX_LEAVES
-                || manifestHash == bytes32(0) || manifestCid.length == 0 || _batches[batchId] != bytes32(0)
+                || manifestHash == bytes32(0) || manifestCid.length == 0 || _batches[batchId] != 0
         ) revert RecordInvalidBatch(batchId);
         _checkAuthor(patient, scopes);
-        _batches[batchId] = keccak256(abi.encode(root, patient, scopes, leafCount));
+        uint256 anchored = uint256(keccak256(abi.encode(root, patient, scopes, leafCount)));
+        // The commitment's leading 29 bytes and the hint (see `_HINT_SHIFT`; at most 2^24 - 1, so the
+        // add cannot overflow), in assembly: Solidity's checked arithmetic here cost about 110 gas.
+        assembly ("memory-safe") {
+            anchored := or(and(anchored, not(_HINT_MASK)), add(mod(shr(_HINT_SHIFT, number()), _HINT_PERIOD), 1))
+        }
+        _batches[batchId] = anchored;
         emit BatchAnchored(batchId, msg.sender, patient, batchKey, root, scopes, leafCount, manifestHash, manifestCid);
     }
 
@@ -143,12 +162,12 @@ contract RecordRegistry is IRecordRegistry {
 
     /// @inheritdoc IRecordRegistry
     function batchedRecordIdOf(address author, bytes32 batchKey, uint32 index) public pure returns (bytes32) {
-        return keccak256(abi.encode(_BATCHED, author, batchKey, index));
+        return _batchedRecordIdIn(batchIdOf(author, batchKey), author, batchKey, index);
     }
 
     /// @inheritdoc IRecordRegistry
     function batchIdOf(address author, bytes32 batchKey) public pure returns (bytes32) {
-        return keccak256(abi.encode(_BATCH, author, batchKey));
+        return keccak256(abi.encode(_BATCH, author, batchKey)) & _BATCH_ID_MASK;
     }
 
     /// @inheritdoc IRecordRegistry
@@ -157,10 +176,19 @@ contract RecordRegistry is IRecordRegistry {
     }
 
     /// @inheritdoc IRecordRegistry
-    function anchoredNear(bytes32 recordId) external view returns (Status status, uint256 fromBlock, uint256 toBlock) {
+    function anchoredNear(bytes32 recordId)
+        external
+        view
+        returns (Status status, uint256 fromBlock, uint256 toBlock, bytes32 batchId)
+    {
         Stored storage stored = _records[recordId];
         status = stored.status;
         uint256 hint = stored.anchoredNear;
+        if (hint == 0) {
+            batchId = recordId & _BATCH_ID_MASK;
+            hint = _batches[batchId] & _HINT_MASK;
+            if (hint == 0) batchId = bytes32(0);
+        }
         if (hint != 0) {
             uint256 head = block.number >> _HINT_SHIFT;
             uint256 page = head - ((head % _HINT_PERIOD + _HINT_PERIOD - (hint - 1)) % _HINT_PERIOD);
@@ -183,7 +211,7 @@ contract RecordRegistry is IRecordRegistry {
 
     /// @inheritdoc IRecordRegistry
     function batchCommitment(bytes32 batchId) external view returns (bytes32) {
-        return _batches[batchId];
+        return bytes32(_batches[batchId] & ~_HINT_MASK);
     }
 
     /// @inheritdoc IRecordRegistry
@@ -207,12 +235,24 @@ contract RecordRegistry is IRecordRegistry {
         bytes32 batchId = batchIdOf(record.author, record.batchKey);
         bytes32 commitment = keccak256(abi.encode(record.root, record.patient, record.scopes, record.leafCount));
         uint64 scope = record.scope;
+        // An unknown batch's slot is zero: only a commitment whose leading 29 bytes are zero (a 2^-232
+        // chance) would match it.
         if (
-            _batches[batchId] != commitment || commitment == bytes32(0) || record.index >= record.leafCount
+            (_batches[batchId] ^ uint256(commitment)) >> _HINT_BITS != 0 || record.index >= record.leafCount
                 || scope == 0 || (scope & record.scopes) != scope
                 || _rootOf(record) != record.root
         ) revert RecordInvalidProof(batchId, record.index);
-        recordId = batchedRecordIdOf(record.author, record.batchKey, record.index);
+        recordId = _batchedRecordIdIn(batchId, record.author, record.batchKey, record.index);
+    }
+
+    /// @dev {batchedRecordIdOf} for a batch whose id the caller already has.
+    function _batchedRecordIdIn(bytes32 batchId, address author, bytes32 batchKey, uint32 index)
+        private
+        pure
+        returns (bytes32)
+    {
+        return batchId | bytes32(uint256(index) << 128)
+            | (keccak256(abi.encode(_BATCHED, author, batchKey, index)) & _LEAF_CHECK_MASK);
     }
 
     /// @dev The root a positional Merkle path leads to. The path must have exactly the tree's

@@ -10,7 +10,8 @@ pragma solidity ^0.8.24;
 /// a salt the author chose ({recordIdOf}), or from the author, the batch key and the leaf's position
 /// ({batchedRecordIdOf}). Nobody can claim, squat or front-run an id or a batch another member
 /// will use, a batched leaf occupies exactly one position of its tree, and single and batched ids
-/// live in one id space that never repeats. The chain checks the author's right to write the
+/// live in one id space that never repeats. A batched record id names its batch: it starts with the
+/// 12-byte batch id, so {anchoredNear} answers for it from the batch's slot. The chain checks the author's right to write the
 /// patient's scopes when anything is anchored, for a batch once for the union of its scopes.
 ///
 /// What on-chain logic needs (patient, scope, status) lives in one slot per single record. A
@@ -69,7 +70,7 @@ interface IRecordRegistry {
     /// @notice The batched record is not a leaf of an anchored batch at the position it claims.
     error RecordInvalidProof(bytes32 batchId, uint32 index);
     /// @notice The batch's root, leaf count, scopes or manifest is empty, the leaf count is over
-    /// 1,024, or the caller already used this batch key.
+    /// 1,024, or the batch id is already anchored.
     error RecordInvalidBatch(bytes32 batchId);
 
     /// @notice An address registered as a patient.
@@ -89,7 +90,8 @@ interface IRecordRegistry {
     /// @notice A record version was erased (crypto-shredded off chain); it stays tombstoned forever.
     event RecordTombstoned(bytes32 indexed recordId, address indexed patient);
     /// @notice Records of one patient were anchored under a Merkle root; the manifest lists the
-    /// leaves. Leaf `i` is the record {batchedRecordIdOf}(author, batchKey, i).
+    /// leaves. Leaf `i` is the record {batchedRecordIdOf}(author, batchKey, i), whose first 12 bytes
+    /// are `batchId`.
     event BatchAnchored(
         bytes32 indexed batchId,
         address indexed author,
@@ -170,9 +172,10 @@ interface IRecordRegistry {
     /// @dev Leaf `i` is `keccak256(bytes.concat(keccak256(abi.encode(i, scope, contentHash,
     /// keccak256(cid)))))` at position `i` of a tree of depth ceil(log2(leafCount)) padded with zero
     /// leaves; inner nodes are `keccak256(abi.encode(left, right))`. The batch is keyed by
-    /// {batchIdOf}(caller, batchKey), so no one else can anchor under it.
+    /// {batchIdOf}(caller, batchKey), so no one else can anchor under it (another author would need a
+    /// key whose hash starts with the same 96 bits).
     /// Requirements: `patient` is registered; the caller is the patient or an active provider or
-    /// lab holding an amend grant covering `scopes`; the batch key is unused by the caller;
+    /// lab holding an amend grant covering `scopes`; the batch id is not anchored yet;
     /// `root`, `scopes`, `leafCount` (at most 1,024), `manifestHash` and `manifestCid` are non-empty.
     /// Emits a {BatchAnchored} event.
     /// @param batchKey The author's key for this batch (fixed before encrypting its records).
@@ -207,10 +210,17 @@ interface IRecordRegistry {
     /// @notice The id of a single record: `keccak256(abi.encode(uint8(1), author, salt))`.
     function recordIdOf(address author, bytes32 salt) external pure returns (bytes32);
 
-    /// @notice The id of leaf `index` of a batch: `keccak256(abi.encode(uint8(2), author, batchKey, index))`.
+    /// @notice The id of leaf `index` of a batch: bytes 0-11 are the batch id ({batchIdOf}), bytes
+    /// 12-15 `index` (big-endian), bytes 16-31 the last 16 bytes of
+    /// `keccak256(abi.encode(uint8(2), author, batchKey, index))`.
+    /// @dev Taking another author's batch id needs a batch key whose hash starts with the same 96
+    /// bits (a second preimage, about 2^96 hashes), and {anchorBatch} refuses an id already
+    /// anchored; a single record id ({recordIdOf}, a full 256-bit hash) equals a batched one only by
+    /// matching all 32 bytes.
     function batchedRecordIdOf(address author, bytes32 batchKey, uint32 index) external pure returns (bytes32);
 
-    /// @notice The id of a batch: `keccak256(abi.encode(uint8(3), author, batchKey))`.
+    /// @notice The id of a batch: the leading 12 bytes of `keccak256(abi.encode(uint8(3), author,
+    /// batchKey))`, the other 20 bytes zero.
     function batchIdOf(address author, bytes32 batchKey) external pure returns (bytes32);
 
     /// @notice The stored status of a record id: None for unknown ids and for batched records that
@@ -219,20 +229,31 @@ interface IRecordRegistry {
     /// @return The status.
     function recordStatus(bytes32 recordId) external view returns (Status);
 
-    /// @notice Where a record's `RecordAdded` event is, so a reader finds it without scanning the
-    /// chain: the 256-block range `[fromBlock, toBlock]` that holds it, and the record's status.
-    /// The range is empty (0, 0) exactly for ids with no `RecordAdded` event (a batched record, an
-    /// unknown id). Exact for records less than 2^32 blocks old. Never reverts.
+    /// @notice Where the event that describes a record is, so a reader finds it without scanning the
+    /// chain: the record's stored status and the 256-block range `[fromBlock, toBlock]` that holds
+    /// its `RecordAdded` event (a single record; `batchId` zero) or the `BatchAnchored` event of
+    /// the batch its id names (a batched record, stored or not; `batchId` that batch). For an id
+    /// that is neither everything is zero. A batched answer says only that the id's first 12 bytes
+    /// name an anchored batch: the reader checks the rest of the id against the event. Exact for
+    /// events less than 2^32 blocks old. Never reverts.
     /// @param recordId The record id.
-    function anchoredNear(bytes32 recordId) external view returns (Status status, uint256 fromBlock, uint256 toBlock);
+    /// @return status The stored status (None for a batched record never amended nor tombstoned).
+    /// @return fromBlock The first block of the range (0 for none).
+    /// @return toBlock The last block of the range (0 for none).
+    /// @return batchId The batch the id names, zero for a single record or an unknown id.
+    function anchoredNear(bytes32 recordId)
+        external
+        view
+        returns (Status status, uint256 fromBlock, uint256 toBlock, bytes32 batchId);
 
     /// @notice A stored record version. Reverts with {RecordNotFound} for ids without state.
     /// @param recordId The version to read.
     /// @return The stored record.
     function getRecord(bytes32 recordId) external view returns (Record memory);
 
-    /// @notice A batch's commitment `keccak256(abi.encode(root, patient, scopes, leafCount))`;
-    /// zero for unknown batches.
+    /// @notice A batch's commitment: `keccak256(abi.encode(root, patient, scopes, leafCount))` with
+    /// its last 3 bytes zeroed (the batch's slot keeps where its event is there); zero for unknown
+    /// batches.
     /// @param batchId The batch id.
     /// @return The commitment.
     function batchCommitment(bytes32 batchId) external view returns (bytes32);

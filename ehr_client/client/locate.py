@@ -8,8 +8,10 @@ the batch was anchored, so a batch that verifies is as trustworthy as a single r
 that does not verify (manifest missing, altered, forged) is skipped and reported (`Skipped`),
 never fatal: one member's bad batch cannot break anybody else's listing, history or sharing.
 
-A batched record is found by id without knowing its patient (`ehr_client.chain.batches`), and
-only the one manifest holding it is fetched.
+A record is found by id without knowing its patient: the registry says which 256 blocks hold the
+event describing it (`anchoredNear`: its `RecordAdded`, or the `BatchAnchored` of the batch a batched
+id names, `ehr_client.chain.batches`), and only the one manifest holding a batched record is fetched.
+An id that names neither is refused without any log query.
 
 A patient's listing keeps a block cursor (`ehr_client.client.anchor_cache`): the patient's events up
 to a settled block, so each listing asks the node only for the blocks after it. The cache is not
@@ -62,7 +64,7 @@ class RecordLocator:
 
     def find(self, record_id: bytes, *, patient: str | None = None) -> RecordInfo:
         """The record with this id, single or batched, with its current status. With `patient`, a
-        batched record is looked for among that patient's batches only (cheaper on a large chain)."""
+        batched record is found only in a batch of that patient's records."""
         return self.find_with(record_id, patient=patient)[0]
 
     def find_with(self, record_id: bytes, *, patient: str | None = None,
@@ -72,9 +74,10 @@ class RecordLocator:
         A single record's anchoring event is looked up once per locator: its facts (patient, scope,
         author, content hash, CID) are fixed by its id, so later look-ups ask only its status. The
         first look-up asks the registry which 256 blocks hold the event (`anchoredNear`, with the
-        status and `extra`), then the logs of those blocks only, so its cost does not grow with the
-        chain. An event is kept once it is `confirmations` blocks deep (a short fork cannot move it
-        any more)."""
+        status and `extra`: a single record's `RecordAdded`, or the `BatchAnchored` of the batch a
+        batched id names), then the logs of those blocks only, so its cost does not grow with the
+        chain, and an unknown id costs no log query. An event is kept once it is `confirmations`
+        blocks deep (a short fork cannot move it any more)."""
         self.chain.ensure_chain()
         with self._lock:
             known = self._singles.get(record_id)
@@ -84,9 +87,9 @@ class RecordLocator:
             return self._statused([known], [decoded(status, answer, action="look up record status")])[0], answers
         near = Call(self.chain.records, "anchoredNear", (record_id,))
         answer, *answers = rpc_batch(self.chain, [call_request(near), *extra])
-        stored, first, last = decoded(near, answer, action="look up record")
+        stored, first, last, batch_id = decoded(near, answer, action="look up record")
         events: list[EventRecord] = []  # no RecordAdded event: a batched record, or none
-        if last != 0:
+        if last != 0 and not any(batch_id):
             filters = {"recordId": record_id}
             events = self.chain.get_events("RecordRegistry", "RecordAdded", filters=filters, from_block=first,
                                            to_block=last)
@@ -104,7 +107,7 @@ class RecordLocator:
             if self.chain.settled(info.block_number):
                 self._remember_single(info)
         else:
-            located = self.batch_index.locate(record_id, patient=patient)
+            located = self.batch_index.locate_in(record_id, bytes(batch_id), int(first), int(last), patient=patient)
             if located is None:
                 raise RecordNotFound(
                     f"no record {hex_id(record_id)} on this chain; check the id, the --network and the deployment"
@@ -317,9 +320,11 @@ def _answer_bytes(answer: Any) -> bytes | None:
 
 
 def _commitment(batch: BatchProof) -> bytes:
-    """`RecordRegistry.batchCommitment`: keccak256(abi.encode(root, patient, scopes, leafCount))."""
-    return keccak(encode(["bytes32", "address", "uint64", "uint32"],
-                         [batch.root, to_checksum_address(batch.patient), batch.scopes, batch.leaf_count]))
+    """`RecordRegistry.batchCommitment`: keccak256(abi.encode(root, patient, scopes, leafCount)), its last 3
+    bytes zero (the registry keeps where the batch's event is there)."""
+    digest = keccak(encode(["bytes32", "address", "uint64", "uint32"],
+                           [batch.root, to_checksum_address(batch.patient), batch.scopes, batch.leaf_count]))
+    return digest[:29] + bytes(3)
 
 
 def single_info(event: EventRecord) -> RecordInfo:

@@ -1,8 +1,8 @@
 """What a custodian asks the chain before it releases anything, whatever the caller claims.
 
 - the record exists and is not erased: RecordRegistry.getRecord gives patient and scope of a
-  record with stored state; a batched record is found from the BatchAnchored events alone
-  (`ehr_client.chain.batches`), which name its patient and the scopes the chain checked;
+  record with stored state; a batched record is found from the BatchAnchored event of the batch
+  its id names (`ehr_client.chain.batches`), which names its patient and the scopes the chain checked;
 - the grantee may read that scope now (ConsentManager.canRead), and the grant's expiry is
   still ahead by the custodian's own clock too (a view at `latest` sees the last block's time,
   which lags on a chain that mines only on demand);
@@ -73,9 +73,9 @@ class ChainChecks:
         return max(int(self.clock()), self.chain.now())
 
     def record(self, record_id: bytes, *, patient: str | None) -> RecordFacts:
-        """What the chain says about a record said to belong to `patient`. A batched record is looked
-        for among that patient's batches only (none without a patient), so no stranger's batches,
-        however many and large, cost a custodian anything."""
+        """What the chain says about a record said to belong to `patient`. A batched record is found
+        from the batch its id names (one view call, one log query of 256 blocks) and only if that batch
+        holds `patient`'s records (none without a patient)."""
         try:
             stored_patient, scope, status = self.chain.call(self.chain.records.functions.getRecord(record_id),
                                                             action="look up record")

@@ -1,7 +1,7 @@
 import ape
 import pytest
 
-from ehr_client.chain.ids import record_id_of
+from ehr_client.chain.ids import batched_record_id_of, record_id_of
 from tests.batches import make_batch
 from tests.constants import ACCESS_AMEND, ACCESS_READ, CONDITION_SCOPE, LAB_SCOPE, MENTAL_SCOPE
 
@@ -304,20 +304,44 @@ def test_anchored_near_names_the_256_blocks_that_hold_each_versions_event(networ
     amended = records.amendRecord(first.return_value, rid(41), b"\xce" * 32, CID, sender=lab)
     for tx, status in ((first, 2), (amended, 1)):  # superseded, then active
         record_id = tx.events.filter(records.RecordAdded)[0].recordId
-        stored, start, end = records.anchoredNear(record_id)
-        assert stored == status and end - start == 255 and start <= tx.block_number <= end
+        stored, start, end, batch_id = records.anchoredNear(record_id)
+        assert stored == status and end - start == 255 and start <= tx.block_number <= end and batch_id == bytes(32)
         assert start % 256 == 0
     records.tombstone(amended.return_value, sender=patient)
     assert records.anchoredNear(amended.return_value)[0] == 3
 
 
-def test_anchored_near_is_empty_for_batched_and_unknown_records(network, records, lab, patient, grant):
-    """A batched record has no `RecordAdded` event: its slot, made when it is amended or erased,
-    names no blocks, and a reader goes to the batch's event instead."""
+def test_anchored_near_names_a_batched_records_batch_and_the_blocks_of_its_event(network, records, lab, patient,
+                                                                                  grant, chain):
+    """A batched record has no `RecordAdded` event: its id names its batch, and the batch's slot says
+    which 256 blocks hold the `BatchAnchored` event, before and after the record is erased."""
     grant(lab, scopes=LAB_SCOPE, access=ACCESS_AMEND)
     batch = make_batch(lab.address, patient.address, [LAB_SCOPE] * 3)
+    tx = records.anchorBatch(*batch.anchor_args(), sender=lab)
+    assert tx.events.filter(records.BatchAnchored)[0].batchId == batch.batch_id
+    chain.mine(700)
+    for status in (0, 3):
+        if status:
+            records.tombstoneBatchedRecord(batch.ref(1), sender=patient)
+        stored, start, end, batch_id = records.anchoredNear(batch.record_id(1))
+        assert (stored, batch_id) == (status, batch.batch_id)
+        assert end - start == 255 and start <= tx.block_number <= end and start % 256 == 0
+
+
+def test_anchored_near_is_empty_for_an_id_that_names_no_batch(network, records, lab, patient, grant):
+    grant(lab, scopes=LAB_SCOPE, access=ACCESS_AMEND)
+    batch = make_batch(lab.address, patient.address, [LAB_SCOPE])
     records.anchorBatch(*batch.anchor_args(), sender=lab)
-    assert tuple(records.anchoredNear(batch.record_id(1))) == (0, 0, 0)
-    records.tombstoneBatchedRecord(batch.ref(1), sender=patient)
-    assert tuple(records.anchoredNear(batch.record_id(1))) == (3, 0, 0)
-    assert tuple(records.anchoredNear(rid(999))) == (0, 0, 0)
+    assert tuple(records.anchoredNear(rid(999))) == (0, 0, 0, bytes(32))
+    unanchored = make_batch(lab.address, patient.address, [LAB_SCOPE])
+    assert tuple(records.anchoredNear(unanchored.record_id(0))) == (0, 0, 0, bytes(32))
+
+
+def test_a_batched_id_starts_with_its_batch_id_then_its_index(network, records, lab):
+    key = rid(5)
+    batch_id = records.batchIdOf(lab, key)
+    assert batch_id[12:] == bytes(20)
+    for index in (0, 1, 1023):
+        record_id = records.batchedRecordIdOf(lab, key, index)
+        assert record_id[:12] == batch_id[:12] and int.from_bytes(record_id[12:16], "big") == index
+        assert record_id == batched_record_id_of(lab.address, key, index)

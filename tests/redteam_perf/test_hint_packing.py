@@ -65,8 +65,8 @@ def test_every_field_value_and_status_survives_the_packed_slot_and_every_version
     for record_id, (scope, block) in written.items():
         patient_of, scope_of, status = suite.call(records.getRecord(record_id), action="get")
         assert (patient_of, int(scope_of), int(status)) == (patient.address, scope, STATUS[expected[record_id]])
-        status, first, last = suite.call(records.anchoredNear(record_id), action="near")
-        assert int(status) == STATUS[expected[record_id]]
+        status, first, last, batch_id = suite.call(records.anchoredNear(record_id), action="near")
+        assert int(status) == STATUS[expected[record_id]] and not any(batch_id)
         assert first <= block <= last and last - first == 255 and first % 256 == 0
 
     tap = RpcTap(rpc_url)

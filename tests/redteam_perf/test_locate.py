@@ -1,6 +1,7 @@
-"""Attacks on the registry's hint of where a record's `RecordAdded` event is (`anchoredNear`) and on the
-client's first read by id (`RecordLocator.find_with`), against a real Anvil grown to tens of thousands of
-blocks; an observing relay counts the blocks whose logs a fresh reader asks for."""
+"""Attacks on the registry's hint of where the event describing a record is (`anchoredNear`: its
+`RecordAdded`, or its batch's `BatchAnchored`) and on the client's first read by id
+(`RecordLocator.find_with`), against a real Anvil grown to tens of thousands of blocks; an observing
+relay counts the blocks whose logs a fresh reader asks for."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def record_added_topic(chain: ChainClient) -> str:
     return "0x" + event_abi_to_log_topic(chain.records.events.RecordAdded().abi).hex()
 
 
+def batch_anchored_topic(chain: ChainClient) -> str:
+    return "0x" + event_abi_to_log_topic(chain.records.events.BatchAnchored().abi).hex()
+
+
 @pytest.fixture
 def tap(rpc_url: str) -> Iterator[RpcTap]:
     relay = RpcTap(rpc_url)
@@ -58,10 +63,6 @@ def patient_batch(patient: EHRClient, observation: dict[str, Any], count: int) -
     return list(BatchWriter(patient, batch_size=count).write(items).record_ids)
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/client/locate.py RecordLocator.find_with: an id with no "
-                   "RecordAdded range (a batched record, amended or tombstoned or not) goes to "
-                   "ehr_client/chain/batches.py BatchIndex.locate, which scans BatchAnchored from the deployment "
-                   "to the head; RecordRegistry._materialize stores no anchoredNear and batches keep no hint")
 def test_a_first_read_by_id_of_an_amended_batched_record_asks_for_a_bounded_range(
         people: dict[str, EHRClient], observation: dict[str, Any], rpc_url: str, tap: RpcTap,
         reader_via: Callable[[RpcTap], EHRClient]) -> None:
@@ -79,11 +80,6 @@ def test_a_first_read_by_id_of_an_amended_batched_record_asks_for_a_bounded_rang
     assert tap.blocks_asked(head) <= 3 * RANGE, f"asked the logs of {tap.blocks_asked(head)} blocks"
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/client/locate.py RecordLocator.find_with: anchoredNear answers "
-                   "(None, 0, 0) for an id nobody stored, and the locator still asks BatchIndex.locate "
-                   "(ehr_client/chain/batches.py), a scan of every BatchAnchored log since the deployment, on "
-                   "every request: the portal's unauthenticated GET /api/versions/{id} and /api/batched/{id} "
-                   "make the node serve one whole-chain log scan per made-up id")
 def test_a_read_of_a_made_up_id_does_not_make_the_node_scan_the_chain(
         people: dict[str, EHRClient], rpc_url: str, tap: RpcTap, reader_via: Callable[[RpcTap], EHRClient]) -> None:
     mine(rpc_url, GROWN)
@@ -95,6 +91,45 @@ def test_a_read_of_a_made_up_id_does_not_make_the_node_scan_the_chain(
             reader.get_record(os.urandom(32))
 
     assert tap.blocks_asked(head) <= 3 * RANGE, f"3 made-up ids asked the logs of {tap.blocks_asked(head)} blocks"
+
+
+def test_a_made_up_id_that_borrows_an_anchored_batch_id_is_refused_after_one_bounded_query(
+        people: dict[str, EHRClient], observation: dict[str, Any], rpc_url: str, tap: RpcTap,
+        reader_via: Callable[[RpcTap], EHRClient]) -> None:
+    """The registry vouches only for an id's first 12 bytes (its batch); the reader checks the rest
+    (the index against the leaf count, the last 16 bytes against the leaf's hash) on the event."""
+    (real,) = patient_batch(people["patient"], observation, 1)
+    mine(rpc_url, GROWN)
+    head = people["patient"].chain.head()
+    reader = reader_via(tap)
+    past_the_last_leaf = real[:12] + (1).to_bytes(4, "big") + real[16:]
+    wrong_check = real[:16] + bytes(16)
+
+    for forged in (past_the_last_leaf, wrong_check):
+        with pytest.raises(RecordNotFound):
+            reader.get_record(forged)
+
+    assert tap.blocks_asked(head) <= 2 * RANGE, f"2 forged ids asked the logs of {tap.blocks_asked(head)} blocks"
+    assert reader.get_record(real).status == "active"
+
+
+def test_a_node_that_drops_a_batchs_event_is_reported_as_such_not_as_a_missing_record(
+        people: dict[str, EHRClient], observation: dict[str, Any], rpc_url: str, suite: ChainClient,
+        reader_via: Callable[[RpcTap], EHRClient]) -> None:
+    (record_id,) = patient_batch(people["patient"], observation, 1)
+    mine(rpc_url, GROWN)
+    head = people["patient"].chain.head()
+    anchored = batch_anchored_topic(suite)
+    tap = RpcTap(rpc_url, withhold_logs=lambda query: (query.get("topics") or [None])[0] == anchored)
+    try:
+        reader = reader_via(tap)
+        with pytest.raises(ChainUnavailable):
+            reader.get_record(record_id)
+        asked = tap.blocks_asked(head)
+    finally:
+        tap.close()
+
+    assert asked <= RANGE, f"asked the logs of {asked} blocks"
 
 
 def test_a_node_that_drops_the_logs_of_the_named_range_is_reported_as_such_not_as_a_missing_record(
