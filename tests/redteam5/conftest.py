@@ -5,4 +5,4 @@ records found by id. The client world of tests/client and tests/batch (real Anvi
 from __future__ import annotations
 
 from tests.batch.conftest import writer_lab  # noqa: F401  (fixture)
-from tests.client.conftest import client_for, ids, people, rpc_url, store, suite  # noqa: F401  (fixtures)
+from tests.client.conftest import client_for, ids, observation, people, rpc_url, store, suite  # noqa: F401  (fixtures)
