@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from ehr_client.package import parse_header
 from ehr_client.records import canonicalize
 from tests.batch.conftest import observation
 from tests.batch.test_batch_resume import _kill_mid_import
+from tests.portal_format.node import run_node
 
 
 def _sealed(client: EHRClient, record_id: bytes) -> tuple[Any, Any, int, bytes]:
@@ -85,3 +87,35 @@ def test_a_batch_straddling_a_kill_9_reads_whole_under_both_ephemeral_keys(
         ephemerals.append(header.wrap_for(me)[0].wrapped[1:33])
         assert patient.read_record(record_id).data == canonicalize(observation(i))
     assert len(set(ephemerals[:3])) == len(set(ephemerals[3:])) == 1 and ephemerals[0] != ephemerals[3]
+
+
+def test_the_portal_page_code_opens_each_record_of_a_batch_and_no_wrap_moved_to_a_sibling(
+        people: dict[str, EHRClient], writer_lab: EHRClient, ids: dict[str, Identity]) -> None:
+    """portal/src/format.js (the page's reader, in a real Node process) opens each record of a batch
+    with the patient's key and the chain's facts; a package spliced from the first record with the
+    patient's wrap of its sibling (same ephemeral key) does not open there (DecryptionError), even
+    with the content-hash check skipped."""
+    patient = people["patient"]
+    record_ids = BatchWriter(writer_lab, batch_size=2).write(
+        [BatchItem(patient.address, observation(10)), BatchItem(patient.address, observation(11))]).record_ids
+    secrets = {str(version): secret.hex() for version, secret in ids["patient"].x25519.items()}
+
+    def open_op(info: Any, blob: bytes, *, check_hash: bool = True) -> dict[str, Any]:
+        expected = {"record_id": info.record_id.hex(), "patient": info.patient, "scope": info.scope,
+                    "author": info.author, **({"content_hash": info.content_hash.hex()} if check_hash else {})}
+        return {"op": "open_package", "package": blob.hex(), "reader": patient.address, "x25519_secrets": secrets,
+                "expected": expected}
+
+    (first, first_header, first_offset, first_blob), (_, sibling_header, _, _) = sealed = [
+        _sealed(patient, record_id) for record_id in record_ids]
+    me = bytes.fromhex(patient.address[2:])
+    (sibling_wrap,) = sibling_header.wrap_for(me)
+    spliced_wraps = tuple(dataclasses.replace(w, wrapped=sibling_wrap.wrapped) if w.reader == me else w
+                          for w in first_header.wraps)
+    spliced = dataclasses.replace(first_header, wraps=spliced_wraps).to_bytes() + first_blob[first_offset:]
+    results = run_node([open_op(info, blob) for info, _, _, blob in sealed]
+                       + [open_op(first, spliced, check_hash=False)])
+
+    assert [bytes.fromhex(r.get("plaintext", "")) for r in results[:2]] == [
+        canonicalize(observation(10)), canonicalize(observation(11))], results[:2]
+    assert (results[2]["ok"], results[2].get("error")) == (False, "DecryptionError"), results[2]
