@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from eth_utils import keccak, to_canonical_address
+from eth_utils import to_canonical_address
+from eth_utils.crypto import keccak_256 as keccak  # eth_utils.keccak without its argument conversion: runs per record
 
 _SINGLE, _BATCHED, _BATCH = 1, 2, 3
 _BATCH_ID_BYTES = 12
@@ -24,7 +25,12 @@ def _prefix(tag: int, author: str, key: bytes) -> bytes:
     written, and eth_abi's general encoder costs more than the keccak."""
     if len(key) != 32:
         raise ValueError(f"a salt or batch key is 32 bytes, not {len(key)}")
-    return tag.to_bytes(32, "big") + bytes(12) + to_canonical_address(author) + bytes(key)
+    return tag.to_bytes(32, "big") + bytes(12) + _canonical(author) + bytes(key)
+
+
+@lru_cache(maxsize=256)
+def _canonical(author: str) -> bytes:
+    return bytes(to_canonical_address(author))
 
 
 def record_id_of(author: str, salt: bytes) -> bytes:

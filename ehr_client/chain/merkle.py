@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from eth_abi import encode
-from eth_utils import keccak
+from eth_utils.crypto import keccak_256 as keccak  # eth_utils.keccak without its argument conversion: per leaf
 
 ZERO = bytes(32)
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from ehr_client.chain.calls import Call, call_request, decoded
+from ehr_client.chain.calls import Call, call_many
 from ehr_client.chain.client import EventRecord
 from ehr_client.chain.types import Status
 from ehr_client.client.locate import RecordLocator, single_info
-from ehr_client.client.model import RecordInfo
-from ehr_client.errors import IntegrityError
+from ehr_client.client.model import RecordInfo, hex_id
+from ehr_client.errors import IntegrityError, RecordNotFound
 
 
 @dataclass(frozen=True)
@@ -49,21 +49,41 @@ def versions(locator: RecordLocator, record_ids: Sequence[bytes]) -> list[Versio
     """The versions with these ids, in this order, with their statuses (one round trip for the single
     records; a batched record is found through its batch as `RecordLocator.find` does).
 
-    Raises RecordNotFound for an id the chain does not know, and IntegrityError for a batched record
-    never amended nor tombstoned whose batch cannot be verified (only its batch's proof addresses it)."""
+    Raises RecordNotFound for an id the chain does not know (before any log query: anyone may name
+    any id to the portal), and IntegrityError for a batched record never amended nor tombstoned whose
+    batch cannot be verified (only its batch's proof addresses it). Each single record's event is
+    asked in the 256 blocks the registry names (`anchoredNear`), never the whole chain."""
     if not record_ids:
         return []
     chain = locator.chain
-    statuses = [Call(chain.records, "recordStatus", (r,)) for r in record_ids]
-    events, answers = chain.get_events_with("RecordRegistry", "RecordAdded", filters={"recordId": list(record_ids)},
-                                            extra=[call_request(c) for c in statuses])
-    added = {bytes(e.args["recordId"]): e for e in events}
+    nears = call_many(chain, [Call(chain.records, "anchoredNear", (r,)) for r in record_ids], action="look up record")
+    ranges: dict[tuple[int, int], list[bytes]] = {}
+    for record_id, (_, first, last, batch_id) in zip(record_ids, nears, strict=True):
+        if int(last) == 0 and not any(batch_id):
+            raise RecordNotFound(f"no record {hex_id(record_id)} on this chain; check the id, the --network and the "
+                                 "deployment")
+        if not any(batch_id):
+            ranges.setdefault((int(first), int(last)), []).append(record_id)
+    added = {bytes(e.args["recordId"]): e for (first, last), ids in ranges.items()
+             for e in chain.get_events("RecordRegistry", "RecordAdded", filters={"recordId": ids},
+                                       from_block=first, to_block=last)}
     found = []
-    for record_id, call, answer in zip(record_ids, statuses, answers, strict=True):
-        status = Status(int(decoded(call, answer, action="look up record status")))
+    for record_id, (stored, *_) in zip(record_ids, nears, strict=True):
+        status = Status(int(stored))
         event = added.get(record_id)
         found.append(_single(event, status) if event is not None else _batched(locator, record_id, status))
     return found
+
+
+def _amended_since(locator: RecordLocator, record_ids: Sequence[bytes]) -> tuple[list[bytes], int]:
+    """Those of `record_ids` that may have been amended (an active record never was: amending one
+    supersedes it), and the first block any of them can have been anchored in."""
+    chain = locator.chain
+    nears = call_many(chain, [Call(chain.records, "anchoredNear", (r,)) for r in record_ids], action="look up record")
+    amended = [(r, int(first), int(last)) for r, (stored, first, last, _) in zip(record_ids, nears, strict=True)
+               if Status(int(stored)) not in (Status.NONE, Status.ACTIVE)]
+    starts = [first for _, first, last in amended if last != 0]
+    return [r for r, _, _ in amended], min(starts, default=chain.deployment.deploy_block)
 
 
 def predecessors(locator: RecordLocator, version: Version) -> list[Version]:
@@ -83,7 +103,12 @@ def successors(locator: RecordLocator, record_ids: Collection[bytes]) -> list[Ve
     known, found = set(record_ids), []
     frontier = sorted(known)
     while frontier:
-        amended = locator.chain.get_events("RecordRegistry", "RecordAmended", filters={"previousId": frontier})
+        # An amendment is mined after what it amends: the logs from the oldest of them on, not the deployment.
+        candidates, since = _amended_since(locator, frontier)
+        if not candidates:
+            break
+        amended = locator.chain.get_events("RecordRegistry", "RecordAmended", filters={"previousId": candidates},
+                                           from_block=since)
         frontier = sorted({bytes(e.args["recordId"]) for e in amended} - known)
         known.update(frontier)
         found += versions(locator, frontier)

@@ -72,7 +72,8 @@ class RecordLocator:
         """`find`, and the answers to `extra` requests (results or `RpcFailure`s) asked in the same round trip.
 
         A single record's anchoring event is looked up once per locator: its facts (patient, scope,
-        author, content hash, CID) are fixed by its id, so later look-ups ask only its status. The
+        author, content hash, CID) are fixed by its id, so later look-ups ask only its status and
+        range (an event outside the range the registry names now was dropped by a reorganisation). The
         first look-up asks the registry which 256 blocks hold the event (`anchoredNear`, with the
         status and `extra`: a single record's `RecordAdded`, or the `BatchAnchored` of the batch a
         batched id names), then the logs of those blocks only, so its cost does not grow with the
@@ -81,13 +82,14 @@ class RecordLocator:
         self.chain.ensure_chain()
         with self._lock:
             known = self._singles.get(record_id)
-        if known is not None:
-            status = Call(self.chain.records, "recordStatus", (record_id,))
-            answer, *answers = rpc_batch(self.chain, [call_request(status), *extra])
-            return self._statused([known], [decoded(status, answer, action="look up record status")])[0], answers
         near = Call(self.chain.records, "anchoredNear", (record_id,))
         answer, *answers = rpc_batch(self.chain, [call_request(near), *extra])
         stored, first, last, batch_id = decoded(near, answer, action="look up record")
+        if known is not None:
+            if first <= known.block_number <= last and not any(batch_id):
+                return self._statused([known], [stored])[0], answers
+            with self._lock:  # the chain reorganised since: the event is located again
+                self._singles.pop(record_id, None)
         events: list[EventRecord] = []  # no RecordAdded event: a batched record, or none
         if last != 0 and not any(batch_id):
             filters = {"recordId": record_id}

@@ -73,14 +73,14 @@ class ChainChecks:
         return max(int(self.clock()), self.chain.now())
 
     def record(self, record_id: bytes, *, patient: str | None) -> RecordFacts:
-        """What the chain says about a record said to belong to `patient`. A batched record is found
-        from the batch its id names (one view call, one log query of 256 blocks) and only if that batch
-        holds `patient`'s records (none without a patient)."""
+        """What the chain says about a record said to belong to `patient` (if named). A batched record
+        is found from the batch its id names (one view call, one log query of 256 blocks), and with
+        `patient` only if that batch holds `patient`'s records."""
         try:
             stored_patient, scope, status = self.chain.call(self.chain.records.functions.getRecord(record_id),
                                                             action="look up record")
         except RecordNotFound:
-            located = self.batches.locate(record_id, patient=patient) if patient else None
+            located = self.batches.locate(record_id, patient=patient)
             if located is None:
                 raise CustodianRefused("record-unknown",
                                        f"record 0x{record_id.hex()} is not anchored on this chain") from None

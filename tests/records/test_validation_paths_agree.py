@@ -47,6 +47,8 @@ BREAKING_INVARIANTS = {
     "dom-5 (a contained resource has security labels)": _observation(
         subject={"reference": "#p"}, contained=[{"resourceType": "Patient", "id": "p", "meta": {"security": [
             {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]}}]),
+    "qty-3 (a quantity code without its system)": _observation(valueQuantity={"value": 4.2, "code": "mmol/L"}),
+    "ref-1 (a local reference to nothing contained)": _observation(subject={"reference": "#nobody"}),
     "rng-2 (range low above high)": _observation(
         valueRange={"low": {"value": 5, "unit": "mmol/L"}, "high": {"value": 4, "unit": "mmol/L"}}),
 }
@@ -116,3 +118,26 @@ def test_an_invariant_skipped_for_absent_elements_holds_on_the_example_without_t
             ResourceNode.create_node(stripped, type_name), {"resource": stripped, "rootResource": stripped})
 
         assert verdict != [False], f"{key} fails on {path.name} without {sorted(elements)}"
+
+
+DATATYPE_NODES = {
+    "Quantity": [{"value": 4.2, "unit": "mmol/L"}, {"value": 1}, {"unit": "mg", "system": "http://unitsofmeasure.org"}],
+    "Reference": [{"display": "Dr. A"}, {"identifier": {"value": "x"}}, {"type": "Patient", "display": "#p"}],
+}
+
+
+@pytest.mark.parametrize("type_name", sorted(DATATYPE_NODES))
+def test_a_datatype_invariant_skipped_for_absent_elements_holds_on_nodes_without_them(type_name: str) -> None:
+    root = {"resourceType": "Observation", "contained": [{"resourceType": "Patient", "id": "p"}]}
+    checked = 0
+    for key, expression, _ in definitions().constraints[type_name].get("", []):
+        elements = holds_without(key, expression)
+        if elements is None:
+            continue
+        for node in DATATYPE_NODES[type_name]:
+            assert not elements & {name.lstrip("_") for name in node}
+            verdict = fhirpathpy.compile(expression, models["r4"], {"traceFn": lambda *_: None})(
+                ResourceNode.create_node(node, type_name), {"resource": root, "rootResource": root})
+            assert verdict != [False], f"{key} fails on {node} without {sorted(elements)}"
+            checked += 1
+    assert checked

@@ -68,6 +68,9 @@ HOLDS_WITHOUT: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
     "obs-6": ("dataAbsentReason.empty() or value.empty()", frozenset({"dataAbsentReason"})),
     "obs-7": ("value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()",
               frozenset({"component"})),
+    "qty-3": ("code.empty() or system.exists()", frozenset({"code"})),
+    "ref-1": ("reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
+              "%rootResource.contained.id.trace('ids'))", frozenset({"reference"})),
 }
 """Invariant key -> (its expression, elements): with none of the elements on the node (nor their
 ``_`` extension form), the expression's navigation from them is empty and so it holds, whatever
