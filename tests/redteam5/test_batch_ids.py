@@ -40,12 +40,11 @@ class TopicIgnoringTap(RpcTap):
         return super().forward(payload)
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/chain/batches.py BatchIndex._query takes events[0] of the log "
-                   "answer without checking its batchId against the one asked for: another batch's event of the same "
-                   "256 blocks makes the id check fail and a real record is reported as RecordNotFound")
 def test_a_node_answering_other_batches_of_the_range_does_not_make_a_real_record_vanish(
         people: dict[str, EHRClient], observation: dict[str, Any], rpc_url: str, suite: ChainClient,
         reader_via: Callable[[RpcTap], EHRClient]) -> None:
+    """Failed on cfd5c32 (BatchIndex._query took the first event of the answer: RecordNotFound); main's 4e4d4f8
+    fixed it."""
     patient = people["patient"]
     mine(rpc_url, RANGE - patient.chain.head() % RANGE + 1)  # both batches in one 256-block range
     patient_batch(patient, observation, 1)
@@ -89,14 +88,11 @@ def test_a_batch_dropped_by_a_reorganisation_is_not_found_any_more_by_a_reader_t
     assert reader.get_record(replacing).record_id == replacing
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/chain/batches.py BatchIndex.locate_in answers from its cache before "
-                   "what anchoredNear just said (no batch under that tag any more), and the cache takes an event as "
-                   "settled at ChainClient's default confirmations=0, which is what `ehr portal`, custodians and the "
-                   "CLI use (only `ehr deploy` takes --confirmations)")
 def test_a_reader_with_default_settings_does_not_serve_a_batch_the_chain_dropped(
         people: dict[str, EHRClient], observation: dict[str, Any], rpc_url: str, tap: RpcTap,
         reader_via: Callable[[RpcTap], EHRClient]) -> None:
-    """As above, with the reader a portal or custodian process builds (no confirmations setting)."""
+    """As above, with the reader a portal or custodian process builds (no confirmations setting). Failed on
+    cfd5c32 (BatchIndex.locate_in answered from its cache before anchoredNear's answer); main's 4e4d4f8 fixed it."""
     patient = people["patient"]
     before = _rpc(rpc_url, "evm_snapshot")
     (dropped,) = patient_batch(patient, observation, 1)

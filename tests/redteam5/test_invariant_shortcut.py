@@ -66,6 +66,7 @@ def test_a_resource_breaking_a_shortcut_invariant_is_refused_on_every_path(text:
     assert entry.record is None and entry.problems
 
 
+_ON_OBSERVATIONS = ("dom-2", "dom-4", "dom-5", "obs-6", "obs-7")  # the shortcut's invariants of an Observation's root
 _CODES = ({"system": "http://loinc.org", "code": "8480-6"}, {"system": "http://loinc.org", "code": "8462-4"})
 _SECURITY = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
 
@@ -109,7 +110,8 @@ def _observations(draw: st.DrawFn) -> dict[str, Any]:
 def _engine_says_broken(resource: dict[str, Any]) -> set[str]:
     """The shortcut's invariants that fhirpathpy itself finds false on the resource, run in full."""
     broken = set()
-    for key, (expression, _) in HOLDS_WITHOUT.items():
+    for key in _ON_OBSERVATIONS:
+        expression = HOLDS_WITHOUT[key][0]
         data = copy.deepcopy(resource)
         result = fhirpathpy.evaluate(data, expression, {"resource": data, "rootResource": data},
                                      model=fhirpath_models["r4"])
@@ -122,4 +124,4 @@ def _engine_says_broken(resource: dict[str, Any]) -> set[str]:
 @given(_observations())
 def test_the_shortcut_refuses_exactly_what_the_engine_run_in_full_refuses(resource: dict[str, Any]) -> None:
     reported = {problem.rule.split(":")[0] for problem in fhir_problems(resource) if problem.path == "Observation"}
-    assert reported & set(HOLDS_WITHOUT) == _engine_says_broken(resource)
+    assert reported & set(_ON_OBSERVATIONS) == _engine_says_broken(resource)

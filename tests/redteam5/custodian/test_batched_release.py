@@ -40,12 +40,10 @@ def _refusal(read: Callable[[], object]) -> str:
     return str(refused.value)
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client/custodian/checks.py ChainChecks.record: a batched record is looked "
-                   "up only when the caller names a patient, and a release request for a record with no deposit has "
-                   "none, so custodians answer record-unknown ('not anchored on this chain') for a batched record "
-                   "that is, where a single record gets the refusal that says what is missing")
 def test_custodians_refuse_an_undelegated_batched_record_for_what_it_is(
         env: Env, running: list[CustodianProcess]) -> None:
+    """Failed on cfd5c32 (custodians answered record-unknown, ChainChecks.record looked a batched record up only with a
+    named patient); main's 4e4d4f8 fixed it."""
     patient, lab = env.clients["patient"], env.clients["lab"]
     lab_scope = int(Scope.LAB)
     patient.grant(lab.address, lab_scope, access="amend", expires_at=patient.chain.now() + DAY, share_keys=False)
