@@ -1,5 +1,6 @@
 """Attacks on the FHIR invariants skipped when their elements are absent (dom-2/4/5 without
-`contained`, obs-6 without `dataAbsentReason`, obs-7 without `component`;
+`contained`, obs-6 without `dataAbsentReason`, obs-7 without `component`, and since 46a3ef1 qty-3
+without `code` and ref-1 without `reference`;
 ehr_client/records/fhir_r4/native.py `HOLDS_WITHOUT`): each resource breaks one of them, with the
 breaking element spelt through a JSON escape, carried only as a primitive's `_` extension, or nested
 where the walk must find it (a Parameters resource, a Bundle in a Bundle, a contained resource)."""
@@ -42,6 +43,11 @@ _BREAKING = {
     "obs-6 in a contained Observation": json.dumps({"resourceType": "DiagnosticReport", "status": "final",
         "code": {"text": "r"}, "result": [{"reference": "#o"}], "contained": [json.loads(
             _OBSERVATION + ',"id":"o","valueString":"a","dataAbsentReason":{"text":"unknown"}}')]}),
+    "qty-3 with the code only as its _ extension": _OBSERVATION + ',"valueRange":{"low":{"value":1,'
+        '"_code":{"extension":[{"url":"http://example.org/x","valueString":"y"}]}}}}',
+    "ref-1 dangling in a contained resource": json.dumps({"resourceType": "DiagnosticReport", "status": "final",
+        "code": {"text": "r"}, "result": [{"reference": "#o"}], "contained": [json.loads(
+            _OBSERVATION + ',"id":"o","valueString":"a","subject":{"reference":"#nowhere"}}')]}),
     "obs-7 in a Bundle in a Bundle": json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{
         "fullUrl": "urn:uuid:0b9f0d2c-8f0a-4a8e-9d5e-0f0e0e0e0e02", "resource": {
             "resourceType": "Bundle", "type": "collection", "entry": [{
