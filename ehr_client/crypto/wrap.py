@@ -83,7 +83,7 @@ def wrap_data_key(data_key: bytes, recipient_public_key: bytes, *, associated_da
 class KeyWrapper:
     """`wrap_data_key` for the many records of one batch: one ephemeral key (one X25519 exchange)
     per recipient, renewed after `MAX_WRAPS_PER_EPHEMERAL` wraps. The wrapped keys are those
-    `wrap_data_key` makes (readers cannot tell); each has its own nonce, and its associated data
+    `wrap_data_key` makes (readers open them unchanged); each has its own nonce, and its associated data
     binds it to its record, so a wrapped key moved to another record does not open. The data keys
     stay one per record. Wraps of one recipient by one wrapper share their ephemeral public key,
     which only shows they were sealed together (as their batch manifest says anyway)."""
