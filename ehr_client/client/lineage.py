@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from ehr_client.chain.calls import Call, call_many
 from ehr_client.chain.client import EventRecord
 from ehr_client.chain.types import Status
-from ehr_client.client.locate import RecordLocator, single_info
-from ehr_client.client.model import RecordInfo, hex_id
-from ehr_client.errors import IntegrityError, RecordNotFound
+from ehr_client.client.locate import RecordLocator, single_info, unknown_record
+from ehr_client.client.model import RecordInfo
+from ehr_client.errors import IntegrityError
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,7 @@ def versions(locator: RecordLocator, record_ids: Sequence[bytes]) -> list[Versio
     ranges: dict[tuple[int, int], list[bytes]] = {}
     for record_id, (_, first, last, batch_id) in zip(record_ids, nears, strict=True):
         if int(last) == 0 and not any(batch_id):
-            raise RecordNotFound(f"no record {hex_id(record_id)} on this chain; check the id, the --network and the "
-                                 "deployment")
+            raise unknown_record(record_id)
         if not any(batch_id):
             ranges.setdefault((int(first), int(last)), []).append(record_id)
     added = {bytes(e.args["recordId"]): e for (first, last), ids in ranges.items()

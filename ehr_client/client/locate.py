@@ -111,9 +111,7 @@ class RecordLocator:
         else:
             located = self.batch_index.locate_in(record_id, bytes(batch_id), int(first), int(last), patient=patient)
             if located is None:
-                raise RecordNotFound(
-                    f"no record {hex_id(record_id)} on this chain; check the id, the --network and the deployment"
-                )
+                raise unknown_record(record_id)
             event, index = located
             try:
                 info = batched_infos(event, self.manifest(event), [index])[0]
@@ -327,6 +325,11 @@ def _commitment(batch: BatchProof) -> bytes:
     digest = keccak(encode(["bytes32", "address", "uint64", "uint32"],
                            [batch.root, to_checksum_address(batch.patient), batch.scopes, batch.leaf_count]))
     return digest[:29] + bytes(3)
+
+
+def unknown_record(record_id: bytes) -> RecordNotFound:
+    """The error for an id this chain holds no record under."""
+    return RecordNotFound(f"no record {hex_id(record_id)} on this chain; check the id, the --network and the deployment")
 
 
 def single_info(event: EventRecord) -> RecordInfo:
