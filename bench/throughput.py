@@ -1,10 +1,11 @@
 """Write throughput: the same records through the full write path, one transaction each versus batched.
 
 Full path either way: FHIR validation, canonical bytes, AES-256-GCM under a fresh data key sealed to
-patient and author, the blob into a LocalStore (fsynced), and the anchor mined on the benchmark's
-Anvil. Single: `EHRClient.add_record` per record. Batched: `BatchWriter.write` over all of them,
-its blobs made durable by one barrier a batch (group commit), and for comparison the same batched
-write with every blob fsynced on its own.
+patient and author, the blob into a LocalStore, and the anchor mined on the benchmark's Anvil.
+Single: `EHRClient.add_record` per record, each blob a file fsynced on its own. Batched:
+`BatchWriter.write` over all of them, a batch's blobs appended to one pack and made durable by one
+barrier a batch (group commit), and for comparison the same batched write with every blob a file
+fsynced on its own.
 
 Both paths do the same local work per record, so batching can only remove the chain part:
 ratio = (local + chain) / (local + anchors / records). The breakdown measures the local steps on
@@ -139,7 +140,7 @@ def local_steps(author: str, count: int = 200) -> dict[str, float]:
             "store_1KB_blob_fsync": _per_call_ms(lambda i: store.put(blobs[i]), count),
         }
         grouped = [secrets.token_bytes(1_300) for _ in range(count)]
-        with store.group_commit():  # what a batched write pays per blob: the file, its fsync deferred
+        with store.group_commit():  # what a batched write pays per blob: an append to the batch's pack
             steps["store_1KB_blob_grouped"] = _per_call_ms(lambda i: store.put(grouped[i]), count)
         with BatchJournal(Path(tmp) / "state", author).open() as (journal, state):
             batch = OpenBatch(secrets.token_bytes(32), author, int(Scope.LAB))

@@ -1,7 +1,7 @@
 """Group commit for `LocalStore`: many blobs made durable by one barrier instead of an fsync each.
 
-Inside `LocalStore.group_commit()`, blobs the calling thread stores are written and renamed into
-place without fsync; the block's `barrier()` then makes all of them durable at once, with one
+Inside `LocalStore.group_commit()`, blobs the calling thread stores are written (appended to its
+pack, or a file renamed into place) without fsync; the block's `barrier()` then makes all of them durable at once, with one
 `syncfs(2)` on the store's filesystem (or, where that call is missing or only a few blobs wait, an
 fsync per blob and per directory). Until the barrier a crash may lose any of them, or leave a
 file that does not hash to its name: a caller must not let anything refer to them durably before
@@ -55,9 +55,18 @@ class GroupCommit:
         if self.waiting() is not None:
             raise RuntimeError("group commits of one store do not nest")
         self._local.paths = []
+        self._local.blobs = 0
 
     def end(self) -> None:
         self._local.paths = None
+
+    def wait_for(self, *paths: Path) -> None:
+        """One more blob for the barrier, kept in `paths` (a file, or a pack and its index)."""
+        waiting = self.waiting()
+        assert waiting is not None
+        if tuple(waiting[-len(paths):]) != paths:
+            waiting.extend(paths)
+        self._local.blobs += 1
 
     def barrier(self) -> int:
         """Make every blob stored in this group so far durable; returns how many were waiting."""
@@ -77,7 +86,7 @@ class GroupCommit:
                 fsync_path(path)
             for directory in {path.parent for path in paths}:
                 fsync_path(directory, directory=True)
-        count = len(paths)
+        count, self._local.blobs = self._local.blobs, 0
         paths.clear()
         return count
 

@@ -5,8 +5,9 @@ Layout: `<root>/<shard>/<cid>` where `<shard>` is the two characters before the 
 not spread files). Writes go to a temporary file (in the blob's own directory for `put`, in
 `<root>/.incoming` for `put_stream`, whose CID is known only at the end) that is fsynced and
 renamed into place, then the directory is fsynced: a blob is either absent or complete.
-Inside `group_commit()` the fsyncs wait for one barrier (`ehr_client.storage._group_commit`).
-Reads check that the bytes hash to the CID.
+Inside `group_commit()` `put` appends a blob of up to 4 MiB to a pack instead (`<root>/packs`, see
+`ehr_client.storage._packs`) and the fsyncs wait for one barrier (`ehr_client.storage._group_commit`).
+A blob is looked for as a file first, then in the packs. Reads check that the bytes hash to the CID.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from ehr_client.errors import BlobNotFound, InvalidRecord, StorageFull, StorageUnavailable
+from ehr_client.errors import BlobNotFound, IntegrityError, InvalidRecord, StorageFull, StorageUnavailable
 from ehr_client.storage._group_commit import GroupCommit, fsync_path
+from ehr_client.storage._packs import PACK_DIR, PACKED_AT_MOST, PackedBlob, Packs, read_copy, write_all
 from ehr_client.storage._verify import check_bytes, verified_chunks
-from ehr_client.storage.cid import RAW, Cid, CidHasher, cid_for_bytes, decode_cid
+from ehr_client.storage.cid import RAW, Cid, CidHasher, cid_for_bytes, cid_from_digest, decode_cid
 
 _INCOMING = ".incoming"
 _TEMP_PREFIX = ".tmp-"
@@ -38,6 +40,7 @@ class LocalStore:
         self.root = Path(root)
         self._chunk_size = chunk_size
         self._group = GroupCommit(self.root)
+        self._packs = Packs(self.root)
         self._temp_names = itertools.count()
         self._known_dirs: set[Path] = set()
         try:
@@ -67,6 +70,7 @@ class LocalStore:
             self.barrier()
         finally:
             self._group.end()
+            self._packs.rotate()
 
     def include_in_barrier(self, cid: Cid) -> None:
         """Have this thread's barrier make a blob stored earlier durable too (one an interrupted
@@ -74,11 +78,18 @@ class LocalStore:
         path = self.path_for(cid)
         waiting = self._group.waiting()
         try:
-            if waiting is None:
-                fsync_path(path)
-                _fsync_dir(path.parent)
+            if path.exists():
+                paths: tuple[Path, ...] = (path,)
+            elif copies := self._copies(cid):
+                paths = (*(c.pack for c in copies), self._packs.index_path)
             else:
-                waiting.append(path)
+                raise self._not_found(cid)
+            if waiting is not None:
+                self._group.wait_for(*paths)
+                return
+            for each in paths:
+                fsync_path(each)
+                _fsync_dir(each.parent)
         except OSError as exc:
             raise self._write_error(exc) from exc
 
@@ -88,16 +99,28 @@ class LocalStore:
             return self._group.barrier()
         except OSError as exc:
             raise self._write_error(exc) from exc
+        finally:
+            self._packs.rotate()
 
     def put(self, data: bytes) -> Cid:
         cid = cid_for_bytes(data)
-        return self._store((data,), self._path(cid).parent, cid=cid)
+        if self._group.waiting() is None or len(data) > PACKED_AT_MOST:
+            return self._store((data,), self._path(cid).parent, cid=cid)
+        try:
+            pack = self._packs.append(decode_cid(cid).digest, data)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+        self._group.wait_for(pack, self._packs.index_path)
+        return cid
 
     def put_stream(self, chunks: Iterable[bytes]) -> Cid:
         return self._store(chunks, self.root / _INCOMING)
 
     def get(self, cid: Cid) -> bytes:
-        with self._open(cid) as f:
+        f = self._open(cid)
+        if f is None:
+            return self._get_packed(cid)
+        with f:
             try:
                 data = f.read()
             except OSError as exc:
@@ -106,28 +129,34 @@ class LocalStore:
 
     def iter_get(self, cid: Cid) -> Iterator[bytes]:
         f = self._open(cid)
+        if f is None:
+            return iter((self._get_packed(cid),))
         return verified_chunks(cid, self._read_chunks(cid, f), repr(self))
 
     def has(self, cid: Cid) -> bool:
         if decode_cid(cid).codec != RAW:
             return False
-        return self.path_for(cid).is_file()
+        return self.path_for(cid).is_file() or bool(self._copies(cid))
 
     def remove(self, cid: Cid) -> None:
         path = self.path_for(cid)
         try:
-            path.unlink()
-            _fsync_dir(path.parent)
-        except FileNotFoundError:
-            return
+            try:
+                path.unlink()
+                _fsync_dir(path.parent)
+            except FileNotFoundError:
+                pass
+            self._packs.remove(decode_cid(cid).digest)
         except OSError as exc:
             raise StorageUnavailable(
                 f"cannot delete blob {cid} from {self!r}: {exc.strerror}; check the directory's permissions"
             ) from exc
 
     def blobs(self) -> Iterator[tuple[Cid, float]]:
-        """Every stored blob and its modification time (for garbage collection); temporary files skipped."""
-        for shard in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != _INCOMING):
+        """Every stored blob and its modification time (for garbage collection); temporary files skipped.
+
+        A packed blob has its pack's time: that of the last blob appended to it."""
+        for shard in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in (_INCOMING, PACK_DIR)):
             for path in sorted(shard.iterdir()):
                 if path.name.startswith(".") or not path.is_file():
                     continue
@@ -136,15 +165,64 @@ class LocalStore:
                 except InvalidRecord:
                     continue
                 yield Cid(path.name), path.stat().st_mtime
+        times: dict[Path, float] = {}
+        try:
+            for digest, copy in self._packs.live():
+                if copy.pack not in times:
+                    times[copy.pack] = copy.pack.stat().st_mtime
+                yield cid_from_digest(digest), times[copy.pack]
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot list the packs of {self!r}: {exc.strerror or exc}") from exc
 
     def size(self, cid: Cid) -> int:
         self._require_raw(cid)
         try:
             return self.path_for(cid).stat().st_size
         except FileNotFoundError:
+            copies = self._copies(cid)
+            if copies:
+                return copies[0].length
             raise self._not_found(cid) from None
         except OSError as exc:
             raise self._read_error(cid, exc) from exc
+
+    def location(self, cid: Cid) -> tuple[Path, int, int]:
+        """Where the blob's bytes are read from: (file, offset, length); a whole file or a pack's part."""
+        path = self.path_for(cid)
+        try:
+            return path, 0, path.stat().st_size
+        except FileNotFoundError:
+            pass
+        copies = self._copies(cid)
+        if not copies:
+            raise self._not_found(cid)
+        return copies[0].pack, copies[0].offset, copies[0].length
+
+    def _copies(self, cid: Cid) -> list[PackedBlob]:
+        try:
+            return self._packs.copies(decode_cid(cid).digest) or []
+        except OSError as exc:
+            raise self._read_error(cid, exc) from exc
+
+    def _get_packed(self, cid: Cid) -> bytes:
+        """The newest packed copy that hashes to the CID (an older one if a crash tore the newest)."""
+        problem: Exception | None = None
+        for copy in self._copies(cid):
+            try:
+                return check_bytes(cid, read_copy(copy), repr(self))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                problem = problem or self._read_error(cid, exc)
+            except IntegrityError as exc:
+                problem = problem or exc
+        if problem is not None:
+            if not self._copies(cid):  # removed while it was being read
+                raise self._not_found(cid) from None
+            raise problem
+        raise self._not_found(cid)
 
     def _store(self, chunks: Iterable[bytes], tmp_dir: Path, *, cid: Cid | None = None) -> Cid:
         """Write `chunks` to a new file and rename it to its CID (`cid`, when the caller hashed them)."""
@@ -157,7 +235,7 @@ class LocalStore:
                 for chunk in chunks:
                     if hasher is not None:
                         hasher.update(chunk)
-                    _write_all(fd, chunk)
+                    write_all(fd, chunk)
                 if waiting is None:
                     os.fsync(fd)
             finally:
@@ -176,7 +254,7 @@ class LocalStore:
             if waiting is None:
                 _fsync_dir(final.parent)
             else:
-                waiting.append(final)
+                self._group.wait_for(final)
             return cid
         except OSError as exc:
             raise self._write_error(exc) from exc
@@ -205,12 +283,13 @@ class LocalStore:
             path.mkdir(mode=0o700, exist_ok=True)
             self._known_dirs.add(path)
 
-    def _open(self, cid: Cid) -> BinaryIO:
+    def _open(self, cid: Cid) -> BinaryIO | None:
+        """The blob's file, or None when it is not stored as a file."""
         self._require_raw(cid)
         try:
             return open(self.path_for(cid), "rb")
         except FileNotFoundError:
-            raise self._not_found(cid) from None
+            return None
         except OSError as exc:
             raise self._read_error(cid, exc) from exc
 
@@ -247,13 +326,6 @@ class LocalStore:
             f"cannot write to {self!r}: {exc.strerror or exc}; nothing was written. "
             "Check that the directory exists and is writable"
         )
-
-
-def _write_all(fd: int, chunk: bytes) -> None:
-    view = memoryview(chunk)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _fsync_dir(path: Path) -> None:

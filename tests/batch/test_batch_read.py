@@ -13,6 +13,7 @@ from ehr_client.errors import AccessDenied, IntegrityError, KeyNotFound, RecordE
 from ehr_client.records import canonicalize
 from ehr_client.storage import cid_to_bytes
 from tests.batch.conftest import CONDITIONS, LAB, condition, observation
+from tests.blob_files import overwrite_blob
 from tests.constants import DAY
 
 
@@ -72,9 +73,7 @@ def test_leaf_proven_against_a_root_never_anchored_is_refused_by_the_chain(peopl
 def test_blob_swapped_for_another_record_is_an_integrity_error(people, writer_lab, store):
     patient = people["patient"]
     located = _write(people, writer_lab, 2)
-    target = store.path_for(located[0].cid)
-    target.chmod(0o600)
-    target.write_bytes(store.get(located[1].cid))
+    overwrite_blob(store, located[0].cid, store.get(located[1].cid))
     with pytest.raises(IntegrityError):
         patient.read_record(located[0].record_id)
 
@@ -106,9 +105,7 @@ def test_tampered_manifest_is_skipped_and_reported_and_breaks_nothing_else(peopl
         expected = "do not hash to the anchored Merkle root"
     else:
         _, cid = _anchor_directly(writer_lab, patient.address, manifest, manifest.root)
-        path = store.path_for(cid)
-        path.chmod(0o600)
-        path.write_bytes(path.read_bytes().replace(b'"scope":2', b'"scope":8', 1))
+        overwrite_blob(store, cid, store.get(cid).replace(b'"scope":2', b'"scope":8', 1))
         expected = "does not hash to its CID"
     report = patient.list_records_report(patient.address)
     assert [r.record_id for r in report.records] == [r.record_id for r in good]

@@ -10,15 +10,12 @@ import pytest
 from ehr_client.batch import BatchItem, BatchWriter, JournalDamaged, import_directory
 from ehr_client.batch.gc import collect
 from ehr_client.journal import checked_line
-from ehr_client.errors import AccessDenied, ChainUnavailable, ConfigError
+from ehr_client.errors import AccessDenied, BlobNotFound, ChainUnavailable, ConfigError, IntegrityError
 from ehr_client.records import canonicalize
 from tests.batch.conftest import observation
+from tests.blob_files import blob_cids, overwrite_blob
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _blobs(store):
-    return sorted(p for p in store.root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 class _Stalled:
@@ -48,7 +45,7 @@ def test_anchor_timeout_then_rerun_reanchors_the_stored_batch_without_duplicates
     with _Stalled(writer_lab):
         with pytest.raises(ChainUnavailable, match="not mined"):
             writer.write(items)
-        stored = _blobs(store)
+        stored = blob_cids(store)
         assert len(stored) == 5 + 1  # the records and the manifest, nothing anchored yet
         writer_lab.chain.w3.provider.make_request("anvil_dropAllTransactions", [])
     assert len(writer.pending()) == 5 and _anchored_roots(writer_lab) == []
@@ -57,7 +54,7 @@ def test_anchor_timeout_then_rerun_reanchors_the_stored_batch_without_duplicates
 
     assert (summary.stored, summary.reused, summary.skipped) == (0, 5, 0)
     assert len(summary.batches) == 1 and summary.batches[0].tx is not None
-    assert _blobs(store) == stored
+    assert blob_cids(store) == stored
     located = patient.list_records(patient.address)
     assert [r.record_id for r in located] == list(summary.record_ids)
     assert patient.read_record(located[4].record_id).data == canonicalize(observation(4))
@@ -77,7 +74,7 @@ def test_anchor_mined_after_the_timeout_is_found_and_not_sent_again(people, writ
 
     assert len(summary.batches) == 1 and summary.batches[0].tx is None
     assert summary.batches[0].root == _anchored_roots(writer_lab)[0] and len(_anchored_roots(writer_lab)) == 1
-    assert len(patient.list_records(patient.address)) == 3 and len(_blobs(store)) == 4
+    assert len(patient.list_records(patient.address)) == 3 and len(blob_cids(store)) == 4
 
 
 def test_grant_revoked_before_the_resumed_anchor_anchors_nothing_until_discarded(people, writer_lab, store):
@@ -94,7 +91,7 @@ def test_grant_revoked_before_the_resumed_anchor_anchors_nothing_until_discarded
     assert _anchored_roots(writer_lab) == [] and len(writer.pending()) == 3
 
     assert writer.discard() == 3
-    assert _blobs(store) == [] and writer.pending() == []
+    assert blob_cids(store) == [] and writer.pending() == []
 
 
 def _kill_mid_import(tmp_path, suite, ids, patient, directory, *, batch_size, kill_after_stored=None,
@@ -122,7 +119,7 @@ def test_process_killed_mid_import_resumes_without_duplicates_or_orphans(
     # batch 1 (8 records) is anchored, then 3 records of batch 2 are stored when the process dies
     _kill_mid_import(tmp_path, suite, ids, patient.address, directory, batch_size=8, kill_after_stored=11)
     assert len(_anchored_roots(writer_lab)) == 1
-    assert len(_blobs(store)) == 11 + 1
+    assert len(blob_cids(store)) == 11 + 1
 
     result = import_directory(writer_lab, patient.address, directory, batch_size=8)
 
@@ -134,7 +131,7 @@ def test_process_killed_mid_import_resumes_without_duplicates_or_orphans(
     assert [r.record_id for r in located] == list(summary.record_ids)
     manifests = {str(r.batch.manifest_cid) for r in located if r.batch}
     referenced = {r.cid for r in located} | manifests
-    on_disk = {p.name for p in _blobs(store)}
+    on_disk = set(blob_cids(store))
     assert len(on_disk) == 14 + 2 and referenced <= on_disk  # every blob is a record or a manifest
     assert patient.read_record(located[13].record_id).data == canonicalize(observation(13))
     assert not writer_lab.state_dir.joinpath("batch", "journal.jsonl").exists()
@@ -217,7 +214,7 @@ def test_import_killed_at_each_anchoring_step_lands_once_and_leaves_no_orphan(
     assert patient.read_record(summary.record_ids[4]).data == canonicalize(observation(4))
     collect(suite, store, [writer_lab.state_dir], grace=0, delete=True)
     manifests = {str(r.batch.manifest_cid) for r in located if r.batch}
-    assert {p.name for p in _blobs(store)} == {str(r.cid) for r in located} | manifests
+    assert set(blob_cids(store)) == {str(r.cid) for r in located} | manifests
 
 
 def test_power_lost_before_the_group_commit_barrier_anchors_no_damaged_blob(
@@ -234,8 +231,8 @@ def test_power_lost_before_the_group_commit_barrier_anchors_no_damaged_blob(
     stored = [json.loads(line.split(b"\t")[0]) for line in journal.read_bytes().splitlines()]
     open_cids = [op["cid"] for op in stored if op["op"] == "stored"][8:]
     assert len(open_cids) == 3
-    lost = store.path_for(open_cids[-1])
-    lost.write_bytes(b"")  # renamed into place, its data never written
+    lost = open_cids[-1]
+    overwrite_blob(store, lost, b"")  # indexed in its pack, its data never written
     with journal.open("ab") as handle:
         handle.write(b"\0" * 97)  # the file grew, the line's bytes never came
 
@@ -249,5 +246,6 @@ def test_power_lost_before_the_group_commit_barrier_anchors_no_damaged_blob(
     for record in mine:  # every anchored record reads back whole
         assert store.get(record.cid)
     assert patient.read_record(summary.record_ids[12]).data == canonicalize(observation(12))
-    assert not lost.exists() or lost.read_bytes() == b""  # the damaged file is no record's blob
-    assert lost.name not in {str(r.cid) for r in mine}
+    with pytest.raises((BlobNotFound, IntegrityError)):  # the damaged blob is no record's blob
+        store.get(lost)
+    assert lost not in {str(r.cid) for r in mine}

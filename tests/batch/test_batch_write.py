@@ -9,11 +9,8 @@ from ehr_client.errors import AccessDenied, InvalidRecord, KeyNotFound
 from ehr_client.package import parse_header
 from ehr_client.records import canonicalize
 from tests.batch.conftest import CONDITIONS, LAB, condition, observation
+from tests.blob_files import blob_cids, store_files
 from tests.constants import DAY
-
-
-def _blobs(store):
-    return sorted(p for p in store.root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def test_batch_write_sends_one_anchor_per_batch_and_every_record_reads_back(people, writer_lab, store):
@@ -26,7 +23,7 @@ def test_batch_write_sends_one_anchor_per_batch_and_every_record_reads_back(peop
     assert len({b.tx.tx_hash for b in summary.batches}) == 4
     assert (summary.stored, summary.reused, summary.skipped) == (10, 0, 0)
     assert [b.records[0].scope for b in summary.batches] == [LAB, LAB, LAB, CONDITIONS]
-    assert len(_blobs(store)) == 10 + 4  # one blob per record, one manifest per batch
+    assert len(blob_cids(store)) == 10 + 4  # one blob per record, one manifest per batch
     located = patient.list_records(patient.address)
     assert sorted(r.record_id for r in located) == sorted(summary.record_ids)
     assert {r.author for r in located} == {writer_lab.address} and all(r.batched for r in located)
@@ -44,7 +41,7 @@ def test_manifest_lists_every_leaf_and_holds_no_health_data(people, writer_lab, 
     assert [leaf["contentHash"] for leaf in manifest["leaves"]] == [
         "0x" + r.content_hash.hex() for r in summary.batches[0].records]
     assert set(manifest["leaves"][0]) == {"contentHash", "scope", "cid"}
-    for blob in _blobs(store):
+    for blob in store_files(store):  # the packs and their index too
         assert b"Glucose" not in blob.read_bytes() and b"fasting" not in blob.read_bytes()
 
 
@@ -58,7 +55,7 @@ def test_insurer_cannot_batch_write_and_nothing_is_stored(people, store):
     patient, insurer = people["patient"], people["insurer"]
     with pytest.raises(AccessDenied, match="may not"):
         BatchWriter(insurer).write([BatchItem(patient.address, observation(0))])
-    assert _blobs(store) == []
+    assert blob_cids(store) == []
 
 
 @pytest.mark.parametrize("grant", ["none", "read only", "other scope"])
@@ -71,7 +68,7 @@ def test_lab_without_amend_grant_for_the_scope_is_refused_before_storing(people,
     writer = BatchWriter(lab)
     with pytest.raises(AccessDenied, match="nothing of this batch was stored"):
         writer.write([BatchItem(patient.address, observation(0))])
-    assert _blobs(store) == []
+    assert blob_cids(store) == []
     assert writer.pending() == []
 
 
@@ -87,13 +84,13 @@ def test_patient_cannot_batch_write_for_another_patient(people, ids, store):
                                      action="register")
     with pytest.raises(AccessDenied, match="may not write records"):
         BatchWriter(patient).write([BatchItem(other.address, observation(0))])
-    assert _blobs(store) == []
+    assert blob_cids(store) == []
 
 
 def test_unregistered_patient_is_refused_before_storing(people, writer_lab, ids, store):
     with pytest.raises(InvalidRecord, match="not a registered patient"):
         BatchWriter(writer_lab).write([BatchItem(ids["other_patient"].address, observation(0))])
-    assert _blobs(store) == []
+    assert blob_cids(store) == []
 
 
 def test_patient_without_published_key_is_refused_before_storing(client_for, people, writer_lab, store):
@@ -101,7 +98,7 @@ def test_patient_without_published_key_is_refused_before_storing(client_for, peo
                                      people["patient"].chain.keys.functions.revokeKey(1, 1), action="revoke key")
     with pytest.raises(KeyNotFound, match="encryption key"):
         BatchWriter(writer_lab).write([BatchItem(people["patient"].address, observation(0))])
-    assert _blobs(store) == []
+    assert blob_cids(store) == []
 
 
 def test_malformed_record_stops_its_batch_before_anything_of_it_is_stored(people, writer_lab, store):
@@ -111,7 +108,7 @@ def test_malformed_record_stops_its_batch_before_anything_of_it_is_stored(people
     with pytest.raises(InvalidRecord, match="Observation.status"):
         BatchWriter(writer_lab, batch_size=8).write([BatchItem(patient.address, observation(i)) for i in range(3)]
                                              + [BatchItem(patient.address, bad)])
-    assert _blobs(store) == []
+    assert blob_cids(store) == []
     assert patient.list_records(patient.address) == []
 
 

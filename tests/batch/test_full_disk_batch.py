@@ -2,8 +2,9 @@
 nothing half-written, and once space is back the same write lands every record exactly once.
 
 A full tmpfs lets an append through while the file's last page has room, so the appends to the
-existing batch journal (`stored`, `sealed`) are failed by a file-size limit instead (EFBIG from
-the kernel), which the client treats as a full disk."""
+existing batch journal (`stored`, `sealed`) and to the batch's pack (every blob after the first)
+are failed by a file-size limit instead (EFBIG from the kernel), which the client treats as a
+full disk."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ehr_client.client import EHRClient, Identity
 from ehr_client.errors import StorageFull
 from ehr_client.records import canonicalize
 from ehr_client.storage import LocalStore
+from ehr_client.storage._packs import INDEX_NAME, PACK_DIR
 from tests.batch.conftest import observation
 from tests.small_disk import SmallDisk, no_growth_during, small_disk  # noqa: F401  (fixture)
 
@@ -71,6 +73,8 @@ def test_a_batch_on_a_full_disk_fails_typed_and_lands_once_when_space_returns(
                   "journal.stored": writer.journal, "journal.sealed": writer.journal}[target]
     if target in ("journal.stored", "journal.sealed"):
         no_growth_during(owner, target.split(".")[-1], writer.journal.path, monkeypatch, call=call)
+    elif target == "store.put" and call > 1:  # an append to the batch's pack, larger than the pack index
+        no_growth_during(store, "put", store.root / PACK_DIR / INDEX_NAME, monkeypatch, call=call)
     else:
         small_disk.full_before(owner, target.split(".")[-1], monkeypatch, call=call)
 

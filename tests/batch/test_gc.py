@@ -21,8 +21,7 @@ OLD = 2 * DAY
 
 
 def _age(store, cids, seconds: float) -> None:
-    for cid in cids:
-        path = store.path_for(cid)
+    for path in {store.location(cid)[0] for cid in cids}:  # a pack ages once for all its blobs
         os.utime(path, (path.stat().st_atime - seconds, path.stat().st_mtime - seconds))
 
 

@@ -12,12 +12,9 @@ from ehr_client.errors import AccessDenied, InvalidRecord
 from ehr_client.keys import Keystore
 from ehr_client.records import canonicalize
 from tests.batch.conftest import LAB, condition, observation
+from tests.blob_files import blob_cids
 
 PASSWORD = "correct horse battery staple"
-
-
-def _blobs(store):
-    return sorted(p for p in store.root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def test_import_directory_writes_each_file_in_batches_and_reports_progress(people, writer_lab, fhir_dir):
@@ -43,7 +40,7 @@ def test_import_directory_lists_every_invalid_file_before_storing_anything(peopl
     with pytest.raises(InvalidRecord, match=r"2 of 4 files are invalid, nothing was imported.*obs-0002\.json: "
                                             r".*Observation\.status.*obs-0003\.json"):
         import_directory(writer_lab, people["patient"].address, directory)
-    assert _blobs(store) == []
+    assert blob_cids(store) == []
 
 
 def test_import_directory_skips_invalid_files_on_request(people, writer_lab, fhir_dir):
@@ -66,7 +63,7 @@ def test_import_directory_refuses_a_scope_without_grant_in_its_last_file_before_
     patient.grant(writer_lab.address, LAB, access="amend", expires_at=patient.chain.now() + 3600, share_keys=False)
     with pytest.raises(AccessDenied, match="may not write records .* in scope conditions"):
         import_directory(writer_lab, patient.address, directory)
-    assert _blobs(store) == []
+    assert blob_cids(store) == []
 
 
 @pytest.fixture

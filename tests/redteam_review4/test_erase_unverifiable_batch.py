@@ -13,11 +13,13 @@ from typing import Any
 from ehr_client.client import EHRClient
 from ehr_client.keyshare import KeyShare
 from ehr_client.records import Scope
+from ehr_client.storage import LocalStore
 
 from tests.cli.conftest import Cli, cli_env
 from tests.portal.conftest import Portal, start_portal, stop_portal
 from tests.portal_audited.test_batched_records import _import_batch
-from tests.redteam_portal3.shares import DAY, blob_path, store_page_share
+from tests.blob_files import overwrite_blob
+from tests.redteam_portal3.shares import DAY, store_page_share
 
 
 def test_an_erased_batched_records_key_share_is_reissued_when_its_manifest_no_longer_verifies(
@@ -31,11 +33,11 @@ def test_an_erased_batched_records_key_share_is_reissued_when_its_manifest_no_lo
     info = patient.get_record(erased)
     assert info.batch is not None
     patient.tombstone(info)
-    manifest = blob_path(home, str(info.batch.manifest_cid))
-    intact = manifest.read_bytes()
+    store, manifest = LocalStore(home / "store"), info.batch.manifest_cid
+    intact = store.get(manifest)
     damaged = bytearray(intact)
     damaged[len(damaged) // 2] ^= 0x01
-    manifest.write_bytes(bytes(damaged))
+    overwrite_blob(store, manifest, bytes(damaged))
     (tmp_path / "fresh").mkdir()
     fresh = start_portal(home, cli_env(home, anvil.rpc_url), tmp_path / "fresh")  # e.g. after a restart
     try:
@@ -43,7 +45,7 @@ def test_an_erased_batched_records_key_share_is_reissued_when_its_manifest_no_lo
         served = fresh.get(f"/api/blobs/{share}")
     finally:
         stop_portal(fresh.process)
-        manifest.write_bytes(intact)
+        overwrite_blob(store, manifest, intact)
 
     holds = served.status_code == 200 and any(e.record_id == erased for e in KeyShare.from_bytes(served.content).entries)
     assert not holds, (f"the erased record's key is still served in {share} "
