@@ -56,20 +56,37 @@ def test_a_group_commit_packs_its_blobs_into_one_file_and_every_one_reads_back(t
     assert len(_packs(store)) == 2  # a pack per group commit: the earlier one is never written again
 
 
-def test_a_torn_index_append_loses_only_its_own_blob_and_the_next_append_is_readable(tmp_path: Path) -> None:
-    """A crash mid-append leaves part of an entry; readers skip it, the next writer pads past it."""
+def test_a_torn_index_append_is_padded_over_and_its_blob_found_again_in_the_pack(tmp_path: Path) -> None:
+    """A crash mid-append leaves part of an entry: the next writer pads past it, and a reader that
+    meets the damaged entry makes the index again from the packs, which hold the blob whole."""
     store = LocalStore(tmp_path / "store")
     cids = _grouped(store, _blobs(4))
     index = _index(store)
     index.write_bytes(index.read_bytes()[: 3 * ENTRY + 20])  # the fourth entry torn
-    fresh = LocalStore(store.root)
-    assert [fresh.get(cid) for cid in cids[:3]] == _blobs(4)[:3]
-    with pytest.raises(BlobNotFound):
-        fresh.get(cids[3])
-    later = _grouped(fresh, [b"written after the crash"])
+    writer = LocalStore(store.root)
+    later = _grouped(writer, [b"written after the crash"])
     assert index.stat().st_size == 5 * ENTRY  # padded to the entry size, then the new entry
-    assert LocalStore(store.root).get(later[0]) == b"written after the crash"
-    assert sorted(str(c) for c, _ in LocalStore(store.root).blobs()) == sorted([*cids[:3], *later])
+    fresh = LocalStore(store.root)
+    assert [fresh.get(cid) for cid in cids] == _blobs(4) and fresh.get(later[0]) == b"written after the crash"
+    assert index.stat().st_size == 5 * ENTRY  # made again: the torn slot is gone, the fourth entry back
+    assert sorted(str(c) for c, _ in LocalStore(store.root).blobs()) == sorted([*cids, *later])
+
+
+def test_a_lost_or_damaged_index_is_made_again_from_the_packs_without_removed_blobs(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    blobs = _blobs(6)
+    cids = _grouped(store, blobs)
+    store.remove(cids[2])
+    _index(store).unlink()
+    fresh = LocalStore(store.root)
+    assert [fresh.get(cid) for cid in cids[:2] + cids[3:]] == blobs[:2] + blobs[3:]
+    with pytest.raises(BlobNotFound):  # its bytes were zeroed: the rebuild does not bring it back
+        fresh.get(cids[2])
+    damaged = bytearray(_index(store).read_bytes())
+    damaged[ENTRY + 40] ^= 1  # inside the second entry
+    _index(store).write_bytes(bytes(damaged))
+    assert LocalStore(store.root).get(cids[1]) == blobs[1]
+    assert sorted(str(c) for c, _ in LocalStore(store.root).blobs()) == sorted(cids[:2] + cids[3:])
 
 
 def test_a_torn_pack_append_without_its_entry_is_invisible(tmp_path: Path) -> None:
@@ -118,15 +135,17 @@ def test_an_index_entry_pointing_a_cid_at_other_bytes_never_returns_them(tmp_pat
     _index(store).write_bytes(forged + entries[ENTRY:])  # the only entry of the victim is the forged one
     with pytest.raises(IntegrityError):
         LocalStore(store.root).get(cids[0])
+    LocalStore(store.root).remove(cids[0])  # erasing the victim zeroes only bytes its pack header names
+    assert LocalStore(store.root).get(cids[1]) == blobs[1]
 
 
 def test_a_flipped_byte_in_a_pack_is_an_integrity_error_for_that_blob_only(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     blobs = _blobs(3)
     cids = _grouped(store, blobs)
-    pack = _packs(store)[0]
+    pack, offset, _ = store.location(cids[1])
     data = bytearray(pack.read_bytes())
-    data[len(blobs[0]) + 5] ^= 1  # inside the second blob
+    data[offset + 5] ^= 1  # inside the second blob
     pack.write_bytes(bytes(data))
     fresh = LocalStore(store.root)
     with pytest.raises(IntegrityError):
@@ -216,3 +235,31 @@ def test_a_blob_over_the_pack_limit_keeps_a_file_of_its_own(tmp_path: Path) -> N
     assert store.location(small)[0].parent.name == PACK_DIR
     assert store.location(big) == (store.path_for(big), 0, len(large))
     assert LocalStore(store.root).get(big) == large
+
+
+def test_a_long_running_reader_sees_what_other_processes_pack_and_remove(tmp_path: Path) -> None:
+    """Past its first lookups a store keeps a table of the index; it must follow the index still."""
+    reader = LocalStore(tmp_path / "store")
+    writer = LocalStore(tmp_path / "store")  # another process
+    first = _grouped(writer, _blobs(40))
+    assert [reader.get(cid) for cid in first] == _blobs(40)  # past the scans: the table is in use
+    later = _grouped(writer, _blobs(5, "later"))
+    writer.remove(first[3])
+    assert [reader.get(cid) for cid in later] == _blobs(5, "later")
+    with pytest.raises(BlobNotFound):
+        reader.get(first[3])
+    _index(writer).unlink()  # the index gone: made again from the packs, the removed blob still gone
+    assert reader.get(first[0]) == _blobs(40)[0]
+    with pytest.raises(BlobNotFound):
+        reader.get(first[3])
+
+
+def test_an_index_lost_before_the_next_batch_is_made_again_by_that_batch(tmp_path: Path) -> None:
+    """The writer of the next batch finds packs and no index: the index it starts holds them all."""
+    store = LocalStore(tmp_path / "store")
+    before = _grouped(store, _blobs(3))
+    _index(store).unlink()
+    after = _grouped(LocalStore(store.root), _blobs(2, "after"))
+    fresh = LocalStore(store.root)
+    assert [fresh.get(cid) for cid in before + after] == _blobs(3) + _blobs(2, "after")
+    assert sorted(str(c) for c, _ in fresh.blobs()) == sorted(before + after)
