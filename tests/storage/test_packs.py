@@ -128,7 +128,7 @@ def test_an_index_entry_pointing_a_cid_at_other_bytes_never_returns_them(tmp_pat
     victim_digest = decode_cid(cids[0]).digest
     other_entry = entries[ENTRY:2 * ENTRY]
     forged_body = victim_digest + other_entry[32:60]
-    forged = forged_body + struct.pack("<I", zlib.crc32(forged_body))
+    forged = forged_body + struct.pack(">I", zlib.crc32(forged_body))
     with open(_index(store), "ab") as index:
         index.write(forged)
     assert LocalStore(store.root).get(cids[0]) == blobs[0]  # the forged copy fails its hash: the older one
