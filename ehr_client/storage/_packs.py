@@ -8,8 +8,8 @@ store's index (`<root>/packs/index`), so a batch of 256 records costs one new fi
 
 A pack is self-describing: each blob follows a 48-byte header (magic, sha-256 digest, length,
 CRC-32). The index is what finds them fast, and can always be made again from the packs
-(`rebuild`, run by itself when the index is missing or holds a damaged entry): only blobs whose
-bytes hash to their header's digest go back in.
+(`rebuild`, run by itself when a lookup misses while the index is missing, damaged, or names
+nothing in some pack): only blobs whose bytes hash to their header's digest go back in.
 
 Index entries are 64 bytes: the blob's digest, the pack's 16-byte name, offset, length and a
 CRC-32 of the rest. Writers append under `flock`, padding a torn tail (a crash mid-append) to the
@@ -51,6 +51,7 @@ _HEADER_SIZE = _HEADER.size + _CRC.size  # 48 bytes
 _MAGIC = b"EHRb"
 _LOCK_NAME = "lock"
 _REMOVED = 0xFFFFFFFF
+_SEEN = 0xFFFFFFFE  # a rebuild's mark on a pack that no entry names (its blobs torn or removed)
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 
@@ -101,6 +102,7 @@ class Packs:
         self._table: dict[bytes, list[int]] | None = None  # digest -> where its entries start, oldest first
         self._tabled_to = 0  # bytes of `_raw` in the table
         self._checked_to = 0  # bytes of `_raw` checked for damaged entries
+        self._named: set[bytes] = set()  # the packs named by the entries checked
         self._rebuilt: set[tuple[int, int]] = set()  # index files this process wrote by a rebuild
 
     # --- writing (inside a group commit) ----------------------------------------------------------
@@ -166,7 +168,10 @@ class Packs:
             os.close(fd)  # releases the lock
 
     def _has_packs(self, *, but: Path | None = None) -> bool:
-        return any(pack != but for pack in self.dir.glob(f"*{_PACK_SUFFIX}"))
+        return any(pack != but for pack in self._pack_files())
+
+    def _pack_files(self) -> list[Path]:
+        return sorted(pack for pack in self.dir.glob(f"*{_PACK_SUFFIX}") if _pack_name(pack) is not None)
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -197,19 +202,27 @@ class Packs:
             _, name, offset, length = entry
             if length == _REMOVED:
                 return copies, True
-            copies.append(self._located(name, offset, length))
+            if length != _SEEN:
+                copies.append(self._located(name, offset, length))
         return copies, False
 
     def _needs_rebuild(self) -> bool:
-        """Whether packs exist with no index, or the index holds a damaged entry not seen before (once
-        per index file this process rebuilt: a damage that comes back is not chased forever)."""
+        """Whether the index misses what the packs hold: it is missing, holds a damaged entry not
+        seen before, or names no entry in a pack (an older index restored). Not again for an index
+        file this process rebuilt: a damage that comes back is not chased forever."""
         if self._index_file in self._rebuilt:
             return False
         if self._index_file == (0, 0):
             return self._has_packs()
-        damaged = any(_checked(self._raw, at) is None for at in range(self._checked_to, len(self._raw), _ENTRY_SIZE))
+        damaged = False
+        for at in range(self._checked_to, len(self._raw), _ENTRY_SIZE):
+            entry = _checked(self._raw, at)
+            if entry is None:
+                damaged = True
+            elif entry[3] != _REMOVED:
+                self._named.add(entry[1])
         self._checked_to = len(self._raw)
-        return damaged
+        return damaged or any(_pack_name(pack) not in self._named for pack in self._pack_files())
 
     def _positions(self, digest: bytes) -> Iterator[int]:
         """Where entries of `digest` may start in the index, newest first (the caller checks them)."""
@@ -245,12 +258,12 @@ class Packs:
             if entry is not None:
                 newest[entry[0]] = entry[1:]
         for digest, (name, offset, length) in newest.items():
-            if length != _REMOVED:
+            if length not in (_REMOVED, _SEEN):
                 yield digest, self._located(name, offset, length)
 
     def _forget(self, index_file: tuple[int, int]) -> None:
         self._index_file, self._raw, self._table, self._tabled_to = index_file, bytearray(), None, 0
-        self._checked_to = 0
+        self._checked_to, self._named = 0, set()
 
     def _located(self, name: bytes, offset: int, length: int) -> PackedBlob:
         return PackedBlob(self.dir / f"{name.hex()}{_PACK_SUFFIX}", offset, length)
@@ -279,18 +292,18 @@ class Packs:
         slots = range(0, len(raw) - len(raw) % _ENTRY_SIZE, _ENTRY_SIZE)
         kept = [raw[at:at + _ENTRY_SIZE] for at in slots if _checked(raw, at) is not None]
         named = {entry[:32] for entry in kept}
+        packs_named = {entry[32:48] for entry in kept}
         found = []
-        for pack in sorted(self.dir.glob(f"*{_PACK_SUFFIX}")):
-            try:
-                name = bytes.fromhex(pack.name[: -len(_PACK_SUFFIX)])
-            except ValueError:
-                continue
-            if len(name) != 16:
-                continue
+        for pack in self._pack_files():
+            name = _pack_name(pack)
+            assert name is not None
             for digest, offset, length in _whole_blobs(pack):
                 if digest not in named:
                     named.add(digest)
+                    packs_named.add(name)
                     found.append(_encode(digest, name, offset, length))
+            if name not in packs_named:
+                found.append(_encode(b"\0" * 32, name, 0, _SEEN))
         fresh = self.dir / f".index-{secrets.token_hex(8)}"
         out = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -304,14 +317,22 @@ class Packs:
         return len(found), len(slots) - len(kept)
 
     def _read_index(self) -> None:
-        """Take in the whole entries appended to the index since the last look (by any process)."""
+        """Take in the whole entries appended to the index since the last look (by any process); all
+        of it again if it was replaced or rewritten since (a restored copy: its last entry read differs)."""
         try:
             with open(self.index_path, "rb") as f:
                 seen = os.fstat(f.fileno())
                 if (seen.st_dev, seen.st_ino) != self._index_file or seen.st_size < len(self._raw):
-                    self._forget((seen.st_dev, seen.st_ino))  # replaced (restored) since
-                f.seek(len(self._raw))
+                    self._forget((seen.st_dev, seen.st_ino))
+                last = max(len(self._raw) - _ENTRY_SIZE, 0)
+                f.seek(last)
                 tail = f.read()
+                if tail[: len(self._raw) - last] != self._raw[last:]:
+                    self._forget((seen.st_dev, seen.st_ino))
+                    f.seek(0)
+                    tail = f.read()
+                else:
+                    tail = tail[len(self._raw) - last:]
         except FileNotFoundError:
             self._forget((0, 0))
             return
@@ -341,7 +362,7 @@ def _checked(raw: bytes | bytearray, at: int) -> tuple[bytes, bytes, int, int] |
     if zlib.crc32(raw[at:at + _ENTRY.size]) != crc:
         return None
     digest, name, offset, length = _ENTRY.unpack_from(raw, at)
-    if length != _REMOVED and (length > PACKED_AT_MOST or offset < _HEADER_SIZE):
+    if length not in (_REMOVED, _SEEN) and (length > PACKED_AT_MOST or offset < _HEADER_SIZE):
         return None  # no put writes such an entry
     return digest, name, offset, length
 
@@ -376,6 +397,15 @@ def _parsed_header(raw: bytes) -> tuple[bytes, int] | None:
     if magic != _MAGIC or length > PACKED_AT_MOST:
         return None
     return digest, length
+
+
+def _pack_name(pack: Path) -> bytes | None:
+    """The 16-byte name of a pack file, or None for a file that is not one."""
+    try:
+        name = bytes.fromhex(pack.name[: -len(_PACK_SUFFIX)])
+    except ValueError:
+        return None
+    return name if len(name) == 16 and pack.name.endswith(_PACK_SUFFIX) else None
 
 
 def _file_id(path: Path) -> tuple[int, int]:

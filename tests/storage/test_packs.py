@@ -166,18 +166,33 @@ def test_a_pack_deleted_behind_the_store_is_blob_not_found(tmp_path: Path) -> No
         assert view.get(second[1]) == _blobs(2, "second")[1]
 
 
-def test_an_index_restored_from_a_backup_under_a_running_store_is_read_again(tmp_path: Path) -> None:
+def test_an_index_restored_from_a_backup_under_a_running_store_finds_the_newer_packs_again(tmp_path: Path) -> None:
+    """An older index put back (a new file): what it does not name is found again in the packs."""
     store = LocalStore(tmp_path / "store")
     kept = _grouped(store, [b"in the backup"])
     backup = _index(store).read_bytes()
-    lost = _grouped(store, [b"after the backup"])
-    assert store.get(lost[0]) == b"after the backup"
+    newer = _grouped(store, [b"after the backup"])
+    assert store.get(newer[0]) == b"after the backup"
     _index(store).unlink()
     _index(store).write_bytes(backup)  # a new file, shorter than what the store had read
-    with pytest.raises(BlobNotFound):
-        store.get(lost[0])
-    again = _grouped(store, [b"after the restore"])
+    again = _grouped(LocalStore(store.root), [b"after the restore"])
+    assert store.get(newer[0]) == b"after the backup"  # the pack no entry named: the index made again
     assert store.get(kept[0]) == b"in the backup" and LocalStore(store.root).get(again[0]) == b"after the restore"
+    assert sorted(str(c) for c, _ in LocalStore(store.root).blobs()) == sorted(kept + newer + again)
+
+
+def test_a_pack_with_nothing_whole_is_marked_once_not_scanned_at_every_miss(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    kept = _grouped(store, [b"whole"])
+    (store.root / PACK_DIR / f"{'ab' * 16}.pack").write_bytes(b"EHRb torn before its header was whole")
+    unknown = Cid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+    with pytest.raises(BlobNotFound):
+        LocalStore(store.root).get(unknown)  # the miss makes the index again: the torn pack marked
+    made = _index(store).stat().st_ino
+    for _ in range(3):
+        with pytest.raises(BlobNotFound):
+            LocalStore(store.root).get(unknown)
+    assert _index(store).stat().st_ino == made and LocalStore(store.root).get(kept[0]) == b"whole"  # not again
 
 
 _WRITER = """
@@ -263,3 +278,18 @@ def test_an_index_lost_before_the_next_batch_is_made_again_by_that_batch(tmp_pat
     fresh = LocalStore(store.root)
     assert [fresh.get(cid) for cid in before + after] == _blobs(3) + _blobs(2, "after")
     assert sorted(str(c) for c, _ in fresh.blobs()) == sorted(before + after)
+
+
+def test_an_index_rewritten_in_place_and_appended_past_is_read_again_whole(tmp_path: Path) -> None:
+    """An older copy written over the index (same file), then more appended past what a running
+    reader had read: the reader notices its last entry changed and reads the index again."""
+    reader = LocalStore(tmp_path / "store")
+    kept = _grouped(reader, [b"in the backup"])
+    backup = _index(reader).read_bytes()
+    _grouped(reader, _blobs(3, "lost"))
+    assert reader.has(kept[0])
+    with open(_index(reader), "r+b") as index:  # restored in place: same inode, older content
+        index.write(backup)
+        index.truncate()
+    after = _grouped(LocalStore(reader.root), _blobs(6, "after"))  # past where the reader had read
+    assert [reader.get(cid) for cid in after] == _blobs(6, "after")
