@@ -16,8 +16,8 @@ it died before unpinning it. So is a key share whose every entry names a tombsto
 opens nothing live). A key share holding keys of tombstoned and live records alike is kept (the
 grantee still needs the live ones) and reported in `unfinished_erasures`: rerunning the erasure
 re-issues it without the erased keys. Everything else is garbage. A dry run (the default) only
-reports; a damaged journal stops the collection (`JournalDamaged`) rather than risk deleting what
-it would have protected.
+reports; a damaged journal (`JournalDamaged`) or a damaged manifest of an anchored batch
+(`IntegrityError`) stops the collection rather than risk deleting what it would have protected.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 from ehr_client.batch.journal import BatchJournal
 from ehr_client.chain.client import ChainClient
 from ehr_client.client.manifest import BatchManifest, fetch_manifest_bytes
-from ehr_client.errors import EHRError
+from ehr_client.errors import EHRError, IntegrityError, StorageUnavailable
 from ehr_client.journal import Journal, JournalDamaged, checked_payload
 from ehr_client.keyshare import KeyShare
 from ehr_client.storage import Cid, LocalStore, cid_from_bytes
@@ -83,8 +83,14 @@ def chain_references(chain: ChainClient, store: LocalStore, *,
             continue
         try:
             manifest = BatchManifest.from_bytes(fetch_manifest_bytes(store, manifest_cid))
+        except (IntegrityError, StorageUnavailable) as exc:
+            batch = "0x" + bytes(event.args["batchId"]).hex()
+            raise IntegrityError(
+                f"the manifest {manifest_cid} of the anchored batch {batch} is in {store!r} but cannot be read "
+                f"({exc}); garbage collection stopped so that no record of that batch is deleted. Restore the "
+                "manifest's blob from a replica or a backup of the store, then run `ehr storage gc` again") from exc
         except EHRError:
-            continue
+            continue  # not a manifest: a pointer whoever anchored the batch chose
         for index, leaf in enumerate(manifest.leaves):
             (dead if manifest.record_id(index) in erased else live).add(str(leaf.cid))
     return live, dead - live

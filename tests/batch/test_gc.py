@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from ehr_client.batch import BatchItem, BatchWriter
 from ehr_client.batch.gc import collect
 from ehr_client.client import EHRClient
 from ehr_client.client.write import prepare
+from ehr_client.errors import IntegrityError
 from ehr_client.journal import PendingWrite
 from ehr_client.package import RecordBinding
 from ehr_client.chain.ids import record_id_of
@@ -57,3 +60,28 @@ def test_only_unreferenced_old_blobs_are_collected(people: dict[str, EHRClient],
     assert doctor.read_record(single.record_id, key_share=share).data == canonicalize(observation(1))
     assert patient.read_record(batch.record_ids[1]).data == canonicalize(observation(3))
     assert collect(patient.chain, store, states, grace=DAY).garbage == ()
+
+
+def test_a_damaged_manifest_of_an_anchored_batch_stops_gc_before_it_deletes_its_records(
+        people: dict[str, EHRClient], writer_lab: EHRClient, store, tmp_path: Path) -> None:
+    """The batch's pack loses its last byte (the manifest, which each batch appends last): gc cannot
+    tell which blobs are the batch's records, so it deletes nothing and says what to restore."""
+    patient = people["patient"]
+    summary = BatchWriter(writer_lab).write([BatchItem(patient.address, observation(40 + i)) for i in range(2)])
+    manifest = summary.batches[0].manifest_cid
+    pack, offset, length = store.location(manifest)
+    whole = pack.read_bytes()
+    assert offset + length == len(whole)
+    with open(pack, "r+b") as f:
+        f.truncate(len(whole) - 1)
+    _age(store, [cid for cid, _ in store.blobs()], OLD)
+    states = [writer_lab.state_dir, patient.state_dir]
+    before = sorted(str(cid) for cid, _ in store.blobs())
+
+    with pytest.raises(IntegrityError, match=f"{manifest}.*garbage collection stopped.*Restore"):
+        collect(patient.chain, store, states, grace=DAY, delete=True)
+
+    assert sorted(str(cid) for cid, _ in store.blobs()) == before
+    pack.write_bytes(whole)  # restored from a replica
+    assert collect(patient.chain, store, states, grace=DAY, delete=True).removed == 0
+    assert patient.read_record(summary.record_ids[1]).data == canonicalize(observation(41))
