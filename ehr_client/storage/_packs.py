@@ -244,13 +244,11 @@ class Packs:
         yield from reversed(self._table.get(digest, ()))
 
     def live(self) -> Iterator[tuple[bytes, PackedBlob]]:
-        """Every packed blob not removed, with its newest copy (the index made again first if it is
-        missing or damaged)."""
+        """Every packed blob not removed, with its newest copy. The packs are read whole first, so a
+        blob whose entry a crash lost is listed too (for garbage collection to see it)."""
         with self._lock:
+            self._rebuild_locked()
             self._read_index()
-            if self._needs_rebuild():
-                self._rebuild_locked()
-                self._read_index()
             raw = bytes(self._raw)
         newest: dict[bytes, tuple[bytes, int, int]] = {}
         for at in range(0, len(raw), _ENTRY_SIZE):
@@ -280,8 +278,11 @@ class Packs:
             return self._rebuild_held()
 
     def _rebuild_held(self) -> tuple[int, int]:
-        """Write the index again (the lock held): its entries that check, then every whole blob of the
-        packs it does not name; atomically in place of the old. (Added, damaged entries dropped)."""
+        """Bring the index up to the packs (the lock held): every whole blob of a pack at a place no
+        entry names is indexed (a blob whose entry a crash lost, or one being appended right now;
+        what nothing references is then garbage collection's, after its grace period). Appended; or,
+        if the index holds damaged entries, the whole index written again without them, atomically in
+        place of the old. (Added, dropped)."""
         for stale in self.dir.glob(".index-*"):  # what a rebuild killed midway left
             stale.unlink(missing_ok=True)
         try:
@@ -290,20 +291,32 @@ class Packs:
         except FileNotFoundError:
             raw = b""
         slots = range(0, len(raw) - len(raw) % _ENTRY_SIZE, _ENTRY_SIZE)
-        kept = [raw[at:at + _ENTRY_SIZE] for at in slots if _checked(raw, at) is not None]
-        named = {entry[:32] for entry in kept}
-        packs_named = {entry[32:48] for entry in kept}
+        entries = [entry for at in slots if (entry := _checked(raw, at)) is not None]
+        at_places = {(name, offset) for _, name, offset, length in entries if length not in (_REMOVED, _SEEN)}
+        packs_named = {name for _, name, _, length in entries if length != _REMOVED}
         found = []
         for pack in self._pack_files():
             name = _pack_name(pack)
             assert name is not None
             for digest, offset, length in _whole_blobs(pack):
-                if digest not in named:
-                    named.add(digest)
-                    packs_named.add(name)
-                    found.append(_encode(digest, name, offset, length))
+                if (name, offset) in at_places:
+                    continue
+                packs_named.add(name)
+                found.append(_encode(digest, name, offset, length))
             if name not in packs_named:
                 found.append(_encode(b"\0" * 32, name, 0, _SEEN))
+        dropped = len(slots) - len(entries)
+        if not dropped and raw:
+            if found:
+                fd = os.open(self.index_path, os.O_WRONLY | os.O_APPEND)
+                try:
+                    torn = len(raw) % _ENTRY_SIZE
+                    write_all(fd, b"\0" * (_ENTRY_SIZE - torn) + b"".join(found) if torn else b"".join(found))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            return len(found), 0
+        kept = [raw[at:at + _ENTRY_SIZE] for at in slots if _checked(raw, at) is not None]
         fresh = self.dir / f".index-{secrets.token_hex(8)}"
         out = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -314,7 +327,7 @@ class Packs:
         os.replace(fresh, self.index_path)
         fsync_path(self.dir, directory=True)
         self._rebuilt.add(_file_id(self.index_path))
-        return len(found), len(slots) - len(kept)
+        return len(found), dropped
 
     def _read_index(self) -> None:
         """Take in the whole entries appended to the index since the last look (by any process); all

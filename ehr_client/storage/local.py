@@ -155,7 +155,8 @@ class LocalStore:
     def blobs(self) -> Iterator[tuple[Cid, float]]:
         """Every stored blob and its modification time (for garbage collection); temporary files skipped.
 
-        A packed blob has its pack's time: that of the last blob appended to it."""
+        A packed blob has its pack's time: that of the last blob appended to it. Every pack is read
+        (a blob a crash left unindexed is listed too)."""
         for shard in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in (_INCOMING, PACK_DIR)):
             for path in sorted(shard.iterdir()):
                 if path.name.startswith(".") or not path.is_file():
@@ -165,14 +166,17 @@ class LocalStore:
                 except InvalidRecord:
                     continue
                 yield Cid(path.name), path.stat().st_mtime
-        times: dict[Path, float] = {}
+        times: dict[Path, float | None] = {}
         try:
             for digest, copy in self._packs.live():
                 if copy.pack not in times:
-                    times[copy.pack] = copy.pack.stat().st_mtime
-                yield cid_from_digest(digest), times[copy.pack]
-        except FileNotFoundError:
-            return
+                    try:
+                        times[copy.pack] = copy.pack.stat().st_mtime
+                    except FileNotFoundError:
+                        times[copy.pack] = None  # the pack is gone: nothing of it to read or delete
+                mtime = times[copy.pack]
+                if mtime is not None:
+                    yield cid_from_digest(digest), mtime
         except OSError as exc:
             raise StorageUnavailable(f"cannot list the packs of {self!r}: {exc.strerror or exc}") from exc
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from ehr_client.errors import BlobNotFound, IntegrityError
-from ehr_client.storage._packs import INDEX_NAME, PACK_DIR, PACKED_AT_MOST
-from ehr_client.storage.cid import Cid, decode_cid
+from ehr_client.storage._packs import INDEX_NAME, PACK_DIR, PACKED_AT_MOST, Packs
+from ehr_client.storage.cid import Cid, cid_for_bytes, decode_cid
 from ehr_client.storage.local import LocalStore
 
 ENTRY = 64
@@ -293,3 +293,28 @@ def test_an_index_rewritten_in_place_and_appended_past_is_read_again_whole(tmp_p
         index.truncate()
     after = _grouped(LocalStore(reader.root), _blobs(6, "after"))  # past where the reader had read
     assert [reader.get(cid) for cid in after] == _blobs(6, "after")
+
+
+def test_a_blob_whose_entry_a_crash_lost_is_listed_for_gc_and_a_missing_pack_stops_no_listing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed between a blob's append to its pack and its index entry: the bytes are whole in the
+    pack, and the listing gc works from must show them (else no gc or erasure ever reaches them)."""
+    store = LocalStore(tmp_path / "store")
+    first = _grouped(store, _blobs(2, "first"))
+    second = _grouped(store, _blobs(2, "second"))
+
+    def killed(self: Packs, entries: bytes, own_pack: Path | None = None) -> None:
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(Packs, "_append_entries", killed)
+    with pytest.raises(KeyboardInterrupt), store.group_commit():
+        store.put(b"sealed package of a record the crash never journaled")
+    monkeypatch.undo()
+    orphan = cid_for_bytes(b"sealed package of a record the crash never journaled")
+    fresh = LocalStore(store.root)
+    assert str(orphan) in {str(c) for c, _ in fresh.blobs()}
+    fresh.remove(orphan)  # what gc does with it
+    assert not any(b"crash never journaled" in p.read_bytes() for p in _packs(store))
+
+    store.location(first[0])[0].unlink()  # a pack lost: its blobs are gone, the others still listed
+    assert sorted(str(c) for c, _ in LocalStore(store.root).blobs()) == sorted(second)
