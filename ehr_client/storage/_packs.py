@@ -51,6 +51,7 @@ _HEADER_SIZE = _HEADER.size + _CRC.size  # 48 bytes
 _MAGIC = b"EHRb"
 _LOCK_NAME = "lock"
 _REMOVED = 0xFFFFFFFF
+_FARTHEST = 1 << 48  # no offset in a pack is this large (a file system's limit is below it)
 _SEEN = 0xFFFFFFFE  # a rebuild's mark on a pack that no entry names (its blobs torn or removed)
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
@@ -375,7 +376,7 @@ def _checked(raw: bytes | bytearray, at: int) -> tuple[bytes, bytes, int, int] |
     if zlib.crc32(raw[at:at + _ENTRY.size]) != crc:
         return None
     digest, name, offset, length = _ENTRY.unpack_from(raw, at)
-    if length not in (_REMOVED, _SEEN) and (length > PACKED_AT_MOST or offset < _HEADER_SIZE):
+    if length not in (_REMOVED, _SEEN) and (length > PACKED_AT_MOST or not _HEADER_SIZE <= offset < _FARTHEST):
         return None  # no put writes such an entry
     return digest, name, offset, length
 

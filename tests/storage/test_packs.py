@@ -318,3 +318,20 @@ def test_a_blob_whose_entry_a_crash_lost_is_listed_for_gc_and_a_missing_pack_sto
 
     store.location(first[0])[0].unlink()  # a pack lost: its blobs are gone, the others still listed
     assert sorted(str(c) for c, _ in LocalStore(store.root).blobs()) == sorted(second)
+
+
+@pytest.mark.parametrize("offset", [1 << 63, (1 << 64) - 1, 1 << 48, 20])
+def test_an_entry_with_an_impossible_offset_is_no_entry(tmp_path: Path, offset: int) -> None:
+    store = LocalStore(tmp_path / "store")
+    cids = _grouped(store, _blobs(2))
+    (entry,) = [e for e in (_index(store).read_bytes()[i:i + ENTRY] for i in (0, ENTRY)) if e[:32] == decode_cid(
+        cids[0]).digest]
+    body = entry[:48] + struct.pack(">Q", offset) + entry[56:60]
+    with open(_index(store), "ab") as index:
+        index.write(body + struct.pack(">I", zlib.crc32(body)))
+    fresh = LocalStore(store.root)
+    assert fresh.get(cids[0]) == _blobs(2)[0]  # the forged entry is not an entry: the real one serves
+    fresh.remove(cids[0])
+    with pytest.raises(BlobNotFound):
+        fresh.get(cids[0])
+    assert fresh.get(cids[1]) == _blobs(2)[1]
