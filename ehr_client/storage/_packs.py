@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import os
 import secrets
+import stat
 import struct
 import threading
 import zlib
@@ -299,7 +300,11 @@ class Packs:
         for pack in self._pack_files():
             name = _pack_name(pack)
             assert name is not None
-            for digest, offset, length in _whole_blobs(pack):
+            try:
+                whole = list(_whole_blobs(pack))
+            except OSError:  # not a regular file, or unreadable: nothing in it is indexed
+                continue
+            for digest, offset, length in whole:
                 if (name, offset) in at_places:
                     continue
                 packs_named.add(name)
@@ -360,8 +365,14 @@ class Packs:
         copies = self.copies(digest)
         if copies is None:
             return False
-        for copy in copies:
-            _erase_bytes(copy, digest)
+        failed: OSError | None = None
+        for copy in copies:  # every copy it can, before saying why one could not be
+            try:
+                _erase_bytes(copy, digest)
+            except OSError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed  # no tombstone: a removal run again finds what is left
         self._append_entries(_encode(digest, b"\0" * 16, 0, _REMOVED))
         fsync_path(self.index_path)
         return True
@@ -384,7 +395,7 @@ def _checked(raw: bytes | bytearray, at: int) -> tuple[bytes, bytes, int, int] |
 def _whole_blobs(pack: Path) -> Iterator[tuple[bytes, int, int]]:
     """(digest, offset, length) of each blob in a pack whose bytes hash to its header's digest; up to
     the first header that does not check (a torn end). A removed blob's zeroed bytes do not hash."""
-    fd = os.open(pack, os.O_RDONLY)
+    fd = _open_pack_file(pack, os.O_RDONLY)
     try:
         size, at = os.fstat(fd).st_size, 0
         while at + _HEADER_SIZE <= size:
@@ -422,6 +433,16 @@ def _pack_name(pack: Path) -> bytes | None:
     return name if len(name) == 16 and pack.name.endswith(_PACK_SUFFIX) else None
 
 
+def _open_pack_file(pack: Path, flags: int) -> int:
+    """A pack opened as what it must be, a regular file of its own: not through a symbolic link
+    (erasure would zero what it points at), not a FIFO or a device (a read would hang)."""
+    fd = os.open(pack, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(pack))
+    return fd
+
+
 def _file_id(path: Path) -> tuple[int, int]:
     seen = os.stat(path)
     return seen.st_dev, seen.st_ino
@@ -439,7 +460,7 @@ def _erase_bytes(copy: PackedBlob, digest: bytes) -> None:
     """Take a blob's bytes out of its pack: punch them out, or overwrite them with zeros. Only where
     the pack's own header names this blob: an index entry may say anything."""
     try:
-        fd = os.open(copy.pack, os.O_RDWR)
+        fd = _open_pack_file(copy.pack, os.O_RDWR)
     except FileNotFoundError:
         return
     try:
@@ -462,7 +483,7 @@ def _erase_bytes(copy: PackedBlob, digest: bytes) -> None:
 
 def read_copy(copy: PackedBlob) -> bytes:
     """The bytes of one packed copy (short if its pack was truncated)."""
-    fd = os.open(copy.pack, os.O_RDONLY)
+    fd = _open_pack_file(copy.pack, os.O_RDONLY)
     try:
         return os.pread(fd, copy.length, copy.offset)
     finally:

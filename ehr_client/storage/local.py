@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -146,7 +147,9 @@ class LocalStore:
                 _fsync_dir(path.parent)
             except FileNotFoundError:
                 pass
-            self._packs.remove(decode_cid(cid).digest)
+            info = decode_cid(cid)
+            if info.codec == RAW:  # packs hold raw blobs only; another codec's CID may share their digest
+                self._packs.remove(info.digest)
         except OSError as exc:
             raise StorageUnavailable(
                 f"cannot delete blob {cid} from {self!r}: {exc.strerror}; check the directory's permissions"
@@ -157,6 +160,7 @@ class LocalStore:
 
         A packed blob has its pack's time: that of the last blob appended to it. Every pack is read
         (a blob a crash left unindexed is listed too)."""
+        files: set[str] = set()
         for shard in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in (_INCOMING, PACK_DIR)):
             for path in sorted(shard.iterdir()):
                 if path.name.startswith(".") or not path.is_file():
@@ -165,18 +169,20 @@ class LocalStore:
                     decode_cid(Cid(path.name))
                 except InvalidRecord:
                     continue
+                files.add(path.name)
                 yield Cid(path.name), path.stat().st_mtime
         times: dict[Path, float | None] = {}
         try:
             for digest, copy in self._packs.live():
                 if copy.pack not in times:
                     try:
-                        times[copy.pack] = copy.pack.stat().st_mtime
+                        seen = copy.pack.lstat()
+                        times[copy.pack] = seen.st_mtime if stat.S_ISREG(seen.st_mode) else None
                     except FileNotFoundError:
                         times[copy.pack] = None  # the pack is gone: nothing of it to read or delete
-                mtime = times[copy.pack]
-                if mtime is not None:
-                    yield cid_from_digest(digest), mtime
+                mtime, cid = times[copy.pack], cid_from_digest(digest)
+                if mtime is not None and cid not in files:  # a blob also kept as a file is listed once
+                    yield cid, mtime
         except OSError as exc:
             raise StorageUnavailable(f"cannot list the packs of {self!r}: {exc.strerror or exc}") from exc
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ehr_client.errors import BlobNotFound, IntegrityError
+from ehr_client.errors import BlobNotFound, IntegrityError, StorageUnavailable
 from ehr_client.storage._packs import INDEX_NAME, PACK_DIR, PACKED_AT_MOST, Packs
 from ehr_client.storage.cid import Cid, cid_for_bytes, decode_cid
 from ehr_client.storage.local import LocalStore
@@ -335,3 +335,37 @@ def test_an_entry_with_an_impossible_offset_is_no_entry(tmp_path: Path, offset: 
     with pytest.raises(BlobNotFound):
         fresh.get(cids[0])
     assert fresh.get(cids[1]) == _blobs(2)[1]
+
+
+def test_a_pack_swapped_for_a_symlink_or_a_fifo_is_never_followed_or_waited_on(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    first = _grouped(store, _blobs(2, "first"))
+    second = _grouped(store, _blobs(2, "second"))
+    victim = tmp_path / "someone else's file"
+    pack = store.location(first[0])[0]
+    victim.write_bytes(pack.read_bytes())  # even a copy of the pack itself, headers and all
+    pack.unlink()
+    pack.symlink_to(victim)
+    fresh = LocalStore(store.root)
+    with pytest.raises(StorageUnavailable):
+        fresh.get(first[0])
+    with pytest.raises(StorageUnavailable):
+        fresh.remove(first[0])
+    assert victim.read_bytes() == (tmp_path / "someone else's file").read_bytes() and _blobs(2, "first")[0] in (
+        victim.read_bytes())  # nothing zeroed through the link
+    assert sorted(str(c) for c, _ in fresh.blobs()) == sorted(second)
+    other = store.location(second[0])[0]
+    other.unlink()
+    os.mkfifo(other)
+    with pytest.raises(StorageUnavailable):
+        LocalStore(store.root).get(second[0])  # answered, not blocked on the FIFO
+
+
+def test_a_blob_kept_as_a_file_and_packed_is_listed_once_and_removed_everywhere(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    (packed,) = _grouped(store, [b"twice"])
+    assert store.put(b"twice") == packed  # outside a group: a file
+    assert [str(c) for c, _ in store.blobs()] == [str(packed)]
+    store.remove(packed)
+    assert not store.has(packed) and list(store.blobs()) == []
+    assert not any(b"twice" in p.read_bytes() for p in store.root.rglob("*") if p.is_file())
