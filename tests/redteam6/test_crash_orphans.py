@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ehr_client.package import parse_header
+
 from tests.redteam6.conftest import Cli, age_packs, ehr_killed_at_first_open_of, pack_files, store_root
 from tests.batch.conftest import observation
 
@@ -40,8 +42,11 @@ def test_an_erased_record_leaves_no_package_behind_after_a_crash_between_pack_an
 
     imported = cli.json("record", "import", str(folder), "--patient", "patient", wallet="lab")
     assert len(imported["records"]) == 2
-    first = bytes.fromhex(imported["records"][0]["recordId"][2:])
-    assert first in orphaned[0].read_bytes()[:128], "the orphan is bound to the record the resumed import anchored"
+    header, _ = parse_header(orphaned[0].read_bytes())
+    assert header.binding is not None
+    assert header.binding.record_id == bytes.fromhex(imported["records"][0]["recordId"][2:]), (
+        "the orphan is a second sealing of the record the resumed import anchored")
+    assert header.wrap_for(bytes.fromhex(world["lab"][2:])), "its data key is sealed to the lab (and the patient)"
     for record in imported["records"]:
         cli("record", "erase", record["recordId"], "--yes", "--custodian", UNREACHABLE_CUSTODIAN, wallet="patient")
     age_packs(home, 3 * 24 * 3600)
