@@ -119,7 +119,11 @@ class Packs:
             self.rotate()  # the pack may end in a torn copy no entry names; the next blob starts another
             raise
         pack.size = offset + len(data)
-        self._append_entries(_encode(digest, pack.name, offset, len(data)), pack.path)
+        try:
+            self._append_entries(_encode(digest, pack.name, offset, len(data)), pack.path)
+        except OSError:  # refused (a full disk): its bytes must not stay where nothing names them
+            _erase_bytes(PackedBlob(pack.path, offset, len(data)), digest)
+            raise
         return pack.path
 
     def rotate(self) -> None:

@@ -10,9 +10,10 @@ import subprocess
 import zlib
 from pathlib import Path
 
+from ehr_client.storage import Cid, LocalStore
 from tests.cli.conftest import Cli, anvil, cli, home, world  # noqa: F401  (fixtures)
 
-ENTRY = struct.Struct("<32s16sQI")
+ENTRY = struct.Struct(">32s16sQI")  # as docs/FORMAT.md: big-endian
 ENTRY_SIZE = ENTRY.size + 4
 REMOVED = 0xFFFFFFFF
 
@@ -32,7 +33,7 @@ def index_entries(home: Path) -> list[tuple[bytes, bytes, int, int]]:
     found = []
     for start in range(0, len(data) - len(data) % ENTRY_SIZE, ENTRY_SIZE):
         body = data[start:start + ENTRY.size]
-        if zlib.crc32(body) == struct.unpack_from("<I", data, start + ENTRY.size)[0]:
+        if zlib.crc32(body) == struct.unpack_from(">I", data, start + ENTRY.size)[0]:
             found.append(ENTRY.unpack(body))
     return found
 
@@ -40,7 +41,17 @@ def index_entries(home: Path) -> list[tuple[bytes, bytes, int, int]]:
 def forged_entry(digest: bytes, pack: bytes, offset: int, length: int) -> bytes:
     """An index entry as any process of the store's user can append one (the CRC is not a secret)."""
     body = ENTRY.pack(digest, pack, offset, length)
-    return body + struct.pack("<I", zlib.crc32(body))
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def packed_batch(store: LocalStore, count: int, size: int = 1000) -> list[tuple[Cid, bytes]]:
+    """Random blobs stored as the batch writer stores them: packed in one group commit."""
+    written = []
+    with store.group_commit():
+        for _ in range(count):
+            data = os.urandom(size)
+            written.append((store.put(data), data))
+    return written
 
 
 def age_packs(home: Path, seconds: float) -> None:

@@ -15,10 +15,6 @@ from tests.small_disk import SmallDisk, small_disk  # noqa: F401  (fixture)
 ENTRIES_A_PAGE = 4096 // 64
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/storage/_packs.py Packs.append leaves the blob's bytes in the pack when _append_entries fails "
-    "(ENOSPC on the index), and nothing indexes, lists or punches them: LocalStore.remove of its very CID "
-    "finds no copy, gc never lists it"))
 def test_a_blob_refused_for_a_full_disk_leaves_no_bytes_in_the_store(small_disk: SmallDisk) -> None:
     store = LocalStore(small_disk.root / "store")
     refused = b"ciphertext the writer was told was not stored " + os.urandom(54)

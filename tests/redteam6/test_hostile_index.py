@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from ehr_client.records import canonicalize
 from tests.batch.conftest import observation
 from tests.redteam6.conftest import Cli, age_packs, forged_entry, index_entries, store_root
@@ -68,10 +66,6 @@ def test_a_forged_entry_pointing_a_record_at_another_records_bytes_never_yields_
     assert out.read_bytes() == canonicalize(observation(6200))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/storage/_packs.py Packs.remove punches every range the index names for a digest without checking "
-    "that the range holds bytes hashing to it, so gc removing a 'garbage' CID an entry points at a live record's "
-    "range destroys that record"))
 def test_gc_of_a_forged_garbage_entry_leaves_the_live_record_it_points_at_readable(
         cli: Cli, world: dict[str, str], home: Path, tmp_path: Path) -> None:
     (record,) = _import(cli, tmp_path, 6300, 1)
@@ -88,10 +82,6 @@ def test_gc_of_a_forged_garbage_entry_leaves_the_live_record_it_points_at_readab
     assert out.read_bytes() == canonicalize(observation(6300))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/storage/_packs.py read_copy preads the entry's length (up to 4 GiB) whatever the writer's limit "
-    "(PACKED_AT_MOST, 4 MiB) and whatever the pack's size, and Packs._refresh accepts any length; a forged newest "
-    "entry on a sparse pack makes every read of the record hold and hash that much"))
 def test_a_forged_huge_entry_costs_a_reader_no_more_than_the_largest_packed_blob(
         cli: Cli, world: dict[str, str], home: Path, tmp_path: Path) -> None:
     (record,) = _import(cli, tmp_path, 6400, 1)
@@ -116,9 +106,6 @@ def test_a_forged_huge_entry_costs_a_reader_no_more_than_the_largest_packed_blob
     assert peak_kib < 512 * 1024, f"the reader peaked at {peak_kib // 1024} MiB for a 1 KiB record"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/storage/_packs.py read_copy passes the entry's 64-bit offset to os.pread, which raises "
-    "OverflowError (not OSError) past 2**63; LocalStore._get_packed lets it escape before trying the intact copy"))
 def test_a_forged_entry_with_an_offset_past_the_os_limit_does_not_stop_the_record_being_read(
         cli: Cli, world: dict[str, str], home: Path, tmp_path: Path) -> None:
     (record,) = _import(cli, tmp_path, 6800, 1)
@@ -132,11 +119,6 @@ def test_a_forged_entry_with_an_offset_past_the_os_limit_does_not_stop_the_recor
     assert out.read_bytes() == canonicalize(observation(6800))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "one bad index entry makes `ehr record erase` fail (exit 1, OverflowError from read_copy's os.pread as the "
-    "erasure reads the record) and leaves the record's package on disk; past that, ehr_client/storage/_packs.py "
-    "Packs.remove stops at the first copy it cannot punch (fallocate EINVAL: StorageUnavailable) before the "
-    "intact copy and before the tombstone"))
 def test_a_forged_entry_does_not_keep_an_erased_records_package_on_disk(
         cli: Cli, world: dict[str, str], home: Path, tmp_path: Path) -> None:
     (record,) = _import(cli, tmp_path, 6900, 1)

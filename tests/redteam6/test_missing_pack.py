@@ -7,17 +7,11 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from tests.batch.conftest import observation
 from tests.redteam6.conftest import Cli, age_packs, pack_files, store_root
 from ehr_client.storage import LocalStore
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr_client/storage/local.py LocalStore.blobs returns at the first FileNotFoundError from a pack's stat, so "
-    "every packed blob the index lists after a missing pack is never listed: gc silently stops collecting "
-    "orphans and the leftovers of interrupted erasures"))
 def test_gc_still_collects_an_orphan_after_an_earlier_pack_went_missing(
         cli: Cli, world: dict[str, str], home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "import"

@@ -8,30 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from ehr_client.storage import Cid, LocalStore
-
-
-def _batch(store: LocalStore, count: int) -> list[tuple[Cid, bytes]]:
-    written = []
-    with store.group_commit():
-        for _ in range(count):
-            data = os.urandom(700)
-            written.append((store.put(data), data))
-    return written
+from ehr_client.storage import LocalStore
+from tests.redteam6.conftest import packed_batch
 
 
 @pytest.mark.parametrize("junk", [37, 100, 64 * 3], ids=["torn-entry", "more-than-an-entry", "whole-junk-entries"])
 def test_every_blob_stays_readable_after_junk_on_the_index_tail(tmp_path: Path, junk: int) -> None:
     root = tmp_path / "store"
     running = LocalStore(root)
-    written = _batch(LocalStore(root), 3)
+    written = packed_batch(LocalStore(root), 3)
     assert all(running.get(cid) == data for cid, data in written)  # the running reader has parsed them
 
     with open(root / "packs" / "index", "ab") as f:
         f.write(os.urandom(junk))
     assert all(running.get(cid) == data for cid, data in written)
-    written += _batch(LocalStore(root), 3)  # a writer pads the torn tail before its entries
-    written += _batch(LocalStore(root), 2)
+    written += packed_batch(LocalStore(root), 3)  # a writer pads the torn tail before its entries
+    written += packed_batch(LocalStore(root), 2)
 
     for reader in (running, LocalStore(root)):
         for cid, data in written:
