@@ -145,6 +145,7 @@ class Packs:
                 except FileExistsError:
                     continue
                 break
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held while it is written: a rebuild leaves its tail alone
             pack = self._local.pack = _OpenPack(name, path, fd)
         return pack
 
@@ -299,13 +300,18 @@ class Packs:
         slots = range(0, len(raw) - len(raw) % _ENTRY_SIZE, _ENTRY_SIZE)
         entries = [entry for at in slots if (entry := _checked(raw, at)) is not None]
         at_places = {(name, offset) for _, name, offset, length in entries if length not in (_REMOVED, _SEEN)}
+        named_to: dict[bytes, int] = {}  # per pack, the farthest place an entry names
+        for named, offset in at_places:
+            named_to[named] = max(named_to.get(named, 0), offset)
         packs_named = {name for _, name, _, length in entries if length != _REMOVED}
         found = []
         for pack in self._pack_files():
             name = _pack_name(pack)
             assert name is not None
             try:
-                whole = list(_whole_blobs(pack))
+                whole, parsed_to, size = _read_pack(pack)
+                if parsed_to < size and named_to.get(name, -1) < parsed_to:
+                    _cut_torn_tail(pack, parsed_to)  # damage before a named blob is left for reads to report
             except OSError:  # not a regular file, or unreadable: nothing in it is indexed
                 continue
             for digest, offset, length in whole:
@@ -396,21 +402,38 @@ def _checked(raw: bytes | bytearray, at: int) -> tuple[bytes, bytes, int, int] |
     return digest, name, offset, length
 
 
-def _whole_blobs(pack: Path) -> Iterator[tuple[bytes, int, int]]:
-    """(digest, offset, length) of each blob in a pack whose bytes hash to its header's digest; up to
-    the first header that does not check (a torn end). A removed blob's zeroed bytes do not hash."""
+def _read_pack(pack: Path) -> tuple[list[tuple[bytes, int, int]], int, int]:
+    """(digest, offset, length) of each blob in a pack whose bytes hash to its header's digest, up to
+    the first header that does not check or a blob cut short (a torn end); where that is, and the
+    pack's size. A removed blob's zeroed bytes do not hash."""
     fd = _open_pack_file(pack, os.O_RDONLY)
+    whole = []
     try:
         size, at = os.fstat(fd).st_size, 0
         while at + _HEADER_SIZE <= size:
             header = _parsed_header(os.pread(fd, _HEADER_SIZE, at))
             if header is None or at + _HEADER_SIZE + header[1] > size:
-                return
+                break
             digest, length = header
-            at += _HEADER_SIZE
-            if hashlib.sha256(os.pread(fd, length, at)).digest() == digest:
-                yield digest, at, length
-            at += length
+            if hashlib.sha256(os.pread(fd, length, at + _HEADER_SIZE)).digest() == digest:
+                whole.append((digest, at + _HEADER_SIZE, length))
+            at += _HEADER_SIZE + length
+        return whole, at, size
+    finally:
+        os.close(fd)
+
+
+def _cut_torn_tail(pack: Path, at: int) -> None:
+    """Cut a pack back to `at`, the end of its last blob with a whole header and length: what follows
+    is a blob a killed writer was writing (part of a sealed package). Not while a writer holds it."""
+    fd = _open_pack_file(pack, os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        os.ftruncate(fd, at)
+        os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -5,6 +5,7 @@ never another blob's bytes, and a removed blob's ciphertext is gone from the pac
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import struct
@@ -369,3 +370,38 @@ def test_a_blob_kept_as_a_file_and_packed_is_listed_once_and_removed_everywhere(
     store.remove(packed)
     assert not store.has(packed) and list(store.blobs()) == []
     assert not any(b"twice" in p.read_bytes() for p in store.root.rglob("*") if p.is_file())
+
+
+def test_a_blob_torn_by_a_killed_writer_is_cut_from_its_pack_but_not_while_a_writer_holds_it(
+        tmp_path: Path) -> None:
+    """A writer killed in the middle of a blob's own write leaves part of a sealed package at the
+    pack's end: the next listing cuts it off, unless a live writer holds the pack (its lock)."""
+    store = LocalStore(tmp_path / "store")
+    cids = _grouped(store, _blobs(2))
+    pack = store.location(cids[0])[0]
+    whole = pack.read_bytes()
+    torn = b"EHRP part of a sealed package, its keys wrapped to the lab"
+    header = struct.pack(">4s32sQ", b"EHRb", b"\1" * 32, 4096)
+    with open(pack, "ab") as f:
+        f.write(header + struct.pack(">I", zlib.crc32(header)) + torn)
+    held = os.open(pack, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as the writer holds its pack while it writes
+    try:
+        list(LocalStore(store.root).blobs())
+        assert pack.read_bytes().endswith(torn)
+    finally:
+        os.close(held)
+    assert sorted(str(c) for c, _ in LocalStore(store.root).blobs()) == sorted(cids)
+    assert pack.read_bytes() == whole and LocalStore(store.root).get(cids[1]) == _blobs(2)[1]
+
+
+def test_a_damaged_header_before_indexed_blobs_is_not_cut_as_a_torn_tail(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    cids = _grouped(store, _blobs(3))
+    pack, offset, _ = store.location(cids[1])
+    data = bytearray(pack.read_bytes())
+    data[offset - 10] ^= 1  # the second blob's header no longer checks: the scan stops there
+    pack.write_bytes(bytes(data))
+    list(LocalStore(store.root).blobs())
+    assert pack.read_bytes() == bytes(data)  # the third blob is indexed after it: nothing cut
+    assert LocalStore(store.root).get(cids[2]) == _blobs(3)[2]
