@@ -34,6 +34,7 @@ from ehr_client.client.manifest import BatchManifest, fetch_manifest_bytes
 from ehr_client.errors import EHRError, IntegrityError, StorageUnavailable
 from ehr_client.journal import Journal, JournalDamaged, checked_payload
 from ehr_client.keyshare import KeyShare
+from ehr_client.package import parse_header
 from ehr_client.storage import Cid, LocalStore, cid_from_bytes
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
@@ -62,9 +63,15 @@ def referenced_on_chain(chain: ChainClient, store: LocalStore, *, erased: Collec
     return chain_references(chain, store, erased=erased)[0]
 
 
-def chain_references(chain: ChainClient, store: LocalStore, *,
-                     erased: Collection[bytes] = ()) -> tuple[set[str], set[str]]:
-    """(blobs the chain points at for a record not in `erased`, blobs it points at for one in `erased`)."""
+def chain_references(chain: ChainClient, store: LocalStore, *, erased: Collection[bytes] = (),
+                     ours: Collection[str] = ()) -> tuple[set[str], set[str]]:
+    """(blobs the chain points at for a record not in `erased`, blobs it points at for one in `erased`).
+
+    Whoever anchors a record or a batch chooses its pointer, so a blob can be in both: `collect`
+    settles those by the record the blob's own package names (`_sealed_to_erased`). A manifest in
+    `ours` (this home's batches) that the store holds but cannot read stops everything
+    (`IntegrityError`): its records cannot be told from garbage. Another author's is skipped: whoever
+    anchors a batch may point it at any blob, damaged ones included."""
     live: set[str] = set()
     dead: set[str] = set()
     for event in chain.get_events("RecordRegistry", "RecordAdded"):
@@ -78,22 +85,29 @@ def chain_references(chain: ChainClient, store: LocalStore, *,
             manifest_cid = cid_from_bytes(bytes(event.args["manifestCid"]))
         except EHRError:
             continue
-        live.add(manifest_cid)
         if not store.has(manifest_cid):
+            live.add(manifest_cid)
             continue
         try:
-            manifest = BatchManifest.from_bytes(fetch_manifest_bytes(store, manifest_cid))
-        except (IntegrityError, StorageUnavailable) as exc:
+            stored = fetch_manifest_bytes(store, manifest_cid)
+        except (IntegrityError, StorageUnavailable) as exc:  # the store's copy is damaged or unreadable
+            if manifest_cid not in ours:
+                continue
             batch = "0x" + bytes(event.args["batchId"]).hex()
             raise IntegrityError(
                 f"the manifest {manifest_cid} of the anchored batch {batch} is in {store!r} but cannot be read "
                 f"({exc}); garbage collection stopped so that no record of that batch is deleted. Restore the "
                 "manifest's blob from a replica or a backup of the store, then run `ehr storage gc` again") from exc
         except EHRError:
-            continue  # not a manifest: a pointer whoever anchored the batch chose
+            continue  # too large to be a manifest: a pointer whoever anchored the batch chose, keeping nothing
+        try:
+            manifest = BatchManifest.from_bytes(stored)
+        except EHRError:
+            continue  # it reads whole but is no manifest (another record's package, say): it keeps nothing alive
+        live.add(manifest_cid)
         for index, leaf in enumerate(manifest.leaves):
             (dead if manifest.record_id(index) in erased else live).add(str(leaf.cid))
-    return live, dead - live
+    return live, dead
 
 
 def referenced_by_journals(state_dirs: Iterable[Path], *, erased: Collection[bytes] = ()) -> set[str]:
@@ -131,9 +145,30 @@ def _open_batch_cids(path: Path) -> set[str]:
     return found
 
 
+def home_manifests(state_dirs: Iterable[Path]) -> set[str]:
+    """The manifests of the batches the wallets of these state directories anchored."""
+    return {str(b["manifestCid"]) for state in state_dirs
+            for b in BatchJournal(state, "0x" + "00" * 20).anchored_batches()}
+
+
 def journaled_shares(state_dirs: Iterable[Path]) -> set[str]:
     """The key shares the wallets of these state directories stored (damage raises JournalDamaged)."""
     return {cid for state in state_dirs for cid in Journal(state, b"").shares()}
+
+
+def _sealed_to_erased(store: LocalStore, cid: Cid, erased: Collection[bytes]) -> bool:
+    """Whether a blob is a record package sealed to a tombstoned record (its binding says which): then
+    another record's pointer to it (anyone may anchor any CID) does not keep the erased ciphertext."""
+    chunks = store.iter_get(cid)
+    try:
+        header, _ = parse_header(next(iter(chunks), b""))  # a header fits in the first chunk (1 MiB)
+    except EHRError:
+        return False
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return header.binding is not None and header.binding.record_id in erased
 
 
 def _key_share(store: LocalStore, cid: Cid) -> KeyShare | None:
@@ -155,7 +190,9 @@ def collect(chain: ChainClient, store: LocalStore, state_dirs: Iterable[Path], *
     state_dirs = list(state_dirs)
     erased = tombstoned_on_chain(chain)
     shares = journaled_shares(state_dirs)
-    on_chain, of_erased_records = chain_references(chain, store, erased=erased)
+    on_chain, of_erased_records = chain_references(chain, store, erased=erased, ours=home_manifests(state_dirs))
+    on_chain -= {cid for cid in of_erased_records & on_chain if _sealed_to_erased(store, Cid(cid), erased)}
+    of_erased_records -= on_chain
     live = referenced_by_journals(state_dirs, erased=erased) | on_chain
     garbage, of_erased, unfinished, referenced, young, size = [], [], [], 0, 0, 0
     for cid, mtime in list(store.blobs()):

@@ -32,7 +32,7 @@ import stat
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +105,7 @@ class Packs:
         self._tabled_to = 0  # bytes of `_raw` in the table
         self._checked_to = 0  # bytes of `_raw` checked for damaged entries
         self._named: set[bytes] = set()  # the packs named by the entries checked
+        self._listed: tuple[tuple[int, int], set[bytes]] | None = None  # (the directory's inode and time, pack names)
         self._rebuilt: set[tuple[int, int]] = set()  # index files this process wrote by a rebuild
 
     # --- writing (inside a group commit) ----------------------------------------------------------
@@ -119,11 +120,8 @@ class Packs:
             self.rotate()  # the pack may end in a torn copy no entry names; the next blob starts another
             raise
         pack.size = offset + len(data)
-        try:
-            self._append_entries(_encode(digest, pack.name, offset, len(data)), pack.path)
-        except OSError:  # refused (a full disk): its bytes must not stay where nothing names them
-            _erase_bytes(PackedBlob(pack.path, offset, len(data)), digest)
-            raise
+        self._append_entries(_encode(digest, pack.name, offset, len(data)), pack.path,
+                             undo=lambda: _erase_bytes(PackedBlob(pack.path, offset, len(data)), digest))
         return pack.path
 
     def rotate(self) -> None:
@@ -149,16 +147,24 @@ class Packs:
             pack = self._local.pack = _OpenPack(name, path, fd)
         return pack
 
-    def _append_entries(self, entries: bytes, own_pack: Path | None = None) -> None:
+    def _append_entries(self, entries: bytes, own_pack: Path | None = None,
+                        undo: Callable[[], None] | None = None) -> None:
+        """Append to the index under its lock; if that fails, `undo` runs under the lock too (a blob
+        refused must be zeroed before a rebuild could find it whole and index it)."""
         with self._index_lock():
-            if not self.index_path.exists() and self._has_packs(but=own_pack):
-                self._rebuild_held()  # the index was lost: first make it again, or its blobs stay unfound
-            fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                torn = os.fstat(fd).st_size % _ENTRY_SIZE
-                write_all(fd, b"\0" * (_ENTRY_SIZE - torn) + entries if torn else entries)
-            finally:
-                os.close(fd)
+                if not self.index_path.exists() and self._has_packs(but=own_pack):
+                    self._rebuild_held()  # the index was lost: first make it again, or its blobs stay unfound
+                fd = _open_regular(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+                try:
+                    torn = os.fstat(fd).st_size % _ENTRY_SIZE
+                    write_all(fd, b"\0" * (_ENTRY_SIZE - torn) + entries if torn else entries)
+                finally:
+                    os.close(fd)
+            except OSError:
+                if undo is not None:
+                    undo()
+                raise
 
     @contextmanager
     def _index_lock(self) -> Iterator[None]:
@@ -229,7 +235,18 @@ class Packs:
             elif entry[3] != _REMOVED:
                 self._named.add(entry[1])
         self._checked_to = len(self._raw)
-        return damaged or any(_pack_name(pack) not in self._named for pack in self._pack_files())
+        return damaged or not self._pack_names() <= self._named
+
+    def _pack_names(self) -> set[bytes]:
+        """The names of the pack files, listed again only when the directory changed."""
+        try:
+            seen = os.stat(self.dir)
+        except FileNotFoundError:
+            return set()
+        if self._listed is None or self._listed[0] != (seen.st_ino, seen.st_mtime_ns):
+            names = {name for pack in self._pack_files() if (name := _pack_name(pack)) is not None}
+            self._listed = ((seen.st_ino, seen.st_mtime_ns), names)
+        return self._listed[1]
 
     def _positions(self, digest: bytes) -> Iterator[int]:
         """Where entries of `digest` may start in the index, newest first (the caller checks them)."""
@@ -291,9 +308,12 @@ class Packs:
         if the index holds damaged entries, the whole index written again without them, atomically in
         place of the old. (Added, dropped)."""
         for stale in self.dir.glob(".index-*"):  # what a rebuild killed midway left
-            stale.unlink(missing_ok=True)
+            try:
+                stale.unlink()
+            except OSError:
+                pass  # not a file: never ours (each rebuild writes a new random name)
         try:
-            with open(self.index_path, "rb") as f:
+            with os.fdopen(_open_regular(self.index_path, os.O_RDONLY), "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
             raw = b""
@@ -304,6 +324,7 @@ class Packs:
         for named, offset in at_places:
             named_to[named] = max(named_to.get(named, 0), offset)
         packs_named = {name for _, name, _, length in entries if length != _REMOVED}
+        removed = {digest for digest, length in {e[0]: e[3] for e in entries}.items() if length == _REMOVED}
         found = []
         for pack in self._pack_files():
             name = _pack_name(pack)
@@ -312,10 +333,13 @@ class Packs:
                 whole, parsed_to, size = _read_pack(pack)
                 if parsed_to < size and named_to.get(name, -1) < parsed_to:
                     _cut_torn_tail(pack, parsed_to)  # damage before a named blob is left for reads to report
-            except OSError:  # not a regular file, or unreadable: nothing in it is indexed
-                continue
+            except OSError:  # not a regular file, or unreadable: nothing in it is indexed (it gets the mark)
+                whole = []
             for digest, offset, length in whole:
                 if (name, offset) in at_places:
+                    continue
+                if digest in removed:  # a copy of a removed blob no entry named: zeroed, unless being written
+                    _erase_unless_held(PackedBlob(pack, offset, length), digest)
                     continue
                 packs_named.add(name)
                 found.append(_encode(digest, name, offset, length))
@@ -324,7 +348,7 @@ class Packs:
         dropped = len(slots) - len(entries)
         if not dropped and raw:
             if found:
-                fd = os.open(self.index_path, os.O_WRONLY | os.O_APPEND)
+                fd = _open_regular(self.index_path, os.O_WRONLY | os.O_APPEND)
                 try:
                     torn = len(raw) % _ENTRY_SIZE
                     write_all(fd, b"\0" * (_ENTRY_SIZE - torn) + b"".join(found) if torn else b"".join(found))
@@ -349,7 +373,7 @@ class Packs:
         """Take in the whole entries appended to the index since the last look (by any process); all
         of it again if it was replaced or rewritten since (a restored copy: its last entry read differs)."""
         try:
-            with open(self.index_path, "rb") as f:
+            with os.fdopen(_open_regular(self.index_path, os.O_RDONLY), "rb") as f:
                 seen = os.fstat(f.fileno())
                 if (seen.st_dev, seen.st_ino) != self._index_file or seen.st_size < len(self._raw):
                     self._forget((seen.st_dev, seen.st_ino))
@@ -406,7 +430,7 @@ def _read_pack(pack: Path) -> tuple[list[tuple[bytes, int, int]], int, int]:
     """(digest, offset, length) of each blob in a pack whose bytes hash to its header's digest, up to
     the first header that does not check or a blob cut short (a torn end); where that is, and the
     pack's size. A removed blob's zeroed bytes do not hash."""
-    fd = _open_pack_file(pack, os.O_RDONLY)
+    fd = _open_regular(pack, os.O_RDONLY)
     whole = []
     try:
         size, at = os.fstat(fd).st_size, 0
@@ -426,7 +450,7 @@ def _read_pack(pack: Path) -> tuple[list[tuple[bytes, int, int]], int, int]:
 def _cut_torn_tail(pack: Path, at: int) -> None:
     """Cut a pack back to `at`, the end of its last blob with a whole header and length: what follows
     is a blob a killed writer was writing (part of a sealed package). Not while a writer holds it."""
-    fd = _open_pack_file(pack, os.O_RDWR)
+    fd = _open_regular(pack, os.O_RDWR)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -460,14 +484,27 @@ def _pack_name(pack: Path) -> bytes | None:
     return name if len(name) == 16 and pack.name.endswith(_PACK_SUFFIX) else None
 
 
-def _open_pack_file(pack: Path, flags: int) -> int:
-    """A pack opened as what it must be, a regular file of its own: not through a symbolic link
-    (erasure would zero what it points at), not a FIFO or a device (a read would hang)."""
-    fd = os.open(pack, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+def _open_regular(path: Path, flags: int) -> int:
+    """A pack or the index opened as what it must be, a regular file of its own: not through a
+    symbolic link (erasure would zero what it points at), not a FIFO or a device (a read would hang)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(pack))
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     return fd
+
+
+def _erase_unless_held(copy: PackedBlob, digest: bytes) -> None:
+    """`_erase_bytes`, unless a writer holds the pack (it may be storing that blob again right now)."""
+    fd = _open_regular(copy.pack, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        _erase_bytes(copy, digest)
+    finally:
+        os.close(fd)
 
 
 def _file_id(path: Path) -> tuple[int, int]:
@@ -487,12 +524,13 @@ def _erase_bytes(copy: PackedBlob, digest: bytes) -> None:
     """Take a blob's bytes out of its pack: punch them out, or overwrite them with zeros. Only where
     the pack's own header names this blob: an index entry may say anything."""
     try:
-        fd = _open_pack_file(copy.pack, os.O_RDWR)
+        fd = _open_regular(copy.pack, os.O_RDWR)
     except FileNotFoundError:
         return
     try:
-        if _parsed_header(os.pread(fd, _HEADER_SIZE, copy.offset - _HEADER_SIZE)) != (digest, copy.length):
-            return
+        if _parsed_header(os.pread(fd, _HEADER_SIZE, copy.offset - _HEADER_SIZE)) != (digest, copy.length) and (
+                hashlib.sha256(os.pread(fd, copy.length, copy.offset)).digest() != digest):
+            return  # neither its header nor its bytes say this blob: not ours to zero
         punched = False
         if _FALLOCATE is not None:
             flags = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
@@ -510,7 +548,7 @@ def _erase_bytes(copy: PackedBlob, digest: bytes) -> None:
 
 def read_copy(copy: PackedBlob) -> bytes:
     """The bytes of one packed copy (short if its pack was truncated)."""
-    fd = _open_pack_file(copy.pack, os.O_RDONLY)
+    fd = _open_regular(copy.pack, os.O_RDONLY)
     try:
         return os.pread(fd, copy.length, copy.offset)
     finally:
