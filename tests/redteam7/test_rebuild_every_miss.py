@@ -6,6 +6,7 @@ the portal for every record it lists) makes the index again, reading and hashing
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def plant_fifo(path: Path) -> None:
                    "mark, so Packs._needs_rebuild stays true and Packs.copies rebuilds on every miss "
                    "(ehr_client/storage/_packs.py, _rebuild_held: `except OSError: continue` before the mark)")
 @pytest.mark.parametrize("plant", [plant_directory, plant_fifo], ids=["directory", "fifo"])
-def test_a_non_pack_under_a_pack_name_makes_every_miss_rebuild(tmp_path: Path, plant) -> None:
+def test_a_non_pack_under_a_pack_name_makes_every_miss_rebuild(tmp_path: Path, plant: Callable[[Path], None]) -> None:
     store = LocalStore(tmp_path / "store")
     written = packed_batch(store, 20)
     plant(packs_dir(store.root) / NOT_A_PACK)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.redteam7.conftest import ENTRY_SIZE, LocalStore, packs_dir
+from tests.redteam7.conftest import ENTRY_SIZE, Cid, LocalStore, packs_dir
 
 WRITER = """
 import os, sys
@@ -60,7 +60,7 @@ def test_index_rewrites_beside_a_writer_lose_no_entry(tmp_path: Path) -> None:
     raw = (packs_dir(root) / "index").read_bytes()
     assert len(raw) % ENTRY_SIZE == 0
     for cid in written:  # before any listing could index again what a rewrite lost
-        assert hashlib.sha256(fresh.get(cid)).digest()  # reads, checked against its CID
+        assert hashlib.sha256(fresh.get(Cid(cid))).digest()  # reads, checked against its CID
     listed = [cid for cid, _ in fresh.blobs()]
     assert len(listed) == len(set(listed))
     assert set(written) <= set(listed)
