@@ -17,6 +17,7 @@ from ehr_client.journal import PendingWrite
 from ehr_client.package import RecordBinding
 from ehr_client.chain.ids import record_id_of
 from ehr_client.records import canonicalize
+from ehr_client.storage import cid_to_bytes
 from tests.batch.conftest import observation
 from tests.constants import DAY
 
@@ -85,3 +86,23 @@ def test_a_damaged_manifest_of_an_anchored_batch_stops_gc_before_it_deletes_its_
     pack.write_bytes(whole)  # restored from a replica
     assert collect(patient.chain, store, states, grace=DAY, delete=True).removed == 0
     assert patient.read_record(summary.record_ids[1]).data == canonicalize(observation(41))
+
+
+def test_another_records_pointer_does_not_keep_an_erased_records_package(
+        people: dict[str, EHRClient], writer_lab: EHRClient, store) -> None:
+    """The erasure died after its tombstone, before it removed the package. Anyone may anchor any CID:
+    a stranger adds a record of their own pointing at that package, to keep it. The package's own
+    binding names the erased record, so gc collects it all the same."""
+    patient, stranger = people["patient"], people["stranger"]
+    written = writer_lab.add_record(patient.address, observation(50))
+    info = patient.get_record(written.record_id)
+    patient.tombstone(info)  # the erasure dies here, before its unpin
+    stranger.register_patient()
+    pointer = stranger.chain.records.functions.addRecord(
+        os.urandom(32), stranger.address, info.content_hash, int(info.scope), cid_to_bytes(info.cid))
+    stranger.chain.transact(stranger.identity.account, pointer, action="add a record")
+    _age(store, [info.cid], OLD)
+
+    report = collect(patient.chain, store, [writer_lab.state_dir, patient.state_dir], grace=DAY, delete=True)
+
+    assert info.cid in report.erased and not store.has(info.cid)

@@ -27,9 +27,6 @@ def entry_of(root: Path, data: bytes) -> tuple[Path, int]:
     raise AssertionError("no entry")
 
 
-@pytest.mark.xfail(strict=True, reason="Packs.remove appends the tombstone although _erase_bytes zeroed nothing: "
-                   "_erase_bytes returns silently when the header before the bytes does not check, even when the "
-                   "bytes hash to the digest (ehr_client/storage/_packs.py, _erase_bytes / Packs.remove)")
 def test_a_damaged_header_keeps_the_erased_ciphertext_on_disk(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     written = packed_batch(store, 3)
@@ -51,9 +48,6 @@ def test_a_damaged_header_keeps_the_erased_ciphertext_on_disk(tmp_path: Path) ->
     assert refused or not stored_bytes_anywhere(store.root, data), "erasure reported done, ciphertext still stored"
 
 
-@pytest.mark.xfail(strict=True, reason="Packs._rebuild_held ignores tombstones: a whole copy at a place no entry "
-                   "names is appended after the blob's tombstone and wins; Packs.remove zeroed only the copies "
-                   "the index named (ehr_client/storage/_packs.py, _rebuild_held and Packs.remove)")
 def test_a_removed_blob_comes_back_from_a_copy_a_crash_left_unindexed(tmp_path: Path) -> None:
     """The same bytes packed twice (a resumed import puts its batch manifest again when `has()` misses
     it), the second writer killed before its entry; the blob is then removed; the next `ehr storage gc`

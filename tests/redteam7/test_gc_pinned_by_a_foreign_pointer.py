@@ -9,9 +9,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-
 from ehr_client.dev.node import AnvilNode
 from tests.cli.conftest import Cli, anvil, cli, home, observation, world  # noqa: F401  (fixtures)
 from tests.redteam7.test_gc_stopped_by_a_foreign_pointer import anchor_foreign_batch, store_files
@@ -26,10 +23,6 @@ def ehr_killed_at_unlink_of(cli: Cli, path: Path, *args: str, wallet: str) -> su
     return subprocess.run(argv, env={**os.environ, **cli.env}, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.xfail(strict=True, reason="chain_references (ehr_client/batch/gc.py) adds every BatchAnchored "
-                   "manifest pointer to `live`, whoever anchored it, and returns `dead - live`: a foreign pointer "
-                   "at an erased record's package keeps its ciphertext (a package under MAX_MANIFEST_BYTES also "
-                   "stops gc: BatchManifest.from_bytes raises IntegrityError for a non-manifest)")
 def test_a_foreign_pointer_keeps_an_erased_records_ciphertext(cli: Cli, home: Path, world: dict[str, str], anvil: AnvilNode,
                                                             observation: Path) -> None:
     before = store_files(home)

@@ -9,9 +9,7 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from web3 import Web3
-
 
 from ehr_client.dev.node import AnvilNode
 from ehr_client.chain.abi import load_artifact
@@ -40,12 +38,6 @@ def anchor_foreign_batch(rpc_url: str, home: Path, patient: str, manifest_cid: s
     assert receipt["status"] == 1
 
 
-STOPS_GC = ("BatchManifest.from_bytes (ehr_client/client/manifest.py) raises IntegrityError for any blob that is "
-            "not a manifest, and chain_references (ehr_client/batch/gc.py) stops gc on IntegrityError before its "
-            "`except EHRError: continue` for non-manifests; it does so for any author's batch")
-
-
-@pytest.mark.xfail(strict=True, reason=STOPS_GC)
 def test_a_foreign_pointer_at_an_intact_package_stops_gc(cli: Cli, home: Path, world: dict[str, str], anvil: AnvilNode,
                                                         observation: Path) -> None:
     before = store_files(home)

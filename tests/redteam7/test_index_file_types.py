@@ -26,9 +26,6 @@ print("read")
 """
 
 
-@pytest.mark.xfail(strict=True, reason="Packs._read_index (and _rebuild_held) open packs/index with a plain "
-                   "open(..., 'rb'): a FIFO there blocks every reader of a packed blob forever, where packs are "
-                   "opened O_NONBLOCK and checked S_ISREG (ehr_client/storage/_packs.py, Packs._read_index)")
 def test_a_fifo_in_the_index_place_hangs_every_reader(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     cid, _ = packed_batch(store, 5)[0]

@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from ehr_client.storage.cid import cid_for_bytes
 from tests.redteam7.conftest import LocalStore, packed_batch, packs_dir
 
@@ -33,9 +31,6 @@ except StorageFull:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="Packs.append zeroes a refused blob's bytes (_erase_bytes) after "
-                   "_append_entries released the index lock, so a concurrent Packs._rebuild_held can index it "
-                   "whole first; nothing takes that entry back (ehr_client/storage/_packs.py, Packs.append)")
 def test_a_put_refused_for_a_full_disk_is_not_stored(tmp_path: Path) -> None:
     root = tmp_path / "store"
     packed_batch(LocalStore(root), 100)  # an index of 6,400 bytes
