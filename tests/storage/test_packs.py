@@ -304,7 +304,7 @@ def test_a_blob_whose_entry_a_crash_lost_is_listed_for_gc_and_a_missing_pack_sto
     first = _grouped(store, _blobs(2, "first"))
     second = _grouped(store, _blobs(2, "second"))
 
-    def killed(self: Packs, entries: bytes, own_pack: Path | None = None) -> None:
+    def killed(self: Packs, entries: bytes, own_pack: Path | None = None, undo: object = None) -> None:
         raise KeyboardInterrupt  # the process dies here
 
     monkeypatch.setattr(Packs, "_append_entries", killed)
