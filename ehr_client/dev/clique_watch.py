@@ -67,7 +67,7 @@ class StallWatch:
         if settled:
             self.settled += 1
         elif self._stalls % 3 == 0:
-            log.warning("head stands at %d; reconnecting the peers", head)
+            log.warning("head stands at %d; reconnecting the peers. Nodes: %s", head, self.network.heads_report())
             self.reconnect()
         log.warning("head stands at %d; nudging the sealers", head)
         self.network.nudge_sealers()

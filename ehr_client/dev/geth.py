@@ -480,7 +480,7 @@ class CliqueNetwork:
                 return str(block["hash"])
             if time.monotonic() >= deadline:
                 raise ChainStalled(f"{node.name} does not hold block {number}{' ' + expected if expected else ''} "
-                                   f"on a cold start; see {node.log_path}. Nodes: {self._heads_report()}")
+                                   f"on a cold start; see {node.log_path}. Nodes: {self.heads_report()}")
             time.sleep(0.1)
 
     def _catch_up(self, node: GethNode, deadline: float) -> None:
@@ -577,11 +577,12 @@ class CliqueNetwork:
             if time.monotonic() >= deadline:
                 raise ChainStalled(f"the chain is at block {head}, not {number}, after {timeout:.0f}s: too few "
                                    "validators are sealing (Clique needs more than half); start stopped ones. "
-                                   f"Nodes: {self._heads_report()}")
+                                   f"Nodes: {self.heads_report()}")
             time.sleep(0.1)
 
-    def _heads_report(self) -> str:
-        """Each running node's head number, head hash prefix and peer count, for a stall's error."""
+    def heads_report(self) -> str:
+        """Each running node's head (number, hash prefix, total difficulty), peer count, whether it
+        mines, and who sealed its last blocks (Clique's "signed recently" window), for a stall's log."""
         parts = []
         for node in self.nodes.values():
             if not node.running:
@@ -590,7 +591,14 @@ class CliqueNetwork:
             try:
                 block = rpc(node.rpc_url, "eth_getBlockByNumber", "latest", False, timeout=2.0)
                 peers = int(rpc(node.rpc_url, "net_peerCount", timeout=2.0), 16)
-                parts.append(f"{node.name} #{int(block['number'], 16)} {block['hash'][:10]} {peers} peers")
+                number = int(block["number"], 16)
+                part = f"{node.name} #{number} {block['hash'][:10]} td {int(block['totalDifficulty'], 16)} {peers} peers"
+                if node.spec.kind == "validator":
+                    sealers = [str(rpc(node.rpc_url, "clique_getSigner", hex(n), timeout=2.0))[:6]
+                               for n in range(max(1, number - 2), number + 1)]
+                    mining = rpc(node.rpc_url, "eth_mining", timeout=2.0)
+                    part += f" {'mining' if mining else 'idle'} sealers {','.join(sealers)}"
+                parts.append(part)
             except (ChainUnavailable, RpcRefused, KeyError, TypeError):
                 parts.append(f"{node.name} not answering")
         return "; ".join(parts)
