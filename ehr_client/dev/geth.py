@@ -58,7 +58,7 @@ GcMode = Literal["archive", "full"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILT_GETH = REPO_ROOT / ".build" / "bin" / "geth"
 HTTP_APIS = "eth,net,web3,clique,admin,txpool"
-VALIDATOR_APIS = HTTP_APIS + ",miner,debug"  # miner_start: nudge_sealers; debug_setHead: settle_equal_forks
+VALIDATOR_APIS = HTTP_APIS + ",miner,debug"  # miner_start: nudge_sealers; debug_setHead: settle_forks
 NETWORK_FILE = "network.json"
 DEFAULT_CHAIN_ID = 31415
 GETH_CACHE_MB = 128  # geth preallocates its write-ahead log from this (1 GiB by default: 144 MB of disk a node)
@@ -546,6 +546,10 @@ class CliqueNetwork:
         peer announces, and a node still at genesis discards announced blocks until it has synced.
         Nodes that each sealed a block 1 of their own can therefore wait on each other for good; a
         fresh handshake lets the lighter ones sync to the heaviest fork.
+
+        A link comes back at once only if one of its two ends last dialled the other over 35 s ago
+        (geth's dial history); otherwise both ends stay apart until that time is up. Callers wait
+        for the peers (`wait_for_peers`) and never repeat it within that time.
         """
         running = [node for node in self.nodes.values() if node.running]
         for method in ("admin_removePeer", "admin_addPeer"):
@@ -560,8 +564,8 @@ class CliqueNetwork:
     def wait_for_block(self, number: int, *, name: str | None = None, timeout: float = 30.0) -> int:
         """Wait until `name`'s (or any running node's) head reaches `number`; ChainStalled after `timeout`.
 
-        A head that stands still gets the sealers nudged, and now and then the peers reconnected
-        (`clique_watch.StallWatch`).
+        A head that stands still gets the validators off the heaviest fork settled onto it and the
+        sealers nudged (`clique_watch.StallWatch`).
         """
         deadline = time.monotonic() + timeout
         head, stall = -1, StallWatch(self)
