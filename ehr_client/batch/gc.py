@@ -119,9 +119,8 @@ def referenced_by_journals(state_dirs: Iterable[Path], *, erased: Collection[byt
         journal = Journal(state, b"")
         found.update(entry.cid for entry in journal.pending() if entry.record_id.lower() not in erased_hex)
         found.update(entry.cid for entry in journal.acknowledged() if entry.record_id.lower() not in erased_hex)
-        batch = BatchJournal(state, "0x" + "00" * 20)
-        found.update(str(b["manifestCid"]) for b in batch.anchored_batches())
-        found.update(_open_batch_cids(batch.path))
+        found.update(home_manifests([state]))
+        found.update(_open_batch_cids(BatchJournal(state, "0x" + "00" * 20).path))
     return found
 
 

@@ -318,7 +318,8 @@ class Packs:
         except FileNotFoundError:
             raw = b""
         slots = range(0, len(raw) - len(raw) % _ENTRY_SIZE, _ENTRY_SIZE)
-        entries = [entry for at in slots if (entry := _checked(raw, at)) is not None]
+        checked = [(at, entry) for at in slots if (entry := _checked(raw, at)) is not None]
+        entries = [entry for _, entry in checked]
         at_places = {(name, offset) for _, name, offset, length in entries if length not in (_REMOVED, _SEEN)}
         named_to: dict[bytes, int] = {}  # per pack, the farthest place an entry names
         for named, offset in at_places:
@@ -356,7 +357,7 @@ class Packs:
                 finally:
                     os.close(fd)
             return len(found), 0
-        kept = [raw[at:at + _ENTRY_SIZE] for at in slots if _checked(raw, at) is not None]
+        kept = [raw[at:at + _ENTRY_SIZE] for at, _ in checked]
         fresh = self.dir / f".index-{secrets.token_hex(8)}"
         out = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
