@@ -19,6 +19,10 @@ from eth_account import Account
 from eth_keys import keys
 
 GAS_LIMIT = 30_000_000
+# A validator's pool refuses a transaction from a peer tipping less (geth's --miner.gasprice, its
+# default, set explicitly so that the supervisor knows it: what it hands over by JSON-RPC is local
+# to the node it reaches, and a local transaction is exempt from the floor).
+MINER_TIP_FLOOR_WEI = 10**9
 # A validator's keystore: geth's standard scrypt cost. A lower cost would only speed up `up`.
 SCRYPT_N = 2**18
 

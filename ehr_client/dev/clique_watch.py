@@ -26,8 +26,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from ehr_client.dev._clique_setup import MINER_TIP_FLOOR_WEI
 from ehr_client.dev.rpc import RpcRefused, rpc
 from ehr_client.errors import ChainUnavailable
 
@@ -38,54 +40,74 @@ log = logging.getLogger(__name__)
 
 STALL_PERIODS = 3  # a head that stands still this many periods gets the sealers nudged
 STUCK_BLOCKS = 6  # a pending transaction that many blocks old is handed to every other node
-SETTLE_SECONDS = 60.0  # a restarted validator syncs the kept fork within geth's 10 s sync cycle
+SETTLE_SECONDS = 60.0  # a settle's budget: a restarted validator syncs the kept fork within geth's 10 s sync cycle
+STOP_SECONDS = 10.0  # a validator the settle stops gets SIGKILL after this (a hung one ignores SIGTERM)
 REPORT_EVERY = 3  # every third stall in a row logs each node's state
+SETTLE_AFTER = 2  # the first stall gets a nudge only: a chain that moves brings laggards along itself
 
 PendingKey = tuple[str, str, int]  # node, sender, nonce
 
 
 class StallWatch:
-    """The rule for a head that stands still: after `STALL_PERIODS` periods the validators off the
-    heaviest fork are settled onto it, and the sealers are nudged."""
+    """The rule for a head that stands still: after `STALL_PERIODS` periods the sealers are nudged,
+    and from the second stall in a row on the validators off the heaviest fork (or behind it) are
+    first settled onto it. Validators a settle stopped and could not start again are started at
+    each later stall."""
 
-    def __init__(self, network: CliqueNetwork) -> None:
+    def __init__(self, network: CliqueNetwork, *, stopping: Callable[[], bool] = lambda: False) -> None:
         self.network = network
         self.nudges = 0
         self.settled = 0
+        self._stopping = stopping
         self._head = -1
         self._moved = time.monotonic()
         self._stalls = 0
+        self._left_stopped: set[str] = set()
 
     def observe(self, head: int) -> None:
         now = time.monotonic()
         if head != self._head:
             self._head, self._moved, self._stalls = head, now, 0
             return
-        if now - self._moved <= STALL_PERIODS * self.network.period:
+        if now - self._moved <= STALL_PERIODS * self.network.period or self._stopping():
             return
         self._stalls += 1
         self._moved = now
         if self._stalls % REPORT_EVERY == 0:
             log.warning("head stands at %d after %d nudges. Nodes: %s", head, self._stalls,
                         self.network.heads_report())
-        try:
-            settled = settle_forks(self.network)
-        except (ChainUnavailable, RpcRefused) as exc:  # ChainStalled is a ChainUnavailable
-            log.warning("head stands at %d; could not settle forks (%s)", head, exc)
-            settled = False
-        if settled:
+        self._start_left_stopped()
+        stopped: list[str] = []
+        if self._stalls >= SETTLE_AFTER:
+            try:
+                stopped = settle_forks(self.network)
+            except (ChainUnavailable, RpcRefused) as exc:  # ChainStalled is a ChainUnavailable
+                log.warning("head stands at %d; could not settle forks (%s)", head, exc)
+        if stopped:
             self.settled += 1
+            self._left_stopped.update(name for name in stopped if not self.network.nodes[name].running)
         log.warning("head stands at %d; nudging the sealers", head)
         self.network.nudge_sealers()
         self.nudges += 1
+
+    def _start_left_stopped(self) -> None:
+        for name in sorted(self._left_stopped):
+            if self._stopping():
+                return
+            try:
+                self.network.start([name], deadline=time.monotonic() + SETTLE_SECONDS)
+            except (ChainUnavailable, RpcRefused, OSError) as exc:
+                log.warning("%s, stopped by a settle, does not start again (%s); trying at the next stall", name, exc)
+                continue
+            self._left_stopped.discard(name)
 
 
 class Supervisor:
     def __init__(self, network: CliqueNetwork, *, interval: float | None = None) -> None:
         self.network = network
         self.interval = interval if interval is not None else max(0.5, network.period / 2)
-        self.stall = StallWatch(network)
         self._stop = threading.Event()
+        self.stall = StallWatch(network, stopping=self._stop.is_set)
         self._thread = threading.Thread(target=self._run, name="clique-supervisor", daemon=True)
         self._pending_since: dict[PendingKey, int] = {}
         self.rebroadcasts = 0
@@ -93,7 +115,6 @@ class Supervisor:
     @property
     def nudges(self) -> int:
         return self.stall.nudges
-
 
     @property
     def settled(self) -> int:
@@ -105,7 +126,8 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=3 * SETTLE_SECONDS)  # a settle under way restarts validators
+        # A settle under way ends within its budget, then the hand-over and nudge time out on hung nodes.
+        self._thread.join(timeout=2 * SETTLE_SECONDS + 4 * STOP_SECONDS)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -113,6 +135,8 @@ class Supervisor:
                 self.check()
             except (ChainUnavailable, RpcRefused) as exc:
                 log.debug("supervisor: a node did not answer (%s)", exc)
+            except Exception:  # a supervisor that dies leaves the network unwatched: say why, go on
+                log.exception("supervisor: a round failed; the next one runs in %.1fs", self.interval)
 
     def check(self) -> None:
         """One round: look at the heads and the pools, act if the network stands still."""
@@ -139,7 +163,9 @@ class Supervisor:
         return heads
 
     def _stuck_transactions(self, heads: dict[str, int], head: int) -> list[tuple[str, str]]:
-        """(node, transaction hash) of each transaction pending in a node's pool for `STUCK_BLOCKS`."""
+        """(node, transaction hash) of each transaction pending in a node's pool for `STUCK_BLOCKS`
+        whose tip the validators take. A tip under their floor keeps it out of their pools, and
+        handing it over JSON-RPC would make it local there, which lifts that floor."""
         pending: dict[PendingKey, int] = {}
         hashes: dict[PendingKey, str] = {}
         for name in heads:
@@ -151,46 +177,61 @@ class Supervisor:
                 for nonce, tx in by_nonce.items():
                     key = (name, sender.lower(), int(nonce))
                     pending[key] = self._pending_since.get(key, head)
-                    hashes[key] = str(tx["hash"])
+                    if _tip_cap(tx) >= MINER_TIP_FLOOR_WEI:
+                        hashes[key] = str(tx["hash"])
         self._pending_since = pending
-        return [(key[0], hashes[key]) for key, since in pending.items() if head - since >= STUCK_BLOCKS]
+        return [(key[0], tx_hash) for key, tx_hash in hashes.items() if head - pending[key] >= STUCK_BLOCKS]
 
     def _rebroadcast(self, stuck: list[tuple[str, str]]) -> None:
         """Send each stuck transaction's signed bytes, read from the node that holds it, to every
-        other running node; a node that already has it (or has mined it) refuses, which is fine."""
+        other running node."""
         for holder, tx_hash in stuck:
             try:
                 raw = rpc(self.network.nodes[holder].rpc_url, "eth_getRawTransactionByHash", tx_hash, timeout=2.0)
             except (ChainUnavailable, RpcRefused):
                 continue
-            if not raw:
-                continue  # mined or dropped since the pool was read
-            for node in self.network.nodes.values():
-                if node.name != holder and node.running:
-                    try:
-                        rpc(node.rpc_url, "eth_sendRawTransaction", raw, timeout=2.0)
-                    except (ChainUnavailable, RpcRefused):
-                        continue  # "already known", "nonce too low", or a node that does not answer
-            self.rebroadcasts += 1
+            if raw:  # else mined or dropped since the pool was read
+                hand_over(self.network, [raw], besides=holder)
+                self.rebroadcasts += 1
 
 
-def settle_forks(network: CliqueNetwork, *, timeout: float = SETTLE_SECONDS) -> bool:
+def _tip_cap(tx: dict[str, Any]) -> int:
+    """What a transaction offers the sealer above the base fee, at most (geth's GasTipCap)."""
+    return int(str(tx.get("maxPriorityFeePerGas") or tx.get("gasPrice") or "0x0"), 16)
+
+
+def hand_over(network: CliqueNetwork, raws: Sequence[str], *, besides: str | None = None) -> None:
+    """Send signed transactions to every running node but `besides` over JSON-RPC. A node that has
+    one already, or has mined it, refuses it, which is fine; a node that does not answer is skipped
+    for the rest of the call."""
+    targets = [node for node in network.nodes.values() if node.name != besides and node.running]
+    for raw in raws:
+        for node in list(targets):
+            try:
+                rpc(node.rpc_url, "eth_sendRawTransaction", raw, timeout=2.0)
+            except RpcRefused:
+                continue  # "already known", "nonce too low"
+            except ChainUnavailable:
+                targets.remove(node)
+
+
+def settle_forks(network: CliqueNetwork, *, timeout: float = SETTLE_SECONDS) -> list[str]:
     """If the running validators do not all hold the same head, keep the heaviest fork (of equal
     weights, the one with the lowest head hash). Every other validator that is peered with a node on
     the kept fork stops sealing, is rewound to the last block it shares with that fork
     (`debug_setHead`) if it holds blocks off it, and is restarted with the others: it seals again
-    once it has synced the kept fork. Return whether any validator was restarted.
-
-    geth 1.13 does not put the dropped blocks' transactions back in the rewound node's pool after a
-    setHead; they survive where they were sent (a node keeps the transactions sent to it in its
-    journal across the restart) and in the pools of the nodes that reorganise normally.
+    once it has synced the kept fork. The transactions of the blocks rewound away are handed to
+    every node, as a reorganising geth puts them back in its pool. Return the validators stopped;
+    any of them not running again by `timeout` is the caller's to start.
 
     The restart is what makes it sync: a running geth learns a peer's weight from the handshake
     and from the parent of each block the peer announces, and nobody on the kept fork may seal one;
     a restarted geth dials every peer at once (a fresh process has no dial history). Rewinding
-    first keeps it from sealing on its own fork again before it has synced. A validator cut off
-    from the kept fork is left alone: restarted, it could not sync.
+    first keeps it from sealing on its own fork again before it has synced. geth 1.13 puts nothing
+    back in the pool after a setHead, and a restart loses the pool but its own journal. A validator
+    cut off from the kept fork is left alone: restarted, it could not sync.
     """
+    deadline = time.monotonic() + timeout
     tips = {}
     for node in network.validators:
         if node.running:
@@ -199,45 +240,66 @@ def settle_forks(network: CliqueNetwork, *, timeout: float = SETTLE_SECONDS) -> 
             except (ChainUnavailable, RpcRefused):
                 continue  # hung or stopping: neither a fork to keep nor one to rewind
     if len(set(tips.values())) < 2:
-        return False
+        return []
     kept = max(tips.values(), key=lambda tip: (tip[0], -int(tip[2], 16)))
     holders = {name for name, tip in tips.items() if tip == kept}
     holder_ids = {network.nodes[name].spec.node_id for name in holders}
     keeper = network.nodes[min(holders)]
-    settling = []
+    settling: list[str] = []
+    dropped: list[str] = []
     for name in sorted(set(tips) - holders):
         node = network.nodes[name]
-        peered = {str(peer["enode"]).split("//")[1].split("@")[0] for peer in rpc(node.rpc_url, "admin_peers")}
-        if not peered & holder_ids:
+        try:
+            peered = {str(peer["enode"]).split("//")[1].split("@")[0] for peer in rpc(node.rpc_url, "admin_peers")}
+            if not peered & holder_ids:
+                continue
+            weight, number, block_hash = tips[name]
+            ancestor = _shared_block(node.rpc_url, keeper.rpc_url, min(number, kept[1]))
+            rpc(node.rpc_url, "miner_stop")
+        except (ChainUnavailable, RpcRefused) as exc:
+            log.warning("%s is left as it is: it stopped answering (%s)", name, exc)
             continue
-        weight, number, block_hash = tips[name]
-        ancestor = _shared_block(node.rpc_url, keeper.rpc_url, min(number, kept[1]))
-        rpc(node.rpc_url, "miner_stop")
-        if ancestor < number:
-            log.warning("%s holds block %d %s (weight %d), off the kept fork at %d %s (weight %d); "
-                        "rewinding it to block %d", name, number, block_hash[:10], weight, kept[1],
-                        kept[2][:10], kept[0], ancestor)
-            rpc(node.rpc_url, "debug_setHead", hex(ancestor))
-        else:
-            log.warning("%s stands at block %d of the kept fork, whose head is %d; restarting it",
-                        name, number, kept[1])
-        settling.append(node.name)
+        settling.append(node.name)  # its miner is stopped: whatever fails next, the restart starts it
+        try:
+            if ancestor < number:
+                log.warning("%s holds block %d %s (weight %d), off the kept fork at %d %s (weight %d); "
+                            "rewinding it to block %d", name, number, block_hash[:10], weight, kept[1],
+                            kept[2][:10], kept[0], ancestor)
+                dropped += _transactions_of(node.rpc_url, range(ancestor + 1, number + 1))
+                rpc(node.rpc_url, "debug_setHead", hex(ancestor))
+            else:
+                log.warning("%s stands at block %d of the kept fork, whose head is %d; restarting it",
+                            name, number, kept[1])
+        except (ChainUnavailable, RpcRefused) as exc:
+            log.warning("%s could not be rewound (%s); it is restarted as it is", name, exc)
     if not settling:
-        return False
-    network.stop(settling)
+        return []
+    network.stop(settling, timeout=STOP_SECONDS)
     try:
-        network.start(settling, timeout=timeout)  # each seals again once caught up (CliqueNetwork.start)
-    except (ChainUnavailable, RpcRefused) as exc:
-        log.warning("%s did not sync the kept fork (%s); they seal again anyway", ", ".join(settling), exc)
+        network.start(settling, deadline=deadline)  # each seals again once caught up (CliqueNetwork.start)
+    except (ChainUnavailable, RpcRefused, OSError) as exc:
+        log.warning("%s did not start and sync the kept fork (%s); those running seal again anyway",
+                    ", ".join(settling), exc)
         for name in settling:
-            node = network.nodes[name]
-            try:
-                if not node.running:
-                    node.start(timeout=timeout)
-                rpc(node.rpc_url, "miner_start", timeout=2.0)
-            except (ChainUnavailable, RpcRefused):
-                continue  # the next stall tries again; the other restarted validators still seal
-    return True
+            if network.nodes[name].running:
+                try:
+                    rpc(network.nodes[name].rpc_url, "miner_start", timeout=2.0)
+                except (ChainUnavailable, RpcRefused):
+                    continue  # the next stall nudges it again
+    hand_over(network, list(dict.fromkeys(dropped)))
+    return settling
+
+
+def _transactions_of(url: str, numbers: range) -> list[str]:
+    """The signed bytes of every transaction in these blocks of a node's chain."""
+    raws = []
+    for number in numbers:
+        block = rpc(url, "eth_getBlockByNumber", hex(number), False)
+        for tx_hash in (block or {}).get("transactions", []):
+            raw = rpc(url, "eth_getRawTransactionByHash", tx_hash)
+            if raw:
+                raws.append(str(raw))
+    return raws
 
 
 def _tip(url: str) -> tuple[int, int, str]:

@@ -186,7 +186,8 @@ class GethNode:
         if spec.kind == "validator":
             assert spec.address is not None
             # No --mine: CliqueNetwork.start calls miner_start once the node has caught up.
-            args += ["--miner.etherbase", spec.address, "--unlock", spec.address,
+            args += ["--miner.etherbase", spec.address, "--miner.gasprice", str(setup.MINER_TIP_FLOOR_WEI),
+                     "--unlock", spec.address,
                      "--password", str(self.datadir / "password"), "--allow-insecure-unlock"]
         return args
 
@@ -404,19 +405,23 @@ class CliqueNetwork:
     def _select(self, names: Iterable[str] | None) -> list[GethNode]:
         return list(self.nodes.values()) if names is None else [self.node(name) for name in names]
 
-    def start(self, names: Iterable[str] | None = None, *, timeout: float = 60.0) -> None:
+    def start(self, names: Iterable[str] | None = None, *, timeout: float = 60.0,
+              deadline: float | None = None) -> None:
         """Start the nodes; a validator begins sealing only once it has the head the running nodes have.
 
         A validator that seals on its stale head as soon as it starts (or, on a cold start, before it
         has peers) makes a competing block at a height the others already filled. With equal difficulty each node keeps its own block, and
         Clique deadlocks when every live signer is barred ("signed recently") on its own fork but
         allowed on another's: seen here with 3 of 4 validators, for good.
+
+        `timeout` bounds each node's start, then the rest; a `deadline` (time.monotonic) bounds it all.
         """
         selected = [node for node in self._select(names) if not node.running]
         joining = any(node.running for node in self.nodes.values())  # else a cold start: nobody to catch up with
         for node in selected:
-            node.start(timeout=timeout)
-        deadline = time.monotonic() + timeout
+            node.start(timeout=timeout if deadline is None else max(1.0, deadline - time.monotonic()))
+        if deadline is None:
+            deadline = time.monotonic() + timeout
         if not joining:
             # Sealing before the static peers connect gives each validator a block 1 of its own.
             self.wait_for_peers(timeout=max(1.0, deadline - time.monotonic()))

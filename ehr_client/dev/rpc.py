@@ -16,9 +16,11 @@ class RpcRefused(ChainError):
 def rpc(url: str, method: str, *params: Any, timeout: float = 5.0) -> Any:
     """`method(*params)` on `url`; ChainUnavailable if the node does not answer within `timeout`."""
     try:
-        response = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
-                                 timeout=timeout)
-        answer = response.json()
+        with requests.Session() as session:
+            session.trust_env = False  # the nodes are on loopback: never through a proxy the environment names
+            response = session.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+                                    timeout=timeout)
+            answer = response.json()
     except (requests.RequestException, ValueError) as exc:
         raise ChainUnavailable(f"the node at {url} did not answer {method} ({type(exc).__name__}); "
                                "is it running? see its geth.log") from None

@@ -12,7 +12,6 @@ import signal
 import threading
 import time
 
-import pytest
 
 from ehr_client.dev.geth import CliqueNetwork
 from tests.network.test_equal_forks import equal_forks  # noqa: F401  (fixture)
@@ -55,8 +54,6 @@ def _supervisor_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name == "clique-supervisor" and thread.is_alive()]
 
 
-@pytest.mark.xfail(strict=True, reason="Supervisor.stop gives up after 180 s and returns while a settle still "
-                                       "restarts validators; supervised() exits slowly and leaves the thread running")
 def test_supervised_ends_its_thread_when_a_restarted_validator_hangs(equal_forks: CliqueNetwork) -> None:  # noqa: F811
     network = equal_forks
     with HangEachRestartOnce(network) as hang:

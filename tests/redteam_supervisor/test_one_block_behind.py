@@ -30,8 +30,6 @@ def _lowest_head(network: CliqueNetwork) -> int:
         return -1
 
 
-@pytest.mark.xfail(strict=True, reason="settle_forks restarts every validator at another tip, a validator one "
-                                       "block behind on the kept fork included, where a nudge is all it takes")
 def test_a_validator_one_block_behind_is_not_restarted(network: CliqueNetwork) -> None:
     frozen = stop_sealing(network, timeout=60)
     assert frozen is not None

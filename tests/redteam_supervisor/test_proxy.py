@@ -53,8 +53,6 @@ def one_validator(tmp_path: Path) -> Iterator[CliqueNetwork]:
         yield network
 
 
-@pytest.mark.xfail(strict=True, reason="ehr_client.dev.rpc honours HTTP_PROXY: the supervisor's calls to the "
-                                       "loopback nodes go to whatever proxy the environment names")
 def test_the_supervisor_talks_to_its_nodes_only(one_validator: CliqueNetwork, monkeypatch: pytest.MonkeyPatch) -> None:
     proxy = RecordingProxy()
     try:

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from hexbytes import HexBytes
 
+from ehr_client.dev.clique_watch import STUCK_BLOCKS
 from ehr_client.dev.geth import CliqueNetwork
 from ehr_client.dev.rpc import rpc
-from tests.network._chain import dev_account, send, wait_until, web3
+from tests.network._chain import dev_account, send, web3
 from tests.network.conftest import start_network
 
 
@@ -32,8 +33,6 @@ def _receipt(network: CliqueNetwork, tx_hash: HexBytes) -> object:
     return rpc(network.validators[0].rpc_url, "eth_getTransactionReceipt", tx_hash.to_0x_hex())
 
 
-@pytest.mark.xfail(strict=True, reason="the supervisor's rebroadcast makes an underpriced transaction local on "
-                                       "every validator, which mines it despite their fee floor")
 def test_the_supervisor_does_not_override_the_validators_fee_floor(three_validators: CliqueNetwork) -> None:
     network = three_validators
     rpc_node = network.rpc_nodes[0]
@@ -43,7 +42,7 @@ def test_the_supervisor_does_not_override_the_validators_fee_floor(three_validat
     assert _receipt(network, tx_hash) is None  # the validators' floor holds without the supervisor
     assert int(rpc(rpc_node.rpc_url, "txpool_status")["pending"], 16) == 1
     with network.supervised() as supervisor:
-        wait_until(lambda: supervisor.rebroadcasts >= 1, "the supervisor handed the transaction on", 60)
         head = network.head(network.validators[0].name)
-        network.wait_for_block(head + 4, name=network.validators[0].name, timeout=60)
+        network.wait_for_block(head + STUCK_BLOCKS + 4, name=network.validators[0].name, timeout=60)
     assert _receipt(network, tx_hash) is None, "mined below the validators' fee floor after the rebroadcast"
+    assert supervisor.rebroadcasts == 0

@@ -83,9 +83,6 @@ def _settle_and_check_both_mined(network: CliqueNetwork, sent: dict[str, HexByte
     assert all(mined.values()), f"mined on the final chain: {mined}; pools: {pools}"
 
 
-@pytest.mark.xfail(strict=True, reason="settle_forks rewinds the losing half with debug_setHead, which does not "
-                                       "return the dropped blocks' transactions to any pool: a transaction with two "
-                                       "confirmations on that half is never mined again")
 def test_transactions_mined_on_the_rewound_fork_are_mined_again(
         forks_with_a_transaction_each: tuple[CliqueNetwork, dict[str, HexBytes]]) -> None:
     _settle_and_check_both_mined(*forks_with_a_transaction_each)

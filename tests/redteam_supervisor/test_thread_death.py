@@ -34,8 +34,6 @@ def _supervisor_alive() -> bool:
     return any(thread.name == "clique-supervisor" and thread.is_alive() for thread in threading.enumerate())
 
 
-@pytest.mark.xfail(strict=True, reason="an OSError during a settle's restart kills the supervisor thread silently, "
-                                       "leaving the validators it stopped stopped; supervised() reports nothing")
 def test_a_settle_that_cannot_restart_a_validator_leaves_a_running_supervisor(
         removable_geth: Path, request: pytest.FixtureRequest) -> None:
     network: CliqueNetwork = request.getfixturevalue("equal_forks")  # after the binary is in place
